@@ -1,0 +1,64 @@
+# Every target builds and reuses .venv itself; nobody has to activate anything.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BUF_VERSION := 1.75.0
+PROTO_FILES := $(sort $(wildcard protos/taskyard/v1/*.proto))
+STUBS_DIR := shared
+
+.PHONY: all run test lint protos protos-check bench clean
+
+all: lint test
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "Taskyard needs Python 3.11 or newer; set PYTHON=..." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+run: $(STAMP)
+	@echo "== No scheduler or worker yet: running the noop task locally through the Task library."
+	$(BIN)/taskyard run-local noop --data '{"sleep": 0.5}'
+	$(BIN)/taskyard run-local noop --data '{"result": false}'; test $$? -eq 1
+	@echo "== A user mistake is one line and a non-zero exit:"
+	$(BIN)/taskyard run-local noop --data '{"sleep": -1}'; test $$? -eq 2
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	npx --yes @bufbuild/buf@$(BUF_VERSION) lint protos
+
+# protoc from grpcio-tools (pinned in pyproject.toml) with mypy-protobuf for .pyi stubs.
+define generate
+	$(BIN)/python -m grpc_tools.protoc -I protos \
+		--python_out=$(1) --grpc_python_out=$(1) \
+		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --mypy_out=$(1) \
+		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc --mypy_grpc_out=$(1) \
+		$(PROTO_FILES)
+endef
+
+protos: $(STAMP)
+	rm -f $(STUBS_DIR)/taskyard/v1/*_pb2*.py $(STUBS_DIR)/taskyard/v1/*_pb2*.pyi
+	$(call generate,$(STUBS_DIR))
+
+protos-check: $(STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(call generate,$$tmp) && \
+	diff -r --exclude=__init__.py --exclude=__pycache__ --exclude=py.typed \
+		"$$tmp/taskyard/v1" $(STUBS_DIR)/taskyard/v1 \
+		&& echo "generated stubs are up to date" \
+		|| { echo "stubs are stale: run 'make protos' and commit the result" >&2; exit 1; }
+
+bench: $(STAMP)
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python "$$b" || exit 1; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
