@@ -1,0 +1,1 @@
+"""The Taskyard scheduler: the gRPC server keeping the durable queue of work requests."""

@@ -1,0 +1,1 @@
+"""The Taskyard worker daemon: registers with the scheduler, runs what it is assigned."""
