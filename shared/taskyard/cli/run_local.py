@@ -1,0 +1,50 @@
+"""`taskyard run-local`: run one task in this process, without a scheduler.
+
+For trying a task and its data while writing it. Ctrl-C aborts the task the
+way a scheduler abort would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from types import FrameType
+
+from taskyard.cli.errors import CliError
+from taskyard.cli.json_arg import parse_json_object
+from taskyard.tasks import Task, TaskConfigError, UnknownTaskError
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the `run-local` subcommand."""
+    parser = subparsers.add_parser(
+        "run-local", help="run one task in this process, without a scheduler"
+    )
+    parser.add_argument("task", help="task name, e.g. noop")
+    parser.add_argument(
+        "--data", default="{}", help="task data: a JSON object, or @FILE holding one"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Configure and execute the task; exit 0 on success, 1 on failure."""
+    data = parse_json_object(args.data, option="--data")
+    try:
+        task = Task.class_from_name(args.task)()
+        task.configure(data)
+    except (UnknownTaskError, TaskConfigError) as error:
+        raise CliError(error.message) from error
+
+    def abort(_signum: int, _frame: FrameType | None) -> None:
+        task.logger.warning("interrupted: aborting %s", task.name)
+        task.abort()
+
+    previous = signal.signal(signal.SIGINT, abort)
+    try:
+        succeeded = task.execute_logging_exceptions()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    outcome = "aborted" if task.aborted else "success" if succeeded else "failure"
+    print(f"{task.name} {outcome} (ran locally, without a scheduler)")
+    return 0 if succeeded else 1
