@@ -38,7 +38,7 @@ class Probe(Task):
             log.write(f"count={self.data['count']}\n")
         if self.data.get("mode") == "raise":
             raise RuntimeError("probe exploded")
-        return self.data.get("mode", "ok") == "ok"
+        return bool(self.data.get("mode", "ok") == "ok")
 
 
 @pytest.fixture(autouse=True)
@@ -63,10 +63,11 @@ def test_new_task_has_name_logger_and_no_data() -> None:
 
 def test_configure_stores_valid_data() -> None:
     task = Probe()
-    data = {"count": 2, "tags": ["a"]}
+    tags = ["a"]
+    data = {"count": 2, "tags": tags}
     task.configure(data)
     assert task.data == {"count": 2, "tags": ["a"]}
-    data["tags"].append("b")  # the task keeps its own copy
+    tags.append("b")  # the task keeps its own copy
     assert task.data == {"count": 2, "tags": ["a"]}
 
 
