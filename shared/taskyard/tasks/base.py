@@ -49,7 +49,7 @@ class Task(ABC):
     #: Every concrete task class, by lowercased name.
     _sub_tasks: ClassVar[dict[str, type[Task]]] = {}
 
-    _validator: ClassVar[Draft202012Validator] = compile_schema({})
+    _validator: ClassVar[Draft202012Validator] = compile_schema(TASK_DATA_SCHEMA)
 
     #: The task's name: its class name lowercased.
     name: str
@@ -162,10 +162,17 @@ class Task(ABC):
                 self.name,
                 [FieldViolation("$", f"task data must be a JSON object, not {task_data!r}")],
             )
-        found = list(violations(self._validator, task_data))
+        found = list(violations(self._current_validator(), task_data))
         if found:
             raise TaskConfigError(self.name, found)
         self.data = copy.deepcopy(task_data)
+
+    @classmethod
+    def _current_validator(cls) -> Draft202012Validator:
+        """Return the compiled schema, recompiling if TASK_DATA_SCHEMA was reassigned."""
+        if cls._validator.schema is not cls.TASK_DATA_SCHEMA:
+            cls._validator = compile_schema(cls.TASK_DATA_SCHEMA)
+        return cls._validator
 
     def configure_server_access(self, access: ServerAccess) -> None:
         """Set the object through which the running task reaches the scheduler."""

@@ -349,3 +349,16 @@ def test_execute_logging_exceptions_logs_the_traceback_and_returns_false(
 def test_execute_logging_exceptions_passes_the_result_through() -> None:
     assert configured_probe(FakeServerAccess(), mode="ok").execute_logging_exceptions() is True
     assert configured_probe(FakeServerAccess(), mode="fail").execute_logging_exceptions() is False
+
+
+def test_configure_follows_a_schema_reassigned_after_class_creation() -> None:
+    class Late(Task):
+        TASK_VERSION = 1
+
+        def _execute(self) -> bool:
+            return True
+
+    Late().configure({"x": 1})
+    Late.TASK_DATA_SCHEMA = {"type": "object", "additionalProperties": False}
+    with pytest.raises(TaskConfigError, match="'x' was unexpected"):
+        Late().configure({"x": 1})
