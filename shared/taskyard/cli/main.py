@@ -7,8 +7,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from taskyard.cli import run_local
+from taskyard.cli import operator, run_local, work_requests
 from taskyard.cli.errors import CliError
+from taskyard.errors import TaskyardError
+from taskyard.scheduler import cli as scheduler_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(required=True, metavar="COMMAND")
+    scheduler_cli.add_parser(subparsers)
+    work_requests.add_parsers(subparsers)
+    operator.add_parsers(subparsers)
     run_local.add_parser(subparsers)
     return parser
 
@@ -34,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as error:
         print(f"taskyard: error: {error}", file=sys.stderr)
         return error.exit_code
+    except TaskyardError as error:
+        print(f"taskyard: error: {error.message}", file=sys.stderr)
+        return 2
     return code
 
 

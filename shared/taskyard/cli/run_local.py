@@ -12,10 +12,11 @@ from types import FrameType
 
 from taskyard.cli.errors import CliError
 from taskyard.cli.json_arg import parse_json_object
+from taskyard.cli.parsing import Subparsers
 from taskyard.tasks import Task, TaskConfigError, UnknownTaskError
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: Subparsers) -> None:
     """Register the `run-local` subcommand."""
     parser = subparsers.add_parser(
         "run-local", help="run one task in this process, without a scheduler"

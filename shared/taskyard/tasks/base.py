@@ -46,6 +46,9 @@ class Task(ABC):
     #: it reports equal to the scheduler's.
     TASK_VERSION: ClassVar[int | None] = None
 
+    #: Execution timeout of an attempt when the submitter sets none; None: no timeout.
+    DEFAULT_TIMEOUT_SECONDS: ClassVar[float | None] = None
+
     #: Every concrete task class, by lowercased name.
     _sub_tasks: ClassVar[dict[str, type[Task]]] = {}
 

@@ -1,0 +1,1 @@
+"""gRPC servicers: convert, call one use case, convert back. No business logic."""

@@ -1,0 +1,168 @@
+"""Every call passes here: who is calling, may they, and how errors leave.
+
+A server interceptor wraps each handler so that (1) the bearer token becomes a
+principal, checked against the method's access rule and made available to the
+servicer through `principal()`, and (2) a TaskyardError leaves as its status
+code with ErrorInfo/BadRequest details, while anything unexpected leaves as
+INTERNAL with a generic message and its traceback goes to the log.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
+
+import grpc
+
+from taskyard.errors import TaskyardError
+from taskyard.rpc import status as rpc_status
+from taskyard.rpc.credentials import bearer_of
+from taskyard.scheduler.domain import Role
+from taskyard.scheduler.service.auth import Principal, require_role, require_worker
+from taskyard.scheduler.service.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+# A string: grpc's handler class cannot be subscripted at run time.
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+
+class Access(enum.Enum):
+    """Who may call a method."""
+
+    PUBLIC = "public"
+    WORKER = "worker"
+    SUBMIT = "submit"
+    ADMIN = "admin"
+    WORKER_OR_SUBMIT = "worker-or-submit"
+
+
+_PRINCIPAL: contextvars.ContextVar[Principal] = contextvars.ContextVar("taskyard_principal")
+
+#: Access rule of every Taskyard method; methods not listed (health, reflection) are public.
+RULES: dict[str, Access] = {
+    "/taskyard.v1.WorkerService/Register": Access.PUBLIC,
+    "/taskyard.v1.WorkerService/Session": Access.WORKER,
+    "/taskyard.v1.OperatorService/ListTasks": Access.SUBMIT,
+}
+_SERVICE_RULES = {
+    "/taskyard.v1.WorkRequestService/": Access.SUBMIT,
+    "/taskyard.v1.OperatorService/": Access.ADMIN,
+    "/taskyard.v1.ArtifactService/": Access.WORKER_OR_SUBMIT,
+}
+
+
+def rule_for(method: str) -> Access:
+    """The access rule of a full method name."""
+    if method in RULES:
+        return RULES[method]
+    for prefix, access in _SERVICE_RULES.items():
+        if method.startswith(prefix):
+            return access
+    return Access.PUBLIC
+
+
+def principal() -> Principal:
+    """The authenticated caller of the current call."""
+    return _PRINCIPAL.get()
+
+
+class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Authenticates, authorizes and maps errors for every Taskyard method."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or not method.startswith("/taskyard."):
+            return handler
+        return _wrap(handler, lambda context: self._admit(rule_for(method), context))
+
+    def _admit(self, access: Access, context: Context) -> None:
+        if access is Access.PUBLIC:
+            return
+        caller = self._scheduler.authenticate(bearer_of(context.invocation_metadata()))
+        if access is Access.WORKER:
+            require_worker(caller)
+        elif access is Access.SUBMIT:
+            require_role(caller, Role.SUBMIT)
+        elif access is Access.ADMIN:
+            require_role(caller, Role.ADMIN)
+        elif access is Access.WORKER_OR_SUBMIT and not _is_worker(caller):
+            require_role(caller, Role.SUBMIT)
+        _PRINCIPAL.set(caller)
+
+
+def _is_worker(caller: Principal) -> bool:
+    try:
+        require_worker(caller)
+    except TaskyardError:
+        return False
+    return True
+
+
+Admit = Callable[[Context], None]
+
+
+async def _fail(error: BaseException, context: Context) -> None:
+    """End the call with the status `error` stands for."""
+    if isinstance(error, TaskyardError):
+        status = rpc_status.to_status(error)
+    else:
+        log.error("unexpected %s", type(error).__name__, exc_info=error)
+        status = rpc_status.internal_status()
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def _wrap(handler: Handler, admit: Admit) -> Handler:
+    """The same handler, with admission and error mapping around its behaviour."""
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, admit), **kwargs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            _streaming(handler.unary_stream, admit), **kwargs
+        )
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(_unary(handler.stream_unary, admit), **kwargs)
+    return grpc.stream_stream_rpc_method_handler(_streaming(handler.stream_stream, admit), **kwargs)
+
+
+def _unary(behaviour: Any, admit: Admit) -> Any:
+    async def call(request: Any, context: Context) -> Any:
+        try:
+            admit(context)
+            return await behaviour(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await _fail(error, context)
+
+    return call
+
+
+def _streaming(behaviour: Any, admit: Admit) -> Any:
+    async def call(request: Any, context: Context) -> AsyncIterator[Any]:
+        try:
+            admit(context)
+            async for response in behaviour(request, context):
+                yield response
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await _fail(error, context)
+
+    return call

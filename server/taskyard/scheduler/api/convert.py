@@ -1,0 +1,260 @@
+"""Conversion between taskyard.v1 messages and scheduler domain objects."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from taskyard.errors import TaskyardError
+from taskyard.rpc import status as rpc_status
+from taskyard.scheduler import lifecycle
+from taskyard.scheduler.domain import (
+    Lease,
+    Result,
+    Role,
+    State,
+    Token,
+    Worker,
+    WorkError,
+    WorkRequest,
+)
+from taskyard.scheduler.explain import Eligibility, Explanation
+from taskyard.scheduler.service import messages
+from taskyard.scheduler.service.work_requests import SubmitSpec
+from taskyard.v1 import common_pb2, operator_pb2, work_requests_pb2, workers_pb2
+
+STATES = {
+    State.PENDING: work_requests_pb2.WORK_REQUEST_STATE_PENDING,
+    State.ASSIGNED: work_requests_pb2.WORK_REQUEST_STATE_ASSIGNED,
+    State.RUNNING: work_requests_pb2.WORK_REQUEST_STATE_RUNNING,
+    State.COMPLETED: work_requests_pb2.WORK_REQUEST_STATE_COMPLETED,
+    State.ABORTED: work_requests_pb2.WORK_REQUEST_STATE_ABORTED,
+}
+STATES_FROM_PROTO = {value: key for key, value in STATES.items()}
+RESULTS = {
+    Result.NONE: work_requests_pb2.WORK_REQUEST_RESULT_UNSPECIFIED,
+    Result.SUCCESS: work_requests_pb2.WORK_REQUEST_RESULT_SUCCESS,
+    Result.FAILURE: work_requests_pb2.WORK_REQUEST_RESULT_FAILURE,
+    Result.ERROR: work_requests_pb2.WORK_REQUEST_RESULT_ERROR,
+}
+OUTCOMES = {
+    workers_pb2.WORK_OUTCOME_SUCCESS: lifecycle.Outcome.SUCCESS,
+    workers_pb2.WORK_OUTCOME_FAILURE: lifecycle.Outcome.FAILURE,
+    workers_pb2.WORK_OUTCOME_ERROR: lifecycle.Outcome.ERROR,
+    workers_pb2.WORK_OUTCOME_ABORTED: lifecycle.Outcome.ABORTED,
+}
+ROLES = {
+    Role.SUBMIT: operator_pb2.TOKEN_ROLE_SUBMIT,
+    Role.ADMIN: operator_pb2.TOKEN_ROLE_ADMIN,
+    Role.WORKER_ACTIVATION: operator_pb2.TOKEN_ROLE_WORKER_ACTIVATION,
+}
+ROLES_FROM_PROTO = {value: key for key, value in ROLES.items()}
+ELIGIBILITIES = {
+    Eligibility.ELIGIBLE: work_requests_pb2.ELIGIBILITY_ELIGIBLE,
+    Eligibility.NOT_CONNECTED: work_requests_pb2.ELIGIBILITY_NOT_CONNECTED,
+    Eligibility.DISABLED: work_requests_pb2.ELIGIBILITY_DISABLED,
+    Eligibility.DENY_LISTED: work_requests_pb2.ELIGIBILITY_DENY_LISTED,
+    Eligibility.NOT_ALLOW_LISTED: work_requests_pb2.ELIGIBILITY_NOT_ALLOW_LISTED,
+    Eligibility.BUSY: work_requests_pb2.ELIGIBILITY_BUSY,
+    Eligibility.VERSION_MISMATCH: work_requests_pb2.ELIGIBILITY_VERSION_MISMATCH,
+    Eligibility.CANNOT_RUN: work_requests_pb2.ELIGIBILITY_CANNOT_RUN,
+}
+ABORT_REASONS = {
+    messages.AbortReason.USER: workers_pb2.ABORT_REASON_USER,
+    messages.AbortReason.TIMEOUT: workers_pb2.ABORT_REASON_TIMEOUT,
+    messages.AbortReason.LEASE_LOST: workers_pb2.ABORT_REASON_LEASE_LOST,
+}
+REPORT_KINDS = {
+    messages.ReportKind.STARTED: workers_pb2.REPORT_KIND_STARTED,
+    messages.ReportKind.COMPLETED: workers_pb2.REPORT_KIND_COMPLETED,
+}
+
+
+def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    """A Timestamp, or None to leave the field unset."""
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def duration(seconds: float | None) -> duration_pb2.Duration | None:
+    """A Duration, or None to leave the field unset."""
+    if seconds is None:
+        return None
+    result = duration_pb2.Duration()
+    result.FromNanoseconds(round(seconds * 1e9))
+    return result
+
+
+def lease_to_proto(lease: Lease) -> common_pb2.Lease:
+    return common_pb2.Lease(work_request_id=lease.work_request_id, attempt=lease.attempt)
+
+
+def lease_from_proto(lease: common_pb2.Lease) -> Lease:
+    return Lease(lease.work_request_id, lease.attempt)
+
+
+def work_error_to_proto(error: WorkError | None) -> work_requests_pb2.WorkRequestError | None:
+    if error is None:
+        return None
+    return work_requests_pb2.WorkRequestError(
+        reason=error.reason, type=error.type, message=error.message
+    )
+
+
+def work_request_to_proto(work_request: WorkRequest) -> work_requests_pb2.WorkRequest:
+    """The wire form of a work request."""
+    return work_requests_pb2.WorkRequest(
+        id=work_request.id,
+        task_name=work_request.task_name,
+        task_data_json=work_request.task_data_json,
+        priority=work_request.priority,
+        state=STATES[work_request.state],
+        result=RESULTS[work_request.result],
+        output_json=work_request.output_json,
+        error=work_error_to_proto(work_request.error),
+        attempt=work_request.attempt,
+        max_attempts=work_request.max_attempts,
+        worker_name=work_request.worker_name,
+        timeout=duration(work_request.timeout_seconds),
+        idempotency_key=work_request.idempotency_key,
+        created_at=timestamp(work_request.created_at),
+        assigned_at=timestamp(work_request.assigned_at),
+        started_at=timestamp(work_request.started_at),
+        completed_at=timestamp(work_request.completed_at),
+        updated_at=timestamp(work_request.updated_at),
+    )
+
+
+def submit_spec(request: work_requests_pb2.SubmitRequest, trace: dict[str, str]) -> SubmitSpec:
+    """The domain form of a submit request."""
+    return SubmitSpec(
+        task_name=request.task_name,
+        task_data_json=request.task_data_json,
+        priority=request.priority,
+        timeout_seconds=request.timeout.ToNanoseconds() / 1e9
+        if request.HasField("timeout")
+        else None,
+        idempotency_key=request.idempotency_key,
+        max_attempts=request.max_attempts,
+        trace_context=trace,
+    )
+
+
+def problem(error: TaskyardError) -> common_pb2.Problem:
+    """An error carried in a response body."""
+    return common_pb2.Problem(
+        code=rpc_status.code_of(error).value[0],
+        reason=error.reason,
+        message=error.message,
+        field_violations=[
+            common_pb2.FieldViolation(field=v.field, description=v.description)
+            for v in error.violations
+        ],
+    )
+
+
+def explanation_to_proto(
+    work_request: WorkRequest, explanation: Explanation
+) -> work_requests_pb2.ExplainResponse:
+    return work_requests_pb2.ExplainResponse(
+        work_request=work_request_to_proto(work_request),
+        workers=[
+            work_requests_pb2.WorkerVerdict(
+                worker_name=v.worker_name,
+                eligibility=ELIGIBILITIES[v.eligibility],
+                detail=v.detail,
+            )
+            for v in explanation.verdicts
+        ],
+        runnable=explanation.runnable,
+        summary=explanation.summary,
+    )
+
+
+def worker_to_proto(
+    worker: Worker, connected: bool, running: Iterable[Lease]
+) -> operator_pb2.Worker:
+    """The operator's view of a worker."""
+    return operator_pb2.Worker(
+        name=worker.name,
+        enabled=worker.enabled,
+        connected=connected,
+        slots=worker.slots,
+        running=[lease_to_proto(lease) for lease in running],
+        dynamic_metadata_json=json.dumps(worker.dynamic_metadata, sort_keys=True),
+        static_metadata_json=json.dumps(worker.static_metadata, sort_keys=True),
+        allowed_tasks=worker.allowed_tasks,
+        denied_tasks=worker.denied_tasks,
+        registered_at=timestamp(worker.registered_at),
+        last_seen_at=timestamp(worker.last_seen_at),
+    )
+
+
+def token_to_proto(token: Token) -> operator_pb2.Token:
+    return operator_pb2.Token(
+        id=token.id,
+        role=ROLES[token.role],
+        description=token.description,
+        created_at=timestamp(token.created_at),
+        expires_at=timestamp(token.expires_at),
+        used=token.used_at is not None,
+    )
+
+
+def session_message_to_proto(message: messages.SessionMessage) -> workers_pb2.SessionResponse:
+    """The wire form of what the scheduler pushes to a worker."""
+    match message:
+        case messages.Welcome():
+            return workers_pb2.SessionResponse(
+                welcome=workers_pb2.SessionWelcome(
+                    worker_name=message.worker_name,
+                    heartbeat_interval=duration(message.heartbeat_interval),
+                    lease_grace=duration(message.lease_grace),
+                )
+            )
+        case messages.Assign():
+            work_request = message.work_request
+            trace = work_request.trace_context
+            return workers_pb2.SessionResponse(
+                assignment=workers_pb2.Assignment(
+                    lease=lease_to_proto(work_request.lease),
+                    task_name=work_request.task_name,
+                    task_data_json=work_request.task_data_json,
+                    task_version=message.task_version,
+                    timeout=duration(message.timeout_seconds),
+                    trace_context=common_pb2.TraceContext(
+                        traceparent=trace.get("traceparent", ""),
+                        tracestate=trace.get("tracestate", ""),
+                    ),
+                )
+            )
+        case messages.AbortWork():
+            return workers_pb2.SessionResponse(
+                abort=workers_pb2.AbortWork(
+                    lease=lease_to_proto(message.lease),
+                    reason=ABORT_REASONS[message.reason],
+                    message=message.message,
+                )
+            )
+        case messages.RefreshMetadata():
+            return workers_pb2.SessionResponse(metadata_refresh=workers_pb2.MetadataRefresh())
+        case messages.Ack():
+            return workers_pb2.SessionResponse(
+                ack=workers_pb2.ReportAck(
+                    lease=lease_to_proto(message.lease),
+                    kind=REPORT_KINDS[message.kind],
+                    problem=problem(message.problem) if message.problem else None,
+                )
+            )
+        case messages.Closing():
+            return workers_pb2.SessionResponse(
+                closing=workers_pb2.SessionClosing(
+                    reason=message.reason, reconnect_after=duration(message.reconnect_after)
+                )
+            )

@@ -1,0 +1,102 @@
+"""OperatorService: workers, tasks and tokens."""
+
+from __future__ import annotations
+
+import json
+
+from taskyard.errors import FieldViolation, InvalidArgumentError
+from taskyard.scheduler.api import convert
+from taskyard.scheduler.api.access import Context
+from taskyard.scheduler.service.tokens import Tokens
+from taskyard.scheduler.service.workers import Workers
+from taskyard.tasks import Task
+from taskyard.v1 import operator_pb2 as pb
+from taskyard.v1 import operator_pb2_grpc
+
+
+def task_info(task_class: type[Task]) -> pb.TaskInfo:
+    """What an operator sees of a task."""
+    doc = (task_class.__doc__ or "").strip().splitlines()
+    return pb.TaskInfo(
+        name=task_class.name,
+        version=task_class.TASK_VERSION or 0,
+        data_schema_json=json.dumps(task_class.TASK_DATA_SCHEMA, sort_keys=True),
+        description=doc[0] if doc else "",
+    )
+
+
+class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
+    """Administration of workers, tasks and tokens."""
+
+    def __init__(self, workers: Workers, tokens: Tokens) -> None:
+        self._workers = workers
+        self._tokens = tokens
+
+    def _worker(self, name: str) -> pb.Worker:
+        for worker, connected, running in self._workers.list():
+            if worker.name == name:
+                return convert.worker_to_proto(worker, connected, running)
+        return pb.Worker(name=name)
+
+    async def ListWorkers(
+        self, request: pb.ListWorkersRequest, context: Context
+    ) -> pb.ListWorkersResponse:
+        found = self._workers.list(request.connected_only)
+        return pb.ListWorkersResponse(workers=[convert.worker_to_proto(*f) for f in found])
+
+    async def EnableWorker(
+        self, request: pb.EnableWorkerRequest, context: Context
+    ) -> pb.EnableWorkerResponse:
+        await self._workers.change(request.name, enabled=True)
+        return pb.EnableWorkerResponse(worker=self._worker(request.name))
+
+    async def DisableWorker(
+        self, request: pb.DisableWorkerRequest, context: Context
+    ) -> pb.DisableWorkerResponse:
+        await self._workers.change(request.name, enabled=False)
+        return pb.DisableWorkerResponse(worker=self._worker(request.name))
+
+    async def SetWorkerMetadata(
+        self, request: pb.SetWorkerMetadataRequest, context: Context
+    ) -> pb.SetWorkerMetadataResponse:
+        await self._workers.set_static_metadata(request.name, request.static_metadata_json)
+        return pb.SetWorkerMetadataResponse(worker=self._worker(request.name))
+
+    async def SetWorkerTaskFilter(
+        self, request: pb.SetWorkerTaskFilterRequest, context: Context
+    ) -> pb.SetWorkerTaskFilterResponse:
+        await self._workers.set_task_filter(
+            request.name, list(request.allowed_tasks), list(request.denied_tasks)
+        )
+        return pb.SetWorkerTaskFilterResponse(worker=self._worker(request.name))
+
+    async def ListTasks(
+        self, request: pb.ListTasksRequest, context: Context
+    ) -> pb.ListTasksResponse:
+        tasks = [task_info(Task.class_from_name(name)) for name in Task.task_names()]
+        return pb.ListTasksResponse(tasks=tasks)
+
+    async def CreateToken(
+        self, request: pb.CreateTokenRequest, context: Context
+    ) -> pb.CreateTokenResponse:
+        role = convert.ROLES_FROM_PROTO.get(request.role)
+        if role is None:
+            description = "must be submit, admin or worker-activation"
+            raise InvalidArgumentError(
+                f"role: {description}", violations=[FieldViolation("role", description)]
+            )
+        ttl = request.ttl.ToNanoseconds() / 1e9 if request.HasField("ttl") else None
+        token, secret = await self._tokens.create(role, request.description, ttl)
+        return pb.CreateTokenResponse(token=convert.token_to_proto(token), secret=secret)
+
+    async def ListTokens(
+        self, request: pb.ListTokensRequest, context: Context
+    ) -> pb.ListTokensResponse:
+        tokens = await self._tokens.list()
+        return pb.ListTokensResponse(tokens=[convert.token_to_proto(t) for t in tokens])
+
+    async def RevokeToken(
+        self, request: pb.RevokeTokenRequest, context: Context
+    ) -> pb.RevokeTokenResponse:
+        token = await self._tokens.revoke(request.id)
+        return pb.RevokeTokenResponse(token=convert.token_to_proto(token))

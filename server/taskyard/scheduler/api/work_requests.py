@@ -1,0 +1,97 @@
+"""WorkRequestService: the client API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from taskyard.errors import TaskyardError
+from taskyard.scheduler.api import convert
+from taskyard.scheduler.api.access import Context
+from taskyard.scheduler.service.work_requests import Submitted, WorkRequests
+from taskyard.scheduler.store.port import WorkRequestFilter
+from taskyard.v1 import work_requests_pb2 as pb
+from taskyard.v1 import work_requests_pb2_grpc
+
+TRACE_KEYS = ("traceparent", "tracestate")
+
+
+def trace_context(context: Context) -> dict[str, str]:
+    """The W3C trace context the client sent, if any."""
+    found: dict[str, str] = {}
+    for key, value in context.invocation_metadata() or ():
+        if key in TRACE_KEYS and isinstance(value, str):
+            found[key] = value
+    return found
+
+
+def _filter(states: Any, task_name: str, worker_name: str = "") -> WorkRequestFilter:
+    return WorkRequestFilter(
+        states=frozenset(convert.STATES_FROM_PROTO[s] for s in states if s),
+        task_name=task_name.lower(),
+        worker_name=worker_name,
+    )
+
+
+def _batch_result(outcome: Submitted | TaskyardError) -> pb.BatchSubmitResult:
+    if isinstance(outcome, TaskyardError):
+        return pb.BatchSubmitResult(problem=convert.problem(outcome))
+    return pb.BatchSubmitResult(
+        work_request=convert.work_request_to_proto(outcome.work_request), created=outcome.created
+    )
+
+
+class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
+    """Submitting, inspecting and controlling work requests."""
+
+    def __init__(self, work_requests: WorkRequests) -> None:
+        self._use = work_requests
+
+    async def Submit(self, request: pb.SubmitRequest, context: Context) -> pb.SubmitResponse:
+        submitted = await self._use.submit(convert.submit_spec(request, trace_context(context)))
+        return pb.SubmitResponse(
+            work_request=convert.work_request_to_proto(submitted.work_request),
+            created=submitted.created,
+        )
+
+    async def BatchSubmit(
+        self, request: pb.BatchSubmitRequest, context: Context
+    ) -> pb.BatchSubmitResponse:
+        trace = trace_context(context)
+        specs = [convert.submit_spec(item, trace) for item in request.requests]
+        outcomes = await self._use.batch_submit(specs)
+        return pb.BatchSubmitResponse(results=[_batch_result(o) for o in outcomes])
+
+    async def Get(self, request: pb.GetRequest, context: Context) -> pb.GetResponse:
+        work_request = await self._use.get(request.id)
+        return pb.GetResponse(work_request=convert.work_request_to_proto(work_request))
+
+    async def List(self, request: pb.ListRequest, context: Context) -> pb.ListResponse:
+        where = _filter(request.states, request.task_name, request.worker_name)
+        page, next_token = await self._use.list(where, request.page_size, request.page_token)
+        return pb.ListResponse(
+            work_requests=[convert.work_request_to_proto(w) for w in page],
+            next_page_token=next_token,
+        )
+
+    async def Watch(
+        self, request: pb.WatchRequest, context: Context
+    ) -> AsyncIterator[pb.WatchResponse]:
+        if request.id:
+            changes = self._use.watch_one(request.id)
+        else:
+            changes = self._use.watch(_filter(request.states, request.task_name))
+        async for change in changes:
+            yield pb.WatchResponse(work_request=convert.work_request_to_proto(change))
+
+    async def Abort(self, request: pb.AbortRequest, context: Context) -> pb.AbortResponse:
+        work_request = await self._use.abort(request.id, request.reason)
+        return pb.AbortResponse(work_request=convert.work_request_to_proto(work_request))
+
+    async def Retry(self, request: pb.RetryRequest, context: Context) -> pb.RetryResponse:
+        work_request = await self._use.retry(request.id)
+        return pb.RetryResponse(work_request=convert.work_request_to_proto(work_request))
+
+    async def Explain(self, request: pb.ExplainRequest, context: Context) -> pb.ExplainResponse:
+        work_request, explanation = await self._use.explain(request.id)
+        return convert.explanation_to_proto(work_request, explanation)

@@ -1,0 +1,65 @@
+"""`taskyard scheduler`: run the scheduler, or migrate its database."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+
+from taskyard.cli.parsing import Subparsers
+from taskyard.config import load_toml, resolve
+from taskyard.scheduler.config import SchedulerConfig
+from taskyard.scheduler.server import serve
+from taskyard.scheduler.store.sql import SqlStore
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    """Register the `scheduler` subcommand."""
+    parser = subparsers.add_parser("scheduler", help="run the scheduler (gRPC server)")
+    parser.add_argument(
+        "action",
+        nargs="?",
+        choices=["serve", "migrate"],
+        default="serve",
+        help="serve (default), or migrate the database and exit",
+    )
+    parser.add_argument("--listen", help="address to listen on (default 127.0.0.1:50051)")
+    parser.add_argument("--data-dir", type=Path, help="default ~/.local/share/taskyard")
+    parser.add_argument("--database", help="SQLAlchemy URL (default: SQLite in the data dir)")
+    parser.add_argument(
+        "--auto-enable-workers",
+        action="store_const",
+        const=True,
+        help="enable newly registered workers without an operator",
+    )
+    parser.add_argument("--tls-cert", help="PEM certificate chain of the server")
+    parser.add_argument("--tls-key", help="PEM private key of the server")
+    parser.add_argument("--tls-client-ca", help="require client certificates signed by this CA")
+    parser.add_argument("--heartbeat-interval", type=float, help="seconds (default 10)")
+    parser.add_argument("--lease-grace", type=float, help="seconds (default 30)")
+    parser.add_argument("--max-attempts", type=int, help="default attempts per request (3)")
+    parser.add_argument("--config", type=Path, help="TOML file with a [scheduler] table")
+    parser.set_defaults(handler=run)
+
+
+def config_from(args: argparse.Namespace) -> SchedulerConfig:
+    """The configuration: flags over TASKYARD_* over the TOML file over defaults."""
+    flags = {key: value for key, value in vars(args).items() if key not in {"handler", "config"}}
+    return resolve(SchedulerConfig, flags, load_toml(args.config, "scheduler"))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until stopped, or migrate."""
+    config = config_from(args)
+    if args.action == "migrate":
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        store = SqlStore(config.database_url())
+        store.migrate()
+        store.close()
+        print(f"database {config.database_url()} is at the newest schema")
+        return 0
+    asyncio.run(serve(config))
+    return 0

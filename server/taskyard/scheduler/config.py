@@ -1,0 +1,34 @@
+"""Settings of `taskyard scheduler`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    """Where the scheduler keeps its database and admin token by default."""
+    return Path.home() / ".local" / "share" / "taskyard"
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """Every setting of the scheduler process, with its default."""
+
+    listen: str = "127.0.0.1:50051"
+    data_dir: Path = field(default_factory=default_data_dir)
+    #: SQLAlchemy URL; empty means the SQLite file `taskyard.db` in the data dir.
+    database: str = ""
+    auto_enable_workers: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    heartbeat_interval: float = 10.0
+    lease_grace: float = 30.0
+    max_attempts: int = 3
+    #: Seconds in-flight calls get to finish on shutdown.
+    shutdown_grace: float = 10.0
+
+    def database_url(self) -> str:
+        """The database to use."""
+        return self.database or f"sqlite:///{self.data_dir / 'taskyard.db'}"

@@ -1,0 +1,166 @@
+"""Domain model of the scheduler: work requests, workers, tokens, and the
+state machine of a work request. Pure data; no I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from taskyard.errors import FailedPreconditionError
+
+
+class State(enum.StrEnum):
+    """Lifecycle state of a work request."""
+
+    PENDING = "pending"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+
+
+class Result(enum.StrEnum):
+    """How a completed work request ended; NONE until it completes."""
+
+    NONE = ""
+    SUCCESS = "success"
+    FAILURE = "failure"
+    ERROR = "error"
+
+
+#: Every allowed transition. Requeue (lost worker) goes ASSIGNED/RUNNING ->
+#: PENDING; retry goes COMPLETED/ABORTED -> PENDING; ASSIGNED -> COMPLETED is a
+#: task that fails before it starts (unknown task, bad data, timeout).
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.PENDING: frozenset({State.ASSIGNED, State.ABORTED}),
+    State.ASSIGNED: frozenset({State.RUNNING, State.COMPLETED, State.PENDING, State.ABORTED}),
+    State.RUNNING: frozenset({State.COMPLETED, State.PENDING, State.ABORTED}),
+    State.COMPLETED: frozenset({State.PENDING}),
+    State.ABORTED: frozenset({State.PENDING}),
+}
+
+FINAL_STATES = frozenset({State.COMPLETED, State.ABORTED})
+ACTIVE_STATES = frozenset({State.ASSIGNED, State.RUNNING})
+
+
+class IllegalTransitionError(FailedPreconditionError):
+    """A work request cannot go from its state to the one asked for."""
+
+    default_reason = "ILLEGAL_TRANSITION"
+
+
+def check_transition(current: State, target: State) -> None:
+    """Raise IllegalTransitionError unless `current -> target` is allowed."""
+    if target not in TRANSITIONS[current]:
+        raise IllegalTransitionError(
+            f"a {current} work request cannot become {target}",
+            metadata={"from": current.value, "to": target.value},
+        )
+
+
+@dataclass(frozen=True)
+class WorkError:
+    """Why a work request ended in error or was aborted."""
+
+    reason: str
+    message: str
+    type: str = ""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The right to act on one attempt of one work request."""
+
+    work_request_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class WorkRequest:
+    """One queued task with its data, and everything that happened to it."""
+
+    id: str
+    task_name: str
+    task_data_json: str
+    priority: int
+    created_at: datetime
+    #: Orders equal priorities first-in first-out; renewed on retry.
+    queue_key: str
+    state: State = State.PENDING
+    result: Result = Result.NONE
+    output_json: str = ""
+    error: WorkError | None = None
+    attempt: int = 1
+    max_attempts: int = 3
+    worker_name: str = ""
+    timeout_seconds: float | None = None
+    idempotency_key: str = ""
+    trace_context: dict[str, str] = field(default_factory=dict)
+    assigned_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    updated_at: datetime | None = None
+    #: Set when a user aborts active work: the attempt ends ABORTED, not requeued.
+    abort_requested_at: datetime | None = None
+
+    @property
+    def lease(self) -> Lease:
+        """The lease of the current attempt."""
+        return Lease(self.id, self.attempt)
+
+    def moved_to(self, target: State, now: datetime, **changes: Any) -> WorkRequest:
+        """Return a copy in state `target`, refusing illegal transitions."""
+        check_transition(self.state, target)
+        return dataclasses.replace(self, state=target, updated_at=now, **changes)
+
+
+class Role(enum.StrEnum):
+    """What a client token allows."""
+
+    SUBMIT = "submit"
+    ADMIN = "admin"
+    WORKER_ACTIVATION = "worker-activation"
+
+
+@dataclass(frozen=True)
+class Token:
+    """A client or activation token; only the SHA-256 of its secret is kept."""
+
+    id: str
+    secret_sha256: str
+    role: Role
+    created_at: datetime
+    description: str = ""
+    expires_at: datetime | None = None
+    used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def valid_at(self, now: datetime) -> bool:
+        """Whether the token may be used at `now`."""
+        if self.revoked_at is not None or self.used_at is not None:
+            return False
+        return self.expires_at is None or now < self.expires_at
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A registered worker and what the scheduler knows of it."""
+
+    name: str
+    token_sha256: str
+    registered_at: datetime
+    enabled: bool = False
+    slots: int = 1
+    dynamic_metadata: dict[str, Any] = field(default_factory=dict)
+    static_metadata: dict[str, Any] = field(default_factory=dict)
+    allowed_tasks: tuple[str, ...] = ()
+    denied_tasks: tuple[str, ...] = ()
+    last_seen_at: datetime | None = None
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Dynamic metadata overlaid by the operator's static metadata (static wins)."""
+        return {**self.dynamic_metadata, **self.static_metadata}

@@ -1,0 +1,143 @@
+"""The scheduler process: gRPC server, standard services, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from taskyard.errors import InvalidArgumentError
+from taskyard.rpc.credentials import CHANNEL_OPTIONS
+from taskyard.scheduler.api.access import AccessInterceptor
+from taskyard.scheduler.api.operator import OperatorServicer
+from taskyard.scheduler.api.work_requests import WorkRequestServicer
+from taskyard.scheduler.api.workers import WorkerServicer
+from taskyard.scheduler.config import SchedulerConfig
+from taskyard.scheduler.service.dispatch import Settings
+from taskyard.scheduler.service.scheduler import Scheduler
+from taskyard.scheduler.store.sql import SqlStore
+from taskyard.v1 import (
+    operator_pb2,
+    operator_pb2_grpc,
+    work_requests_pb2,
+    work_requests_pb2_grpc,
+    workers_pb2,
+    workers_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICES = (
+    work_requests_pb2.DESCRIPTOR.services_by_name["WorkRequestService"].full_name,
+    workers_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
+    operator_pb2.DESCRIPTOR.services_by_name["OperatorService"].full_name,
+)
+
+
+@dataclass
+class RunningServer:
+    """A started gRPC server around a started scheduler."""
+
+    server: grpc.aio.Server
+    scheduler: Scheduler
+    health: HealthServicer
+    port: int
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting, tell workers, let calls finish within `grace`, close the store."""
+        await self.health.enter_graceful_shutdown()
+        await self.scheduler.stop()
+        await self.server.stop(grace)
+        self.scheduler.close()
+
+
+def _credentials(config: SchedulerConfig) -> grpc.ServerCredentials | None:
+    if not config.tls_cert and not config.tls_key:
+        return None
+    if not (config.tls_cert and config.tls_key):
+        raise InvalidArgumentError("--tls-cert and --tls-key go together")
+    try:
+        key, cert = Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes()
+        client_ca = Path(config.tls_client_ca).read_bytes() if config.tls_client_ca else None
+    except OSError as error:
+        raise InvalidArgumentError(f"cannot read a TLS file: {error}") from error
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+async def start_server(scheduler: Scheduler, config: SchedulerConfig) -> RunningServer:
+    """Start the scheduler and serve it on `config.listen` (port 0 picks a free port)."""
+    await scheduler.start()
+    server = grpc.aio.server(interceptors=[AccessInterceptor(scheduler)], options=CHANNEL_OPTIONS)
+    core = scheduler.core
+    work_requests_pb2_grpc.add_WorkRequestServiceServicer_to_server(
+        WorkRequestServicer(scheduler.work_requests), server
+    )
+    workers_pb2_grpc.add_WorkerServiceServicer_to_server(
+        WorkerServicer(scheduler.workers, core.dispatcher), server
+    )
+    operator_pb2_grpc.add_OperatorServiceServicer_to_server(
+        OperatorServicer(scheduler.workers, scheduler.tokens), server
+    )
+    health_servicer = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (
+            *SERVICES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    credentials = _credentials(config)
+    if credentials is None:
+        port = server.add_insecure_port(config.listen)
+    else:
+        port = server.add_secure_port(config.listen, credentials)
+    if port == 0:
+        raise InvalidArgumentError(f"cannot listen on {config.listen}")
+    await server.start()
+    for service in ("", *SERVICES):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, scheduler, health_servicer, port)
+
+
+def build_scheduler(config: SchedulerConfig) -> Scheduler:
+    """A scheduler over the configured database."""
+    settings = Settings(
+        heartbeat_interval=config.heartbeat_interval,
+        lease_grace=config.lease_grace,
+        default_max_attempts=config.max_attempts,
+    )
+    return Scheduler(
+        SqlStore(config.database_url()),
+        settings=settings,
+        auto_enable_workers=config.auto_enable_workers,
+    )
+
+
+async def serve(config: SchedulerConfig, announce: Callable[[str], None] = print) -> None:
+    """Run the scheduler until SIGTERM or SIGINT, then shut down gracefully."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    scheduler = build_scheduler(config)
+    running = await start_server(scheduler, config)
+    await scheduler.tokens.ensure_admin_token(config.data_dir / "admin.token")
+    host = config.listen.rsplit(":", 1)[0]
+    announce(f"taskyard scheduler listening on {host}:{running.port}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("shutting down: telling workers, draining calls for up to %ss", config.shutdown_grace)
+    await running.stop(config.shutdown_grace)
+    log.info("scheduler stopped")

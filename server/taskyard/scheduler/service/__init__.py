@@ -1,0 +1,1 @@
+"""The scheduler's use cases: submit, register, connect, assign, complete, abort, retry."""

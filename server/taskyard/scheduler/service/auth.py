@@ -1,0 +1,123 @@
+"""Who is calling: bearer tokens to principals, and what each role may do.
+
+Clients hold tokens with a role; workers hold the token they generated. Only
+SHA-256 digests are stored. Both are cached in memory (this scheduler is the
+only writer) so authenticating a call costs no database round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from taskyard.errors import PermissionDeniedError, UnauthenticatedError
+from taskyard.scheduler.domain import Role, Token, Worker
+
+
+def digest(secret: str) -> str:
+    """The SHA-256 of a secret, as stored."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    """A fresh 256-bit secret, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class ClientPrincipal:
+    """A client authenticated by a token."""
+
+    token_id: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class WorkerPrincipal:
+    """A worker authenticated by its own token."""
+
+    worker_name: str
+
+
+Principal = ClientPrincipal | WorkerPrincipal
+
+#: Roles each role includes.
+_GRANTS: dict[Role, frozenset[Role]] = {
+    Role.ADMIN: frozenset({Role.ADMIN, Role.SUBMIT}),
+    Role.SUBMIT: frozenset({Role.SUBMIT}),
+    Role.WORKER_ACTIVATION: frozenset(),
+}
+
+
+class Credentials:
+    """The in-memory view of tokens and worker tokens, kept in step with the store."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, Token] = {}
+        self._workers: dict[str, str] = {}
+
+    def load(self, tokens: list[Token], workers: list[Worker]) -> None:
+        """Fill the caches from the store."""
+        for token in tokens:
+            self.remember_token(token)
+        for worker in workers:
+            self.remember_worker(worker)
+
+    def remember_token(self, token: Token) -> None:
+        """Record a created or changed token."""
+        self._tokens[token.secret_sha256] = token
+
+    def remember_worker(self, worker: Worker) -> None:
+        """Record a registered worker's token."""
+        self._workers[worker.token_sha256] = worker.name
+
+    def authenticate(self, bearer: str | None, now: datetime) -> Principal:
+        """The principal behind a bearer secret; UNAUTHENTICATED if none."""
+        if not bearer:
+            raise UnauthenticatedError(
+                "no bearer token in the `authorization` metadata", reason="TOKEN_MISSING"
+            )
+        key = digest(bearer)
+        worker_name = self._workers.get(key)
+        if worker_name is not None:
+            return WorkerPrincipal(worker_name)
+        token = self._tokens.get(key)
+        if token is None or token.role is Role.WORKER_ACTIVATION or not token.valid_at(now):
+            raise UnauthenticatedError("unknown, revoked or expired token", reason="TOKEN_INVALID")
+        return ClientPrincipal(token.id, token.role)
+
+    def activation_token(self, secret: str, now: datetime) -> Token | None:
+        """The valid activation token with this secret, if any."""
+        token = self._tokens.get(digest(secret))
+        if token is None or token.role is not Role.WORKER_ACTIVATION or not token.valid_at(now):
+            return None
+        return token
+
+    def token(self, secret: str) -> Token | None:
+        """The token with this secret, valid or not."""
+        return self._tokens.get(digest(secret))
+
+
+def require_role(principal: Principal, role: Role) -> ClientPrincipal:
+    """`principal` as a client holding `role`; PERMISSION_DENIED otherwise."""
+    if not isinstance(principal, ClientPrincipal) or role not in _GRANTS[principal.role]:
+        who = (
+            f"worker {principal.worker_name}"
+            if isinstance(principal, WorkerPrincipal)
+            else f"a {principal.role} token"
+        )
+        raise PermissionDeniedError(
+            f"this call needs the {role} role; {who} does not have it",
+            reason="ROLE_REQUIRED",
+            metadata={"required_role": role.value},
+        )
+    return principal
+
+
+def require_worker(principal: Principal) -> WorkerPrincipal:
+    """`principal` as a worker; PERMISSION_DENIED for client tokens."""
+    if not isinstance(principal, WorkerPrincipal):
+        raise PermissionDeniedError("this call is for workers", reason="WORKER_REQUIRED")
+    return principal

@@ -1,0 +1,27 @@
+"""What every use case shares: the store, the live state, the clock and ids."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from taskyard.scheduler.service.auth import Credentials
+from taskyard.scheduler.service.committer import GroupCommitter
+from taskyard.scheduler.service.dispatch import Dispatcher, Settings
+from taskyard.scheduler.service.feed import ChangeFeed
+from taskyard.scheduler.service.ids import IdFactory
+
+
+@dataclass
+class Core:
+    """The scheduler's shared parts, built once by `Scheduler`."""
+
+    db: GroupCommitter
+    feed: ChangeFeed
+    dispatcher: Dispatcher
+    credentials: Credentials
+    clock: Callable[[], datetime]
+    new_id: IdFactory
+    settings: Settings
+    auto_enable_workers: bool = False

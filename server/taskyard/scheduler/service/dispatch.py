@@ -1,0 +1,520 @@
+"""Hands pending work to free worker slots the moment both exist, and keeps
+leases honest: heartbeats, lost sessions, timeouts.
+
+Event-driven: a submit, a freed slot, a new session or a metadata change
+calls `kick()`, which schedules one matching pass. There is no polling loop.
+The pending queue lives in the database; `index` is its in-memory index,
+rebuilt at start, and a claim is a compare-and-set in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from taskyard.errors import FailedPreconditionError, NotFoundError
+from taskyard.scheduler import lifecycle
+from taskyard.scheduler.domain import (
+    ACTIVE_STATES,
+    Lease,
+    Result,
+    State,
+    Worker,
+    WorkError,
+    WorkRequest,
+)
+from taskyard.scheduler.explain import WorkerStatus
+from taskyard.scheduler.matching import (
+    PendingEntry,
+    PendingIndex,
+    Shape,
+    VerdictCache,
+    WorkerView,
+    fingerprint,
+    pick,
+)
+from taskyard.scheduler.service import messages
+from taskyard.scheduler.service.committer import GroupCommitter
+from taskyard.scheduler.service.feed import ChangeFeed
+from taskyard.scheduler.store.port import StoreTransaction
+from taskyard.tasks import Task
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class StaleLeaseError(FailedPreconditionError):
+    """A report names an attempt the worker no longer holds."""
+
+    default_reason = "STALE_LEASE"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Timing and policy of the dispatcher."""
+
+    heartbeat_interval: float = 10.0
+    #: How long a worker's leases outlive its session.
+    lease_grace: float = 30.0
+    #: Missed heartbeat intervals before a silent session is closed.
+    missed_heartbeats: int = 3
+    default_max_attempts: int = 3
+
+
+class Session:
+    """One open worker session: an outbox the servicer drains, and a deadline."""
+
+    def __init__(
+        self, worker_name: str, on_silence: Callable[[Session], None], silence: float
+    ) -> None:
+        self.worker_name = worker_name
+        self.outbox: asyncio.Queue[messages.SessionMessage | None] = asyncio.Queue()
+        self.closed = False
+        self._on_silence = on_silence
+        self._silence = silence
+        self._deadline: asyncio.TimerHandle | None = None
+        self.touch()
+
+    def touch(self) -> None:
+        """The worker spoke: push the silence deadline back."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(self._silence, self._on_silence, self)
+
+    def send(self, message: messages.SessionMessage) -> None:
+        """Queue a message for the worker (dropped once the session closed)."""
+        if not self.closed:
+            self.outbox.put_nowait(message)
+
+    def close(self, final: messages.Closing | None = None) -> None:
+        """End the session: the servicer sends `final`, if any, then ends the stream."""
+        if self.closed:
+            return
+        if final is not None:
+            self.outbox.put_nowait(final)
+        self.closed = True
+        self.outbox.put_nowait(None)
+        if self._deadline is not None:
+            self._deadline.cancel()
+
+
+@dataclass
+class LiveWorker:
+    """A known worker, its session if it has one, and the work it holds."""
+
+    worker: Worker
+    view: WorkerView
+    session: Session | None = None
+    #: Ids of the work requests occupying the worker's slots.
+    busy: set[str] = field(default_factory=set)
+    grace: asyncio.TimerHandle | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.session is not None
+
+    def free_slots(self) -> int:
+        if self.session is None or not self.worker.enabled:
+            return 0
+        return max(0, self.worker.slots - len(self.busy))
+
+    def status(self) -> WorkerStatus:
+        return WorkerStatus(
+            self.view, self.worker.enabled, self.connected, self.worker.slots - len(self.busy)
+        )
+
+
+def view_of(worker: Worker) -> WorkerView:
+    """The matching view of a worker's effective metadata and task lists."""
+    metadata = worker.metadata
+    return WorkerView(
+        worker.name,
+        metadata,
+        frozenset(worker.allowed_tasks),
+        frozenset(worker.denied_tasks),
+        fingerprint(metadata),
+    )
+
+
+def shape_of(work_request: WorkRequest, data: Any) -> Shape:
+    """The matching shape of a request."""
+    return Shape(work_request.task_name, fingerprint(data))
+
+
+class Dispatcher:
+    """Owns the live scheduling state; every change to it goes through here."""
+
+    def __init__(
+        self, db: GroupCommitter, feed: ChangeFeed, clock: Clock, settings: Settings
+    ) -> None:
+        self.db = db
+        self.feed = feed
+        self.clock = clock
+        self.settings = settings
+        self.index = PendingIndex()
+        self.verdicts = VerdictCache()
+        self.workers: dict[str, LiveWorker] = {}
+        self.pending: dict[str, WorkRequest] = {}
+        self.active: dict[str, WorkRequest] = {}
+        self._timeouts: dict[str, asyncio.TimerHandle] = {}
+        self._kicked = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self.assignments = 0
+
+    # -- Lifecycle --------------------------------------------------------
+
+    def start(self) -> None:
+        """Start matching."""
+        self._loop_task = asyncio.create_task(self._match_forever())
+
+    async def stop(self) -> None:
+        """Stop matching and every timer; close every session."""
+        for live in self.workers.values():
+            if live.grace is not None:
+                live.grace.cancel()
+            if live.session is not None:
+                live.session.close(messages.Closing("the scheduler is shutting down", 1.0))
+        for timer in self._timeouts.values():
+            timer.cancel()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    # -- State loading and bookkeeping ------------------------------------
+
+    def load(self, workers: Iterable[Worker], requests: Iterable[WorkRequest]) -> list[WorkRequest]:
+        """Rebuild the live state from the store at start-up.
+
+        Returns the pending requests whose task is no longer registered.
+        """
+        unrunnable = []
+        for worker in workers:
+            self.workers[worker.name] = LiveWorker(worker, view_of(worker))
+        for request in requests:
+            if request.state in ACTIVE_STATES:
+                self._hold(request)
+            elif Task.is_valid_task_name(request.task_name):
+                self.enqueue(request, configured_task(request))
+            else:
+                unrunnable.append(request)
+        for live in self.workers.values():
+            if live.busy:
+                self._start_grace(live)
+        return unrunnable
+
+    def enqueue(self, work_request: WorkRequest, task: Task) -> None:
+        """Make a committed pending request available to matching."""
+        self.pending[work_request.id] = work_request
+        entry = PendingEntry.of(
+            work_request.id,
+            shape_of(work_request, task.data),
+            work_request.priority,
+            work_request.queue_key,
+        )
+        self.index.add(entry, task)
+        self.kick()
+
+    def _hold(self, work_request: WorkRequest) -> None:
+        """Track an active request against its worker's slots and its timeout."""
+        self.active[work_request.id] = work_request
+        live = self.workers.get(work_request.worker_name)
+        if live is not None:
+            live.busy.add(work_request.id)
+        self._arm_timeout(work_request)
+
+    def _settle(self, before: WorkRequest, after: WorkRequest) -> None:
+        """Update the live state after a committed change from `before` to `after`."""
+        self.pending.pop(after.id, None)
+        self.index.discard(after.id)
+        if after.state in ACTIVE_STATES:
+            self.active[after.id] = after
+        else:
+            self.active.pop(after.id, None)
+            timer = self._timeouts.pop(after.id, None)
+            if timer is not None:
+                timer.cancel()
+        if after.state is State.PENDING:
+            self.enqueue(after, configured_task(after))
+        self.feed.publish(after)
+
+    async def commit(self, before: WorkRequest, after: WorkRequest) -> bool:
+        """Compare-and-set `before -> after` in the store; on success update the live state."""
+        changed = await self.db.run(
+            lambda tx: tx.replace_work_request(
+                after, expected_state=before.state, expected_attempt=before.attempt
+            )
+        )
+        if changed:
+            self._settle(before, after)
+        return bool(changed)
+
+    # -- Matching ---------------------------------------------------------
+
+    def kick(self) -> None:
+        """Ask for a matching pass soon (cheap; passes coalesce)."""
+        self._kicked.set()
+
+    async def _match_forever(self) -> None:
+        while True:
+            await self._kicked.wait()
+            self._kicked.clear()
+            self.match_once()
+
+    def match_once(self) -> int:
+        """Give every free slot the best pending request it can run; return how many."""
+        claimed = 0
+        for live in self.workers.values():
+            while live.free_slots() > 0:
+                entry = pick(live.view, self.index, self.verdicts)
+                if entry is None:
+                    break
+                self.index.discard(entry.id)
+                live.busy.add(entry.id)
+                self._spawn(self._claim(live, self.pending.pop(entry.id)))
+                claimed += 1
+        return claimed
+
+    async def _claim(self, live: LiveWorker, work_request: WorkRequest) -> None:
+        assigned = lifecycle.assign(work_request, live.worker.name, self.clock())
+        try:
+            claimed = await self.db.run(lambda tx: tx.claim_work_request(assigned))
+        except Exception:
+            log.exception("could not claim %s; it stays pending", work_request.id)
+            claimed = False
+        if not claimed:
+            live.busy.discard(work_request.id)
+            current = await self.db.run(lambda tx: tx.get_work_request(work_request.id))
+            if current is not None and current.state is State.PENDING:
+                self.enqueue(current, configured_task(current))
+            return
+        self.assignments += 1
+        self.active[assigned.id] = assigned
+        self._arm_timeout(assigned)
+        self.feed.publish(assigned)
+        task_class = Task.class_from_name(assigned.task_name)
+        if live.session is not None:
+            timeout = effective_timeout(assigned)
+            live.session.send(messages.Assign(assigned, task_class.TASK_VERSION or 0, timeout))
+
+    # -- Timeouts ---------------------------------------------------------
+
+    def _arm_timeout(self, work_request: WorkRequest) -> None:
+        seconds = effective_timeout(work_request)
+        if seconds is None or work_request.assigned_at is None:
+            return
+        elapsed = (self.clock() - work_request.assigned_at).total_seconds()
+        loop = asyncio.get_running_loop()
+        self._timeouts[work_request.id] = loop.call_later(
+            max(0.0, seconds - elapsed),
+            lambda: self._spawn(self._time_out(work_request.lease, seconds)),
+        )
+
+    async def _time_out(self, lease: Lease, seconds: float) -> None:
+        current = self.active.get(lease.work_request_id)
+        if current is None or current.attempt != lease.attempt:
+            return
+        error = WorkError("timeout", f"the task ran longer than its {seconds:g}s timeout")
+        finished = lifecycle.complete(current, Result.ERROR, self.clock(), error=error)
+        if await self.commit(current, finished):
+            self.send_abort(current, messages.AbortReason.TIMEOUT, error.message)
+
+    def send_abort(self, work_request: WorkRequest, reason: messages.AbortReason, why: str) -> None:
+        """Tell the worker holding `work_request` to stop it, if it is connected."""
+        live = self.workers.get(work_request.worker_name)
+        if live is not None and live.session is not None:
+            live.session.send(messages.AbortWork(work_request.lease, reason, why))
+
+    # -- Sessions -----------------------------------------------------------
+
+    async def open_session(
+        self, worker: Worker, metadata: dict[str, Any], slots: int, running: Iterable[Lease]
+    ) -> Session:
+        """Open a worker's session after its hello and reconcile what it runs."""
+        updated = await self.db.run(
+            lambda tx: _save_hello(tx, worker.name, metadata, slots, self.clock())
+        )
+        live = self.workers.setdefault(updated.name, LiveWorker(updated, view_of(updated)))
+        live.worker, live.view = updated, view_of(updated)
+        if live.session is not None:
+            live.session.close(messages.Closing("replaced by a newer session", 0.0))
+        if live.grace is not None:
+            live.grace.cancel()
+            live.grace = None
+        silence = self.settings.heartbeat_interval * self.settings.missed_heartbeats
+        session = Session(updated.name, self._silent, silence)
+        live.session = session
+        session.send(
+            messages.Welcome(
+                updated.name, self.settings.heartbeat_interval, self.settings.lease_grace
+            )
+        )
+        await self._reconcile(live, {lease.work_request_id: lease for lease in running})
+        self.kick()
+        return session
+
+    async def _reconcile(self, live: LiveWorker, reported: dict[str, Lease]) -> None:
+        """Keep the leases the worker still holds; requeue the ones it lost; abort the rest."""
+        held = [w for w in self.active.values() if w.worker_name == live.worker.name]
+        live.busy = set()
+        for work_request in held:
+            if reported.pop(work_request.id, None) == work_request.lease:
+                live.busy.add(work_request.id)
+                continue
+            lost = lifecycle.requeue_or_fail(
+                work_request, self.clock(), "worker-lost", "the worker came back without it"
+            )
+            await self.commit(work_request, lost)
+        for lease in reported.values():
+            if live.session is not None:
+                why = "the scheduler no longer assigns this attempt to you"
+                live.session.send(messages.AbortWork(lease, messages.AbortReason.LEASE_LOST, why))
+
+    def close_session(self, session: Session) -> None:
+        """The session's stream ended: its leases survive for the grace period."""
+        session.close()
+        live = self.workers.get(session.worker_name)
+        if live is None or live.session is not session:
+            return
+        live.session = None
+        self._start_grace(live)
+
+    def _silent(self, session: Session) -> None:
+        log.warning("worker %s sent nothing for too long; closing its session", session.worker_name)
+        session.close()
+
+    def _start_grace(self, live: LiveWorker) -> None:
+        loop = asyncio.get_running_loop()
+        name = live.worker.name
+        live.grace = loop.call_later(
+            self.settings.lease_grace, lambda: self._spawn(self._expire_leases(name))
+        )
+
+    async def _expire_leases(self, worker_name: str) -> None:
+        live = self.workers[worker_name]
+        live.grace = None
+        if live.session is not None:
+            return
+        for work_request in [w for w in self.active.values() if w.worker_name == worker_name]:
+            lost = lifecycle.requeue_or_fail(
+                work_request, self.clock(), "worker-lost", f"worker {worker_name} was lost"
+            )
+            log.warning("lease of %s on %s expired: %s", work_request.id, worker_name, lost.state)
+            await self.commit(work_request, lost)
+        live.busy.clear()
+
+    # -- Reports ------------------------------------------------------------
+
+    def _current(self, session: Session, lease: Lease) -> WorkRequest:
+        current = self.active.get(lease.work_request_id)
+        if current is None or current.lease != lease or current.worker_name != session.worker_name:
+            raise StaleLeaseError(
+                f"lease {lease.work_request_id}#{lease.attempt} is not held by "
+                f"worker {session.worker_name}",
+                metadata={"work_request_id": lease.work_request_id},
+            )
+        return current
+
+    async def started(self, session: Session, lease: Lease) -> None:
+        """The worker started an assignment."""
+        current = self._current(session, lease)
+        if current.state is State.ASSIGNED:
+            await self.commit(current, lifecycle.start(current, self.clock()))
+
+    async def completed(
+        self,
+        session: Session,
+        lease: Lease,
+        outcome: lifecycle.Outcome,
+        output_json: str,
+        error: WorkError | None,
+    ) -> None:
+        """The worker finished an assignment. A resent report of a recorded
+        result is accepted again (its first acknowledgement may have been lost)."""
+        live = self.workers.get(session.worker_name)
+        if live is not None:
+            live.busy.discard(lease.work_request_id)
+            self.kick()
+        try:
+            current = self._current(session, lease)
+        except StaleLeaseError:
+            if await self._already_recorded(session, lease):
+                return
+            raise
+        finished = lifecycle.finish(
+            current, outcome, self.clock(), output_json=output_json, error=error
+        )
+        if not await self.commit(current, finished):
+            raise StaleLeaseError(f"work request {lease.work_request_id} changed meanwhile")
+
+    async def _already_recorded(self, session: Session, lease: Lease) -> bool:
+        stored = await self.db.run(lambda tx: tx.get_work_request(lease.work_request_id))
+        return (
+            stored is not None
+            and stored.lease == lease
+            and stored.worker_name == session.worker_name
+            and stored.state is State.COMPLETED
+        )
+
+    async def metadata_changed(self, session: Session, metadata: dict[str, Any]) -> None:
+        """The worker sent new dynamic metadata."""
+        live = self.workers[session.worker_name]
+        updated = await self.db.run(
+            lambda tx: _save_hello(
+                tx, session.worker_name, metadata, live.worker.slots, self.clock()
+            )
+        )
+        self.worker_changed(updated)
+
+    def worker_changed(self, worker: Worker) -> None:
+        """An operator or the worker changed a worker's record."""
+        live = self.workers.setdefault(worker.name, LiveWorker(worker, view_of(worker)))
+        live.worker, live.view = worker, view_of(worker)
+        self.kick()
+
+
+def _save_hello(
+    tx: StoreTransaction, name: str, metadata: dict[str, Any], slots: int, now: datetime
+) -> Worker:
+    """Store what a worker said about itself; return the updated record."""
+    worker = tx.get_worker(name)
+    if worker is None:
+        raise NotFoundError(f"worker {name} is not registered", reason="UNKNOWN_WORKER")
+    updated = dataclasses.replace(worker, dynamic_metadata=metadata, slots=slots, last_seen_at=now)
+    tx.replace_worker(updated)
+    return updated
+
+
+def configured_task(work_request: WorkRequest) -> Task:
+    """The request's task configured with its data (validated at submit)."""
+    task = Task.class_from_name(work_request.task_name)()
+    task.configure(json.loads(work_request.task_data_json))
+    return task
+
+
+def effective_timeout(work_request: WorkRequest) -> float | None:
+    """The request's timeout, else its task's default, else none."""
+    if work_request.timeout_seconds is not None:
+        return work_request.timeout_seconds
+    task_class = Task.class_from_name(work_request.task_name)
+    return task_class.DEFAULT_TIMEOUT_SECONDS
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background step failed", exc_info=task.exception())

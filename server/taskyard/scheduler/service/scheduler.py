@@ -1,0 +1,95 @@
+"""The scheduler service: builds the core, loads state, starts and stops."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from taskyard.scheduler import lifecycle
+from taskyard.scheduler.domain import (
+    ACTIVE_STATES,
+    Result,
+    State,
+    Token,
+    Worker,
+    WorkError,
+    WorkRequest,
+)
+from taskyard.scheduler.service.auth import Credentials, Principal
+from taskyard.scheduler.service.committer import GroupCommitter
+from taskyard.scheduler.service.core import Core
+from taskyard.scheduler.service.dispatch import Dispatcher, Settings
+from taskyard.scheduler.service.feed import ChangeFeed
+from taskyard.scheduler.service.ids import IdFactory, SortableIds
+from taskyard.scheduler.service.tokens import Tokens
+from taskyard.scheduler.service.work_requests import WorkRequests
+from taskyard.scheduler.service.workers import Workers
+from taskyard.scheduler.store.port import Store, StoreTransaction
+
+
+def utc_now() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+class Scheduler:
+    """The scheduler's use cases over one store. Create, `await start()`, `await stop()`."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        settings: Settings | None = None,
+        auto_enable_workers: bool = False,
+        clock: Callable[[], datetime] = utc_now,
+        new_id: IdFactory | None = None,
+    ) -> None:
+        self.store = store
+        settings = settings or Settings()
+        db = GroupCommitter(store)
+        feed = ChangeFeed()
+        self.core = Core(
+            db=db,
+            feed=feed,
+            dispatcher=Dispatcher(db, feed, clock, settings),
+            credentials=Credentials(),
+            clock=clock,
+            new_id=new_id or SortableIds(""),
+            settings=settings,
+            auto_enable_workers=auto_enable_workers,
+        )
+        self.work_requests = WorkRequests(self.core)
+        self.workers = Workers(self.core)
+        self.tokens = Tokens(self.core)
+
+    async def start(self) -> None:
+        """Migrate the store, load the live state and start matching."""
+        await asyncio.to_thread(self.store.migrate)
+
+        def load(tx: StoreTransaction) -> tuple[list[Token], list[Worker], list[WorkRequest]]:
+            live_states = {State.PENDING, *ACTIVE_STATES}
+            return tx.list_tokens(), tx.list_workers(), tx.work_requests_in_states(live_states)
+
+        tokens, workers, requests = await self.core.db.run(load)
+        self.core.credentials.load(tokens, workers)
+        unrunnable = self.core.dispatcher.load(workers, requests)
+        for work_request in unrunnable:
+            error = WorkError("unknown-task", f"task {work_request.task_name!r} is not registered")
+            failed = lifecycle.complete(work_request, Result.ERROR, self.core.clock(), error=error)
+            await self.core.dispatcher.commit(work_request, failed)
+        self.core.dispatcher.start()
+
+    def authenticate(self, bearer: str | None) -> Principal:
+        """The principal behind a bearer secret."""
+        return self.core.credentials.authenticate(bearer, self.core.clock())
+
+    async def stop(self) -> None:
+        """End watches and worker sessions (telling workers), stop timers."""
+        self.core.feed.close()
+        await self.core.dispatcher.stop()
+
+    def close(self) -> None:
+        """Release the store once nothing uses it any more."""
+        self.core.db.close()
+        self.store.close()

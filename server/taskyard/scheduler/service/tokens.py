@@ -1,0 +1,82 @@
+"""Token use cases: create, list, revoke, and the bootstrap admin token."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from taskyard.errors import NotFoundError
+from taskyard.scheduler.domain import Role, Token
+from taskyard.scheduler.service.auth import digest, new_secret
+from taskyard.scheduler.service.core import Core
+from taskyard.scheduler.store.port import StoreTransaction
+
+log = logging.getLogger(__name__)
+
+
+class Tokens:
+    """Client and activation tokens."""
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+
+    async def create(
+        self, role: Role, description: str = "", ttl_seconds: float | None = None
+    ) -> tuple[Token, str]:
+        """A new token and its secret (shown once; only its digest is kept)."""
+        core = self._core
+        secret = new_secret()
+        now = core.clock()
+        token = Token(
+            id=core.new_id(),
+            secret_sha256=digest(secret),
+            role=role,
+            created_at=now,
+            description=description,
+            expires_at=now + timedelta(seconds=ttl_seconds) if ttl_seconds else None,
+        )
+        await core.db.run(lambda tx: tx.insert_token(token))
+        core.credentials.remember_token(token)
+        return token, secret
+
+    async def list(self) -> list[Token]:
+        """Every token, newest first."""
+        return await self._core.db.run(lambda tx: tx.list_tokens())
+
+    async def revoke(self, token_id: str) -> Token:
+        """Revoke a token: calls with it fail from now on."""
+        now = self._core.clock()
+
+        def save(tx: StoreTransaction) -> Token:
+            token = tx.get_token(token_id)
+            if token is None:
+                raise NotFoundError(f"no token {token_id!r}", reason="TOKEN_NOT_FOUND")
+            revoked = dataclasses.replace(token, revoked_at=token.revoked_at or now)
+            tx.replace_token(revoked)
+            return revoked
+
+        token = await self._core.db.run(save)
+        self._core.credentials.remember_token(token)
+        return token
+
+    async def ensure_admin_token(self, path: Path) -> None:
+        """Keep the admin token in `path` if it is valid, else write a new one (mode 0600)."""
+        if path.exists():
+            secret = path.read_text().strip()
+            token = self._core.credentials.token(secret)
+            if (
+                token is not None
+                and token.role is Role.ADMIN
+                and token.valid_at(self._core.clock())
+            ):
+                return
+        _, secret = await self.create(Role.ADMIN, "bootstrap admin token")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secret + "\n")
+        os.chmod(path, 0o600)
+        log.info("wrote a new admin token to %s", path)

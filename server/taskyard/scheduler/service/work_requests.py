@@ -1,0 +1,274 @@
+"""Client use cases: submit, inspect, watch, abort, retry, explain."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskyard.errors import (
+    FailedPreconditionError,
+    FieldViolation,
+    InvalidArgumentError,
+    NotFoundError,
+    TaskyardError,
+)
+from taskyard.scheduler import lifecycle
+from taskyard.scheduler.domain import FINAL_STATES, Result, State, WorkRequest
+from taskyard.scheduler.explain import Explanation, explain
+from taskyard.scheduler.service.core import Core
+from taskyard.scheduler.service.dispatch import configured_task
+from taskyard.scheduler.service.messages import AbortReason
+from taskyard.scheduler.store.port import StoreTransaction, WorkRequestFilter
+from taskyard.tasks import Task, TaskConfigError, UnknownTaskError
+
+MAX_BATCH = 1000
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+MAX_ATTEMPTS_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class SubmitSpec:
+    """What a client asks to run."""
+
+    task_name: str
+    task_data_json: str = ""
+    priority: int = 0
+    timeout_seconds: float | None = None
+    idempotency_key: str = ""
+    max_attempts: int = 0
+    trace_context: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A queued work request; `created` is False for an idempotent replay."""
+
+    work_request: WorkRequest
+    created: bool
+
+
+def _invalid(field_name: str, description: str, reason: str = "INVALID_ARGUMENT") -> TaskyardError:
+    return InvalidArgumentError(
+        f"{field_name}: {description}",
+        reason=reason,
+        violations=[FieldViolation(field_name, description)],
+    )
+
+
+def validate(spec: SubmitSpec) -> Task:
+    """Check a submission; return its task configured with its data.
+
+    Raises InvalidArgumentError with one field violation per problem.
+    """
+    try:
+        task = Task.class_from_name(spec.task_name)()
+    except UnknownTaskError as error:
+        raise InvalidArgumentError(
+            error.message,
+            reason=error.reason,
+            metadata=error.metadata,
+            violations=[FieldViolation("task_name", error.message)],
+        ) from error
+    try:
+        data = json.loads(spec.task_data_json or "{}")
+    except json.JSONDecodeError as error:
+        raise _invalid("task_data_json", f"not valid JSON: {error}", "TASK_DATA_INVALID") from error
+    try:
+        task.configure(data)
+    except TaskConfigError as error:
+        raise InvalidArgumentError(
+            error.message,
+            reason=error.reason,
+            metadata={"task_name": task.name},
+            violations=[
+                FieldViolation("task_data_json" + v.field[1:], v.description)
+                for v in error.violations
+            ],
+        ) from error
+    if spec.timeout_seconds is not None and spec.timeout_seconds <= 0:
+        raise _invalid("timeout", "must be positive")
+    if not 0 <= spec.max_attempts <= MAX_ATTEMPTS_LIMIT:
+        raise _invalid("max_attempts", f"must be between 0 and {MAX_ATTEMPTS_LIMIT}")
+    if len(spec.idempotency_key) > 200:
+        raise _invalid("idempotency_key", "must be at most 200 characters")
+    return task
+
+
+class WorkRequests:
+    """The client-facing use cases."""
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+
+    async def submit(self, spec: SubmitSpec) -> Submitted:
+        """Validate, store (acknowledged once committed) and queue one request."""
+        task = validate(spec)
+        return await self._store(spec, task)
+
+    async def batch_submit(self, specs: Sequence[SubmitSpec]) -> list[Submitted | TaskyardError]:
+        """Submit several requests; each succeeds or fails on its own."""
+        if len(specs) > MAX_BATCH:
+            raise _invalid("requests", f"at most {MAX_BATCH} requests per batch")
+
+        async def one(spec: SubmitSpec) -> Submitted | TaskyardError:
+            try:
+                return await self.submit(spec)
+            except TaskyardError as error:
+                return error
+
+        return list(await asyncio.gather(*(one(spec) for spec in specs)))
+
+    async def _store(self, spec: SubmitSpec, task: Task) -> Submitted:
+        core = self._core
+        work_request_id = core.new_id()
+        work_request = WorkRequest(
+            id=work_request_id,
+            task_name=task.name,
+            task_data_json=spec.task_data_json or "{}",
+            priority=spec.priority,
+            created_at=core.clock(),
+            queue_key=work_request_id,
+            max_attempts=spec.max_attempts or core.settings.default_max_attempts,
+            timeout_seconds=spec.timeout_seconds,
+            idempotency_key=spec.idempotency_key,
+            trace_context=dict(spec.trace_context),
+        )
+        stored = await core.db.run(lambda tx: _insert_once(tx, work_request))
+        if stored.id != work_request.id:
+            _check_same_submission(stored, work_request)
+            return Submitted(stored, created=False)
+        core.dispatcher.enqueue(stored, task)
+        core.feed.publish(stored)
+        return Submitted(stored, created=True)
+
+    async def get(self, work_request_id: str) -> WorkRequest:
+        """One work request; NOT_FOUND if there is none."""
+        found = await self._core.db.run(lambda tx: tx.get_work_request(work_request_id))
+        if found is None:
+            raise NotFoundError(
+                f"no work request {work_request_id!r}",
+                reason="WORK_REQUEST_NOT_FOUND",
+                metadata={"id": work_request_id},
+            )
+        return found
+
+    async def list(
+        self, where: WorkRequestFilter, page_size: int, page_token: str
+    ) -> tuple[list[WorkRequest], str]:
+        """A page of matching requests, newest first, and the next page's token."""
+        if page_size < 0:
+            raise _invalid("page_size", "must not be negative")
+        limit = min(page_size or DEFAULT_PAGE, MAX_PAGE)
+        found = await self._core.db.run(
+            lambda tx: tx.list_work_requests(where, limit=limit + 1, before_id=page_token)
+        )
+        page = found[:limit]
+        return page, page[-1].id if len(found) > limit else ""
+
+    async def watch_one(self, work_request_id: str) -> AsyncIterator[WorkRequest]:
+        """The request as it is now, then each change until it is final."""
+        with self._core.feed.subscribe(lambda w: w.id == work_request_id) as changes:
+            current = await self.get(work_request_id)
+            yield current
+            if current.state in FINAL_STATES:
+                return
+            seen = current.updated_at
+            async for change in changes:
+                if seen is not None and change.updated_at is not None and change.updated_at < seen:
+                    continue
+                yield change
+                if change.state in FINAL_STATES:
+                    return
+
+    async def watch(self, where: WorkRequestFilter) -> AsyncIterator[WorkRequest]:
+        """Every change of a request matching `where`, until the caller stops."""
+        with self._core.feed.subscribe(where.matches) as changes:
+            async for change in changes:
+                yield change
+
+    async def abort(self, work_request_id: str, reason: str = "") -> WorkRequest:
+        """Abort a pending request at once, or tell the worker of an active one."""
+        core = self._core
+        current = await self.get(work_request_id)
+        now = core.clock()
+        message = reason or "aborted by a user"
+        if current.state is State.PENDING:
+            aborted = lifecycle.abort(current, now, message)
+            if await core.dispatcher.commit(current, aborted):
+                return aborted
+            return await self.abort(work_request_id, reason)
+        if current.state in FINAL_STATES:
+            raise FailedPreconditionError(
+                f"work request {work_request_id} is {current.state} already",
+                reason="WORK_REQUEST_FINISHED",
+            )
+        requested = dataclasses.replace(current, abort_requested_at=now, updated_at=now)
+        if not await core.dispatcher.commit(current, requested):
+            return await self.abort(work_request_id, reason)
+        core.dispatcher.send_abort(requested, AbortReason.USER, message)
+        return requested
+
+    async def retry(self, work_request_id: str) -> WorkRequest:
+        """Start a new attempt of a failed, errored or aborted request (same id)."""
+        core = self._core
+        current = await self.get(work_request_id)
+        retryable = current.state is State.ABORTED or (
+            current.state is State.COMPLETED and current.result in {Result.FAILURE, Result.ERROR}
+        )
+        if not retryable:
+            what = f"{current.state} ({current.result})" if current.result else str(current.state)
+            raise FailedPreconditionError(
+                f"only failed, errored or aborted requests can be retried; "
+                f"{work_request_id} is {what}",
+                reason="NOT_RETRYABLE",
+            )
+        again = lifecycle.retry(
+            current, core.clock(), core.new_id(), core.settings.default_max_attempts
+        )
+        if not await core.dispatcher.commit(current, again):
+            raise FailedPreconditionError(
+                f"work request {work_request_id} changed meanwhile; try again", reason="CONFLICT"
+            )
+        return again
+
+    async def explain(self, work_request_id: str) -> tuple[WorkRequest, Explanation]:
+        """Why each known worker is or is not running the request."""
+        current = await self.get(work_request_id)
+        task = configured_task(current)
+        statuses = [live.status() for live in self._core.dispatcher.workers.values()]
+        return current, explain(task, statuses)
+
+
+def _insert_once(tx: StoreTransaction, work_request: WorkRequest) -> WorkRequest:
+    """Insert, or return the request an earlier submit with the same key created."""
+    if work_request.idempotency_key:
+        existing = tx.get_work_request_by_idempotency_key(work_request.idempotency_key)
+        if existing is not None:
+            return existing
+    tx.insert_work_request(work_request)
+    return work_request
+
+
+def _check_same_submission(stored: WorkRequest, new: WorkRequest) -> None:
+    """An idempotency key must not be reused for a different submission."""
+    same = (stored.task_name, _parsed(stored.task_data_json), stored.priority) == (
+        new.task_name,
+        _parsed(new.task_data_json),
+        new.priority,
+    )
+    if not same:
+        raise FailedPreconditionError(
+            f"idempotency key {new.idempotency_key!r} was used for a different submission "
+            f"({stored.id})",
+            reason="IDEMPOTENCY_KEY_REUSED",
+            metadata={"id": stored.id},
+        )
+
+
+def _parsed(text: str) -> Any:
+    return json.loads(text)

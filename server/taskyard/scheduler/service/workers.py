@@ -1,0 +1,164 @@
+"""Worker use cases: registration, sessions, and the operator's controls."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from taskyard.errors import (
+    FieldViolation,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from taskyard.scheduler.domain import Lease, Worker
+from taskyard.scheduler.service.auth import digest
+from taskyard.scheduler.service.core import Core
+from taskyard.scheduler.service.dispatch import Session
+from taskyard.scheduler.store.port import StoreTransaction
+from taskyard.tasks import Task
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MIN_TOKEN_LENGTH = 32
+
+
+def _invalid(field_name: str, description: str) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"{field_name}: {description}", violations=[FieldViolation(field_name, description)]
+    )
+
+
+def parse_json_object(text: str, field_name: str) -> dict[str, Any]:
+    """The JSON object in `text` (empty means `{}`); INVALID_ARGUMENT otherwise."""
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError as error:
+        raise _invalid(field_name, f"not valid JSON: {error}") from error
+    if not isinstance(value, dict):
+        raise _invalid(field_name, "must be a JSON object")
+    return value
+
+
+class Workers:
+    """Registration, sessions and the operator's controls over workers."""
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+
+    async def register(self, name: str, token: str, activation_token: str) -> Worker:
+        """Register a worker, or return the one registered with this token."""
+        core = self._core
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise _invalid("token", f"must be at least {MIN_TOKEN_LENGTH} characters")
+        if not _NAME.match(name):
+            raise _invalid("name", "must be 1-100 letters, digits, '.', '_' or '-'")
+        now = core.clock()
+        activation = None
+        if activation_token:
+            activation = core.credentials.activation_token(activation_token, now)
+            if activation is None:
+                raise PermissionDeniedError(
+                    "the activation token is unknown, used, revoked or expired",
+                    reason="ACTIVATION_TOKEN_INVALID",
+                )
+
+        def save(tx: StoreTransaction) -> Worker:
+            worker = tx.get_worker_by_token(digest(token))
+            if worker is None:
+                worker = Worker(
+                    name=_unique_name(tx, name),
+                    token_sha256=digest(token),
+                    registered_at=now,
+                    enabled=core.auto_enable_workers,
+                )
+                tx.insert_worker(worker)
+            if activation is not None:
+                tx.replace_token(dataclasses.replace(activation, used_at=now))
+                worker = dataclasses.replace(worker, enabled=True)
+                tx.replace_worker(worker)
+            return worker
+
+        worker = await core.db.run(save)
+        if activation is not None:
+            core.credentials.remember_token(dataclasses.replace(activation, used_at=now))
+        core.credentials.remember_worker(worker)
+        core.dispatcher.worker_changed(worker)
+        return worker
+
+    async def open_session(
+        self, worker_name: str, metadata_json: str, slots: int, running: Sequence[Lease]
+    ) -> Session:
+        """Open the session of an enabled worker after its hello."""
+        live = self._core.dispatcher.workers.get(worker_name)
+        if live is None:
+            raise NotFoundError(f"worker {worker_name} is not registered", reason="UNKNOWN_WORKER")
+        if not live.worker.enabled:
+            raise PermissionDeniedError(
+                f"worker {worker_name} is disabled; an operator must run: "
+                f"taskyard workers enable {worker_name}",
+                reason="WORKER_DISABLED",
+                metadata={"worker_name": worker_name},
+            )
+        metadata = parse_json_object(metadata_json, "hello.metadata_json")
+        if slots < 1:
+            raise _invalid("hello.slots", "must be at least 1")
+        return await self._core.dispatcher.open_session(live.worker, metadata, slots, running)
+
+    def list(self, connected_only: bool = False) -> list[tuple[Worker, bool, list[Lease]]]:
+        """Every known worker with whether it is connected and what it runs."""
+        dispatcher = self._core.dispatcher
+        found = []
+        for name in sorted(dispatcher.workers):
+            live = dispatcher.workers[name]
+            if connected_only and not live.connected:
+                continue
+            leases = [w.lease for w in dispatcher.active.values() if w.worker_name == name]
+            found.append((live.worker, live.connected, leases))
+        return found
+
+    async def change(self, name: str, **changes: Any) -> Worker:
+        """Apply an operator's change to a worker's record."""
+
+        def save(tx: StoreTransaction) -> Worker:
+            worker = tx.get_worker(name)
+            if worker is None:
+                raise NotFoundError(f"no worker named {name!r}", reason="WORKER_NOT_FOUND")
+            updated = dataclasses.replace(worker, **changes)
+            tx.replace_worker(updated)
+            return updated
+
+        worker = await self._core.db.run(save)
+        self._core.dispatcher.worker_changed(worker)
+        return worker
+
+    async def set_static_metadata(self, name: str, metadata_json: str) -> Worker:
+        """Replace a worker's static metadata."""
+        metadata = parse_json_object(metadata_json, "static_metadata_json")
+        return await self.change(name, static_metadata=metadata)
+
+    async def set_task_filter(
+        self, name: str, allowed: Sequence[str], denied: Sequence[str]
+    ) -> Worker:
+        """Replace a worker's allow and deny lists (registered task names only)."""
+        for field_name, names in (("allowed_tasks", allowed), ("denied_tasks", denied)):
+            unknown = sorted({n.lower() for n in names} - set(Task.task_names()))
+            if unknown:
+                known = ", ".join(Task.task_names())
+                raise _invalid(field_name, f"unknown tasks {unknown}; known: {known}")
+        return await self.change(
+            name,
+            allowed_tasks=tuple(sorted({n.lower() for n in allowed})),
+            denied_tasks=tuple(sorted({n.lower() for n in denied})),
+        )
+
+
+def _unique_name(tx: StoreTransaction, wanted: str) -> str:
+    """`wanted`, or `wanted-2`, `wanted-3`... whichever is free."""
+    name, suffix = wanted, 1
+    while tx.get_worker(name) is not None:
+        suffix += 1
+        name = f"{wanted}-{suffix}"
+    return name

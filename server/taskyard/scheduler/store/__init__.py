@@ -1,0 +1,1 @@
+"""Storage of the scheduler's durable state: a port and its adapters."""

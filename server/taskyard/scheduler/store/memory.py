@@ -1,0 +1,133 @@
+"""An in-memory Store: the same contract as the SQL adapter, for unit tests.
+
+A transaction works on copies of the tables and swaps them in on commit, so a
+failed transaction leaves nothing behind, as in a database.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from taskyard.errors import AlreadyExistsError
+from taskyard.scheduler.domain import State, Token, Worker, WorkRequest
+from taskyard.scheduler.store.port import WorkRequestFilter
+
+
+@dataclass
+class _Tables:
+    work_requests: dict[str, WorkRequest] = field(default_factory=dict)
+    workers: dict[str, Worker] = field(default_factory=dict)
+    tokens: dict[str, Token] = field(default_factory=dict)
+
+    def copy(self) -> _Tables:
+        return _Tables(dict(self.work_requests), dict(self.workers), dict(self.tokens))
+
+
+class MemoryTransaction:
+    """StoreTransaction over copies of the tables."""
+
+    def __init__(self, tables: _Tables) -> None:
+        self.tables = tables
+
+    def insert_work_request(self, work_request: WorkRequest) -> None:
+        key = work_request.idempotency_key
+        if work_request.id in self.tables.work_requests or (
+            key and self.get_work_request_by_idempotency_key(key)
+        ):
+            raise AlreadyExistsError(f"work request {work_request.id} exists already")
+        self.tables.work_requests[work_request.id] = work_request
+
+    def get_work_request(self, work_request_id: str) -> WorkRequest | None:
+        return self.tables.work_requests.get(work_request_id)
+
+    def get_work_request_by_idempotency_key(self, key: str) -> WorkRequest | None:
+        found = (w for w in self.tables.work_requests.values() if w.idempotency_key == key)
+        return next(found, None)
+
+    def replace_work_request(
+        self, work_request: WorkRequest, *, expected_state: State, expected_attempt: int
+    ) -> bool:
+        stored = self.tables.work_requests.get(work_request.id)
+        if stored is None or (stored.state, stored.attempt) != (expected_state, expected_attempt):
+            return False
+        self.tables.work_requests[work_request.id] = work_request
+        return True
+
+    def claim_work_request(self, work_request: WorkRequest) -> bool:
+        return self.replace_work_request(
+            work_request, expected_state=State.PENDING, expected_attempt=work_request.attempt
+        )
+
+    def list_work_requests(
+        self, where: WorkRequestFilter, *, limit: int, before_id: str = ""
+    ) -> list[WorkRequest]:
+        found = [
+            w
+            for w in self.tables.work_requests.values()
+            if where.matches(w) and (not before_id or w.id < before_id)
+        ]
+        return sorted(found, key=lambda w: w.id, reverse=True)[:limit]
+
+    def work_requests_in_states(self, states: Collection[State]) -> list[WorkRequest]:
+        found = (w for w in self.tables.work_requests.values() if w.state in states)
+        return sorted(found, key=lambda w: w.id)
+
+    def insert_worker(self, worker: Worker) -> None:
+        if worker.name in self.tables.workers or self.get_worker_by_token(worker.token_sha256):
+            raise AlreadyExistsError(f"worker {worker.name} exists already")
+        self.tables.workers[worker.name] = worker
+
+    def replace_worker(self, worker: Worker) -> None:
+        self.tables.workers[worker.name] = worker
+
+    def get_worker(self, name: str) -> Worker | None:
+        return self.tables.workers.get(name)
+
+    def get_worker_by_token(self, token_sha256: str) -> Worker | None:
+        found = (w for w in self.tables.workers.values() if w.token_sha256 == token_sha256)
+        return next(found, None)
+
+    def list_workers(self) -> list[Worker]:
+        return sorted(self.tables.workers.values(), key=lambda w: w.name)
+
+    def insert_token(self, token: Token) -> None:
+        if token.id in self.tables.tokens or self.get_token_by_hash(token.secret_sha256):
+            raise AlreadyExistsError(f"token {token.id} exists already")
+        self.tables.tokens[token.id] = token
+
+    def replace_token(self, token: Token) -> None:
+        self.tables.tokens[token.id] = token
+
+    def get_token(self, token_id: str) -> Token | None:
+        return self.tables.tokens.get(token_id)
+
+    def get_token_by_hash(self, secret_sha256: str) -> Token | None:
+        found = (t for t in self.tables.tokens.values() if t.secret_sha256 == secret_sha256)
+        return next(found, None)
+
+    def list_tokens(self) -> list[Token]:
+        return sorted(self.tables.tokens.values(), key=lambda t: t.created_at, reverse=True)
+
+
+class MemoryStore:
+    """A Store kept in memory; lost when the process ends."""
+
+    def __init__(self) -> None:
+        self._tables = _Tables()
+        self._lock = threading.Lock()
+
+    def migrate(self) -> None:
+        """Nothing to migrate."""
+
+    @contextmanager
+    def transaction(self) -> Iterator[MemoryTransaction]:
+        with self._lock:
+            transaction = MemoryTransaction(self._tables.copy())
+            yield transaction
+            self._tables = transaction.tables
+
+    def close(self) -> None:
+        """Nothing to release."""

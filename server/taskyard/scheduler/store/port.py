@@ -1,0 +1,106 @@
+"""The storage port, in domain terms. Adapters: SQL (`sql.py`), in-memory (`memory.py`).
+
+Every method runs inside one transaction opened by `Store.transaction()`:
+either everything done in it is committed, or nothing is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from taskyard.scheduler.domain import State, Token, Worker, WorkRequest
+
+
+@dataclass(frozen=True)
+class WorkRequestFilter:
+    """Which work requests a listing returns; empty fields match everything."""
+
+    states: frozenset[State] = field(default_factory=frozenset)
+    task_name: str = ""
+    worker_name: str = ""
+
+    def matches(self, work_request: WorkRequest) -> bool:
+        """Whether `work_request` passes the filter."""
+        return (
+            (not self.states or work_request.state in self.states)
+            and (not self.task_name or work_request.task_name == self.task_name)
+            and (not self.worker_name or work_request.worker_name == self.worker_name)
+        )
+
+
+class StoreTransaction(Protocol):
+    """What can be read and written inside one transaction."""
+
+    def insert_work_request(self, work_request: WorkRequest) -> None:
+        """Store a new work request."""
+
+    def get_work_request(self, work_request_id: str) -> WorkRequest | None:
+        """Return a work request, or None."""
+
+    def get_work_request_by_idempotency_key(self, key: str) -> WorkRequest | None:
+        """Return the work request submitted with this idempotency key, or None."""
+
+    def replace_work_request(
+        self, work_request: WorkRequest, *, expected_state: State, expected_attempt: int
+    ) -> bool:
+        """Compare-and-set: store `work_request` if the stored one is still in
+        `expected_state` at `expected_attempt`; return whether it was."""
+
+    def claim_work_request(self, work_request: WorkRequest) -> bool:
+        """Compare-and-set from PENDING at the same attempt, skipping a row
+        another transaction holds (FOR UPDATE SKIP LOCKED where supported)."""
+
+    def list_work_requests(
+        self, where: WorkRequestFilter, *, limit: int, before_id: str = ""
+    ) -> list[WorkRequest]:
+        """Return up to `limit` matching requests, newest (highest id) first,
+        with ids below `before_id` when it is set."""
+
+    def work_requests_in_states(self, states: Collection[State]) -> list[WorkRequest]:
+        """Return every work request in one of `states`, oldest first."""
+
+    def insert_worker(self, worker: Worker) -> None:
+        """Store a new worker."""
+
+    def replace_worker(self, worker: Worker) -> None:
+        """Store a changed worker (matched by name)."""
+
+    def get_worker(self, name: str) -> Worker | None:
+        """Return a worker by name, or None."""
+
+    def get_worker_by_token(self, token_sha256: str) -> Worker | None:
+        """Return the worker whose token has this SHA-256, or None."""
+
+    def list_workers(self) -> list[Worker]:
+        """Return every worker, sorted by name."""
+
+    def insert_token(self, token: Token) -> None:
+        """Store a new token."""
+
+    def replace_token(self, token: Token) -> None:
+        """Store a changed token (matched by id)."""
+
+    def get_token(self, token_id: str) -> Token | None:
+        """Return a token by id, or None."""
+
+    def get_token_by_hash(self, secret_sha256: str) -> Token | None:
+        """Return the token whose secret has this SHA-256, or None."""
+
+    def list_tokens(self) -> list[Token]:
+        """Return every token, newest first."""
+
+
+class Store(Protocol):
+    """The scheduler's durable state."""
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to the current version."""
+
+    def transaction(self) -> AbstractContextManager[StoreTransaction]:
+        """Open a transaction: committed if the block ends normally, else rolled back."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,99 @@
+"""The SQL schema (SQLAlchemy Core). Changes go through Alembic migrations;
+a test checks the migrations produce exactly this."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC).replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+work_requests = Table(
+    "work_requests",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("task_name", String(200), nullable=False),
+    Column("task_data_json", Text, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("queue_key", String(40), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("result", String(16), nullable=False),
+    Column("output_json", Text, nullable=False),
+    Column("error_reason", String(100)),
+    Column("error_type", String(200)),
+    Column("error_message", Text),
+    Column("attempt", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("worker_name", String(200), nullable=False),
+    Column("timeout_seconds", Float),
+    Column("idempotency_key", String(200), unique=True),
+    Column("trace_context_json", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("assigned_at", UtcDateTime),
+    Column("started_at", UtcDateTime),
+    Column("completed_at", UtcDateTime),
+    Column("updated_at", UtcDateTime),
+    Column("abort_requested_at", UtcDateTime),
+    Index("ix_work_requests_state", "state"),
+    Index("ix_work_requests_task_name", "task_name"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("slots", Integer, nullable=False),
+    Column("dynamic_metadata_json", Text, nullable=False),
+    Column("static_metadata_json", Text, nullable=False),
+    Column("allowed_tasks_json", Text, nullable=False),
+    Column("denied_tasks_json", Text, nullable=False),
+    Column("registered_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("secret_sha256", String(64), nullable=False, unique=True),
+    Column("role", String(32), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime),
+    Column("used_at", UtcDateTime),
+    Column("revoked_at", UtcDateTime),
+)

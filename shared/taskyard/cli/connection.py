@@ -1,0 +1,89 @@
+"""How client commands reach the scheduler: address, token, stubs, errors."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+
+from taskyard.cli.errors import CliError
+from taskyard.rpc import status as rpc_status
+from taskyard.rpc.credentials import CHANNEL_OPTIONS, bearer_metadata
+from taskyard.v1 import artifacts_pb2_grpc, operator_pb2_grpc, work_requests_pb2_grpc
+
+DEFAULT_SCHEDULER = "127.0.0.1:50051"
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """--scheduler and --token, common to every client command."""
+    parser.add_argument(
+        "--scheduler",
+        default=os.environ.get("TASKYARD_SCHEDULER", DEFAULT_SCHEDULER),
+        help="HOST:PORT (default $TASKYARD_SCHEDULER or 127.0.0.1:50051)",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("TASKYARD_TOKEN"),
+        help="bearer token (default $TASKYARD_TOKEN, else the admin token in the data dir)",
+    )
+    parser.add_argument("--tls-ca", type=Path, help="verify the scheduler with this CA (PEM)")
+
+
+def _data_dir() -> Path:
+    configured = os.environ.get("TASKYARD_DATA_DIR")
+    return Path(configured) if configured else Path.home() / ".local" / "share" / "taskyard"
+
+
+def resolve_token(explicit: str | None) -> str:
+    """The token to use: given, else the scheduler's admin token file."""
+    if explicit:
+        return explicit
+    path = _data_dir() / "admin.token"
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise CliError(
+            f"no token: pass --token, set TASKYARD_TOKEN, or run where {path} is readable"
+        ) from error
+
+
+class Connection:
+    """An open channel to the scheduler with the caller's token."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.address: str = args.scheduler
+        self.metadata = bearer_metadata(resolve_token(args.token))
+        if args.tls_ca is not None:
+            credentials = grpc.ssl_channel_credentials(args.tls_ca.read_bytes())
+            self.channel = grpc.aio.secure_channel(self.address, credentials, CHANNEL_OPTIONS)
+        else:
+            self.channel = grpc.aio.insecure_channel(self.address, CHANNEL_OPTIONS)
+        self.work_requests = work_requests_pb2_grpc.WorkRequestServiceStub(self.channel)
+        self.operator = operator_pb2_grpc.OperatorServiceStub(self.channel)
+        self.artifacts = artifacts_pb2_grpc.ArtifactServiceStub(self.channel)
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        await self.channel.close(None)
+
+
+def cli_error(error: grpc.aio.AioRpcError, address: str) -> CliError:
+    """One clear line for a failed call."""
+    if error.code() == grpc.StatusCode.UNAVAILABLE:
+        return CliError(f"cannot reach the scheduler at {address}: {error.details()}", 3)
+    failure = rpc_status.from_rpc_error(error)
+    lines = [failure.message]
+    lines += [
+        f"{v.field}: {v.description}" for v in failure.violations if v.field not in failure.message
+    ]
+    return CliError("; ".join(lines), 1 if error.code() != grpc.StatusCode.INVALID_ARGUMENT else 2)

@@ -1,0 +1,1 @@
+"""gRPC helpers both sides need: status mapping, credentials, message limits."""

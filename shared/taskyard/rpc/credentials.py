@@ -1,0 +1,32 @@
+"""Bearer tokens in call metadata, and message size limits shared by both sides."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+#: Largest chunk of an upload or download; messages carry one chunk plus framing.
+MAX_CHUNK = 1024 * 1024
+MAX_MESSAGE = 4 * 1024 * 1024
+
+CHANNEL_OPTIONS: Sequence[tuple[str, int]] = (
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+)
+
+
+def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
+    """Call metadata carrying `token` as bearer token."""
+    return (("authorization", f"Bearer {token}"),)
+
+
+def bearer_of(metadata: Iterable[Any] | None) -> str | None:
+    """The bearer token in call metadata (pairs of key and value), if any."""
+    for key, value in metadata or ():
+        if key.lower() == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
