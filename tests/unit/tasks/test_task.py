@@ -12,11 +12,13 @@ import pytest
 
 from taskyard.errors import InvalidArgumentError
 from taskyard.tasks import DEBUG_LOGS_CATEGORY, Noop, Task, TaskConfigError
+from tests.helpers import unregistered
 from tests.unit.tasks.fakes import FakeServerAccess
 
 pytestmark = pytest.mark.usefixtures("isolated_registry")
 
 
+@unregistered
 class Probe(Task):
     """A task whose behaviour the tests set through its data."""
 
@@ -42,8 +44,8 @@ class Probe(Task):
 
 
 @pytest.fixture(autouse=True)
-def _register_probe() -> None:
-    Task._sub_tasks["probe"] = Probe
+def _register_probe(isolated_registry: dict[str, type[Task]]) -> None:
+    isolated_registry["probe"] = Probe
 
 
 # -- Construction -----------------------------------------------------------

@@ -453,7 +453,7 @@ class Dispatcher:
         try:
             current = self._current(session, lease)
         except StaleLeaseError:
-            if await self._already_recorded(session, lease):
+            if await self._already_recorded(session, lease, outcome):
                 return
             raise
         finished = lifecycle.finish(
@@ -462,14 +462,16 @@ class Dispatcher:
         if not await self.commit(current, finished):
             raise StaleLeaseError(f"work request {lease.work_request_id} changed meanwhile")
 
-    async def _already_recorded(self, session: Session, lease: Lease) -> bool:
+    async def _already_recorded(
+        self, session: Session, lease: Lease, outcome: lifecycle.Outcome
+    ) -> bool:
+        """Whether this exact report was recorded before (a resend after a lost ack)."""
         stored = await self.db.run(lambda tx: tx.get_work_request(lease.work_request_id))
-        return (
-            stored is not None
-            and stored.lease == lease
-            and stored.worker_name == session.worker_name
-            and stored.state is State.COMPLETED
-        )
+        if stored is None or stored.lease != lease or stored.worker_name != session.worker_name:
+            return False
+        if outcome is lifecycle.Outcome.ABORTED:
+            return stored.state is State.ABORTED
+        return stored.state is State.COMPLETED and stored.result.value == outcome.value
 
     async def metadata_changed(self, session: Session, metadata: dict[str, Any]) -> None:
         """The worker sent new dynamic metadata."""

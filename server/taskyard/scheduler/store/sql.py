@@ -35,13 +35,21 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling breaks SAVEPOINT: take it over (the
+    # SQLAlchemy recipe) and begin transactions ourselves in `_sqlite_begin`.
+    dbapi_connection.isolation_level = None
     # WAL lets readers run beside the writer; FULL makes every commit durable.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # IMMEDIATE takes the write lock up front: no deadlock upgrading a read lock.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class SqlTransaction:
@@ -180,7 +188,8 @@ class SqlStore:
         self.url = normalize_url(url)
         self.engine: Engine = create_engine(self.url)
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
 
     def migrate(self) -> None:
         """Upgrade the schema to the newest Alembic revision."""

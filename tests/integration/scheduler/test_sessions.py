@@ -1,0 +1,228 @@
+"""Worker sessions: assignment pushed, reports, stale leases, lease expiry, abort."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from taskyard.v1 import common_pb2, workers_pb2
+from taskyard.v1 import work_requests_pb2 as pb
+from tests.integration.scheduler.harness import Harness
+
+
+async def test_register_enable_connect_assign_complete(harness: Harness) -> None:
+    worker = await harness.new_worker("builder")
+    welcome = await worker.connect()
+    assert welcome.worker_name == "builder"
+    assert welcome.heartbeat_interval.ToNanoseconds() == 500_000_000
+
+    work_request_id = await harness.submit("noop", {"sleep": 0}, priority=3)
+    assignment = (await worker.expect("assignment")).assignment
+    assert assignment.lease == common_pb2.Lease(work_request_id=work_request_id, attempt=1)
+    assert assignment.task_name == "noop"
+    assert json.loads(assignment.task_data_json) == {"sleep": 0}
+    assert assignment.task_version == 1
+
+    worker.started(assignment.lease)
+    ack = (await worker.expect("ack")).ack
+    assert ack.kind == workers_pb2.REPORT_KIND_STARTED
+    assert not ack.HasField("problem")
+    assert (await harness.get(work_request_id)).state == pb.WORK_REQUEST_STATE_RUNNING
+
+    worker.completed(assignment.lease, workers_pb2.WORK_OUTCOME_SUCCESS, output_json='{"n": 1}')
+    ack = (await worker.expect("ack")).ack
+    assert ack.kind == workers_pb2.REPORT_KIND_COMPLETED
+    assert not ack.HasField("problem")
+    done = await harness.get(work_request_id)
+    assert (done.state, done.result) == (
+        pb.WORK_REQUEST_STATE_COMPLETED,
+        pb.WORK_REQUEST_RESULT_SUCCESS,
+    )
+    assert (done.worker_name, done.output_json) == ("builder", '{"n": 1}')
+    for stamp in (done.created_at, done.assigned_at, done.started_at, done.completed_at):
+        assert stamp.seconds > 0
+    await worker.disconnect()
+
+
+async def test_work_waiting_before_the_worker_connects_is_pushed_on_connect(
+    harness: Harness,
+) -> None:
+    first = await harness.submit("noop", {"result": True})
+    second = await harness.submit("noop", {"result": False}, priority=10)
+    worker = await harness.new_worker()
+    await worker.connect(slots=2)
+    pushed = {
+        (await worker.expect("assignment")).assignment.lease.work_request_id for _ in range(2)
+    }
+    assert pushed == {first, second}
+    await worker.disconnect()
+
+
+async def test_priority_then_fifo_on_a_single_slot(harness: Harness) -> None:
+    low = await harness.submit("noop", priority=0)
+    high_old = await harness.submit("noop", priority=5)
+    high_new = await harness.submit("noop", priority=5)
+    worker = await harness.new_worker()
+    await worker.connect(slots=1)
+    order = []
+    for _ in range(3):
+        lease = (await worker.expect("assignment")).assignment.lease
+        order.append(lease.work_request_id)
+        worker.completed(lease, workers_pb2.WORK_OUTCOME_SUCCESS)
+        await worker.expect("ack")
+    assert order == [high_old, high_new, low]
+    await worker.disconnect()
+
+
+async def test_a_stale_lease_is_refused_and_changes_nothing(harness: Harness) -> None:
+    worker = await harness.new_worker()
+    await worker.connect()
+    work_request_id = await harness.submit()
+    lease = (await worker.expect("assignment")).assignment.lease
+    stale = common_pb2.Lease(work_request_id=work_request_id, attempt=lease.attempt + 1)
+    worker.completed(stale, workers_pb2.WORK_OUTCOME_FAILURE)
+    ack = (await worker.expect("ack")).ack
+    assert ack.problem.code == 9  # FAILED_PRECONDITION
+    assert ack.problem.reason == "STALE_LEASE"
+    assert (await harness.get(work_request_id)).state == pb.WORK_REQUEST_STATE_ASSIGNED
+    await worker.disconnect()
+
+
+async def test_a_resent_completion_is_acknowledged_again(harness: Harness) -> None:
+    worker = await harness.new_worker()
+    await worker.connect()
+    await harness.submit()
+    lease = (await worker.expect("assignment")).assignment.lease
+    for _ in range(2):
+        worker.completed(lease, workers_pb2.WORK_OUTCOME_SUCCESS)
+        assert not (await worker.expect("ack")).ack.HasField("problem")
+    await worker.disconnect()
+
+
+async def test_a_lost_worker_has_its_lease_expire_and_the_work_requeued(harness: Harness) -> None:
+    first = await harness.new_worker("first")
+    await first.connect()
+    work_request_id = await harness.submit()
+    lease = (await first.expect("assignment")).assignment.lease
+    first.started(lease)
+    await first.expect("ack")
+    await first.disconnect()
+
+    requeued = await harness.wait_for_state(work_request_id, pb.WORK_REQUEST_STATE_PENDING)
+    assert requeued.attempt == 2
+    second = await harness.new_worker("second")
+    await second.connect()
+    assignment = (await second.expect("assignment")).assignment
+    assert assignment.lease.attempt == 2
+    second.completed(assignment.lease, workers_pb2.WORK_OUTCOME_SUCCESS)
+    await second.expect("ack")
+    done = await harness.get(work_request_id)
+    assert (done.result, done.worker_name) == (pb.WORK_REQUEST_RESULT_SUCCESS, "second")
+    await second.disconnect()
+
+
+async def test_a_worker_back_in_time_keeps_its_lease(harness: Harness) -> None:
+    worker = await harness.new_worker()
+    await worker.connect()
+    work_request_id = await harness.submit()
+    lease = (await worker.expect("assignment")).assignment.lease
+    await worker.disconnect()
+    await worker.connect(running=[lease])
+    await asyncio.sleep(harness.config.lease_grace * 2)
+    worker.completed(lease, workers_pb2.WORK_OUTCOME_SUCCESS)
+    assert not (await worker.expect("ack")).ack.HasField("problem")
+    assert (await harness.get(work_request_id)).attempt == 1
+    await worker.disconnect()
+
+
+async def test_attempts_run_out_into_error_worker_lost(harness: Harness) -> None:
+    work_request_id = await harness.submit("noop", max_attempts=1)
+    worker = await harness.new_worker()
+    await worker.connect()
+    await worker.expect("assignment")
+    await worker.disconnect()
+    done = await harness.wait_for_state(work_request_id, pb.WORK_REQUEST_STATE_COMPLETED)
+    assert done.result == pb.WORK_REQUEST_RESULT_ERROR
+    assert done.error.reason == "worker-lost"
+
+
+async def test_a_silent_worker_is_treated_as_lost(harness: Harness) -> None:
+    worker = await harness.new_worker()
+    await worker.connect()
+    work_request_id = await harness.submit("noop")
+    await worker.expect("assignment")
+    # Sends no heartbeat: after the missed-heartbeat window the session closes.
+    requeued = await harness.wait_for_state(work_request_id, pb.WORK_REQUEST_STATE_PENDING)
+    assert requeued.attempt == 2
+    await worker.disconnect()
+
+
+async def test_abort_of_running_work_is_pushed_and_confirmed(harness: Harness) -> None:
+    worker = await harness.new_worker()
+    await worker.connect()
+    work_request_id = await harness.submit("noop", {"sleep": 60})
+    lease = (await worker.expect("assignment")).assignment.lease
+    worker.started(lease)
+    await worker.expect("ack")
+    response = await harness.work_requests.Abort(
+        pb.AbortRequest(id=work_request_id), metadata=harness.submitter
+    )
+    assert response.work_request.state == pb.WORK_REQUEST_STATE_RUNNING
+    abort = (await worker.expect("abort")).abort
+    assert abort.lease == lease
+    assert abort.reason == workers_pb2.ABORT_REASON_USER
+    worker.completed(lease, workers_pb2.WORK_OUTCOME_ABORTED)
+    await worker.expect("ack")
+    assert (await harness.get(work_request_id)).state == pb.WORK_REQUEST_STATE_ABORTED
+    await worker.disconnect()
+
+
+async def test_abort_of_pending_work_is_immediate(harness: Harness) -> None:
+    work_request_id = await harness.submit()
+    response = await harness.work_requests.Abort(
+        pb.AbortRequest(id=work_request_id), metadata=harness.submitter
+    )
+    assert response.work_request.state == pb.WORK_REQUEST_STATE_ABORTED
+    worker = await harness.new_worker()
+    await worker.connect()
+    await harness.submit("noop", {"result": False})
+    assignment = (await worker.expect("assignment")).assignment
+    assert assignment.lease.work_request_id != work_request_id
+    await worker.disconnect()
+
+
+async def test_the_execution_timeout_aborts_and_errors(harness: Harness) -> None:
+    worker = await harness.new_worker()
+    await worker.connect()
+    work_request = pb.SubmitRequest(task_name="noop", task_data_json='{"sleep": 60}')
+    work_request.timeout.FromMilliseconds(300)
+    submitted = await harness.work_requests.Submit(work_request, metadata=harness.submitter)
+    lease = (await worker.expect("assignment")).assignment.lease
+    assert (await worker.expect("abort")).abort.reason == workers_pb2.ABORT_REASON_TIMEOUT
+    done = await harness.get(submitted.work_request.id)
+    assert (done.state, done.result, done.error.reason) == (
+        pb.WORK_REQUEST_STATE_COMPLETED,
+        pb.WORK_REQUEST_RESULT_ERROR,
+        "timeout",
+    )
+    worker.completed(lease, workers_pb2.WORK_OUTCOME_ABORTED)
+    assert (await worker.expect("ack")).ack.problem.reason == "STALE_LEASE"
+    await worker.disconnect()
+
+
+async def test_a_worker_without_the_task_version_gets_nothing(harness: Harness) -> None:
+    worker = await harness.new_worker()
+    await worker.connect(metadata={"noop:version": 999})
+    work_request_id = await harness.submit()
+    await asyncio.sleep(0.3)
+    assert worker.received.empty()
+    explained = await harness.work_requests.Explain(
+        pb.ExplainRequest(id=work_request_id), metadata=harness.submitter
+    )
+    [verdict] = explained.workers
+    assert verdict.eligibility == pb.ELIGIBILITY_VERSION_MISMATCH
+    assert "version 1" in verdict.detail
+    assert "999" in verdict.detail
+    assert not explained.runnable
+    assert "could ever run" in explained.summary
+    await worker.disconnect()

@@ -1,0 +1,151 @@
+"""The storage port's contract, for every adapter."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from taskyard.errors import AlreadyExistsError
+from taskyard.scheduler import lifecycle
+from taskyard.scheduler.domain import Role, State, Token, Worker, WorkError, WorkRequest
+from taskyard.scheduler.store.port import Store, WorkRequestFilter
+from taskyard.scheduler.store.schema import metadata
+from taskyard.scheduler.store.sql import SqlStore
+
+NOW = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
+
+
+def request(number: int, **changes: object) -> WorkRequest:
+    base = WorkRequest(
+        id=f"wr{number:04d}",
+        task_name="noop",
+        task_data_json='{"sleep": 0, "big": 123456789012345678901234567890}',
+        priority=0,
+        created_at=NOW,
+        queue_key=f"wr{number:04d}",
+        trace_context={"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"},
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_a_work_request_round_trips_exactly(store: Store) -> None:
+    original = request(
+        1,
+        error=WorkError("task-raised", "boom", "RuntimeError"),
+        timeout_seconds=2.5,
+        idempotency_key="k1",
+        updated_at=NOW + timedelta(seconds=1),
+    )
+    with store.transaction() as tx:
+        tx.insert_work_request(original)
+    with store.transaction() as tx:
+        assert tx.get_work_request("wr0001") == original
+        assert tx.get_work_request_by_idempotency_key("k1") == original
+        assert tx.get_work_request("nope") is None
+
+
+def test_ids_and_idempotency_keys_are_unique(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.insert_work_request(request(1, idempotency_key="k"))
+    for duplicate in (request(1), request(2, idempotency_key="k")):
+        with pytest.raises(AlreadyExistsError), store.transaction() as tx:
+            tx.insert_work_request(duplicate)
+    with store.transaction() as tx:
+        assert tx.get_work_request("wr0002") is None
+
+
+def _insert_then_fail(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.insert_work_request(request(1))
+        raise RuntimeError("abandon")
+
+
+def test_a_failed_transaction_leaves_nothing(store: Store) -> None:
+    with pytest.raises(RuntimeError):
+        _insert_then_fail(store)
+    with store.transaction() as tx:
+        assert tx.get_work_request("wr0001") is None
+
+
+def test_replace_is_a_compare_and_set_on_state_and_attempt(store: Store) -> None:
+    pending = request(1)
+    with store.transaction() as tx:
+        tx.insert_work_request(pending)
+    assigned = lifecycle.assign(pending, "w1", NOW)
+    with store.transaction() as tx:
+        assert tx.claim_work_request(assigned)
+        assert not tx.claim_work_request(assigned)  # not pending any more
+        stale = dataclasses.replace(assigned, attempt=2)
+        assert not tx.replace_work_request(stale, expected_state=State.ASSIGNED, expected_attempt=2)
+        running = lifecycle.start(assigned, NOW)
+        assert not tx.replace_work_request(
+            running, expected_state=State.RUNNING, expected_attempt=1
+        )
+        assert tx.replace_work_request(running, expected_state=State.ASSIGNED, expected_attempt=1)
+        assert tx.get_work_request("wr0001") == running
+
+
+def test_list_filters_and_pages_newest_first(store: Store) -> None:
+    with store.transaction() as tx:
+        for number in range(1, 8):
+            state = State.ABORTED if number % 2 else State.PENDING
+            task = "noop" if number < 6 else "other"
+            tx.insert_work_request(request(number, state=state, task_name=task))
+    with store.transaction() as tx:
+        everything = tx.list_work_requests(WorkRequestFilter(), limit=100)
+        assert [w.id for w in everything] == [f"wr{n:04d}" for n in range(7, 0, -1)]
+        page = tx.list_work_requests(WorkRequestFilter(), limit=3, before_id="wr0006")
+        assert [w.id for w in page] == ["wr0005", "wr0004", "wr0003"]
+        pending_noop = WorkRequestFilter(states=frozenset({State.PENDING}), task_name="noop")
+        assert [w.id for w in tx.list_work_requests(pending_noop, limit=100)] == [
+            "wr0004",
+            "wr0002",
+        ]
+        live = tx.work_requests_in_states({State.PENDING})
+        assert [w.id for w in live] == ["wr0002", "wr0004", "wr0006"]
+
+
+def test_workers(store: Store) -> None:
+    worker = Worker("w1", "f" * 64, NOW, slots=2, dynamic_metadata={"noop:version": 1})
+    with store.transaction() as tx:
+        tx.insert_worker(worker)
+    with pytest.raises(AlreadyExistsError), store.transaction() as tx:
+        tx.insert_worker(dataclasses.replace(worker, name="w2"))
+    changed = dataclasses.replace(
+        worker, enabled=True, static_metadata={"x": [1]}, allowed_tasks=("noop",), last_seen_at=NOW
+    )
+    with store.transaction() as tx:
+        tx.replace_worker(changed)
+        tx.insert_worker(Worker("a0", "e" * 64, NOW))
+    with store.transaction() as tx:
+        assert tx.get_worker("w1") == changed
+        assert tx.get_worker_by_token("f" * 64) == changed
+        assert tx.get_worker_by_token("0" * 64) is None
+        assert [w.name for w in tx.list_workers()] == ["a0", "w1"]
+
+
+def test_tokens(store: Store) -> None:
+    older = Token("t1", "1" * 64, Role.ADMIN, NOW, "first")
+    newer = Token("t2", "2" * 64, Role.SUBMIT, NOW + timedelta(seconds=1), expires_at=NOW)
+    with store.transaction() as tx:
+        tx.insert_token(older)
+        tx.insert_token(newer)
+    with pytest.raises(AlreadyExistsError), store.transaction() as tx:
+        tx.insert_token(dataclasses.replace(older, id="t3"))
+    revoked = dataclasses.replace(older, revoked_at=NOW)
+    with store.transaction() as tx:
+        tx.replace_token(revoked)
+    with store.transaction() as tx:
+        assert tx.get_token("t1") == revoked
+        assert tx.get_token_by_hash("2" * 64) == newer
+        assert [t.id for t in tx.list_tokens()] == ["t2", "t1"]
+
+
+def test_the_migrations_build_exactly_the_declared_schema(sql_store: SqlStore) -> None:
+    with sql_store.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), metadata)
+    assert differences == []

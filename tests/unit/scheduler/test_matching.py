@@ -1,0 +1,162 @@
+"""Matching: table tests, verdict cache and its invalidation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from taskyard.scheduler.matching import (
+    PendingEntry,
+    PendingIndex,
+    Shape,
+    VerdictCache,
+    WorkerView,
+    fingerprint,
+    pick,
+)
+from taskyard.tasks import Task
+from tests.helpers import unregistered
+
+pytestmark = pytest.mark.usefixtures("isolated_registry")
+
+
+@unregistered
+class Arch(Task):
+    """Runs only where the worker reports the architecture in the data."""
+
+    TASK_VERSION = 1
+    calls = 0
+
+    def can_run_on(self, worker_metadata: dict[str, Any]) -> bool:
+        Arch.calls += 1
+        if not super().can_run_on(worker_metadata):
+            return False
+        assert self.data is not None
+        return bool(worker_metadata.get("system:arch") == self.data["arch"])
+
+    def _execute(self) -> bool:
+        return True
+
+
+@pytest.fixture(autouse=True)
+def _register(isolated_registry: dict[str, type[Task]]) -> None:
+    isolated_registry["arch"] = Arch
+    Arch.calls = 0
+
+
+def arch_task(arch: str) -> Task:
+    task = Arch()
+    task.configure({"arch": arch})
+    return task
+
+
+def index_of(*requests: tuple[str, str, int]) -> PendingIndex:
+    """Requests as (id, arch, priority), submitted in this order."""
+    index = PendingIndex()
+    for position, (request_id, arch, priority) in enumerate(requests):
+        shape = Shape("arch", fingerprint({"arch": arch}))
+        index.add(PendingEntry.of(request_id, shape, priority, f"{position:04d}"), arch_task(arch))
+    return index
+
+
+def worker(arch: str, name: str = "w", **lists: Any) -> WorkerView:
+    return WorkerView.of(
+        name,
+        {"arch:version": 1, "system:arch": arch},
+        lists.get("allow", ()),
+        lists.get("deny", ()),
+    )
+
+
+@pytest.mark.parametrize(
+    ("requests", "worker_arch", "expected"),
+    [
+        pytest.param([], "amd64", None, id="empty queue"),
+        pytest.param([("a", "amd64", 0)], "amd64", "a", id="one that fits"),
+        pytest.param([("a", "arm64", 0)], "amd64", None, id="nothing fits"),
+        pytest.param(
+            [("a", "amd64", 0), ("b", "amd64", 5)], "amd64", "b", id="higher priority first"
+        ),
+        pytest.param(
+            [("a", "amd64", 1), ("b", "amd64", 1)], "amd64", "a", id="equal priority: FIFO"
+        ),
+        pytest.param(
+            [("hi", "arm64", 9), ("lo", "amd64", 0)],
+            "amd64",
+            "lo",
+            id="what nobody here can run does not block lower priorities",
+        ),
+        pytest.param(
+            [("a", "amd64", 0), ("b", "arm64", 0), ("c", "amd64", 0)],
+            "amd64",
+            "a",
+            id="oldest of several shapes",
+        ),
+    ],
+)
+def test_pick(requests: list[tuple[str, str, int]], worker_arch: str, expected: str | None) -> None:
+    chosen = pick(worker(worker_arch), index_of(*requests), VerdictCache())
+    assert (chosen.id if chosen else None) == expected
+
+
+def test_a_version_mismatch_is_never_picked() -> None:
+    view = WorkerView.of("w", {"arch:version": 2, "system:arch": "amd64"})
+    assert pick(view, index_of(("a", "amd64", 0)), VerdictCache()) is None
+
+
+@pytest.mark.parametrize(
+    ("allow", "deny", "expected"),
+    [
+        ((), (), "a"),
+        ((), ("arch",), None),
+        (("noop",), (), None),
+        (("arch",), (), "a"),
+        (("arch",), ("arch",), None),
+    ],
+)
+def test_allow_and_deny_lists(
+    allow: tuple[str, ...], deny: tuple[str, ...], expected: str | None
+) -> None:
+    view = worker("amd64", allow=allow, deny=deny)
+    chosen = pick(view, index_of(("a", "amd64", 0)), VerdictCache())
+    assert (chosen.id if chosen else None) == expected
+
+
+def test_removed_requests_are_skipped() -> None:
+    index = index_of(("a", "amd64", 5), ("b", "amd64", 0))
+    assert index.discard("a") is not None
+    chosen = pick(worker("amd64"), index, VerdictCache())
+    assert chosen is not None
+    assert chosen.id == "b"
+    assert len(index) == 1
+
+
+def test_can_run_on_is_asked_once_per_shape_and_metadata_whatever_the_queue_length() -> None:
+    # The refused shape is older, so both shapes must be judged for each worker.
+    requests = [(f"r{i}", "amd64" if i % 2 else "arm64", 0) for i in range(1000)]
+    index = index_of(*requests)
+    verdicts = VerdictCache()
+    for name in ("w1", "w2", "w3"):  # identical metadata: the verdicts are shared
+        pick(worker("amd64", name), index, verdicts)
+    assert Arch.calls == 2
+    assert verdicts.misses == 2
+    assert verdicts.hits == 4
+
+
+def test_a_metadata_change_invalidates_the_verdicts() -> None:
+    index = index_of(("a", "arm64", 0))
+    verdicts = VerdictCache()
+    assert pick(worker("amd64"), index, verdicts) is None
+    chosen = pick(worker("arm64"), index, verdicts)  # the worker now reports arm64
+    assert chosen is not None
+    assert chosen.id == "a"
+    assert verdicts.misses == 2
+
+
+def test_the_cache_is_bounded() -> None:
+    verdicts = VerdictCache(max_entries=2)
+    index = index_of(("a", "amd64", 0))
+    for arch in ("amd64", "arm64", "riscv64", "amd64"):
+        pick(worker(arch), index, verdicts)
+    assert verdicts.misses == 4
