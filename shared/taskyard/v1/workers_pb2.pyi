@@ -247,8 +247,10 @@ class WorkerHello(_message.Message):
     """Version of the Taskyard worker software."""
     @_builtins.property
     def running(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Lease]:
-        """Work the worker is running now, e.g. after a reconnect. The scheduler
-        keeps these leases if they are still current and aborts the others.
+        """Work the worker holds, e.g. after a reconnect: running now, or finished
+        with a completed report not yet acknowledged (sent right after the hello).
+        The scheduler keeps these leases if they are still current, aborts the
+        others, and requeues current leases of this worker that are not listed.
         """
 
     def __init__(
