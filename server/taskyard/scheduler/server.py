@@ -125,18 +125,22 @@ def build_scheduler(config: SchedulerConfig) -> Scheduler:
     )
 
 
-async def serve(config: SchedulerConfig, announce: Callable[[str], None] = print) -> None:
+def _announce(line: str) -> None:
+    print(line, flush=True)
+
+
+async def serve(config: SchedulerConfig, announce: Callable[[str], None] = _announce) -> None:
     """Run the scheduler until SIGTERM or SIGINT, then shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     scheduler = build_scheduler(config)
     running = await start_server(scheduler, config)
     await scheduler.tokens.ensure_admin_token(config.data_dir / "admin.token")
     host = config.listen.rsplit(":", 1)[0]
     announce(f"taskyard scheduler listening on {host}:{running.port}")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     log.info("shutting down: telling workers, draining calls for up to %ss", config.shutdown_grace)
     await running.stop(config.shutdown_grace)
