@@ -580,8 +580,9 @@ Global___MetadataRefresh: _TypeAlias = MetadataRefresh  # noqa: Y015
 
 @_typing.final
 class ReportAck(_message.Message):
-    """Acknowledges a report. A completed report is durable on the scheduler once
-    acknowledged without a problem; the worker may then forget it.
+    """Answers a report. Every completed report is answered: once answered without
+    a problem it is durable on the scheduler and the worker may forget it. A
+    started report is answered only when it is refused.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

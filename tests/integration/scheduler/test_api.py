@@ -143,7 +143,6 @@ async def test_watch_streams_every_state_change_until_the_end(harness: Harness) 
     await worker.connect()
     lease = (await worker.expect("assignment")).assignment.lease
     worker.started(lease)
-    await worker.expect("ack")
     worker.completed(lease, workers_pb2.WORK_OUTCOME_FAILURE)
     await worker.expect("ack")
     await asyncio.wait_for(following, 5)

@@ -32,7 +32,6 @@ async def test_submit_wait(
     try:
         lease = (await worker.expect("assignment", timeout=30)).assignment.lease
         worker.started(lease)
-        await worker.expect("ack")
         worker.completed(lease, outcome)
         await worker.expect("ack")
         stdout, stderr = await asyncio.wait_for(cli.communicate(), 30)

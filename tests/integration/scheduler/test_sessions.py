@@ -24,10 +24,8 @@ async def test_register_enable_connect_assign_complete(harness: Harness) -> None
     assert assignment.task_version == 1
 
     worker.started(assignment.lease)
-    ack = (await worker.expect("ack")).ack
-    assert ack.kind == workers_pb2.REPORT_KIND_STARTED
-    assert not ack.HasField("problem")
-    assert (await harness.get(work_request_id)).state == pb.WORK_REQUEST_STATE_RUNNING
+    await harness.wait_for_state(work_request_id, pb.WORK_REQUEST_STATE_RUNNING)
+    assert worker.received.empty()  # an accepted start is not answered
 
     worker.completed(assignment.lease, workers_pb2.WORK_OUTCOME_SUCCESS, output_json='{"n": 1}')
     ack = (await worker.expect("ack")).ack
@@ -74,6 +72,17 @@ async def test_priority_then_fifo_on_a_single_slot(harness: Harness) -> None:
     await worker.disconnect()
 
 
+async def test_a_start_with_a_stale_lease_is_refused(harness: Harness) -> None:
+    worker = await harness.new_worker()
+    await worker.connect()
+    await harness.submit()
+    lease = (await worker.expect("assignment")).assignment.lease
+    worker.started(common_pb2.Lease(work_request_id=lease.work_request_id, attempt=7))
+    ack = (await worker.expect("ack")).ack
+    assert (ack.kind, ack.problem.reason) == (workers_pb2.REPORT_KIND_STARTED, "STALE_LEASE")
+    await worker.disconnect()
+
+
 async def test_a_stale_lease_is_refused_and_changes_nothing(harness: Harness) -> None:
     worker = await harness.new_worker()
     await worker.connect()
@@ -105,7 +114,7 @@ async def test_a_lost_worker_has_its_lease_expire_and_the_work_requeued(harness:
     work_request_id = await harness.submit()
     lease = (await first.expect("assignment")).assignment.lease
     first.started(lease)
-    await first.expect("ack")
+    await harness.wait_for_state(work_request_id, pb.WORK_REQUEST_STATE_RUNNING)
     await first.disconnect()
 
     requeued = await harness.wait_for_state(work_request_id, pb.WORK_REQUEST_STATE_PENDING)
@@ -163,7 +172,7 @@ async def test_abort_of_running_work_is_pushed_and_confirmed(harness: Harness) -
     work_request_id = await harness.submit("noop", {"sleep": 60})
     lease = (await worker.expect("assignment")).assignment.lease
     worker.started(lease)
-    await worker.expect("ack")
+    await harness.wait_for_state(work_request_id, pb.WORK_REQUEST_STATE_RUNNING)
     response = await harness.work_requests.Abort(
         pb.AbortRequest(id=work_request_id), metadata=harness.submitter
     )

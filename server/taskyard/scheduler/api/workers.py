@@ -60,15 +60,39 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
     async def _read(
         self, requests: AsyncIterator[pb.SessionRequest], session: WorkerSession
     ) -> None:
+        """Read the worker's messages. Reports about one lease are handled in
+        order; reports about different leases run concurrently, so one slow
+        commit does not hold up the whole session."""
+        last: dict[str, asyncio.Task[None]] = {}
         try:
             async for request in requests:
                 session.touch()
-                await self._handle(request, session)
+                key = _lease_key(request)
+                previous = last.get(key)
+                last[key] = asyncio.create_task(self._after(previous, request, session))
+                if len(last) > 1000:
+                    last = {k: t for k, t in last.items() if not t.done()}
         except (asyncio.CancelledError, grpc.aio.AioRpcError):
             pass
         except Exception:
             log.exception("session of %s failed", session.worker_name)
         finally:
+            session.close()
+            for task in last.values():
+                task.cancel()
+
+    async def _after(
+        self,
+        previous: asyncio.Task[None] | None,
+        request: pb.SessionRequest,
+        session: WorkerSession,
+    ) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        try:
+            await self._handle(request, session)
+        except Exception:
+            log.exception("could not handle a message from %s", session.worker_name)
             session.close()
 
     async def _handle(self, request: pb.SessionRequest, session: WorkerSession) -> None:
@@ -100,9 +124,22 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
     async def _acknowledge(
         self, session: WorkerSession, lease: Any, kind: messages.ReportKind, report: Any
     ) -> None:
+        """Answer a report: always for a completion (the worker keeps it until
+        then), only on refusal for a start."""
         try:
             await report
         except TaskyardError as error:
             session.send(messages.Ack(lease, kind, error))
             return
-        session.send(messages.Ack(lease, kind))
+        if kind is messages.ReportKind.COMPLETED:
+            session.send(messages.Ack(lease, kind))
+
+
+def _lease_key(request: pb.SessionRequest) -> str:
+    """Which lease a message is about ("" for messages about the worker itself)."""
+    kind = request.WhichOneof("message")
+    if kind == "started":
+        return request.started.lease.work_request_id
+    if kind == "completed":
+        return request.completed.lease.work_request_id
+    return ""

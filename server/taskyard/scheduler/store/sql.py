@@ -10,7 +10,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from taskyard.errors import AlreadyExistsError
@@ -52,133 +52,135 @@ def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# Statements are built once: building one costs more than running it on SQLite.
+_WR = work_requests.c
+_INSERT_WORK_REQUEST = insert(work_requests)
+_WORK_REQUEST_BY_ID = select(work_requests).where(_WR.id == bindparam("b_id"))
+_WORK_REQUEST_BY_KEY = select(work_requests).where(_WR.idempotency_key == bindparam("b_key"))
+_EXPECTED = (_WR.state == bindparam("b_state"), _WR.attempt == bindparam("b_attempt"))
+_REPLACE_WORK_REQUEST = update(work_requests).where(_WR.id == bindparam("b_id"), *_EXPECTED)
+_CLAIM_SKIP_LOCKED = update(work_requests).where(
+    _WR.id
+    == select(_WR.id)
+    .where(_WR.id == bindparam("b_id"), *_EXPECTED)
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+_INSERT_WORKER = insert(workers)
+_REPLACE_WORKER = update(workers).where(workers.c.name == bindparam("b_name"))
+_WORKER_BY_NAME = select(workers).where(workers.c.name == bindparam("b_name"))
+_WORKER_BY_TOKEN = select(workers).where(workers.c.token_sha256 == bindparam("b_token"))
+_ALL_WORKERS = select(workers).order_by(workers.c.name)
+_INSERT_TOKEN = insert(tokens)
+_REPLACE_TOKEN = update(tokens).where(tokens.c.id == bindparam("b_id"))
+_TOKEN_BY_ID = select(tokens).where(tokens.c.id == bindparam("b_id"))
+_TOKEN_BY_HASH = select(tokens).where(tokens.c.secret_sha256 == bindparam("b_hash"))
+_ALL_TOKENS = select(tokens).order_by(tokens.c.created_at.desc(), tokens.c.id.desc())
+
+
 class SqlTransaction:
-    """StoreTransaction on one SQLAlchemy connection inside a transaction."""
+    """StoreTransaction on one SQLAlchemy connection inside a transaction.
+
+    A failed insert (duplicate) fails the whole transaction; the group
+    committer then re-runs the batch one operation per transaction.
+    """
 
     def __init__(self, connection: Connection) -> None:
         self._db = connection
         self._skip_locked = connection.dialect.name == "postgresql"
 
-    def _insert(self, statement: Any, what: str) -> None:
+    def _insert(self, statement: Any, row: dict[str, Any], what: str) -> None:
         try:
-            with self._db.begin_nested():
-                self._db.execute(statement)
+            self._db.execute(statement, row)
         except IntegrityError as error:
             raise AlreadyExistsError(f"{what} exists already") from error
 
+    def _first(self, query: Any, **params: Any) -> Any:
+        return self._db.execute(query, params).mappings().first()
+
     def insert_work_request(self, work_request: WorkRequest) -> None:
         row = rows.work_request_row(work_request)
-        self._insert(insert(work_requests).values(row), f"work request {work_request.id}")
+        self._insert(_INSERT_WORK_REQUEST, row, f"work request {work_request.id}")
 
     def get_work_request(self, work_request_id: str) -> WorkRequest | None:
-        query = select(work_requests).where(work_requests.c.id == work_request_id)
-        row = self._db.execute(query).mappings().first()
+        row = self._first(_WORK_REQUEST_BY_ID, b_id=work_request_id)
         return rows.work_request_from(row) if row else None
 
     def get_work_request_by_idempotency_key(self, key: str) -> WorkRequest | None:
-        query = select(work_requests).where(work_requests.c.idempotency_key == key)
-        row = self._db.execute(query).mappings().first()
+        row = self._first(_WORK_REQUEST_BY_KEY, b_key=key)
         return rows.work_request_from(row) if row else None
+
+    def _compare_and_set(
+        self, statement: Any, work_request: WorkRequest, state: State, attempt: int
+    ) -> bool:
+        params = rows.work_request_row(work_request)
+        params.update(b_id=work_request.id, b_state=state.value, b_attempt=attempt)
+        return bool(self._db.execute(statement, params).rowcount == 1)
 
     def replace_work_request(
         self, work_request: WorkRequest, *, expected_state: State, expected_attempt: int
     ) -> bool:
-        statement = (
-            update(work_requests)
-            .where(
-                work_requests.c.id == work_request.id,
-                work_requests.c.state == expected_state.value,
-                work_requests.c.attempt == expected_attempt,
-            )
-            .values(rows.work_request_row(work_request))
+        return self._compare_and_set(
+            _REPLACE_WORK_REQUEST, work_request, expected_state, expected_attempt
         )
-        return self._db.execute(statement).rowcount == 1
 
     def claim_work_request(self, work_request: WorkRequest) -> bool:
-        if not self._skip_locked:
-            return self.replace_work_request(
-                work_request, expected_state=State.PENDING, expected_attempt=work_request.attempt
-            )
-        claimable = (
-            select(work_requests.c.id)
-            .where(
-                work_requests.c.id == work_request.id,
-                work_requests.c.state == State.PENDING.value,
-                work_requests.c.attempt == work_request.attempt,
-            )
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        statement = (
-            update(work_requests)
-            .where(work_requests.c.id == claimable)
-            .values(rows.work_request_row(work_request))
-        )
-        return self._db.execute(statement).rowcount == 1
+        statement = _CLAIM_SKIP_LOCKED if self._skip_locked else _REPLACE_WORK_REQUEST
+        return self._compare_and_set(statement, work_request, State.PENDING, work_request.attempt)
 
     def list_work_requests(
         self, where: WorkRequestFilter, *, limit: int, before_id: str = ""
     ) -> list[WorkRequest]:
-        query = select(work_requests).order_by(work_requests.c.id.desc()).limit(limit)
+        query = select(work_requests).order_by(_WR.id.desc()).limit(limit)
         if where.states:
-            query = query.where(work_requests.c.state.in_([s.value for s in where.states]))
+            query = query.where(_WR.state.in_([s.value for s in where.states]))
         if where.task_name:
-            query = query.where(work_requests.c.task_name == where.task_name)
+            query = query.where(_WR.task_name == where.task_name)
         if where.worker_name:
-            query = query.where(work_requests.c.worker_name == where.worker_name)
+            query = query.where(_WR.worker_name == where.worker_name)
         if before_id:
-            query = query.where(work_requests.c.id < before_id)
+            query = query.where(_WR.id < before_id)
         return [rows.work_request_from(r) for r in self._db.execute(query).mappings()]
 
     def work_requests_in_states(self, states: Collection[State]) -> list[WorkRequest]:
         query = (
-            select(work_requests)
-            .where(work_requests.c.state.in_([s.value for s in states]))
-            .order_by(work_requests.c.id)
+            select(work_requests).where(_WR.state.in_([s.value for s in states])).order_by(_WR.id)
         )
         return [rows.work_request_from(r) for r in self._db.execute(query).mappings()]
 
     def insert_worker(self, worker: Worker) -> None:
-        self._insert(insert(workers).values(rows.worker_row(worker)), f"worker {worker.name}")
+        self._insert(_INSERT_WORKER, rows.worker_row(worker), f"worker {worker.name}")
 
     def replace_worker(self, worker: Worker) -> None:
-        statement = (
-            update(workers).where(workers.c.name == worker.name).values(rows.worker_row(worker))
-        )
-        self._db.execute(statement)
+        self._db.execute(_REPLACE_WORKER, {**rows.worker_row(worker), "b_name": worker.name})
 
     def get_worker(self, name: str) -> Worker | None:
-        row = self._db.execute(select(workers).where(workers.c.name == name)).mappings().first()
+        row = self._first(_WORKER_BY_NAME, b_name=name)
         return rows.worker_from(row) if row else None
 
     def get_worker_by_token(self, token_sha256: str) -> Worker | None:
-        query = select(workers).where(workers.c.token_sha256 == token_sha256)
-        row = self._db.execute(query).mappings().first()
+        row = self._first(_WORKER_BY_TOKEN, b_token=token_sha256)
         return rows.worker_from(row) if row else None
 
     def list_workers(self) -> list[Worker]:
-        query = select(workers).order_by(workers.c.name)
-        return [rows.worker_from(r) for r in self._db.execute(query).mappings()]
+        return [rows.worker_from(r) for r in self._db.execute(_ALL_WORKERS).mappings()]
 
     def insert_token(self, token: Token) -> None:
-        self._insert(insert(tokens).values(rows.token_row(token)), f"token {token.id}")
+        self._insert(_INSERT_TOKEN, rows.token_row(token), f"token {token.id}")
 
     def replace_token(self, token: Token) -> None:
-        statement = update(tokens).where(tokens.c.id == token.id).values(rows.token_row(token))
-        self._db.execute(statement)
+        self._db.execute(_REPLACE_TOKEN, {**rows.token_row(token), "b_id": token.id})
 
     def get_token(self, token_id: str) -> Token | None:
-        row = self._db.execute(select(tokens).where(tokens.c.id == token_id)).mappings().first()
+        row = self._first(_TOKEN_BY_ID, b_id=token_id)
         return rows.token_from(row) if row else None
 
     def get_token_by_hash(self, secret_sha256: str) -> Token | None:
-        query = select(tokens).where(tokens.c.secret_sha256 == secret_sha256)
-        row = self._db.execute(query).mappings().first()
+        row = self._first(_TOKEN_BY_HASH, b_hash=secret_sha256)
         return rows.token_from(row) if row else None
 
     def list_tokens(self) -> list[Token]:
-        query = select(tokens).order_by(tokens.c.created_at.desc(), tokens.c.id.desc())
-        return [rows.token_from(r) for r in self._db.execute(query).mappings()]
+        return [rows.token_from(r) for r in self._db.execute(_ALL_TOKENS).mappings()]
 
 
 class SqlStore:

@@ -1,0 +1,200 @@
+"""Shared by the benchmarks: real processes to measure, and the bare-gRPC baseline.
+
+The scheduler and the baseline server each run in their own process, so their
+CPU time can be read from /proc without counting the load generator's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import re
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from taskyard.rpc.credentials import CHANNEL_OPTIONS, bearer_metadata
+from taskyard.tasks import Task
+from taskyard.v1 import common_pb2, workers_pb2, workers_pb2_grpc
+
+BARE_SERVER = Path(__file__).with_name("bare_server.py")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    """The `fraction` quantile of `samples`."""
+    return statistics.quantiles(samples, n=1000, method="inclusive")[round(fraction * 1000) - 1]
+
+
+def machine() -> str:
+    """One line describing where the figures come from."""
+    return f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+
+
+@dataclass
+class Child:
+    """A process we started, with the address it listens on."""
+
+    process: subprocess.Popen[str]
+    address: str
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def _spawn(command: list[str]) -> Child:
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if match := re.search(r"listening on (\S+)", line):
+            return Child(process, match.group(1))
+    raise RuntimeError(f"{command[2:4]} exited with {process.wait()}")
+
+
+def _stop(child: Child) -> None:
+    if child.process.poll() is None:
+        child.process.send_signal(signal.SIGTERM)
+        try:
+            child.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.process.wait()
+    if child.process.stdout is not None:
+        child.process.stdout.close()
+
+
+@contextmanager
+def scheduler_process() -> Iterator[tuple[Child, str]]:
+    """A scheduler on SQLite in a temporary directory; yields it and the admin token."""
+    with tempfile.TemporaryDirectory(prefix="taskyard-bench-") as data_dir:
+        command = [sys.executable, "-m", "taskyard.cli.main", "scheduler", "--data-dir", data_dir,
+             "--listen", "127.0.0.1:0", "--auto-enable-workers"]  # fmt: skip
+        if os.environ.get("BENCH_PROFILE"):
+            command = [sys.executable, os.environ["BENCH_PROFILE"], data_dir]
+        child = _spawn(command)
+        try:
+            yield child, (Path(data_dir) / "admin.token").read_text().strip()
+        finally:
+            _stop(child)
+
+
+@contextmanager
+def bare_server() -> Iterator[Child]:
+    """The baseline: a trivial unary gRPC servicer in its own process."""
+    child = _spawn([sys.executable, str(BARE_SERVER)])
+    try:
+        yield child
+    finally:
+        _stop(child)
+
+
+def bare_call(channel: grpc.aio.Channel) -> Any:
+    """The baseline's one method: bytes in, the same bytes out."""
+    return channel.unary_unary("/bench.Bare/Echo", None, None)
+
+
+async def bare_cpu_per_call(calls: int, concurrency: int) -> tuple[float, float]:
+    """CPU seconds the bare server spends per unary call, and calls per second."""
+    with bare_server() as server:
+        async with grpc.aio.insecure_channel(server.address, options=CHANNEL_OPTIONS) as channel:
+            echo = bare_call(channel)
+            await echo(b"warm-up")
+            before, started = cpu_seconds(server.pid), time.perf_counter()
+            await run_concurrently(calls, concurrency, lambda: echo(b"x" * 64))
+            elapsed = time.perf_counter() - started
+            return (cpu_seconds(server.pid) - before) / calls, calls / elapsed
+
+
+async def run_concurrently(count: int, concurrency: int, make: Any) -> None:
+    """Await `count` calls of `make()`, at most `concurrency` at a time."""
+    remaining = iter(range(count))
+
+    async def lane() -> None:
+        for _ in remaining:
+            await make()
+
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+
+
+class SimulatedWorker:
+    """A worker that completes every assignment at once with success."""
+
+    def __init__(self, channel: grpc.aio.Channel, name: str, slots: int) -> None:
+        self.stub = workers_pb2_grpc.WorkerServiceStub(channel)
+        self.name = name
+        self.slots = slots
+        self.token = secrets.token_urlsafe(32)
+        self.outgoing: asyncio.Queue[workers_pb2.SessionRequest | None] = asyncio.Queue()
+        self.completed = 0
+        self.on_assignment: Any = None
+
+    async def run(self, done: asyncio.Event) -> None:
+        """Register, open the session and serve until `done`."""
+        await self.stub.Register(workers_pb2.RegisterRequest(name=self.name, token=self.token))
+        hello = workers_pb2.WorkerHello(
+            metadata_json=json.dumps(Task.analyze_worker_all_tasks()), slots=self.slots
+        )
+        self.outgoing.put_nowait(workers_pb2.SessionRequest(hello=hello))
+        call = self.stub.Session(self._requests(), metadata=bearer_metadata(self.token))
+        async for message in call:
+            if message.WhichOneof("message") == "assignment":
+                self._complete(message.assignment.lease)
+            elif (
+                message.WhichOneof("message") == "ack"
+                and message.ack.kind == workers_pb2.REPORT_KIND_COMPLETED
+            ):
+                self.completed += 1
+                if done.is_set():
+                    break
+        self.outgoing.put_nowait(None)
+
+    def _complete(self, lease: common_pb2.Lease) -> None:
+        if self.on_assignment is not None:
+            self.on_assignment(lease)
+        self.outgoing.put_nowait(
+            workers_pb2.SessionRequest(started=workers_pb2.WorkStarted(lease=lease))
+        )
+        self.outgoing.put_nowait(
+            workers_pb2.SessionRequest(
+                completed=workers_pb2.WorkCompleted(
+                    lease=lease, outcome=workers_pb2.WORK_OUTCOME_SUCCESS
+                )
+            )
+        )
+
+    async def _requests(self) -> AsyncIterator[workers_pb2.SessionRequest]:
+        while (request := await self.outgoing.get()) is not None:
+            yield request
+
+
+@asynccontextmanager
+async def channel_to(address: str) -> AsyncIterator[grpc.aio.Channel]:
+    """An insecure loopback channel with Taskyard's message limits."""
+    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+        yield channel

@@ -1,0 +1,93 @@
+"""Durable no-op requests end to end, per second, and scheduler CPU per request.
+
+A real scheduler process (SQLite, durable commits) serves N simulated workers
+that complete each assignment at once, while clients submit concurrently. In
+the same run, a bare gRPC server answers trivial unary calls; the ratio of
+scheduler CPU per request to bare CPU per call is what Taskyard costs over the
+cheapest possible RPC. Targets: >= 1,500 requests/s, ratio <= 2.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+from taskyard.rpc.credentials import bearer_metadata
+from taskyard.v1 import work_requests_pb2, work_requests_pb2_grpc
+
+from support import (
+    SimulatedWorker,
+    bare_cpu_per_call,
+    channel_to,
+    cpu_seconds,
+    machine,
+    run_concurrently,
+    scheduler_process,
+)
+
+
+async def scheduler_run(
+    requests: int, workers: int, slots: int, concurrency: int, batch: int
+) -> tuple[float, float]:
+    """Requests per second end to end, and scheduler CPU seconds per request.
+
+    With `batch` > 1 clients submit with BatchSubmit, `batch` requests a call.
+    """
+    with scheduler_process() as (scheduler, admin):
+        async with channel_to(scheduler.address) as channel:
+            done = asyncio.Event()
+            simulated = [SimulatedWorker(channel, f"sim{i}", slots) for i in range(workers)]
+            serving = [asyncio.create_task(w.run(done)) for w in simulated]
+            await asyncio.sleep(1.0)  # sessions open
+            stub = work_requests_pb2_grpc.WorkRequestServiceStub(channel)
+            metadata = bearer_metadata(admin)
+            request = work_requests_pb2.SubmitRequest(task_name="noop", task_data_json="{}")
+            many = work_requests_pb2.BatchSubmitRequest(requests=[request] * batch)
+            before, started = cpu_seconds(scheduler.pid), time.perf_counter()
+            if batch > 1:
+                await run_concurrently(
+                    requests // batch,
+                    concurrency,
+                    lambda: stub.BatchSubmit(many, metadata=metadata),
+                )
+            else:
+                await run_concurrently(
+                    requests, concurrency, lambda: stub.Submit(request, metadata=metadata)
+                )
+            while sum(w.completed for w in simulated) < requests:
+                await asyncio.sleep(0.01)
+            elapsed = time.perf_counter() - started
+            cpu = cpu_seconds(scheduler.pid) - before
+            done.set()
+            for task in serving:
+                task.cancel()
+            await asyncio.gather(*serving, return_exceptions=True)
+    return requests / elapsed, cpu / requests
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--slots", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=50, help="requests per BatchSubmit")
+    args = parser.parse_args()
+    bare_cpu, bare_rate = await bare_cpu_per_call(args.requests, args.concurrency)
+    print(f"machine: {machine()}")
+    print(f"{args.requests} no-op requests, {args.workers} simulated workers x {args.slots} slots")
+    print(f"bare unary: {bare_rate:,.0f} calls/s, {bare_cpu * 1e6:,.0f} us server CPU per call")
+    print(
+        f"{'submitting with':<30} {'requests/s':>12} {'CPU/request us':>15} {'ratio to bare':>14}"
+    )
+    for label, batch, concurrency in (
+        (f"Submit x{args.concurrency} in flight", 1, args.concurrency),
+        (f"BatchSubmit of {args.batch}", args.batch, 4),
+    ):
+        rate, cpu = await scheduler_run(args.requests, args.workers, args.slots, concurrency, batch)
+        print(f"{label:<30} {rate:>12,.0f} {cpu * 1e6:>15,.0f} {cpu / bare_cpu:>14.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
