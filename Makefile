@@ -20,11 +20,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 run: $(STAMP)
-	@echo "== No scheduler or worker yet: running the noop task locally through the Task library."
-	$(BIN)/taskyard run-local noop --data '{"sleep": 0.5}'
-	$(BIN)/taskyard run-local noop --data '{"result": false}'; test $$? -eq 1
-	@echo "== A user mistake is one line and a non-zero exit:"
-	$(BIN)/taskyard run-local noop --data '{"sleep": -1}'; test $$? -eq 2
+	$(BIN)/taskyard demo --data-dir .taskyard
 
 test: $(STAMP)
 	$(BIN)/pytest
