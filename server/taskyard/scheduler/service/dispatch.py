@@ -303,6 +303,24 @@ class Dispatcher:
             if current is not None and current.state is State.PENDING:
                 self.enqueue(current, configured_task(current))
             return
+        self.assigned(live, assigned)
+
+    def reserve(self, task: Task, shape: Shape) -> LiveWorker | None:
+        """A free worker that can run a new request of `task` now, its slot taken.
+
+        A free worker has no pending request it could run (it would hold it
+        already), so giving it the new request keeps the priority order.
+        """
+        for live in self.workers.values():
+            if live.free_slots() <= 0 or live.view.filters_out(task.name):
+                continue
+            if self.verdicts.can_run(shape, task, live.view):
+                return live
+        return None
+
+    def assigned(self, live: LiveWorker, assigned: WorkRequest) -> None:
+        """A committed assignment: hold it against the worker and push it."""
+        live.busy.add(assigned.id)
         self.assignments += 1
         self.active[assigned.id] = assigned
         self._arm_timeout(assigned)

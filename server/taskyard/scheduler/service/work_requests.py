@@ -20,7 +20,7 @@ from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import FINAL_STATES, Result, State, WorkRequest
 from taskyard.scheduler.explain import Explanation, explain
 from taskyard.scheduler.service.core import Core
-from taskyard.scheduler.service.dispatch import configured_task
+from taskyard.scheduler.service.dispatch import configured_task, shape_of
 from taskyard.scheduler.service.messages import AbortReason
 from taskyard.scheduler.store.port import StoreTransaction, WorkRequestFilter
 from taskyard.tasks import Task, TaskConfigError, UnknownTaskError
@@ -138,12 +138,24 @@ class WorkRequests:
             idempotency_key=spec.idempotency_key,
             trace_context=dict(spec.trace_context),
         )
-        stored = await core.db.run(lambda tx: _insert_once(tx, work_request))
+        dispatcher = core.dispatcher
+        worker = dispatcher.reserve(task, shape_of(work_request, task.data))
+        if worker is not None:  # an idle worker suits it: assign in the same commit
+            worker.busy.add(work_request.id)
+            work_request = lifecycle.assign(work_request, worker.worker.name, core.clock())
+        try:
+            stored = await core.db.run(lambda tx: _insert_once(tx, work_request))
+        finally:
+            if worker is not None:
+                worker.busy.discard(work_request.id)
         if stored.id != work_request.id:
             _check_same_submission(stored, work_request)
             return Submitted(stored, created=False)
-        core.dispatcher.enqueue(stored, task)
-        core.feed.publish(stored)
+        if worker is not None:
+            dispatcher.assigned(worker, stored)
+        else:
+            dispatcher.enqueue(stored, task)
+            core.feed.publish(stored)
         return Submitted(stored, created=True)
 
     async def get(self, work_request_id: str) -> WorkRequest:
