@@ -12,6 +12,7 @@ from taskyard.config import load_toml, resolve
 from taskyard.scheduler.config import SchedulerConfig
 from taskyard.scheduler.server import serve
 from taskyard.scheduler.store.sql import SqlStore
+from taskyard.tasks.loading import import_task_modules
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ def config_from(args: argparse.Namespace) -> SchedulerConfig:
 def run(args: argparse.Namespace) -> int:
     """Serve until stopped, or migrate."""
     config = config_from(args)
+    import_task_modules()
     if args.action == "migrate":
         config.data_dir.mkdir(parents=True, exist_ok=True)
         store = SqlStore(config.database_url())

@@ -11,6 +11,7 @@ from taskyard.cli import demo, operator, run_local, work_requests
 from taskyard.cli.errors import CliError
 from taskyard.errors import TaskyardError
 from taskyard.scheduler import cli as scheduler_cli
+from taskyard.worker import cli as worker_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(required=True, metavar="COMMAND")
     scheduler_cli.add_parser(subparsers)
+    worker_cli.add_parser(subparsers)
     work_requests.add_parsers(subparsers)
     operator.add_parsers(subparsers)
     run_local.add_parser(subparsers)

@@ -31,7 +31,7 @@ def test_run_local_reads_data_from_a_file(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run-local", "nope"], "unknown task 'nope'; known tasks: noop"),
+        (["run-local", "nope"], "unknown task 'nope'; known tasks: command, noop"),
         (["run-local", "noop", "--data", "{"], "--data is not valid JSON"),
         (["run-local", "noop", "--data", "[1]"], "--data must be a JSON object"),
         (["run-local", "noop", "--data", '{"sleep": -1}'], "$.sleep: -1 is less than"),

@@ -191,7 +191,8 @@ class WorkRequests:
                 return
             seen = current.updated_at
             async for change in changes:
-                if seen is not None and change.updated_at is not None and change.updated_at < seen:
+                # Changes committed before `current` was read are already in it.
+                if seen is not None and change.updated_at is not None and change.updated_at <= seen:
                     continue
                 yield change
                 if change.state in FINAL_STATES:

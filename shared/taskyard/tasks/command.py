@@ -1,0 +1,174 @@
+"""The `command` task: run a program with arguments, never through a shell.
+
+The worker says which programs it allows (`allowed_commands` in its config,
+handed to this task as TASKYARD_ALLOWED_COMMANDS); `analyze_worker()` reports
+which of them are installed, and `can_run_on()` requires the program to be
+allowed and installed there. The program runs in a fresh temporary directory;
+its stdout and stderr become debug log files, and declared output files are
+uploaded as an artifact of category `taskyard:command-output`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
+
+from taskyard.errors import FieldViolation, PermissionDeniedError
+from taskyard.tasks.base import Task
+from taskyard.tasks.errors import TaskConfigError
+
+OUTPUT_CATEGORY = "taskyard:command-output"
+ALLOWED_ENV = "TASKYARD_ALLOWED_COMMANDS"
+
+
+def allowed_commands() -> list[str]:
+    """The programs this worker allows, from TASKYARD_ALLOWED_COMMANDS."""
+    return [name.strip() for name in os.environ.get(ALLOWED_ENV, "").split(",") if name.strip()]
+
+
+def program_version(path: str) -> str:
+    """The first line of `PROGRAM --version`, if it answers within a second."""
+    try:
+        answer = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=1, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    lines = (answer.stdout or answer.stderr).strip().splitlines()
+    return lines[0][:200] if answer.returncode == 0 and lines else ""
+
+
+class CommandNotAllowedError(PermissionDeniedError):
+    """The worker does not allow the program."""
+
+    default_reason = "COMMAND_NOT_ALLOWED"
+
+
+class Command(Task):
+    """Run a program with arguments in a fresh temporary directory."""
+
+    TASK_VERSION = 1
+    TASK_DATA_SCHEMA: ClassVar[dict[str, Any]] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["command"],
+        "properties": {
+            "command": {
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 1,
+                "description": "program and arguments; the program is looked up on PATH",
+            },
+            "env": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "extra environment variables",
+            },
+            "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "seconds"},
+            "outputs": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1},
+                "description": "files (relative to the directory) to upload when done",
+            },
+        },
+        "additionalProperties": False,
+    }
+    #: Seconds the program gets between SIGTERM and SIGKILL when stopped.
+    STOP_GRACE: ClassVar[float] = 5.0
+
+    def configure(self, task_data: dict[str, Any]) -> None:
+        """Validate the data, and that output paths stay inside the directory."""
+        super().configure(task_data)
+        for index, output in enumerate(task_data.get("outputs", [])):
+            path = PurePosixPath(output)
+            if path.is_absolute() or ".." in path.parts or "\0" in output:
+                self.data = None
+                description = "must be a relative path inside the working directory"
+                raise TaskConfigError(
+                    self.name, [FieldViolation(f"$.outputs[{index}]", description)]
+                )
+
+    def analyze_worker(self) -> dict[str, Any]:
+        """Report each allowed program found on PATH, with its version if it says."""
+        metadata = super().analyze_worker()
+        available = {}
+        for program in allowed_commands():
+            path = shutil.which(program)
+            if path is not None:
+                available[program] = program_version(path)
+        metadata[self.prefix_with_task_name("available")] = available
+        return metadata
+
+    def can_run_on(self, worker_metadata: dict[str, Any]) -> bool:
+        """Require the program to be allowed and installed on the worker."""
+        if not super().can_run_on(worker_metadata):
+            return False
+        assert self.data is not None
+        available = worker_metadata.get(self.prefix_with_task_name("available"), {})
+        return isinstance(available, dict) and self.data["command"][0] in available
+
+    def _execute(self) -> bool:
+        assert self.data is not None
+        argv: list[str] = self.data["command"]
+        if argv[0] not in allowed_commands():
+            raise CommandNotAllowedError(f"this worker does not allow the program {argv[0]!r}")
+        with tempfile.TemporaryDirectory(prefix="taskyard-command-") as directory:
+            code = self._run(argv, Path(directory))
+            self._upload_outputs(Path(directory))
+        return code == 0
+
+    def _run(self, argv: list[str], directory: Path) -> int | None:
+        env = {**os.environ, **self.data.get("env", {})} if self.data else dict(os.environ)
+        timeout = self.data.get("timeout") if self.data else None
+        with (
+            self.create_debug_log_file("stdout.txt", mode="wb") as stdout,
+            self.create_debug_log_file("stderr.txt", mode="wb") as stderr,
+        ):
+            try:
+                process = subprocess.Popen(
+                    argv,
+                    cwd=directory,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=stdout,
+                    stderr=stderr,
+                )
+            except OSError as error:
+                stderr.write(f"taskyard: cannot start {argv[0]}: {error}\n".encode())
+                return None
+            deadline = time.monotonic() + timeout if timeout else None
+            while process.poll() is None:
+                if self.wait_for_abort(0.05) or (deadline and time.monotonic() > deadline):
+                    why = "aborted" if self.aborted else f"timed out after {timeout:g}s"
+                    stderr.write(f"\ntaskyard: {why}; stopping {argv[0]}\n".encode())
+                    self._stop(process)
+            return process.returncode
+
+    def _stop(self, process: subprocess.Popen[bytes]) -> None:
+        process.terminate()
+        try:
+            process.wait(self.STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def _upload_outputs(self, directory: Path) -> None:
+        outputs = self.data.get("outputs", []) if self.data else []
+        if not outputs:
+            return
+        files = {name: directory / name for name in outputs if (directory / name).is_file()}
+        missing = sorted(set(outputs) - set(files))
+        if missing:
+            self.logger.warning("declared outputs not produced: %s", ", ".join(missing))
+        if self.server_access is None:
+            self.logger.warning("no server access: outputs %s not uploaded", sorted(files))
+            return
+        artifact = self.server_access.upload_artifact(
+            OUTPUT_CATEGORY, files, work_request_id=self.work_request_id
+        )
+        self.logger.info("outputs uploaded as artifact %s", artifact)

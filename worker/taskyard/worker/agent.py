@@ -1,0 +1,299 @@
+"""The worker agent: the connection loop and what it does with each message.
+
+It registers, opens one session at a time and keeps reopening it with capped
+exponential backoff and jitter. Jobs outlive sessions: a job that finishes
+while the scheduler is away goes to the outbox on disk and is delivered after
+the next hello. On stop it takes no more work, lets running jobs finish up to
+the drain timeout (then aborts them), delivers what it can and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
+
+from taskyard.errors import TaskyardError, UnavailableError
+from taskyard.v1 import common_pb2, workers_pb2
+from taskyard.v1 import work_requests_pb2 as wr_pb2
+from taskyard.worker.client import SchedulerClient
+from taskyard.worker.config import WorkerConfig
+from taskyard.worker.metadata import worker_metadata
+from taskyard.worker.outbox import Outbox, Result
+from taskyard.worker.runner import Job, TaskRunner
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = {
+    "success": workers_pb2.WORK_OUTCOME_SUCCESS,
+    "failure": workers_pb2.WORK_OUTCOME_FAILURE,
+    "error": workers_pb2.WORK_OUTCOME_ERROR,
+    "aborted": workers_pb2.WORK_OUTCOME_ABORTED,
+}
+
+
+def _retryable(error: BaseException) -> bool:
+    """Connection trouble and a disabled worker are waited out; nothing else is."""
+    return isinstance(error, UnavailableError) or (
+        isinstance(error, TaskyardError) and error.reason == "WORKER_DISABLED"
+    )
+
+
+@dataclass
+class Link:
+    """The open session, if any: where outgoing messages go."""
+
+    queue: asyncio.Queue[workers_pb2.SessionRequest | None] = field(default_factory=asyncio.Queue)
+    open: bool = False
+
+    def send(self, **message: Any) -> None:
+        if self.open:
+            self.queue.put_nowait(workers_pb2.SessionRequest(**message))
+
+
+class Agent:
+    """Turns a machine into capacity for the scheduler."""
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        client: SchedulerClient,
+        runner: TaskRunner,
+        outbox: Outbox,
+        token: str,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.runner = runner
+        self.outbox = outbox
+        self.token = token
+        self.name = config.name
+        self.draining = False
+        self._link = Link()
+        self._jobs: dict[str, asyncio.Task[None]] = {}
+        self._said_disabled = False
+        self._metadata: dict[str, Any] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def _spawn(self, coroutine: Any) -> None:
+        """Run a side job, keeping a reference until it ends."""
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- Lifecycle --------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set, then drain."""
+        await self.runner.start()
+        serving = asyncio.create_task(self._serve())
+        await stop.wait()
+        await self._drain()
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+        await self.runner.stop()
+
+    async def _serve(self) -> None:
+        await self._with_backoff(self._register)
+        while True:
+            await self._with_backoff(self._session)
+
+    async def _with_backoff(self, step: Any) -> None:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_retryable),
+            wait=wait_random_exponential(multiplier=0.5, max=self.config.max_backoff),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                await step()
+
+    async def _register(self) -> None:
+        activation = ""
+        if self.config.activation_token_file:
+            with open(self.config.activation_token_file, encoding="utf-8") as file:
+                activation = file.read().strip()
+        self.name, enabled = await self.client.register(self.config.name, self.token, activation)
+        log.info("registered as %s (%s)", self.name, "enabled" if enabled else "disabled")
+
+    async def _drain(self) -> None:
+        self.draining = True
+        if self._jobs:
+            log.info("stopping: letting %d task(s) finish", len(self._jobs))
+            _, late = await asyncio.wait(
+                list(self._jobs.values()), timeout=self.config.drain_timeout
+            )
+            for job in self.runner.running():
+                await self.runner.abort(job.work_request_id)
+            await asyncio.gather(*late, return_exceptions=True)
+        if self._link.open and self.outbox.pending():
+            await asyncio.sleep(0.5)  # let the last reports go out and be acknowledged
+
+    # -- The session ------------------------------------------------------
+
+    async def _session(self) -> None:
+        self._link = link = Link()
+        link.open = True
+        held = [common_pb2.Lease(work_request_id=j.work_request_id, attempt=j.attempt)
+                for j in self.runner.running()]  # fmt: skip
+        held += [common_pb2.Lease(work_request_id=r.work_request_id, attempt=r.attempt)
+                 for r in self.outbox.pending()]  # fmt: skip
+        self._metadata = await asyncio.to_thread(worker_metadata, self.config.slots)
+        hello = workers_pb2.WorkerHello(
+            metadata_json=json.dumps(self._metadata),
+            slots=self.config.slots,
+            running=held,
+            taskyard_version=str(self._metadata.get("system:taskyard_version", "")),
+        )
+        link.send(hello=hello)
+        heartbeat: asyncio.Task[None] | None = None
+        try:
+            async for message in self.client.session(self.token, self._outgoing(link)):
+                kind = message.WhichOneof("message")
+                if kind == "welcome":
+                    heartbeat = self._welcomed(message.welcome, link)
+                elif kind == "closing":
+                    log.info("scheduler closing the session: %s", message.closing.reason)
+                    break
+                else:
+                    self._handle(kind, message)
+        except TaskyardError as error:
+            self._report_refusal(error)
+            raise
+        finally:
+            link.open = False
+            link.queue.put_nowait(None)
+            if heartbeat is not None:
+                heartbeat.cancel()
+        raise UnavailableError("the session ended")
+
+    async def _outgoing(self, link: Link) -> AsyncIterator[workers_pb2.SessionRequest]:
+        while (message := await link.queue.get()) is not None:
+            yield message
+
+    def _welcomed(self, welcome: workers_pb2.SessionWelcome, link: Link) -> asyncio.Task[None]:
+        log.info("connected to %s as %s", self.config.scheduler, welcome.worker_name)
+        self._said_disabled = False
+        for result in self.outbox.pending():
+            self._send_result(result)
+        interval = max(welcome.heartbeat_interval.ToNanoseconds() / 1e9, 0.05)
+        return asyncio.create_task(self._heartbeats(link, interval))
+
+    async def _heartbeats(self, link: Link, interval: float) -> None:
+        while link.open:
+            await asyncio.sleep(interval)
+            running = [
+                common_pb2.Lease(work_request_id=j.work_request_id, attempt=j.attempt)
+                for j in self.runner.running()
+            ]
+            link.send(heartbeat=workers_pb2.WorkerHeartbeat(running=running))
+
+    def _report_refusal(self, error: TaskyardError) -> None:
+        if error.reason == "WORKER_DISABLED":
+            if not self._said_disabled:
+                log.warning(
+                    "worker %s is disabled; an operator must run: taskyard workers enable %s",
+                    self.name,
+                    self.name,
+                )
+                self._said_disabled = True
+        elif isinstance(error, UnavailableError):
+            log.warning("scheduler %s unavailable: %s", self.config.scheduler, error.message)
+        else:
+            log.error("the scheduler refused the session: %s", error.message)
+
+    def _handle(self, kind: str | None, message: workers_pb2.SessionResponse) -> None:
+        if kind == "assignment":
+            self._start(message.assignment)
+        elif kind == "abort":
+            lease = message.abort.lease
+            log.info("abort of %s: %s", lease.work_request_id, message.abort.message)
+            self._spawn(self.runner.abort(lease.work_request_id))
+        elif kind == "metadata_refresh":
+            self._spawn(self._send_metadata(force=True))
+        elif kind == "ack":
+            self._acknowledged(message.ack)
+
+    def _acknowledged(self, ack: workers_pb2.ReportAck) -> None:
+        lease = ack.lease
+        if ack.HasField("problem"):
+            log.warning("report on %s refused: %s", lease.work_request_id, ack.problem.message)
+        if ack.kind == workers_pb2.REPORT_KIND_COMPLETED:
+            self.outbox.remove(lease.work_request_id, lease.attempt)
+
+    # -- Jobs -------------------------------------------------------------
+
+    def _start(self, assignment: workers_pb2.Assignment) -> None:
+        lease = assignment.lease
+        job = Job(
+            work_request_id=lease.work_request_id,
+            attempt=lease.attempt,
+            task_name=assignment.task_name,
+            task_data_json=assignment.task_data_json,
+            trace_context={"traceparent": assignment.trace_context.traceparent},
+        )
+        if self.draining or self.runner.free_slots() == 0:
+            why = "the worker is stopping" if self.draining else "no free slot"
+            self._finish(job, Result(job.work_request_id, job.attempt, "aborted", error=None))
+            log.info("gave back %s: %s", job.work_request_id, why)
+            return
+        timeout = assignment.timeout.ToNanoseconds() / 1e9 if assignment.HasField("timeout") else 0
+        self._jobs[job.work_request_id] = asyncio.create_task(self._run(job, lease, timeout))
+
+    async def _run(self, job: Job, lease: common_pb2.Lease, timeout: float) -> None:
+        self._link.send(started=workers_pb2.WorkStarted(lease=lease))
+        log.info("running %s (%s, attempt %d)", job.work_request_id, job.task_name, job.attempt)
+        timer = None
+        if timeout > 0:
+            loop = asyncio.get_running_loop()
+            timer = loop.call_later(
+                timeout, lambda: self._spawn(self.runner.abort(job.work_request_id))
+            )
+        try:
+            report = await self.runner.run(job)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._jobs.pop(job.work_request_id, None)
+        result = Result(
+            job.work_request_id, job.attempt, report.outcome, report.output_json, report.error
+        )
+        log.info("finished %s: %s", job.work_request_id, report.outcome)
+        self._finish(job, result)
+        await self._send_metadata(force=False)
+
+    def _finish(self, job: Job, result: Result) -> None:
+        self.outbox.put(result)
+        self._send_result(result)
+
+    def _send_result(self, result: Result) -> None:
+        error = None
+        if result.error:
+            error = wr_pb2.WorkRequestError(
+                reason=result.error.get("reason", ""),
+                type=result.error.get("type", ""),
+                message=result.error.get("message", ""),
+            )
+        self._link.send(
+            completed=workers_pb2.WorkCompleted(
+                lease=common_pb2.Lease(
+                    work_request_id=result.work_request_id, attempt=result.attempt
+                ),
+                outcome=OUTCOMES[result.outcome],
+                output_json=result.output_json,
+                error=error,
+            )
+        )
+
+    async def _send_metadata(self, force: bool) -> None:
+        metadata = await asyncio.to_thread(worker_metadata, self.config.slots)
+        if force or metadata != self._metadata:
+            self._metadata = metadata
+            self._link.send(
+                metadata_update=workers_pb2.MetadataUpdate(metadata_json=json.dumps(metadata))
+            )

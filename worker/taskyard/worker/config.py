@@ -1,0 +1,32 @@
+"""Settings of `taskyard worker`."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    """Where the worker keeps its token and undelivered results by default."""
+    return Path.home() / ".local" / "share" / "taskyard-worker"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Every setting of the worker process, with its default."""
+
+    scheduler: str = "127.0.0.1:50051"
+    name: str = field(default_factory=socket.gethostname)
+    data_dir: Path = field(default_factory=default_data_dir)
+    slots: int = 1
+    tls_ca: str = ""
+    activation_token_file: str = ""
+    #: Programs the `command` task may run.
+    allowed_commands: list[str] = field(default_factory=list)
+    #: Seconds running tasks may take to finish on SIGTERM before they are aborted.
+    drain_timeout: float = 60.0
+    #: Seconds an aborted task gets before its processes are stopped.
+    abort_grace: float = 10.0
+    #: Longest wait between reconnection attempts.
+    max_backoff: float = 30.0

@@ -1,0 +1,107 @@
+"""The executor process: runs one task at a time, isolated from the worker.
+
+Started once per slot and reused. It talks to the worker over two pipes, one
+JSON object per line (the task's own stdout and stderr are left alone):
+
+- worker -> executor: `{"op": "run", ...assignment}`, `{"op": "abort"}`
+- executor -> worker: `{"op": "done", "outcome": ..., "error": ..., "output_json": ...}`
+
+The task runs in a thread so that this process's main thread stays free to
+receive an abort and call `task.abort()` at once. The worker puts the process
+in its own process group, so that stopping the group stops the task's children.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+from typing import IO, Any
+
+from taskyard.errors import TaskyardError
+from taskyard.tasks import Task, TaskConfigError, UnknownTaskError
+from taskyard.tasks.loading import import_task_modules
+
+log = logging.getLogger("taskyard.worker.executor")
+
+
+def _error(reason: str, error: BaseException) -> dict[str, Any]:
+    return {"reason": reason, "type": type(error).__name__, "message": str(error)}
+
+
+def run_assignment(command: dict[str, Any], running: dict[str, Task]) -> dict[str, Any]:
+    """Configure and execute the task of an assignment; return the report."""
+    try:
+        task = Task.class_from_name(command["task_name"])()
+    except UnknownTaskError as error:
+        return {"outcome": "error", "error": _error("unknown-task", error)}
+    task.work_request_id = command["work_request_id"]
+    try:
+        task.configure(json.loads(command["task_data_json"] or "{}"))
+    except (TaskConfigError, ValueError) as error:
+        return {"outcome": "error", "error": _error("configure-failed", error)}
+    running["task"] = task
+    try:
+        succeeded = task.execute()
+    except TaskyardError as error:
+        task.logger.exception("task %s refused to run", task.name)
+        return {"outcome": "error", "error": _error(error.reason.lower().replace("_", "-"), error)}
+    except Exception as error:
+        task.logger.exception("task %s raised", task.name)
+        return {"outcome": "error", "error": _error("task-raised", error)}
+    if task.aborted:
+        return {"outcome": "aborted"}
+    return {"outcome": "success" if succeeded else "failure"}
+
+
+def _send(out: IO[str], lock: threading.Lock, message: dict[str, Any]) -> None:
+    with lock:
+        out.write(json.dumps(message) + "\n")
+        out.flush()
+
+
+def serve(commands: IO[str], out: IO[str]) -> None:
+    """Read commands until the worker closes the pipe."""
+    lock = threading.Lock()
+    running: dict[str, Task] = {}
+    worker_thread: threading.Thread | None = None
+
+    def execute(command: dict[str, Any]) -> None:
+        report = run_assignment(command, running)
+        running.clear()
+        _send(out, lock, {"op": "done", **report})
+
+    for line in commands:
+        command = json.loads(line)
+        if command["op"] == "run":
+            worker_thread = threading.Thread(target=execute, args=(command,), daemon=True)
+            worker_thread.start()
+        elif command["op"] == "abort" and "task" in running:
+            running["task"].abort()
+    if worker_thread is not None:
+        worker_thread.join(timeout=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Taskyard executor (started by the worker)")
+    parser.add_argument("--commands-fd", type=int, required=True)
+    parser.add_argument("--reports-fd", type=int, required=True)
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s executor[{os.getpid()}] %(name)s: %(message)s",
+    )
+    import_task_modules()
+    with (
+        open(args.commands_fd, encoding="utf-8") as commands,
+        open(args.reports_fd, "w", encoding="utf-8") as out,
+    ):
+        serve(commands, out)
+
+
+if __name__ == "__main__":
+    main()

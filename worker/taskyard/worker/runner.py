@@ -1,0 +1,181 @@
+"""The task runner port: slots, each with a warm executor process.
+
+A task runs in its slot's executor, never in the worker, so a hung or
+crashing task cannot take the connection down. An abort reaches the task at
+once (`task.abort()`); a task still running after the grace period has its
+executor's whole process group stopped (SIGTERM, then SIGKILL), and the slot
+gets a fresh executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskyard.worker.processes import group_members, stop_group
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One assignment, as the runner needs it."""
+
+    work_request_id: str
+    attempt: int
+    task_name: str
+    task_data_json: str
+    trace_context: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Report:
+    """How a job ended."""
+
+    outcome: str
+    error: dict[str, str] | None = None
+    output_json: str = ""
+
+
+class Executor:
+    """One warm executor process and the pipes to it."""
+
+    def __init__(self) -> None:
+        self.process: asyncio.subprocess.Process | None = None
+        self._commands: int = -1
+        self._reports: asyncio.StreamReader | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    async def start(self) -> None:
+        commands_read, self._commands = os.pipe()
+        reports_read, reports_write = os.pipe()
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "taskyard.worker.executor",
+            "--commands-fd", str(commands_read), "--reports-fd", str(reports_write),
+            pass_fds=(commands_read, reports_write),
+            stdin=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        os.close(commands_read)
+        os.close(reports_write)
+        loop = asyncio.get_running_loop()
+        self._reports = asyncio.StreamReader()
+        protocol = asyncio.StreamReaderProtocol(self._reports)
+        await loop.connect_read_pipe(lambda: protocol, os.fdopen(reports_read, "rb"))
+
+    def send(self, command: dict[str, Any]) -> None:
+        """Write one command; a dead executor is noticed by `run()`."""
+        try:
+            os.write(self._commands, (json.dumps(command) + "\n").encode())
+        except (BrokenPipeError, OSError):
+            log.warning("executor %s is gone", self.pid)
+
+    async def run(self, job: Job) -> Report | None:
+        """Run a job; None if the executor died before reporting."""
+        assert self._reports is not None
+        self.send({"op": "run", **job.__dict__})
+        line = await self._reports.readline()
+        if not line:
+            return None
+        reply = json.loads(line)
+        return Report(reply["outcome"], reply.get("error"), reply.get("output_json", ""))
+
+    def strays(self) -> list[int]:
+        """Processes left in the executor's group besides the executor itself."""
+        return [pid for pid in group_members(self.pid) if pid != self.pid]
+
+    async def stop(self, grace: float) -> None:
+        """Stop the executor and everything in its process group."""
+        os.close(self._commands)
+        if self.process is not None:
+            await stop_group(self.pid, grace)
+            await self.process.wait()
+
+
+@dataclass
+class Slot:
+    """A slot: an executor and the job it runs, if any."""
+
+    executor: Executor
+    job: Job | None = None
+    aborting: bool = False
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class TaskRunner:
+    """Runs jobs on `slots` warm executors; aborts them on request."""
+
+    def __init__(self, slots: int, abort_grace: float = 10.0, kill_grace: float = 5.0) -> None:
+        self._slots = [Slot(Executor()) for _ in range(slots)]
+        self.abort_grace = abort_grace
+        self.kill_grace = kill_grace
+
+    async def start(self) -> None:
+        """Start every executor (once: they are reused)."""
+        for slot in self._slots:
+            await slot.executor.start()
+
+    def running(self) -> list[Job]:
+        """The jobs running now."""
+        return [slot.job for slot in self._slots if slot.job is not None]
+
+    def free_slots(self) -> int:
+        return sum(slot.job is None for slot in self._slots)
+
+    async def run(self, job: Job) -> Report:
+        """Run `job` on a free slot and return how it ended."""
+        slot = next(s for s in self._slots if s.job is None)
+        slot.job, slot.aborting = job, False
+        slot.finished.clear()
+        try:
+            report = await slot.executor.run(job)
+            if report is None or slot.aborting:
+                report = self._aborted_or_lost(slot, report)
+            if report is None or slot.executor.strays():
+                await self._replace_executor(slot)
+            return report
+        finally:
+            slot.job = None
+            slot.finished.set()
+
+    def _aborted_or_lost(self, slot: Slot, report: Report | None) -> Report:
+        if slot.aborting:
+            if report is not None and report.outcome in {"success", "failure"}:
+                return report  # it finished before the abort reached it
+            return Report("aborted")
+        error = {"reason": "executor-died", "type": "", "message": "the executor process died"}
+        return Report("error", error)
+
+    async def _replace_executor(self, slot: Slot) -> None:
+        await slot.executor.stop(self.kill_grace)
+        slot.executor = Executor()
+        await slot.executor.start()
+
+    async def abort(self, work_request_id: str) -> None:
+        """Stop a running job: ask the task, then stop its process group."""
+        slot = next(
+            (s for s in self._slots if s.job and s.job.work_request_id == work_request_id), None
+        )
+        if slot is None:
+            return
+        slot.aborting = True
+        slot.executor.send({"op": "abort"})
+        try:
+            await asyncio.wait_for(slot.finished.wait(), self.abort_grace)
+        except TimeoutError:
+            log.warning("task of %s ignored the abort; stopping its processes", work_request_id)
+            await stop_group(slot.executor.pid, self.kill_grace)
+
+    async def stop(self) -> None:
+        """Stop every executor."""
+        for slot in self._slots:
+            await slot.executor.stop(self.kill_grace)
