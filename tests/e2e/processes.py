@@ -6,6 +6,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TASKYARD = [sys.executable, "-m", "taskyard.cli.main"]
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE_TASKS = {"TASKYARD_TASK_MODULES": "tests.e2e.sample_tasks", "PYTHONPATH": str(REPO)}
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (for a scheduler that must come back)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 @dataclass
@@ -68,14 +79,17 @@ def stop(process: subprocess.Popen[str], timeout: float = 20) -> int:
 
 
 @contextmanager
-def scheduler(data_dir: Path, *args: str) -> Iterator[SchedulerProcess]:
-    """Run a scheduler on a free loopback port until the block ends (SIGTERM then)."""
+def scheduler(
+    data_dir: Path, *args: str, listen: str = "127.0.0.1:0", env: dict[str, str] | None = None
+) -> Iterator[SchedulerProcess]:
+    """Run a scheduler until the block ends (SIGTERM then)."""
     process = subprocess.Popen(
-        [*TASKYARD, "scheduler", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", *args],
+        [*TASKYARD, "scheduler", "--data-dir", str(data_dir), "--listen", listen, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
         start_new_session=True,
+        env={**os.environ, **SAMPLE_TASKS, **(env or {})},
     )
     try:
         match = wait_for_line(process, r"listening on (\S+)")
@@ -91,3 +105,41 @@ def taskyard(
     return subprocess.run(
         [*TASKYARD, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+@dataclass
+class WorkerProcess:
+    """A `taskyard worker` child process."""
+
+    process: subprocess.Popen[str]
+    log: Path
+
+
+@contextmanager
+def worker(
+    scheduler_address: str, data_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[WorkerProcess]:
+    """Run a worker until the block ends (SIGTERM then); its log goes to data_dir/worker.log."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / "worker.log"
+    with open(log, "a", encoding="utf-8") as log_file:
+        process = subprocess.Popen(
+            [
+                *TASKYARD,
+                "worker",
+                "--scheduler",
+                scheduler_address,
+                "--data-dir",
+                str(data_dir),
+                *args,
+            ],
+            stdout=log_file,
+            stderr=log_file,
+            text=True,
+            start_new_session=True,
+            env={**os.environ, **SAMPLE_TASKS, **(env or {})},
+        )
+    try:
+        yield WorkerProcess(process, log)
+    finally:
+        stop(process)
