@@ -41,8 +41,12 @@ class Client:
         request = work_requests_pb2.GetRequest(id=work_request_id)
         return self.work_requests.Get(request, metadata=self.metadata, timeout=10).work_request
 
-    def wait(self, work_request_id: str, states: set[int] = FINAL, timeout: float = 60) -> Any:
-        """Poll until the request is in one of `states` (tolerates a restarting scheduler)."""
+    def wait(
+        self, work_request_id: str, states: set[Any] | None = None, timeout: float = 60
+    ) -> Any:
+        """Poll until the request is in one of `states` (default: a final state);
+        tolerates a restarting scheduler."""
+        states = FINAL if states is None else states
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
