@@ -1,8 +1,9 @@
 """`taskyard demo`: what `make run` shows.
 
-Starts a scheduler on a SQLite file in the data directory, submits a few
-requests, shows the durable queue and why each request waits, then leaves
-the scheduler running in the foreground until Ctrl-C.
+Starts a scheduler on a SQLite file in the data directory and two workers,
+submits a few `noop` and `command` requests, shows how each ended and where
+the command logs went, then leaves everything running in the foreground
+until Ctrl-C, which stops the workers, then the scheduler.
 """
 
 from __future__ import annotations
@@ -20,32 +21,40 @@ from pathlib import Path
 import grpc
 
 from taskyard.cli.errors import CliError
-from taskyard.cli.output import one_line
+from taskyard.cli.output import state_name
 from taskyard.cli.parsing import Subparsers
 from taskyard.rpc.credentials import CHANNEL_OPTIONS, bearer_metadata
+from taskyard.v1 import operator_pb2, operator_pb2_grpc, work_requests_pb2_grpc
 from taskyard.v1 import work_requests_pb2 as pb
-from taskyard.v1 import work_requests_pb2_grpc
 
-SUBMISSIONS = [
-    ("noop", {"sleep": 0.5}, 0),
-    ("noop", {"result": False}, 5),
-    ("noop", {}, 10),
+TASKYARD = [sys.executable, "-m", "taskyard.cli.main"]
+WORKERS = 2
+SUBMISSIONS: list[tuple[str, dict[str, object]]] = [
+    ("noop", {"sleep": 0.5}),
+    ("noop", {"result": False}),
+    ("command", {"command": ["echo", "hello from taskyard"]}),
+    ("command", {"command": ["uname", "-sm"]}),
 ]
+FINAL = {pb.WORK_REQUEST_STATE_COMPLETED, pb.WORK_REQUEST_STATE_ABORTED}
 
 
 def add_parser(subparsers: Subparsers) -> None:
     """Register the `demo` subcommand."""
-    parser = subparsers.add_parser("demo", help="start a scheduler and show it at work")
+    parser = subparsers.add_parser("demo", help="start a scheduler and two workers; show them work")
     parser.add_argument("--data-dir", type=Path, default=Path(".taskyard"))
     parser.set_defaults(handler=run)
 
 
-def _spawn_scheduler(data_dir: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "taskyard.cli.main", "scheduler", "--data-dir", str(data_dir),
-         "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+def _spawn(args: list[str], log: Path | None = None) -> subprocess.Popen[str]:
+    output = open(log, "a", encoding="utf-8") if log else subprocess.PIPE  # noqa: SIM115
+    try:
+        return subprocess.Popen(
+            [*TASKYARD, *args], stdout=output, stderr=output if log else None,
+            text=True, start_new_session=True,
+        )  # fmt: skip
+    finally:
+        if log and not isinstance(output, int):
+            output.close()
 
 
 def _address_of(scheduler: subprocess.Popen[str]) -> str:
@@ -56,57 +65,94 @@ def _address_of(scheduler: subprocess.Popen[str]) -> str:
     raise CliError(f"the scheduler exited with status {scheduler.wait()}; see its log above")
 
 
+async def _wait_for_workers(
+    channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...]
+) -> None:
+    operator = operator_pb2_grpc.OperatorServiceStub(channel)
+    for _ in range(300):
+        listed = await operator.ListWorkers(
+            operator_pb2.ListWorkersRequest(connected_only=True), metadata=metadata
+        )
+        if len(listed.workers) >= WORKERS:
+            print(f"workers connected: {', '.join(w.name for w in listed.workers)}")
+            return
+        await asyncio.sleep(0.1)
+    raise CliError("the workers did not connect; see their logs in the data directory")
+
+
 async def _show(address: str, token: str) -> None:
     metadata = bearer_metadata(token)
     async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+        await _wait_for_workers(channel, metadata)
         stub = work_requests_pb2_grpc.WorkRequestServiceStub(channel)
-        for task, data, priority in SUBMISSIONS:
-            request = pb.SubmitRequest(
-                task_name=task, task_data_json=json.dumps(data), priority=priority
-            )
-            submitted = await stub.Submit(request, metadata=metadata)
-            print(f"submitted {submitted.work_request.id}: {task} {json.dumps(data)} p{priority}")
-        listed = await stub.List(pb.ListRequest(page_size=10), metadata=metadata)
-        print("\nthe queue, newest first (kept in SQLite; it survives a restart):")
-        for work_request in listed.work_requests:
-            print(f"  {one_line(work_request)}")
-        first = listed.work_requests[0].id
-        explained = await stub.Explain(pb.ExplainRequest(id=first), metadata=metadata)
-        print(f"\nwhy {first} is still pending: {explained.summary}")
+        ids = []
+        for task, data in SUBMISSIONS:
+            request = pb.SubmitRequest(task_name=task, task_data_json=json.dumps(data))
+            ids.append((await stub.Submit(request, metadata=metadata)).work_request.id)
+            print(f"submitted {ids[-1]}: {task} {json.dumps(data)}")
+        print()
+        for work_request_id in ids:
+            last = None
+            async for change in stub.Watch(pb.WatchRequest(id=work_request_id), metadata=metadata):
+                last = change.work_request
+            if last is None or last.state not in FINAL:
+                raise CliError(f"the watch of {work_request_id} ended early")
+            print(f"{last.id}  {last.task_name:<8} {state_name(last):<20} on {last.worker_name}")
+
+
+def _log_locations(data_dir: Path) -> list[str]:
+    found = []
+    for log in sorted(data_dir.glob("worker-*.log")):
+        found += re.findall(r"debug logs of command kept in (\S+)", log.read_text())
+    return found
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo until Ctrl-C, which stops the scheduler cleanly at any point."""
+    """Run the demo until Ctrl-C, which stops everything cleanly at any point."""
     data_dir: Path = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    scheduler = _spawn_scheduler(data_dir)
+    scheduler = _spawn(["scheduler", "--data-dir", str(data_dir / "scheduler"),
+                        "--listen", "127.0.0.1:0", "--auto-enable-workers"])  # fmt: skip
+    workers: list[subprocess.Popen[str]] = []
     try:
         address = _address_of(scheduler)
-        token = (data_dir / "admin.token").read_text().strip()
+        print(f"scheduler listening on {address} (data in {data_dir / 'scheduler'})")
+        for number in range(1, WORKERS + 1):
+            workers.append(_spawn(
+                ["worker", "--scheduler", address, "--name", f"demo-{number}",
+                 "--data-dir", str(data_dir / f"worker-{number}"),
+                 "--allow-command", "echo", "--allow-command", "uname"],
+                log=data_dir / f"worker-{number}.log",
+            ))  # fmt: skip
+        token = (data_dir / "scheduler" / "admin.token").read_text().strip()
         asyncio.run(_show(address, token))
-        print(f"\nscheduler running at {address}, data in {data_dir}. Try, in another shell:")
-        print(f"  export TASKYARD_SCHEDULER={address} TASKYARD_DATA_DIR={data_dir}")
-        print("  .venv/bin/taskyard list        .venv/bin/taskyard tasks")
-        print("Press Ctrl-C to stop.")
+        print("\nthe command tasks' stdout and stderr (debug logs) are in:")
+        for location in _log_locations(data_dir):
+            print(f"  {location}")
+        print(f"\nworker logs: {data_dir}/worker-*.log. Try, in another shell:")
+        print(f"  export TASKYARD_SCHEDULER={address} TASKYARD_DATA_DIR={data_dir / 'scheduler'}")
+        print('  .venv/bin/taskyard submit command --data \'{"command": ["echo", "hi"]}\' --wait')
+        print("  .venv/bin/taskyard list     .venv/bin/taskyard workers list")
+        print("Scheduler and workers keep running; press Ctrl-C to stop them.")
         scheduler.wait()
     except KeyboardInterrupt:
-        print("\nstopping the scheduler...")
+        print("\nstopping the workers, then the scheduler...")
     finally:
-        _stop(scheduler)
-    # -SIGTERM: stopped by our SIGTERM before it had installed its handler.
-    stopped = scheduler.returncode in {0, -signal.SIGTERM}
-    print("scheduler stopped" if stopped else f"scheduler failed: status {scheduler.returncode}")
+        for process in [*workers, scheduler]:
+            _stop(process)
+    stopped = all(p.returncode in {0, -signal.SIGTERM} for p in [*workers, scheduler])
+    print("all stopped" if stopped else "something did not stop cleanly; see the logs")
     return 0 if stopped else 1
 
 
-def _stop(scheduler: subprocess.Popen[str]) -> None:
-    """SIGTERM the scheduler we started, ignoring further Ctrl-C while it drains."""
+def _stop(process: subprocess.Popen[str]) -> None:
+    """SIGTERM a process we started, ignoring further Ctrl-C while it stops."""
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        if scheduler.poll() is None:
-            os.kill(scheduler.pid, signal.SIGTERM)
-            scheduler.wait(30)
-        if scheduler.stdout is not None:
-            scheduler.stdout.close()
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
+            process.wait(90)
+        if process.stdout is not None:
+            process.stdout.close()
     finally:
         signal.signal(signal.SIGINT, previous)
