@@ -1,0 +1,66 @@
+"""The task runner with real executor processes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from taskyard.worker.runner import Job, TaskRunner
+
+
+def job(task: str, data: str = "{}", work_request_id: str = "wr1") -> Job:
+    return Job(work_request_id=work_request_id, attempt=1, task_name=task, task_data_json=data)
+
+
+@pytest.fixture
+async def runner() -> AsyncIterator[TaskRunner]:
+    runner = TaskRunner(slots=2, abort_grace=30.0, kill_grace=1.0)
+    await runner.start()
+    try:
+        yield runner
+    finally:
+        await runner.stop()
+
+
+async def test_jobs_report_how_they_ended(runner: TaskRunner) -> None:
+    assert (await runner.run(job("noop"))).outcome == "success"
+    assert (await runner.run(job("noop", '{"result": false}'))).outcome == "failure"
+    unknown = await runner.run(job("nope"))
+    assert (unknown.outcome, unknown.error and unknown.error["reason"]) == ("error", "unknown-task")
+    bad = await runner.run(job("noop", '{"sleep": -1}'))
+    assert (bad.outcome, bad.error and bad.error["reason"]) == ("error", "configure-failed")
+
+
+async def test_the_executor_is_reused(runner: TaskRunner) -> None:
+    pids = set()
+    for _ in range(3):
+        await runner.run(job("noop"))
+        pids |= {slot.executor.pid for slot in runner._slots}
+    assert len(pids) == 2
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(30):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+async def test_abort_reaches_the_task_itself(runner: TaskRunner) -> None:
+    executors = {slot.executor.pid for slot in runner._slots}
+    running = asyncio.create_task(runner.run(job("noop", '{"sleep": 600}')))
+    await until(lambda: bool(runner.running()))
+    await runner.abort("wr1")
+    assert (await running).outcome == "aborted"
+    # noop stopped on task.abort(): no process had to be stopped or replaced.
+    assert {slot.executor.pid for slot in runner._slots} == executors
+
+
+async def test_two_slots_run_at_once(runner: TaskRunner) -> None:
+    first = asyncio.create_task(runner.run(job("noop", '{"sleep": 600}', "a")))
+    second = asyncio.create_task(runner.run(job("noop", '{"sleep": 600}', "b")))
+    await until(lambda: len(runner.running()) == 2)
+    assert runner.free_slots() == 0
+    await asyncio.gather(runner.abort("a"), runner.abort("b"))
+    assert [(await first).outcome, (await second).outcome] == ["aborted", "aborted"]

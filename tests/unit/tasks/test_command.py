@@ -1,0 +1,90 @@
+"""The built-in `command` task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskyard.tasks import Command, TaskConfigError
+from taskyard.tasks.command import OUTPUT_CATEGORY, CommandNotAllowedError
+from tests.unit.tasks.fakes import FakeServerAccess
+
+
+@pytest.fixture(autouse=True)
+def _allow(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKYARD_ALLOWED_COMMANDS", "sh,echo,no-such-program-xyz")
+
+
+def command(data: dict[str, Any], access: FakeServerAccess | None = None) -> Command:
+    task = Command()
+    task.configure(data)
+    task.configure_server_access(access or FakeServerAccess())
+    return task
+
+
+def test_it_runs_the_program_and_keeps_its_output_as_debug_logs() -> None:
+    access = FakeServerAccess()
+    task = command({"command": ["sh", "-c", "echo out; echo err >&2; exit 0"]}, access)
+    assert task.execute() is True
+    [logs] = access.uploads
+    assert logs.contents == {"stderr.txt": b"err\n", "stdout.txt": b"out\n"}
+
+
+def test_a_non_zero_exit_is_a_failure() -> None:
+    assert command({"command": ["sh", "-c", "exit 3"]}).execute() is False
+
+
+def test_never_through_a_shell() -> None:
+    access = FakeServerAccess()
+    assert command({"command": ["echo", "$HOME; rm -rf /"]}, access).execute() is True
+    assert access.uploads[0].contents["stdout.txt"] == b"$HOME; rm -rf /\n"
+
+
+def test_environment_and_outputs(tmp_path: Path) -> None:
+    access = FakeServerAccess()
+    script = 'mkdir -p out; printf "%s" "$GREETING" > out/greeting.txt'
+    task = command(
+        {
+            "command": ["sh", "-c", script],
+            "env": {"GREETING": "hi"},
+            "outputs": ["out/greeting.txt"],
+        },
+        access,
+    )
+    assert task.execute() is True
+    [outputs, _logs] = access.uploads
+    assert outputs.category == OUTPUT_CATEGORY
+    assert outputs.contents == {"out/greeting.txt": b"hi"}
+
+
+def test_the_timeout_stops_the_program() -> None:
+    access = FakeServerAccess()
+    assert command({"command": ["sh", "-c", "sleep 30"], "timeout": 0.3}, access).execute() is False
+    assert b"timed out after 0.3s" in access.uploads[0].contents["stderr.txt"]
+
+
+def test_a_program_the_worker_does_not_allow_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    task = command({"command": ["true"]})
+    with pytest.raises(CommandNotAllowedError, match="'true'"):
+        task.execute()
+
+
+@pytest.mark.parametrize("output", ["/etc/passwd", "../x", "a/../../b"])
+def test_outputs_must_stay_inside_the_directory(output: str) -> None:
+    with pytest.raises(TaskConfigError, match=r"\$\.outputs\[0\]"):
+        Command().configure({"command": ["echo"], "outputs": [output]})
+
+
+def test_analyze_worker_reports_allowed_programs_found_on_path() -> None:
+    available = Command().analyze_worker()["command:available"]
+    assert set(available) == {"sh", "echo"}  # no-such-program-xyz is not installed
+
+
+@pytest.mark.parametrize(("program", "expected"), [("sh", True), ("echo", False), ("make", False)])
+def test_can_run_on_needs_the_program_allowed_and_available(program: str, expected: bool) -> None:
+    task = Command()
+    task.configure({"command": [program]})
+    metadata = {"command:version": 1, "command:available": {"sh": ""}}
+    assert task.can_run_on(metadata) is expected
