@@ -28,9 +28,10 @@ import grpc
 
 from taskyard.rpc.credentials import CHANNEL_OPTIONS, bearer_metadata
 from taskyard.tasks import Task
-from taskyard.v1 import common_pb2, workers_pb2, workers_pb2_grpc
+from taskyard.v1 import common_pb2, operator_pb2, operator_pb2_grpc, workers_pb2, workers_pb2_grpc
 
 BARE_SERVER = Path(__file__).with_name("bare_server.py")
+TASKYARD = [sys.executable, "-m", "taskyard.cli.main"]
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -102,6 +103,58 @@ def scheduler_process() -> Iterator[tuple[Child, str]]:
             yield child, (Path(data_dir) / "admin.token").read_text().strip()
         finally:
             _stop(child)
+
+
+@contextmanager
+def real_workers(address: str, count: int, slots: int) -> Iterator[list[subprocess.Popen[str]]]:
+    """`count` real `taskyard worker` processes with `slots` executors each."""
+    with tempfile.TemporaryDirectory(prefix="taskyard-bench-workers-") as data_dir:
+        workers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "taskyard.cli.main",
+                    "worker",
+                    "--scheduler",
+                    address,
+                    "--name",
+                    f"real{n}",
+                    "--slots",
+                    str(slots),
+                    "--data-dir",
+                    f"{data_dir}/{n}",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                text=True,
+            )
+            for n in range(count)
+        ]
+        try:
+            yield workers
+        finally:
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+            for worker in workers:
+                try:
+                    worker.wait(60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(worker.pid, signal.SIGKILL)
+                    worker.wait()
+
+
+async def wait_for_workers(channel: grpc.aio.Channel, admin: str, count: int) -> None:
+    """Until `count` workers are connected."""
+    operator = operator_pb2_grpc.OperatorServiceStub(channel)
+    request = operator_pb2.ListWorkersRequest(connected_only=True)
+    for _ in range(600):
+        listed = await operator.ListWorkers(request, metadata=bearer_metadata(admin))
+        if len(listed.workers) >= count:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the workers did not connect")
 
 
 @contextmanager

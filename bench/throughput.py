@@ -1,7 +1,8 @@
 """Durable no-op requests end to end, per second, and scheduler CPU per request.
 
 A real scheduler process (SQLite, durable commits) serves N simulated workers
-that complete each assignment at once, while clients submit concurrently. In
+that complete each assignment at once, while clients submit concurrently;
+then the same with real `taskyard worker` processes (one executor per slot). In
 the same run, a bare gRPC server answers trivial unary calls; the ratio of
 scheduler CPU per request to bare CPU per call is what Taskyard costs over the
 cheapest possible RPC. Targets: >= 1,500 requests/s, ratio <= 2.5.
@@ -22,8 +23,10 @@ from support import (
     channel_to,
     cpu_seconds,
     machine,
+    real_workers,
     run_concurrently,
     scheduler_process,
+    wait_for_workers,
 )
 
 
@@ -66,6 +69,37 @@ async def scheduler_run(
     return requests / elapsed, cpu / requests
 
 
+async def real_run(requests: int, workers: int, slots: int, batch: int) -> tuple[float, float]:
+    """As `scheduler_run`, with real worker processes running `noop`."""
+    with scheduler_process() as (scheduler, admin):
+        async with channel_to(scheduler.address) as channel:
+            with real_workers(scheduler.address, workers, slots):
+                await wait_for_workers(channel, admin, workers)
+                stub = work_requests_pb2_grpc.WorkRequestServiceStub(channel)
+                metadata = bearer_metadata(admin)
+                completed = stub.Watch(
+                    work_requests_pb2.WatchRequest(
+                        states=[work_requests_pb2.WORK_REQUEST_STATE_COMPLETED]
+                    ),
+                    metadata=metadata,
+                )
+                request = work_requests_pb2.SubmitRequest(task_name="noop")
+                many = work_requests_pb2.BatchSubmitRequest(requests=[request] * batch)
+                before, started = cpu_seconds(scheduler.pid), time.perf_counter()
+                await run_concurrently(
+                    requests // batch, 4, lambda: stub.BatchSubmit(many, metadata=metadata)
+                )
+                seen = 0
+                async for _ in completed:
+                    seen += 1
+                    if seen == requests // batch * batch:
+                        break
+                elapsed = time.perf_counter() - started
+                cpu = cpu_seconds(scheduler.pid) - before
+                completed.cancel()
+    return seen / elapsed, cpu / seen
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=5000)
@@ -73,6 +107,7 @@ async def main() -> None:
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--batch", type=int, default=50, help="requests per BatchSubmit")
+    parser.add_argument("--real-workers", type=int, default=2, help="worker processes")
     args = parser.parse_args()
     bare_cpu, bare_rate = await bare_cpu_per_call(args.requests, args.concurrency)
     print(f"machine: {machine()}")
@@ -87,6 +122,9 @@ async def main() -> None:
     ):
         rate, cpu = await scheduler_run(args.requests, args.workers, args.slots, concurrency, batch)
         print(f"{label:<30} {rate:>12,.0f} {cpu * 1e6:>15,.0f} {cpu / bare_cpu:>14.2f}")
+    rate, cpu = await real_run(args.requests, args.real_workers, args.slots, args.batch)
+    label = f"real workers {args.real_workers}x{args.slots}, batch"
+    print(f"{label:<30} {rate:>12,.0f} {cpu * 1e6:>15,.0f} {cpu / bare_cpu:>14.2f}")
 
 
 if __name__ == "__main__":
