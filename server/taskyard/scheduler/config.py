@@ -28,6 +28,11 @@ class SchedulerConfig:
     max_attempts: int = 3
     #: Seconds in-flight calls get to finish on shutdown.
     shutdown_grace: float = 10.0
+    #: Largest artifact file and artifact, in bytes.
+    max_file_size: int = 10 * 1024**3
+    max_artifact_size: int = 50 * 1024**3
+    #: Seconds after which an unfinished upload is removed.
+    partial_upload_max_age: float = 24 * 3600.0
 
     def database_url(self) -> str:
         """The database to use."""

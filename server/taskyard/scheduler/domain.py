@@ -164,3 +164,37 @@ class Worker:
     def metadata(self) -> dict[str, Any]:
         """Dynamic metadata overlaid by the operator's static metadata (static wins)."""
         return {**self.dynamic_metadata, **self.static_metadata}
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    """One file of an artifact's manifest."""
+
+    path: str
+    size: int
+    sha256: str
+    content_type: str = ""
+    #: True once the content is stored and verified.
+    complete: bool = False
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """Files produced together, visible once every file is complete."""
+
+    id: str
+    category: str
+    created_at: datetime
+    files: tuple[ArtifactFile, ...]
+    data_json: str = "{}"
+    work_request_id: str = ""
+    expires_at: datetime | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether every file has arrived and been verified."""
+        return all(f.complete for f in self.files)
+
+    def file(self, path: str) -> ArtifactFile | None:
+        """The manifest entry of `path`, if any."""
+        return next((f for f in self.files if f.path == path), None)

@@ -17,14 +17,19 @@ from grpc_reflection.v1alpha import reflection
 from taskyard.errors import InvalidArgumentError
 from taskyard.rpc.credentials import CHANNEL_OPTIONS
 from taskyard.scheduler.api.access import AccessInterceptor
+from taskyard.scheduler.api.artifacts import ArtifactServicer
 from taskyard.scheduler.api.operator import OperatorServicer
 from taskyard.scheduler.api.work_requests import WorkRequestServicer
 from taskyard.scheduler.api.workers import WorkerServicer
+from taskyard.scheduler.blobs.local import LocalBlobStore
 from taskyard.scheduler.config import SchedulerConfig
+from taskyard.scheduler.service.artifacts import Limits
 from taskyard.scheduler.service.dispatch import Settings
 from taskyard.scheduler.service.scheduler import Scheduler
 from taskyard.scheduler.store.sql import SqlStore
 from taskyard.v1 import (
+    artifacts_pb2,
+    artifacts_pb2_grpc,
     operator_pb2,
     operator_pb2_grpc,
     work_requests_pb2,
@@ -36,6 +41,7 @@ from taskyard.v1 import (
 log = logging.getLogger(__name__)
 
 SERVICES = (
+    artifacts_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name,
     work_requests_pb2.DESCRIPTOR.services_by_name["WorkRequestService"].full_name,
     workers_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
     operator_pb2.DESCRIPTOR.services_by_name["OperatorService"].full_name,
@@ -80,13 +86,16 @@ async def start_server(scheduler: Scheduler, config: SchedulerConfig) -> Running
     server = grpc.aio.server(interceptors=[AccessInterceptor(scheduler)], options=CHANNEL_OPTIONS)
     core = scheduler.core
     work_requests_pb2_grpc.add_WorkRequestServiceServicer_to_server(
-        WorkRequestServicer(scheduler.work_requests), server
+        WorkRequestServicer(scheduler.work_requests, scheduler.artifacts), server
     )
     workers_pb2_grpc.add_WorkerServiceServicer_to_server(
         WorkerServicer(scheduler.workers, core.dispatcher), server
     )
     operator_pb2_grpc.add_OperatorServiceServicer_to_server(
         OperatorServicer(scheduler.workers, scheduler.tokens), server
+    )
+    artifacts_pb2_grpc.add_ArtifactServiceServicer_to_server(
+        ArtifactServicer(scheduler.artifacts), server
     )
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -118,10 +127,17 @@ def build_scheduler(config: SchedulerConfig) -> Scheduler:
         lease_grace=config.lease_grace,
         default_max_attempts=config.max_attempts,
     )
+    limits = Limits(
+        max_file_size=config.max_file_size,
+        max_artifact_size=config.max_artifact_size,
+        partial_max_age=config.partial_upload_max_age,
+    )
     return Scheduler(
         SqlStore(config.database_url()),
         settings=settings,
         auto_enable_workers=config.auto_enable_workers,
+        blobs=LocalBlobStore(config.data_dir / "blobs"),
+        limits=limits,
     )
 
 

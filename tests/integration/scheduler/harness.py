@@ -13,11 +13,14 @@ from typing import Any
 import grpc
 
 from taskyard.rpc.credentials import bearer_metadata
+from taskyard.scheduler.blobs.port import BlobStore
 from taskyard.scheduler.config import SchedulerConfig
 from taskyard.scheduler.domain import Role
 from taskyard.scheduler.server import RunningServer, build_scheduler, start_server
+from taskyard.scheduler.service.artifacts import Artifacts
 from taskyard.tasks import Task
 from taskyard.v1 import (
+    artifacts_pb2_grpc,
     common_pb2,
     operator_pb2,
     operator_pb2_grpc,
@@ -42,8 +45,10 @@ class Harness:
     work_requests: work_requests_pb2_grpc.WorkRequestServiceAsyncStub = field(init=False)
     operator: operator_pb2_grpc.OperatorServiceAsyncStub = field(init=False)
     workers: workers_pb2_grpc.WorkerServiceAsyncStub = field(init=False)
+    artifacts: artifacts_pb2_grpc.ArtifactServiceAsyncStub = field(init=False)
 
     def __post_init__(self) -> None:
+        self.artifacts = artifacts_pb2_grpc.ArtifactServiceStub(self.channel)
         self.work_requests = work_requests_pb2_grpc.WorkRequestServiceStub(self.channel)
         self.operator = operator_pb2_grpc.OperatorServiceStub(self.channel)
         self.workers = workers_pb2_grpc.WorkerServiceStub(self.channel)
@@ -88,10 +93,13 @@ class Harness:
         return client
 
 
-async def start_harness(data_dir: Path, **settings: Any) -> Harness:
-    """Start a scheduler with fast timings over SQLite in `data_dir`."""
+async def start_harness(data_dir: Path, blobs: BlobStore | None = None, **settings: Any) -> Harness:
+    """Start a scheduler with fast timings over SQLite in `data_dir` (and `blobs`,
+    instead of the local blob store, when given)."""
     config = SchedulerConfig(listen="127.0.0.1:0", data_dir=data_dir, **{**FAST, **settings})
     scheduler = build_scheduler(config)
+    if blobs is not None:
+        scheduler.artifacts = Artifacts(scheduler.core, blobs, scheduler.artifacts.limits)
     running = await start_server(scheduler, config)
     _, admin = await scheduler.tokens.create(Role.ADMIN, "tests")
     _, submitter = await scheduler.tokens.create(Role.SUBMIT, "tests")

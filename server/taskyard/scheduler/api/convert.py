@@ -12,6 +12,8 @@ from taskyard.errors import TaskyardError
 from taskyard.rpc import status as rpc_status
 from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import (
+    Artifact,
+    ArtifactFile,
     Lease,
     Result,
     Role,
@@ -24,7 +26,7 @@ from taskyard.scheduler.domain import (
 from taskyard.scheduler.explain import Eligibility, Explanation
 from taskyard.scheduler.service import messages
 from taskyard.scheduler.service.work_requests import SubmitSpec
-from taskyard.v1 import common_pb2, operator_pb2, work_requests_pb2, workers_pb2
+from taskyard.v1 import artifacts_pb2, common_pb2, operator_pb2, work_requests_pb2, workers_pb2
 
 STATES = {
     State.PENDING: work_requests_pb2.WORK_REQUEST_STATE_PENDING,
@@ -128,6 +130,30 @@ def work_request_to_proto(work_request: WorkRequest) -> work_requests_pb2.WorkRe
         started_at=timestamp(work_request.started_at),
         completed_at=timestamp(work_request.completed_at),
         updated_at=timestamp(work_request.updated_at),
+    )
+
+
+def artifact_file_from_proto(file: artifacts_pb2.ArtifactFile) -> ArtifactFile:
+    return ArtifactFile(file.path, file.size, file.sha256.lower(), file.content_type)
+
+
+def artifact_file_to_proto(file: ArtifactFile) -> artifacts_pb2.ArtifactFile:
+    return artifacts_pb2.ArtifactFile(
+        path=file.path, size=file.size, sha256=file.sha256, content_type=file.content_type
+    )
+
+
+def artifact_to_proto(artifact: Artifact) -> artifacts_pb2.Artifact:
+    """The wire form of an artifact."""
+    return artifacts_pb2.Artifact(
+        id=artifact.id,
+        category=artifact.category,
+        data_json=artifact.data_json,
+        work_request_id=artifact.work_request_id,
+        created_at=timestamp(artifact.created_at),
+        expires_at=timestamp(artifact.expires_at),
+        files=[artifact_file_to_proto(f) for f in artifact.files],
+        complete=artifact.complete,
     )
 
 

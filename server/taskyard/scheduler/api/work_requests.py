@@ -8,6 +8,7 @@ from typing import Any
 from taskyard.errors import TaskyardError
 from taskyard.scheduler.api import convert
 from taskyard.scheduler.api.access import Context
+from taskyard.scheduler.service.artifacts import Artifacts
 from taskyard.scheduler.service.work_requests import Submitted, WorkRequests
 from taskyard.scheduler.store.port import WorkRequestFilter
 from taskyard.v1 import work_requests_pb2 as pb
@@ -44,8 +45,9 @@ def _batch_result(outcome: Submitted | TaskyardError) -> pb.BatchSubmitResult:
 class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
     """Submitting, inspecting and controlling work requests."""
 
-    def __init__(self, work_requests: WorkRequests) -> None:
+    def __init__(self, work_requests: WorkRequests, artifacts: Artifacts) -> None:
         self._use = work_requests
+        self._artifacts = artifacts
 
     async def Submit(self, request: pb.SubmitRequest, context: Context) -> pb.SubmitResponse:
         submitted = await self._use.submit(convert.submit_spec(request, trace_context(context)))
@@ -64,7 +66,11 @@ class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
 
     async def Get(self, request: pb.GetRequest, context: Context) -> pb.GetResponse:
         work_request = await self._use.get(request.id)
-        return pb.GetResponse(work_request=convert.work_request_to_proto(work_request))
+        artifacts, _ = await self._artifacts.page(work_request.id, "", 1000, "")
+        return pb.GetResponse(
+            work_request=convert.work_request_to_proto(work_request),
+            artifacts=[convert.artifact_to_proto(a) for a in reversed(artifacts)],
+        )
 
     async def List(self, request: pb.ListRequest, context: Context) -> pb.ListResponse:
         where = _filter(request.states, request.task_name, request.worker_name)

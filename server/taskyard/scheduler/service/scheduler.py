@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from taskyard.scheduler import lifecycle
+from taskyard.scheduler.blobs.port import BlobStore
 from taskyard.scheduler.domain import (
     ACTIVE_STATES,
     Result,
@@ -16,6 +18,7 @@ from taskyard.scheduler.domain import (
     WorkError,
     WorkRequest,
 )
+from taskyard.scheduler.service.artifacts import Artifacts, Limits
 from taskyard.scheduler.service.auth import Credentials, Principal
 from taskyard.scheduler.service.committer import GroupCommitter
 from taskyard.scheduler.service.core import Core
@@ -26,6 +29,8 @@ from taskyard.scheduler.service.tokens import Tokens
 from taskyard.scheduler.service.work_requests import WorkRequests
 from taskyard.scheduler.service.workers import Workers
 from taskyard.scheduler.store.port import Store, StoreTransaction
+
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -44,6 +49,8 @@ class Scheduler:
         auto_enable_workers: bool = False,
         clock: Callable[[], datetime] = utc_now,
         new_id: IdFactory | None = None,
+        blobs: BlobStore,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
         settings = settings or Settings()
@@ -62,6 +69,8 @@ class Scheduler:
         self.work_requests = WorkRequests(self.core)
         self.workers = Workers(self.core)
         self.tokens = Tokens(self.core)
+        self.artifacts = Artifacts(self.core, blobs, limits or Limits())
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         """Migrate the store, load the live state and start matching."""
@@ -79,6 +88,15 @@ class Scheduler:
             failed = lifecycle.complete(work_request, Result.ERROR, self.core.clock(), error=error)
             await self.core.dispatcher.commit(work_request, failed)
         self.core.dispatcher.start()
+        await self._sweep()
+
+    async def _sweep(self) -> None:
+        """Remove stale partial uploads now, and again every hour."""
+        removed = await self.artifacts.sweep()
+        if removed:
+            log.info("removed %d abandoned artifact upload(s)", removed)
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.call_later(3600, lambda: loop.create_task(self._sweep()))
 
     def authenticate(self, bearer: str | None) -> Principal:
         """The principal behind a bearer secret."""
@@ -87,6 +105,8 @@ class Scheduler:
     async def stop(self) -> None:
         """End watches and worker sessions (telling workers), stop timers."""
         self.core.feed.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         await self.core.dispatcher.stop()
 
     def close(self) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from taskyard.errors import AlreadyExistsError
-from taskyard.scheduler.domain import State, Token, Worker, WorkRequest
+from taskyard.scheduler.domain import Artifact, State, Token, Worker, WorkRequest
 from taskyard.scheduler.store.port import WorkRequestFilter
 
 
@@ -21,9 +22,12 @@ class _Tables:
     work_requests: dict[str, WorkRequest] = field(default_factory=dict)
     workers: dict[str, Worker] = field(default_factory=dict)
     tokens: dict[str, Token] = field(default_factory=dict)
+    artifacts: dict[str, Artifact] = field(default_factory=dict)
 
     def copy(self) -> _Tables:
-        return _Tables(dict(self.work_requests), dict(self.workers), dict(self.tokens))
+        return _Tables(
+            dict(self.work_requests), dict(self.workers), dict(self.tokens), dict(self.artifacts)
+        )
 
 
 class MemoryTransaction:
@@ -110,6 +114,42 @@ class MemoryTransaction:
 
     def list_tokens(self) -> list[Token]:
         return sorted(self.tables.tokens.values(), key=lambda t: t.created_at, reverse=True)
+
+    def insert_artifact(self, artifact: Artifact) -> None:
+        if artifact.id in self.tables.artifacts:
+            raise AlreadyExistsError(f"artifact {artifact.id} exists already")
+        self.tables.artifacts[artifact.id] = artifact
+
+    def get_artifact(self, artifact_id: str) -> Artifact | None:
+        return self.tables.artifacts.get(artifact_id)
+
+    def complete_file(self, artifact_id: str, path: str) -> None:
+        artifact = self.tables.artifacts[artifact_id]
+        files = tuple(replace(f, complete=True) if f.path == path else f for f in artifact.files)
+        self.tables.artifacts[artifact_id] = replace(artifact, files=files)
+
+    def delete_artifact(self, artifact_id: str) -> None:
+        self.tables.artifacts.pop(artifact_id, None)
+
+    def list_artifacts(
+        self, *, work_request_id: str, category: str, limit: int, before_id: str = ""
+    ) -> list[Artifact]:
+        found = [
+            a
+            for a in self.tables.artifacts.values()
+            if a.complete
+            and (not work_request_id or a.work_request_id == work_request_id)
+            and (not category or a.category == category)
+            and (not before_id or a.id < before_id)
+        ]
+        return sorted(found, key=lambda a: a.id, reverse=True)[:limit]
+
+    def incomplete_artifacts(self, created_before: datetime) -> list[Artifact]:
+        return [
+            a
+            for a in self.tables.artifacts.values()
+            if not a.complete and a.created_at < created_before
+        ]
 
 
 class MemoryStore:

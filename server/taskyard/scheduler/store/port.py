@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
-from taskyard.scheduler.domain import State, Token, Worker, WorkRequest
+from taskyard.scheduler.domain import Artifact, State, Token, Worker, WorkRequest
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,26 @@ class StoreTransaction(Protocol):
 
     def list_tokens(self) -> list[Token]:
         """Return every token, newest first."""
+
+    def insert_artifact(self, artifact: Artifact) -> None:
+        """Store a new artifact with its manifest."""
+
+    def get_artifact(self, artifact_id: str) -> Artifact | None:
+        """Return an artifact (complete or not), or None."""
+
+    def complete_file(self, artifact_id: str, path: str) -> None:
+        """Record that a file's content is stored and verified."""
+
+    def delete_artifact(self, artifact_id: str) -> None:
+        """Forget an artifact and its manifest."""
+
+    def list_artifacts(
+        self, *, work_request_id: str, category: str, limit: int, before_id: str = ""
+    ) -> list[Artifact]:
+        """Complete artifacts, newest first, filtered when the arguments are set."""
+
+    def incomplete_artifacts(self, created_before: datetime) -> list[Artifact]:
+        """Artifacts still missing content, created before `created_before`."""
 
 
 class Store(Protocol):

@@ -6,7 +6,17 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from taskyard.scheduler.domain import Result, Role, State, Token, Worker, WorkError, WorkRequest
+from taskyard.scheduler.domain import (
+    Artifact,
+    ArtifactFile,
+    Result,
+    Role,
+    State,
+    Token,
+    Worker,
+    WorkError,
+    WorkRequest,
+)
 
 
 def work_request_row(work_request: WorkRequest) -> dict[str, Any]:
@@ -126,4 +136,48 @@ def token_from(row: Mapping[Any, Any]) -> Token:
         expires_at=row["expires_at"],
         used_at=row["used_at"],
         revoked_at=row["revoked_at"],
+    )
+
+
+def artifact_row(artifact: Artifact) -> dict[str, Any]:
+    """The row of an artifact (its files are rows of their own)."""
+    return {
+        "id": artifact.id,
+        "category": artifact.category,
+        "data_json": artifact.data_json,
+        "work_request_id": artifact.work_request_id,
+        "created_at": artifact.created_at,
+        "expires_at": artifact.expires_at,
+        "complete": artifact.complete,
+    }
+
+
+def artifact_file_rows(artifact: Artifact) -> list[dict[str, Any]]:
+    """The rows of an artifact's files."""
+    return [
+        {
+            "artifact_id": artifact.id,
+            "path": f.path,
+            "size": f.size,
+            "sha256": f.sha256,
+            "content_type": f.content_type,
+            "complete": f.complete,
+        }
+        for f in artifact.files
+    ]
+
+
+def artifact_from(row: Mapping[Any, Any], files: list[Mapping[Any, Any]]) -> Artifact:
+    """The artifact of a row and its file rows."""
+    return Artifact(
+        id=row["id"],
+        category=row["category"],
+        data_json=row["data_json"],
+        work_request_id=row["work_request_id"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        files=tuple(
+            ArtifactFile(f["path"], f["size"], f["sha256"], f["content_type"], f["complete"])
+            for f in sorted(files, key=lambda f: f["path"])
+        ),
     )

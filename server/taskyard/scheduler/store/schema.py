@@ -6,14 +6,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
     Dialect,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -96,4 +99,31 @@ tokens = Table(
     Column("expires_at", UtcDateTime),
     Column("used_at", UtcDateTime),
     Column("revoked_at", UtcDateTime),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("category", String(200), nullable=False),
+    Column("data_json", Text, nullable=False),
+    Column("work_request_id", String(40), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime),
+    Column("complete", Boolean, nullable=False),
+    Index("ix_artifacts_work_request_id", "work_request_id"),
+)
+
+artifact_files = Table(
+    "artifact_files",
+    metadata,
+    Column(
+        "artifact_id", String(40), ForeignKey("artifacts.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("path", String(4096), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("content_type", String(200), nullable=False),
+    Column("complete", Boolean, nullable=False),
+    PrimaryKeyConstraint("artifact_id", "path"),
 )

@@ -5,19 +5,36 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, bindparam, create_engine, event, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from taskyard.errors import AlreadyExistsError
-from taskyard.scheduler.domain import State, Token, Worker, WorkRequest
+from taskyard.scheduler.domain import Artifact, State, Token, Worker, WorkRequest
 from taskyard.scheduler.store import rows
 from taskyard.scheduler.store.port import WorkRequestFilter
-from taskyard.scheduler.store.schema import tokens, work_requests, workers
+from taskyard.scheduler.store.schema import (
+    artifact_files,
+    artifacts,
+    tokens,
+    work_requests,
+    workers,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -76,6 +93,10 @@ _REPLACE_TOKEN = update(tokens).where(tokens.c.id == bindparam("b_id"))
 _TOKEN_BY_ID = select(tokens).where(tokens.c.id == bindparam("b_id"))
 _TOKEN_BY_HASH = select(tokens).where(tokens.c.secret_sha256 == bindparam("b_hash"))
 _ALL_TOKENS = select(tokens).order_by(tokens.c.created_at.desc(), tokens.c.id.desc())
+
+
+_AF = artifact_files.c
+_FILES_OF = select(artifact_files).where(_AF.artifact_id.in_(bindparam("b_ids", expanding=True)))
 
 
 class SqlTransaction:
@@ -181,6 +202,64 @@ class SqlTransaction:
 
     def list_tokens(self) -> list[Token]:
         return [rows.token_from(r) for r in self._db.execute(_ALL_TOKENS).mappings()]
+
+    def insert_artifact(self, artifact: Artifact) -> None:
+        self._insert(insert(artifacts), rows.artifact_row(artifact), f"artifact {artifact.id}")
+        if artifact.files:
+            self._db.execute(insert(artifact_files), rows.artifact_file_rows(artifact))
+
+    def _with_files(self, found: list[Any]) -> list[Artifact]:
+        if not found:
+            return []
+        files: dict[str, list[Any]] = {row["id"]: [] for row in found}
+        for file_row in self._db.execute(_FILES_OF, {"b_ids": list(files)}).mappings():
+            files[file_row["artifact_id"]].append(file_row)
+        return [rows.artifact_from(row, files[row["id"]]) for row in found]
+
+    def get_artifact(self, artifact_id: str) -> Artifact | None:
+        row = self._first(
+            select(artifacts).where(artifacts.c.id == bindparam("b_id")), b_id=artifact_id
+        )
+        return self._with_files([row])[0] if row else None
+
+    def complete_file(self, artifact_id: str, path: str) -> None:
+        self._db.execute(
+            update(artifact_files)
+            .where(_AF.artifact_id == artifact_id, _AF.path == path)
+            .values(complete=True)
+        )
+        missing = select(_AF.path).where(_AF.artifact_id == artifact_id, _AF.complete.is_(False))
+        if self._db.execute(missing).first() is None:
+            self._db.execute(
+                update(artifacts).where(artifacts.c.id == artifact_id).values(complete=True)
+            )
+
+    def delete_artifact(self, artifact_id: str) -> None:
+        self._db.execute(delete(artifact_files).where(_AF.artifact_id == artifact_id))
+        self._db.execute(delete(artifacts).where(artifacts.c.id == artifact_id))
+
+    def list_artifacts(
+        self, *, work_request_id: str, category: str, limit: int, before_id: str = ""
+    ) -> list[Artifact]:
+        query = (
+            select(artifacts)
+            .where(artifacts.c.complete.is_(True))
+            .order_by(artifacts.c.id.desc())
+            .limit(limit)
+        )
+        if work_request_id:
+            query = query.where(artifacts.c.work_request_id == work_request_id)
+        if category:
+            query = query.where(artifacts.c.category == category)
+        if before_id:
+            query = query.where(artifacts.c.id < before_id)
+        return self._with_files(list(self._db.execute(query).mappings()))
+
+    def incomplete_artifacts(self, created_before: datetime) -> list[Artifact]:
+        query = select(artifacts).where(
+            artifacts.c.complete.is_(False), artifacts.c.created_at < created_before
+        )
+        return self._with_files(list(self._db.execute(query).mappings()))
 
 
 class SqlStore:

@@ -1,0 +1,1 @@
+"""Content-addressed storage of artifact file contents: a port and its adapters."""

@@ -1,0 +1,346 @@
+"""Artifact use cases: declare, upload (resumable, verified), list, download."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import PurePosixPath
+
+from taskyard.errors import (
+    FieldViolation,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnavailableError,
+)
+from taskyard.scheduler.blobs.port import BlobStore
+from taskyard.scheduler.domain import ACTIVE_STATES, Artifact, ArtifactFile, Lease
+from taskyard.scheduler.service.auth import Principal, WorkerPrincipal
+from taskyard.scheduler.service.core import Core
+from taskyard.scheduler.store.port import StoreTransaction
+
+log = logging.getLogger(__name__)
+
+MAX_CHUNK = 1024 * 1024
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one artifact may hold."""
+
+    max_file_size: int = 10 * 1024**3
+    max_artifact_size: int = 50 * 1024**3
+    max_files: int = 10_000
+    max_path_length: int = 1024
+    #: Uploads untouched for this long are removed with their artifact.
+    partial_max_age: float = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One message of an upload stream."""
+
+    artifact_id: str
+    path: str
+    offset: int
+    data: bytes
+    finish: bool
+
+
+def _invalid(
+    field: str, description: str, reason: str = "INVALID_MANIFEST"
+) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"{field}: {description}", reason=reason, violations=[FieldViolation(field, description)]
+    )
+
+
+def check_path(path: str, limits: Limits, field: str = "path") -> None:
+    """A relative, normalized path: no `/` prefix, no empty, `.` or `..` parts, no NUL."""
+    parts = path.split("/")
+    if not path or "\0" in path or len(path) > limits.max_path_length:
+        raise _invalid(field, f"must be 1-{limits.max_path_length} characters without NUL")
+    if path.startswith("/") or any(part in {"", ".", ".."} for part in parts):
+        raise _invalid(
+            field, f"{path!r} must be relative and normalized (no '', '.' or '..' parts)"
+        )
+    if PurePosixPath(path).as_posix() != path:
+        raise _invalid(field, f"{path!r} is not normalized")
+
+
+def check_manifest(files: list[ArtifactFile], limits: Limits) -> None:
+    """Every path valid and unique, every size and digest plausible, totals within limits."""
+    if len(files) > limits.max_files:
+        raise _invalid("files", f"at most {limits.max_files} files per artifact")
+    seen: set[str] = set()
+    for index, file in enumerate(files):
+        where = f"files[{index}]"
+        check_path(file.path, limits, f"{where}.path")
+        if file.path in seen:
+            raise _invalid(f"{where}.path", f"{file.path!r} is listed twice")
+        seen.add(file.path)
+        if not 0 <= file.size <= limits.max_file_size:
+            raise _invalid(f"{where}.size", f"must be 0-{limits.max_file_size} bytes", "TOO_LARGE")
+        if not _SHA256.match(file.sha256):
+            raise _invalid(f"{where}.sha256", "must be 64 lowercase hexadecimal digits")
+    if sum(f.size for f in files) > limits.max_artifact_size:
+        raise _invalid(
+            "files", f"at most {limits.max_artifact_size} bytes per artifact", "TOO_LARGE"
+        )
+
+
+def upload_key(artifact_id: str, file: ArtifactFile) -> str:
+    """The partial blob of one file of one artifact."""
+    return f"{artifact_id}-{file.sha256}-{file.size}"
+
+
+class Artifacts:
+    """Artifacts over the store (records) and a blob store (contents)."""
+
+    def __init__(self, core: Core, blobs: BlobStore, limits: Limits) -> None:
+        self._core = core
+        self._blobs = blobs
+        self.limits = limits
+
+    # -- Upload -----------------------------------------------------------
+
+    async def create(
+        self,
+        caller: Principal,
+        *,
+        category: str,
+        data_json: str,
+        work_request_id: str,
+        lease: Lease | None,
+        files: list[ArtifactFile],
+        expires_at: datetime | None,
+    ) -> tuple[Artifact, list[str]]:
+        """Declare an artifact; return it and the paths whose content must be sent."""
+        if not category:
+            raise _invalid("category", "is required")
+        try:
+            data = json.loads(data_json or "{}")
+        except json.JSONDecodeError as error:
+            raise _invalid("data_json", f"not valid JSON: {error}") from error
+        if not isinstance(data, dict):
+            raise _invalid("data_json", "must be a JSON object")
+        check_manifest(files, self.limits)
+        await self._check_producer(caller, work_request_id, lease)
+        have = await asyncio.gather(
+            *(asyncio.to_thread(self._blobs.has, f.sha256, f.size) for f in files)
+        )
+        files = [
+            dataclasses.replace(f, complete=present) for f, present in zip(files, have, strict=True)
+        ]
+        artifact = Artifact(
+            id=self._core.new_id(),
+            category=category,
+            created_at=self._core.clock(),
+            files=tuple(sorted(files, key=lambda f: f.path)),
+            data_json=data_json or "{}",
+            work_request_id=work_request_id,
+            expires_at=expires_at,
+        )
+        await self._core.db.run(lambda tx: tx.insert_artifact(artifact))
+        return artifact, [f.path for f in artifact.files if not f.complete]
+
+    async def _check_producer(
+        self, caller: Principal, work_request_id: str, lease: Lease | None
+    ) -> None:
+        """Workers upload only for requests whose current lease they hold."""
+        if isinstance(caller, WorkerPrincipal):
+            current = self._core.dispatcher.active.get(work_request_id)
+            holds = (
+                current is not None
+                and lease is not None
+                and current.lease == lease
+                and current.worker_name == caller.worker_name
+                and current.state in ACTIVE_STATES
+            )
+            if not holds:
+                raise PermissionDeniedError(
+                    f"worker {caller.worker_name} does not hold the lease of {work_request_id!r}",
+                    reason="LEASE_NOT_HELD",
+                )
+        elif work_request_id:
+            found = await self._core.db.run(lambda tx: tx.get_work_request(work_request_id))
+            if found is None:
+                raise NotFoundError(
+                    f"no work request {work_request_id!r}", reason="WORK_REQUEST_NOT_FOUND"
+                )
+
+    async def _incomplete(
+        self, caller: Principal, artifact_id: str, path: str
+    ) -> tuple[Artifact, ArtifactFile]:
+        artifact = await self._core.db.run(lambda tx: tx.get_artifact(artifact_id))
+        if artifact is None:
+            raise NotFoundError(f"no artifact {artifact_id!r}", reason="ARTIFACT_NOT_FOUND")
+        file = artifact.file(path)
+        if file is None:
+            raise NotFoundError(
+                f"artifact {artifact_id} has no file {path!r}", reason="FILE_NOT_FOUND"
+            )
+        if isinstance(caller, WorkerPrincipal):
+            current = self._core.dispatcher.active.get(artifact.work_request_id)
+            if current is None or current.worker_name != caller.worker_name:
+                raise PermissionDeniedError(
+                    f"worker {caller.worker_name} no longer holds {artifact.work_request_id!r}",
+                    reason="LEASE_NOT_HELD",
+                )
+        return artifact, file
+
+    async def status(self, caller: Principal, artifact_id: str, path: str) -> tuple[int, bool]:
+        """Committed bytes of a file, and whether it is complete."""
+        artifact = await self._core.db.run(lambda tx: tx.get_artifact(artifact_id))
+        file = artifact.file(path) if artifact else None
+        if artifact is None or file is None:
+            raise NotFoundError(
+                f"no file {path!r} in artifact {artifact_id!r}", reason="FILE_NOT_FOUND"
+            )
+        if file.complete:
+            return file.size, True
+        return await asyncio.to_thread(self._blobs.committed, upload_key(artifact_id, file)), False
+
+    async def upload(self, caller: Principal, chunks: AsyncIterator[Chunk]) -> tuple[int, bool]:
+        """Write a stream of chunks of one file; return the committed size and
+        whether the artifact is now complete. A stream that ends without the
+        last chunk leaves a resumable partial upload."""
+        artifact: Artifact | None = None
+        file: ArtifactFile | None = None
+        key = ""
+        committed = 0
+        async for chunk in chunks:
+            if artifact is None:
+                artifact, file = await self._incomplete(caller, chunk.artifact_id, chunk.path)
+                key = upload_key(artifact.id, file)
+                if file.complete:
+                    return file.size, artifact.complete
+            assert file is not None
+            if (chunk.artifact_id or artifact.id, chunk.path or file.path) != (
+                artifact.id,
+                file.path,
+            ):
+                raise _invalid("path", "one upload stream carries one file", "WRONG_FILE")
+            committed = await self._write(artifact, file, key, chunk)
+            if chunk.finish:
+                return file.size, await self._finish(artifact, file, key)
+        return committed, False
+
+    async def _write(self, artifact: Artifact, file: ArtifactFile, key: str, chunk: Chunk) -> int:
+        if len(chunk.data) > MAX_CHUNK:
+            raise _invalid("data", f"chunks carry at most {MAX_CHUNK} bytes", "CHUNK_TOO_LARGE")
+        if chunk.offset + len(chunk.data) > file.size:
+            await self._abandon(artifact, key)
+            raise _invalid(
+                "data", f"more than the {file.size} bytes the manifest says", "TOO_LARGE"
+            )
+        if not chunk.data:
+            return await asyncio.to_thread(self._blobs.committed, key)
+        try:
+            return await asyncio.to_thread(self._blobs.append, key, chunk.offset, chunk.data)
+        except InvalidArgumentError:
+            await self._abandon(artifact, key)
+            raise
+        except OSError as error:
+            await self._abandon(artifact, key)
+            raise _io_error(error) from error
+
+    async def _finish(self, artifact: Artifact, file: ArtifactFile, key: str) -> bool:
+        try:
+            await asyncio.to_thread(self._blobs.finish, key, file.sha256, file.size)
+        except InvalidArgumentError:
+            await self._abandon(artifact, key)
+            raise
+        except OSError as error:
+            await self._abandon(artifact, key)
+            raise _io_error(error) from error
+
+        def complete(tx: StoreTransaction) -> Artifact | None:
+            tx.complete_file(artifact.id, file.path)
+            return tx.get_artifact(artifact.id)
+
+        updated = await self._core.db.run(complete)
+        return bool(updated and updated.complete)
+
+    async def _abandon(self, artifact: Artifact, key: str) -> None:
+        """A refused or failed upload leaves no partial content and no artifact."""
+        for file in artifact.files:
+            await asyncio.to_thread(self._blobs.discard, upload_key(artifact.id, file))
+        await self._core.db.run(lambda tx: tx.delete_artifact(artifact.id))
+        log.info("artifact %s abandoned (upload %s refused or failed)", artifact.id, key)
+
+    async def sweep(self) -> int:
+        """Remove uploads untouched for `partial_max_age`, with their artifacts."""
+        cutoff = self._core.clock() - timedelta(seconds=self.limits.partial_max_age)
+        stale = await self._core.db.run(lambda tx: tx.incomplete_artifacts(cutoff))
+        for artifact in stale:
+            await self._abandon(artifact, "(stale)")
+        for key in await asyncio.to_thread(
+            self._blobs.partial_keys_older_than, self.limits.partial_max_age
+        ):
+            await asyncio.to_thread(self._blobs.discard, key)
+        return len(stale)
+
+    # -- Reading ----------------------------------------------------------
+
+    async def get(self, artifact_id: str) -> Artifact:
+        """A complete artifact; NOT_FOUND until every file has arrived."""
+        artifact = await self._core.db.run(lambda tx: tx.get_artifact(artifact_id))
+        if artifact is None or not artifact.complete:
+            raise NotFoundError(f"no artifact {artifact_id!r}", reason="ARTIFACT_NOT_FOUND")
+        return artifact
+
+    async def page(
+        self, work_request_id: str, category: str, page_size: int, page_token: str
+    ) -> tuple[list[Artifact], str]:
+        """A page of complete artifacts, newest first, and the next page's token."""
+        limit = min(page_size or 100, 1000)
+        found = await self._core.db.run(
+            lambda tx: tx.list_artifacts(
+                work_request_id=work_request_id,
+                category=category,
+                limit=limit + 1,
+                before_id=page_token,
+            )
+        )
+        return found[:limit], found[limit - 1].id if len(found) > limit else ""
+
+    async def download(
+        self, artifact_id: str, paths: list[str]
+    ) -> AsyncIterator[tuple[ArtifactFile | None, int, bytes]]:
+        """Chunks of the chosen files (all when `paths` is empty), in path order;
+        the first chunk of each file carries its manifest entry."""
+        artifact = await self.get(artifact_id)
+        chosen = [f for f in artifact.files if not paths or f.path in paths]
+        unknown = sorted(set(paths) - {f.path for f in chosen})
+        if unknown:
+            raise NotFoundError(
+                f"artifact {artifact_id} has no files {unknown}", reason="FILE_NOT_FOUND"
+            )
+        for file in chosen:
+            offset = 0
+            yield file, 0, b""
+            while offset < file.size:
+                data = await asyncio.to_thread(
+                    self._blobs.read, file.sha256, file.size, offset, MAX_CHUNK
+                )
+                yield None, offset, data
+                offset += len(data)
+
+
+def _io_error(error: OSError) -> UnavailableError:
+    if error.errno == errno.ENOSPC:
+        return UnavailableError(
+            "the scheduler's disk is full; the upload was dropped", reason="DISK_FULL"
+        )
+    return UnavailableError(
+        f"the scheduler could not store the upload: {error.strerror}", reason="IO_ERROR"
+    )

@@ -1,0 +1,228 @@
+"""Client side of artifact transfers, shared by the CLI and the worker.
+
+Uploads: hash each file (streaming), declare the artifact, then send each
+file the scheduler lacks in chunks of at most 1 MiB, resuming from the
+committed offset after a cut stream. Downloads: verify each file's digest
+and size, and write it atomically (a temporary file renamed into place).
+Memory stays bounded whatever the file size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import tempfile
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from taskyard.errors import FieldViolation, InvalidArgumentError, UnavailableError
+from taskyard.rpc import status as rpc_status
+from taskyard.rpc.credentials import MAX_CHUNK
+from taskyard.v1 import artifacts_pb2, artifacts_pb2_grpc, common_pb2
+
+Progress = Callable[[int], None]
+
+
+def _no_progress(_bytes: int) -> None:
+    pass
+
+
+def describe_file(path: Path, name: str) -> artifacts_pb2.ArtifactFile:
+    """The manifest entry of a local file (its digest computed by streaming)."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as file:
+        while chunk := file.read(MAX_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    content_type = mimetypes.guess_type(name)[0] or ""
+    return artifacts_pb2.ArtifactFile(
+        path=name, size=size, sha256=digest.hexdigest(), content_type=content_type
+    )
+
+
+async def _chunks(
+    artifact_id: str, entry: artifacts_pb2.ArtifactFile, path: Path, offset: int, progress: Progress
+) -> AsyncIterator[artifacts_pb2.UploadFileRequest]:
+    name, size = entry.path, entry.size
+    with open(path, "rb") as file:
+        file.seek(offset)
+        first = True
+        while True:
+            data = file.read(MAX_CHUNK)
+            last = offset + len(data) >= size
+            yield artifacts_pb2.UploadFileRequest(
+                artifact_id=artifact_id if first else "",
+                path=name if first else "",
+                offset=offset,
+                data=data,
+                finish_write=last,
+            )
+            first = False
+            offset += len(data)
+            progress(len(data))
+            if last:
+                return
+
+
+def _transient(error: BaseException) -> bool:
+    return isinstance(error, UnavailableError)
+
+
+async def _send_file(
+    stub: artifacts_pb2_grpc.ArtifactServiceAsyncStub,
+    metadata: Any,
+    artifact_id: str,
+    file: tuple[artifacts_pb2.ArtifactFile, Path],
+    progress: Progress,
+) -> None:
+    """Send one file, resuming from the committed offset after a transient failure.
+
+    If the scheduler dropped the upload meanwhile (disk full, I/O error), the
+    error that made it drop it is raised, not the NOT_FOUND of the retry.
+    """
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(_transient),
+        wait=wait_random_exponential(multiplier=0.2, max=5),
+        stop=stop_after_attempt(5),
+        reraise=True,
+    )
+    entry, path = file
+    query = artifacts_pb2.QueryUploadStatusRequest(artifact_id=artifact_id, path=entry.path)
+    failure: UnavailableError | None = None
+    async for attempt in retrying:
+        with attempt:
+            try:
+                status = await stub.QueryUploadStatus(query, metadata=metadata)
+                if status.complete:
+                    return
+                chunks = _chunks(artifact_id, entry, path, status.committed_size, progress)
+                await stub.UploadFile(chunks, metadata=metadata)
+            except grpc.aio.AioRpcError as error:
+                if failure is not None and error.code() == grpc.StatusCode.NOT_FOUND:
+                    raise failure from error
+                mapped = rpc_status.from_rpc_error(error)
+                if isinstance(mapped, UnavailableError):
+                    failure = mapped
+                raise mapped from error
+
+
+async def upload(
+    stub: artifacts_pb2_grpc.ArtifactServiceAsyncStub,
+    metadata: Any,
+    *,
+    category: str,
+    files: Mapping[str, Path],
+    work_request_id: str = "",
+    lease: common_pb2.Lease | None = None,
+    data_json: str = "{}",
+    progress: Progress = _no_progress,
+) -> artifacts_pb2.Artifact:
+    """Upload `files` (artifact path -> local file) as one artifact; return it complete."""
+    manifest = [describe_file(path, name) for name, path in sorted(files.items())]
+    request = artifacts_pb2.CreateArtifactRequest(
+        category=category,
+        data_json=data_json,
+        work_request_id=work_request_id,
+        lease=lease,
+        files=manifest,
+    )
+    try:
+        created = await stub.CreateArtifact(request, metadata=metadata)
+    except grpc.aio.AioRpcError as error:
+        raise rpc_status.from_rpc_error(error) from error
+    missing = set(created.missing_paths)
+    progress(sum(e.size for e in manifest if e.path not in missing))  # deduplicated: not sent
+    for entry in manifest:
+        if entry.path in missing:
+            await _send_file(
+                stub, metadata, created.artifact.id, (entry, files[entry.path]), progress
+            )
+    try:
+        final = await stub.GetArtifact(
+            artifacts_pb2.GetArtifactRequest(artifact_id=created.artifact.id), metadata=metadata
+        )
+    except grpc.aio.AioRpcError as error:
+        raise rpc_status.from_rpc_error(error) from error
+    return final.artifact
+
+
+def safe_destination(directory: Path, name: str) -> Path:
+    """Where a downloaded file goes: inside `directory`, whatever the scheduler says."""
+    target = (directory / name).resolve()
+    if directory.resolve() not in target.parents:
+        raise InvalidArgumentError(
+            f"refusing to write {name!r} outside {directory}",
+            violations=[FieldViolation("path", "escapes the download directory")],
+        )
+    return target
+
+
+async def download(
+    stub: artifacts_pb2_grpc.ArtifactServiceAsyncStub,
+    metadata: Any,
+    artifact_id: str,
+    directory: Path,
+    *,
+    paths: Sequence[str] = (),
+    progress: Progress = _no_progress,
+) -> list[Path]:
+    """Download an artifact's files into `directory`; verify and write each atomically."""
+    written: list[Path] = []
+    current: _Incoming | None = None
+    request = artifacts_pb2.DownloadArtifactRequest(artifact_id=artifact_id, paths=list(paths))
+    try:
+        async for message in stub.DownloadArtifact(request, metadata=metadata):
+            if message.HasField("file"):
+                if current is not None:
+                    written.append(current.commit())
+                current = _Incoming(message.file, safe_destination(directory, message.file.path))
+            elif current is not None:
+                current.write(message.offset, message.data)
+                progress(len(message.data))
+        if current is not None:
+            written.append(current.commit())
+    except grpc.aio.AioRpcError as error:
+        raise rpc_status.from_rpc_error(error) from error
+    finally:
+        if current is not None:
+            current.abandon()
+    return written
+
+
+class _Incoming:
+    """One file being downloaded into a temporary file beside its destination."""
+
+    def __init__(self, entry: artifacts_pb2.ArtifactFile, target: Path) -> None:
+        self.entry = entry
+        self.target = target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        self.temporary = Path(name)
+        self.file = os.fdopen(descriptor, "wb")
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, offset: int, data: bytes) -> None:
+        if offset != self.size:
+            raise UnavailableError(f"{self.entry.path}: chunk at {offset}, expected {self.size}")
+        self.file.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+
+    def commit(self) -> Path:
+        self.file.close()
+        if (self.size, self.digest.hexdigest()) != (self.entry.size, self.entry.sha256):
+            self.abandon()
+            raise InvalidArgumentError(f"{self.entry.path}: the download does not match its digest")
+        os.replace(self.temporary, self.target)
+        return self.target
+
+    def abandon(self) -> None:
+        self.file.close()
+        self.temporary.unlink(missing_ok=True)
