@@ -40,3 +40,14 @@ class Drifting(Task):
 
     def _execute(self) -> bool:
         return True
+
+
+class LogsThenRaises(Task):
+    """Writes a debug log, then raises."""
+
+    TASK_VERSION = 1
+
+    def _execute(self) -> bool:
+        with self.create_debug_log_file("before-the-fall.log") as log:
+            log.write("about to raise\n")
+        raise RuntimeError("after logging")

@@ -92,3 +92,36 @@ def test_migrate_then_serve_and_exit_zero_on_sigterm(tmp_path: Path) -> None:
     with scheduler(tmp_path) as process:
         pass  # leaving the block sends SIGTERM
     assert process.process.returncode == 0
+
+
+def test_artifacts_upload_list_show_download(running: SchedulerProcess, tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("alpha\n")
+    (tmp_path / "b.bin").write_bytes(bytes(range(256)) * 5000)
+    uploaded = json.loads(
+        ok(
+            [
+                "artifacts",
+                "upload",
+                "--category",
+                "test:cli",
+                "--data",
+                '{"k": 1}',
+                "--json",
+                str(tmp_path / "a.txt"),
+                str(tmp_path / "b.bin"),
+            ],
+            running,
+        )  # fmt: skip
+    )
+    artifact_id = uploaded["id"]
+    assert {f["path"] for f in uploaded["files"]} == {"a.txt", "b.bin"}
+    assert artifact_id in ok(["artifacts", "list", "--category", "test:cli"], running)
+    assert "b.bin" in ok(["artifacts", "show", artifact_id], running)
+    out = tmp_path / "out"
+    ok(["artifacts", "download", artifact_id, "a.txt", "-o", str(out)], running)
+    assert (out / "a.txt").read_text() == "alpha\n"
+    assert not (out / "b.bin").exists()
+    assert "no artifact" in one_line_error(["artifacts", "show", "missing"], running, 1)
+    assert "not a file" in one_line_error(
+        ["artifacts", "upload", "--category", "c", str(tmp_path / "nope")], running, 2
+    )

@@ -2,7 +2,7 @@
 
 Starts a scheduler on a SQLite file in the data directory and two workers,
 submits a few `noop` and `command` requests, shows how each ended and where
-the command logs went, then leaves everything running in the foreground
+the commands' artifacts, then leaves everything running in the foreground
 until Ctrl-C, which stops the workers, then the scheduler.
 """
 
@@ -98,13 +98,12 @@ async def _show(address: str, token: str) -> None:
             if last is None or last.state not in FINAL:
                 raise CliError(f"the watch of {work_request_id} ended early")
             print(f"{last.id}  {last.task_name:<8} {state_name(last):<20} on {last.worker_name}")
-
-
-def _log_locations(data_dir: Path) -> list[str]:
-    found = []
-    for log in sorted(data_dir.glob("worker-*.log")):
-        found += re.findall(r"debug logs of command kept in (\S+)", log.read_text())
-    return found
+        print("\nwhat the command tasks produced (debug logs hold their stdout and stderr):")
+        for work_request_id in ids:
+            got = await stub.Get(pb.GetRequest(id=work_request_id), metadata=metadata)
+            for artifact in got.artifacts:
+                names = ", ".join(f.path for f in artifact.files)
+                print(f"  {work_request_id}: artifact {artifact.id} ({artifact.category}): {names}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,13 +125,13 @@ def run(args: argparse.Namespace) -> int:
             ))  # fmt: skip
         token = (data_dir / "scheduler" / "admin.token").read_text().strip()
         asyncio.run(_show(address, token))
-        print("\nthe command tasks' stdout and stderr (debug logs) are in:")
-        for location in _log_locations(data_dir):
-            print(f"  {location}")
         print(f"\nworker logs: {data_dir}/worker-*.log. Try, in another shell:")
         print(f"  export TASKYARD_SCHEDULER={address} TASKYARD_DATA_DIR={data_dir / 'scheduler'}")
         print('  .venv/bin/taskyard submit command --data \'{"command": ["echo", "hi"]}\' --wait')
         print("  .venv/bin/taskyard list     .venv/bin/taskyard workers list")
+        print(
+            "  .venv/bin/taskyard artifacts list  .venv/bin/taskyard artifacts download ID -o out"
+        )
         print("Scheduler and workers keep running; press Ctrl-C to stop them.")
         scheduler.wait()
     except KeyboardInterrupt:

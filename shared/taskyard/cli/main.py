@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from taskyard.cli import demo, operator, run_local, work_requests
+from taskyard.cli import artifacts, demo, operator, run_local, work_requests
 from taskyard.cli.errors import CliError
 from taskyard.errors import TaskyardError
 from taskyard.scheduler import cli as scheduler_cli
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker_cli.add_parser(subparsers)
     work_requests.add_parsers(subparsers)
     operator.add_parsers(subparsers)
+    artifacts.add_parsers(subparsers)
     run_local.add_parser(subparsers)
     demo.add_parser(subparsers)
     return parser

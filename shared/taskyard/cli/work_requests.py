@@ -120,7 +120,13 @@ async def _get(connection: Connection, args: argparse.Namespace) -> int:
     response = await connection.work_requests.Get(
         pb.GetRequest(id=args.id), metadata=connection.metadata
     )
-    print(as_json(response) if args.json else describe(response.work_request))
+    if args.json:
+        print(as_json(response))
+        return 0
+    print(describe(response.work_request))
+    for artifact in response.artifacts:
+        names = ", ".join(f.path for f in artifact.files)
+        print(f"artifact:  {artifact.id} {artifact.category}: {names}")
     return 0
 
 

@@ -14,11 +14,14 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
 from taskyard.errors import TaskyardError, UnavailableError
+from taskyard.rpc import transfer
+from taskyard.rpc.credentials import bearer_metadata
 from taskyard.v1 import common_pb2, workers_pb2
 from taskyard.v1 import work_requests_pb2 as wr_pb2
 from taskyard.worker.client import SchedulerClient
@@ -73,6 +76,7 @@ class Agent:
         self.outbox = outbox
         self.token = token
         self.name = config.name
+        runner.uploader = self.upload
         self.draining = False
         self._link = Link()
         self._jobs: dict[str, asyncio.Task[None]] = {}
@@ -227,6 +231,21 @@ class Agent:
             self.outbox.remove(lease.work_request_id, lease.attempt)
 
     # -- Jobs -------------------------------------------------------------
+
+    async def upload(
+        self, job: Job, category: str, files: dict[str, Path], data: dict[str, Any]
+    ) -> str:
+        """Upload an artifact for a running job, through this worker's connection."""
+        artifact = await transfer.upload(
+            self.client.artifacts,
+            bearer_metadata(self.token),
+            category=category,
+            files=files,
+            work_request_id=job.work_request_id,
+            lease=common_pb2.Lease(work_request_id=job.work_request_id, attempt=job.attempt),
+            data_json=json.dumps(data),
+        )
+        return artifact.id
 
     def _start(self, assignment: workers_pb2.Assignment) -> None:
         lease = assignment.lease

@@ -13,7 +13,7 @@ import grpc
 
 from taskyard.rpc import status as rpc_status
 from taskyard.rpc.credentials import CHANNEL_OPTIONS, bearer_metadata
-from taskyard.v1 import workers_pb2, workers_pb2_grpc
+from taskyard.v1 import artifacts_pb2_grpc, workers_pb2, workers_pb2_grpc
 
 
 def open_channel(address: str, tls_ca: str = "") -> grpc.aio.Channel:
@@ -30,6 +30,7 @@ class SchedulerClient:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.channel = channel
         self._stub = workers_pb2_grpc.WorkerServiceStub(channel)
+        self.artifacts = artifacts_pb2_grpc.ArtifactServiceStub(channel)
 
     async def register(self, name: str, token: str, activation_token: str) -> tuple[str, bool]:
         """Register; return the worker's unique name and whether it is enabled."""

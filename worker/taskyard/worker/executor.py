@@ -3,8 +3,11 @@
 Started once per slot and reused. It talks to the worker over two pipes, one
 JSON object per line (the task's own stdout and stderr are left alone):
 
-- worker -> executor: `{"op": "run", ...assignment}`, `{"op": "abort"}`
-- executor -> worker: `{"op": "done", "outcome": ..., "error": ..., "output_json": ...}`
+- worker -> executor: `{"op": "run", ...assignment}`, `{"op": "abort"}`,
+  `{"op": "uploaded", "artifact_id": ...}` or `{"op": "upload-failed", ...}`
+- executor -> worker: `{"op": "upload", "category": ..., "files": {...}}` (the
+  task's server access: the worker uploads through its own connection),
+  `{"op": "done", "outcome": ..., "error": ..., "output_json": ...}`
 
 The task runs in a thread so that this process's main thread stays free to
 receive an abort and call `task.abort()` at once. The worker puts the process
@@ -19,26 +22,68 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Mapping
+from pathlib import Path
 from typing import IO, Any
 
-from taskyard.errors import TaskyardError
-from taskyard.tasks import Task, TaskConfigError, UnknownTaskError
+from taskyard.errors import TaskyardError, UnavailableError
+from taskyard.tasks import ServerAccess, Task, TaskConfigError, UnknownTaskError
 from taskyard.tasks.loading import import_task_modules
 
 log = logging.getLogger("taskyard.worker.executor")
+
+
+class PipeServerAccess:
+    """ServerAccess for tasks in the executor: asks the worker to upload."""
+
+    def __init__(self, out: IO[str], lock: threading.Lock) -> None:
+        self._out = out
+        self._lock = lock
+        self._answered = threading.Event()
+        self._answer: dict[str, Any] = {}
+
+    def upload_artifact(
+        self,
+        category: str,
+        files: Mapping[str, Path],
+        *,
+        work_request_id: str | None,
+        data: Mapping[str, Any] | None = None,
+    ) -> str:
+        self._answered.clear()
+        _send(self._out, self._lock, {
+            "op": "upload", "category": category, "data": dict(data or {}),
+            "files": {name: str(path) for name, path in files.items()},
+            "work_request_id": work_request_id or "",
+        })  # fmt: skip
+        self._answered.wait()
+        if self._answer["op"] != "uploaded":
+            raise UnavailableError(
+                self._answer.get("message", "upload failed"), reason="UPLOAD_FAILED"
+            )
+        return str(self._answer["artifact_id"])
+
+    def answer(self, message: dict[str, Any]) -> None:
+        """The worker's reply to the pending upload."""
+        self._answer = message
+        self._answered.set()
 
 
 def _error(reason: str, error: BaseException) -> dict[str, Any]:
     return {"reason": reason, "type": type(error).__name__, "message": str(error)}
 
 
-def run_assignment(command: dict[str, Any], running: dict[str, Task]) -> dict[str, Any]:
+def run_assignment(
+    command: dict[str, Any], running: dict[str, Task], access: ServerAccess | None = None
+) -> dict[str, Any]:
     """Configure and execute the task of an assignment; return the report."""
     try:
         task = Task.class_from_name(command["task_name"])()
     except UnknownTaskError as error:
         return {"outcome": "error", "error": _error("unknown-task", error)}
     task.work_request_id = command["work_request_id"]
+    if access is not None:
+        task.configure_server_access(access)
     try:
         task.configure(json.loads(command["task_data_json"] or "{}"))
     except (TaskConfigError, ValueError) as error:
@@ -68,9 +113,10 @@ def serve(commands: IO[str], out: IO[str]) -> None:
     lock = threading.Lock()
     running: dict[str, Task] = {}
     worker_thread: threading.Thread | None = None
+    access = PipeServerAccess(out, lock)
 
     def execute(command: dict[str, Any]) -> None:
-        report = run_assignment(command, running)
+        report = run_assignment(command, running, access)
         running.clear()
         _send(out, lock, {"op": "done", **report})
 
@@ -81,6 +127,8 @@ def serve(commands: IO[str], out: IO[str]) -> None:
             worker_thread.start()
         elif command["op"] == "abort" and "task" in running:
             running["task"].abort()
+        elif command["op"] in {"uploaded", "upload-failed"}:
+            access.answer(command)
     if worker_thread is not None:
         worker_thread.join(timeout=1)
 

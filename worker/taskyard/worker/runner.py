@@ -14,7 +14,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from taskyard.worker.processes import group_members, stop_group
@@ -31,6 +33,10 @@ class Job:
     task_name: str
     task_data_json: str
     trace_context: dict[str, str] = field(default_factory=dict)
+
+
+#: Uploads an artifact for a job: (job, category, files, data) -> artifact id.
+Uploader = Callable[[Job, str, dict[str, Path], dict[str, Any]], Awaitable[str]]
 
 
 @dataclass(frozen=True)
@@ -79,15 +85,32 @@ class Executor:
         except (BrokenPipeError, OSError):
             log.warning("executor %s is gone", self.pid)
 
-    async def run(self, job: Job) -> Report | None:
-        """Run a job; None if the executor died before reporting."""
+    async def run(self, job: Job, uploader: Uploader | None) -> Report | None:
+        """Run a job, serving its uploads; None if the executor died before reporting."""
         assert self._reports is not None
         self.send({"op": "run", **job.__dict__})
-        line = await self._reports.readline()
-        if not line:
-            return None
-        reply = json.loads(line)
-        return Report(reply["outcome"], reply.get("error"), reply.get("output_json", ""))
+        while line := await self._reports.readline():
+            message = json.loads(line)
+            if message["op"] == "done":
+                return Report(
+                    message["outcome"], message.get("error"), message.get("output_json", "")
+                )
+            if message["op"] == "upload":
+                self.send(await self._upload(job, message, uploader))
+        return None
+
+    async def _upload(
+        self, job: Job, request: dict[str, Any], uploader: Uploader | None
+    ) -> dict[str, Any]:
+        if uploader is None:
+            return {"op": "upload-failed", "message": "this worker cannot upload artifacts"}
+        files = {name: Path(path) for name, path in request["files"].items()}
+        try:
+            artifact_id = await uploader(job, request["category"], files, request.get("data", {}))
+        except Exception as error:  # reported to the task, which logs it
+            log.warning("upload for %s failed: %s", job.work_request_id, error)
+            return {"op": "upload-failed", "message": str(error)}
+        return {"op": "uploaded", "artifact_id": artifact_id}
 
     def strays(self) -> list[int]:
         """Processes left in the executor's group besides the executor itself."""
@@ -114,8 +137,15 @@ class Slot:
 class TaskRunner:
     """Runs jobs on `slots` warm executors; aborts them on request."""
 
-    def __init__(self, slots: int, abort_grace: float = 10.0, kill_grace: float = 5.0) -> None:
+    def __init__(
+        self,
+        slots: int,
+        abort_grace: float = 10.0,
+        kill_grace: float = 5.0,
+        uploader: Uploader | None = None,
+    ) -> None:
         self._slots = [Slot(Executor()) for _ in range(slots)]
+        self.uploader = uploader
         self.abort_grace = abort_grace
         self.kill_grace = kill_grace
 
@@ -137,7 +167,7 @@ class TaskRunner:
         slot.job, slot.aborting = job, False
         slot.finished.clear()
         try:
-            report = await slot.executor.run(job)
+            report = await slot.executor.run(job, self.uploader)
             if report is None or slot.aborting:
                 report = self._aborted_or_lost(slot, report)
             if report is None or slot.executor.strays():

@@ -1,0 +1,135 @@
+"""`taskyard artifacts`: list, show, download and upload artifacts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from taskyard.cli.connection import Connection, add_connection_arguments
+from taskyard.cli.errors import CliError
+from taskyard.cli.json_arg import parse_json_object
+from taskyard.cli.output import as_json
+from taskyard.cli.parsing import Subparsers
+from taskyard.cli.work_requests import client_command
+from taskyard.rpc import transfer
+from taskyard.v1 import artifacts_pb2 as pb
+
+
+def add_parsers(subparsers: Subparsers) -> None:
+    """Register `artifacts` and its actions."""
+    parser = subparsers.add_parser("artifacts", help="list, show, download and upload artifacts")
+    actions = parser.add_subparsers(required=True, metavar="ACTION")
+    listing = _action(actions, "list", "list complete artifacts, newest first", _list)
+    listing.add_argument("--work-request", default="", help="only this work request's")
+    listing.add_argument("--category", default="", help="only this category")
+    _action(actions, "show", "show an artifact and its files", _show).add_argument("id")
+    download = _action(actions, "download", "download files, verified", _download)
+    download.add_argument("id")
+    download.add_argument("paths", nargs="*", help="only these files (default: all)")
+    download.add_argument("-o", "--output", type=Path, default=Path("."), help="directory")
+    upload = _action(actions, "upload", "upload files as one artifact", _upload)
+    upload.add_argument("--category", required=True)
+    upload.add_argument("--data", default="{}", help="JSON object, or @FILE")
+    upload.add_argument("files", nargs="+", type=Path)
+
+
+def _action(
+    actions: Subparsers, name: str, help_text: str, action: object
+) -> argparse.ArgumentParser:
+    parser = actions.add_parser(name, help=help_text)
+    add_connection_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.set_defaults(handler=client_command(action))  # type: ignore[arg-type]
+    return parser
+
+
+def describe(artifact: pb.Artifact) -> str:
+    """A few lines about an artifact."""
+    lines = [f"{artifact.id}  {artifact.category}  {len(artifact.files)} file(s)"]
+    if artifact.work_request_id:
+        lines[0] += f"  from {artifact.work_request_id}"
+    lines += [f"  {f.size:>12,}  {f.sha256[:12]}  {f.path}" for f in artifact.files]
+    return "\n".join(lines)
+
+
+def _progress(json_output: bool) -> Progress:
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        disable=json_output,
+        transient=False,
+    )
+
+
+async def _list(connection: Connection, args: argparse.Namespace) -> int:
+    request = pb.ListArtifactsRequest(work_request_id=args.work_request, category=args.category)
+    response = await connection.artifacts.ListArtifacts(request, metadata=connection.metadata)
+    if args.json:
+        print(as_json(list(response.artifacts)))
+    for artifact in [] if args.json else response.artifacts:
+        print(describe(artifact))
+    return 0
+
+
+async def _show(connection: Connection, args: argparse.Namespace) -> int:
+    response = await connection.artifacts.GetArtifact(
+        pb.GetArtifactRequest(artifact_id=args.id), metadata=connection.metadata
+    )
+    print(as_json(response.artifact) if args.json else describe(response.artifact))
+    return 0
+
+
+async def _download(connection: Connection, args: argparse.Namespace) -> int:
+    shown = await connection.artifacts.GetArtifact(
+        pb.GetArtifactRequest(artifact_id=args.id), metadata=connection.metadata
+    )
+    chosen = [f for f in shown.artifact.files if not args.paths or f.path in args.paths]
+    with _progress(args.json) as bar:
+        task = bar.add_task(f"downloading {args.id}", total=sum(f.size for f in chosen))
+        written = await transfer.download(
+            connection.artifacts,
+            connection.metadata,
+            args.id,
+            args.output,
+            paths=args.paths,
+            progress=lambda n: bar.advance(task, n),
+        )
+    if args.json:
+        print(json.dumps([str(p) for p in written]))
+    for path in [] if args.json else written:
+        print(path)
+    return 0
+
+
+async def _upload(connection: Connection, args: argparse.Namespace) -> int:
+    data = parse_json_object(args.data, option="--data")
+    missing = [str(p) for p in args.files if not p.is_file()]
+    if missing:
+        raise CliError(f"not a file: {', '.join(missing)}")
+    files = {path.name: path for path in args.files}
+    if len(files) != len(args.files):
+        raise CliError("two files have the same name; upload them separately")
+    with _progress(args.json) as bar:
+        task = bar.add_task("uploading", total=sum(p.stat().st_size for p in files.values()))
+        artifact = await transfer.upload(
+            connection.artifacts,
+            connection.metadata,
+            category=args.category,
+            files=files,
+            data_json=json.dumps(data),
+            progress=lambda n: bar.advance(task, n),
+        )
+    print(as_json(artifact) if args.json else describe(artifact))
+    return 0
