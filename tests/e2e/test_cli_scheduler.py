@@ -111,7 +111,7 @@ def test_artifacts_upload_list_show_download(running: SchedulerProcess, tmp_path
                 str(tmp_path / "b.bin"),
             ],
             running,
-        )  # fmt: skip
+        )
     )
     artifact_id = uploaded["id"]
     assert {f["path"] for f in uploaded["files"]} == {"a.txt", "b.bin"}

@@ -32,16 +32,21 @@ async def test_submit_wait(
     try:
         lease = (await worker.expect("assignment", timeout=30)).assignment.lease
         worker.started(lease)
+        assert cli.stderr is not None
+        progress = ""
+        async with asyncio.timeout(30):  # the CLI follows the request before it ends
+            while "running on w" not in progress:
+                progress += (await cli.stderr.readline()).decode()
         worker.completed(lease, outcome)
         await worker.expect("ack")
         stdout, stderr = await asyncio.wait_for(cli.communicate(), 30)
+        progress += stderr.decode()
     finally:
         if cli.returncode is None:
             cli.kill()
             await cli.wait()
         await worker.disconnect()
     assert cli.returncode == exit_code
-    progress = stderr.decode()
     assert "submitted" in progress
     assert "running on w" in progress
     assert shown in stdout.decode()
