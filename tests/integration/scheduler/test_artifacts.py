@@ -229,3 +229,30 @@ async def test_a_worker_uploads_only_for_work_it_holds(harness: Harness, tmp_pat
 def test_downloads_never_escape_their_directory(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError):
         transfer.safe_destination(tmp_path, "../outside")
+
+
+async def test_stale_partial_uploads_are_swept_with_their_artifacts(tmp_path: Path) -> None:
+    harness = await start_harness(tmp_path, partial_upload_max_age=0.0)
+    try:
+        content = b"y" * 100
+        created = await harness.artifacts.CreateArtifact(
+            pb.CreateArtifactRequest(category="t", files=[entry("f", content)]),
+            metadata=harness.submitter,
+        )
+
+        async def half() -> AsyncIterator[pb.UploadFileRequest]:
+            yield pb.UploadFileRequest(
+                artifact_id=created.artifact.id, path="f", offset=0, data=content[:50]
+            )
+
+        await harness.artifacts.UploadFile(half(), metadata=harness.submitter)
+        assert partials(harness)
+        assert await harness.running.scheduler.artifacts.sweep() == 1
+        assert partials(harness) == []
+        status = harness.artifacts.QueryUploadStatus(
+            pb.QueryUploadStatusRequest(artifact_id=created.artifact.id, path="f"),
+            metadata=harness.submitter,
+        )
+        assert await code_of(status) == grpc.StatusCode.NOT_FOUND
+    finally:
+        await stop_harness(harness)
