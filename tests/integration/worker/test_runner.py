@@ -64,3 +64,19 @@ async def test_two_slots_run_at_once(runner: TaskRunner) -> None:
     assert runner.free_slots() == 0
     await asyncio.gather(runner.abort("a"), runner.abort("b"))
     assert [(await first).outcome, (await second).outcome] == ["aborted", "aborted"]
+
+
+async def test_a_program_the_worker_does_not_allow_is_refused_even_if_assigned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TASKYARD_ALLOWED_COMMANDS", "echo")  # inherited by the executor
+    runner = TaskRunner(slots=1)
+    await runner.start()
+    try:
+        report = await runner.run(job("command", '{"command": ["true"]}'))
+    finally:
+        await runner.stop()
+    assert report.outcome == "error"
+    assert report.error is not None
+    assert report.error["reason"] == "command-not-allowed"
+    assert "'true'" in report.error["message"]

@@ -89,17 +89,35 @@ def run_assignment(
     except (TaskConfigError, ValueError) as error:
         return {"outcome": "error", "error": _error("configure-failed", error)}
     running["task"] = task
+    caught = _LoggedException()
+    task.logger.addHandler(caught)
     try:
-        succeeded = task.execute()
-    except TaskyardError as error:
-        task.logger.exception("task %s refused to run", task.name)
-        return {"outcome": "error", "error": _error(error.reason.lower().replace("_", "-"), error)}
-    except Exception as error:
-        task.logger.exception("task %s raised", task.name)
-        return {"outcome": "error", "error": _error("task-raised", error)}
+        succeeded = task.execute_logging_exceptions()
+    finally:
+        task.logger.removeHandler(caught)
+    raised = caught.error
+    if raised is not None:
+        reason = (
+            raised.reason.lower().replace("_", "-")
+            if isinstance(raised, TaskyardError)
+            else "task-raised"
+        )
+        return {"outcome": "error", "error": _error(reason, raised)}
     if task.aborted:
         return {"outcome": "aborted"}
     return {"outcome": "success" if succeeded else "failure"}
+
+
+class _LoggedException(logging.Handler):
+    """Keeps the exception `execute_logging_exceptions()` logged, to report it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.error: BaseException | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            self.error = record.exc_info[1]
 
 
 def _send(out: IO[str], lock: threading.Lock, message: dict[str, Any]) -> None:
