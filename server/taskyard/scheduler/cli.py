@@ -43,12 +43,19 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("--lease-grace", type=float, help="seconds (default 30)")
     parser.add_argument("--max-attempts", type=int, help="default attempts per request (3)")
     parser.add_argument("--config", type=Path, help="TOML file with a [scheduler] table")
-    parser.set_defaults(handler=run)
+    parser.add_argument(
+        "--otlp-endpoint", help="export telemetry here (OTEL_EXPORTER_OTLP_ENDPOINT)"
+    )
+    parser.set_defaults(handler=run, service_name="taskyard-scheduler")
+
+
+#: Arguments that are not settings.
+IGNORED = {"handler", "config", "otlp_endpoint", "service_name", "verbose", "log_format"}
 
 
 def config_from(args: argparse.Namespace) -> SchedulerConfig:
     """The configuration: flags over TASKYARD_* over the TOML file over defaults."""
-    flags = {key: value for key, value in vars(args).items() if key not in {"handler", "config"}}
+    flags = {key: value for key, value in vars(args).items() if key not in IGNORED}
     return resolve(SchedulerConfig, flags, load_toml(args.config, "scheduler"))
 
 

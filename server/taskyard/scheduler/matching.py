@@ -97,6 +97,11 @@ class PendingIndex:
     def __len__(self) -> int:
         return len(self._live)
 
+    @property
+    def shapes(self) -> int:
+        """How many shapes a match looks at (the candidates it considers)."""
+        return len(self._heaps)
+
     def __contains__(self, work_request_id: object) -> bool:
         return work_request_id in self._live
 

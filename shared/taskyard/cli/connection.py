@@ -12,6 +12,7 @@ import grpc
 from taskyard.cli.errors import CliError
 from taskyard.rpc import status as rpc_status
 from taskyard.rpc.credentials import CHANNEL_OPTIONS, bearer_metadata
+from taskyard.rpc.tracing import client_interceptors
 from taskyard.v1 import artifacts_pb2_grpc, operator_pb2_grpc, work_requests_pb2_grpc
 
 DEFAULT_SCHEDULER = "127.0.0.1:50051"
@@ -56,11 +57,16 @@ class Connection:
     def __init__(self, args: argparse.Namespace) -> None:
         self.address: str = args.scheduler
         self.metadata = bearer_metadata(resolve_token(args.token))
+        interceptors = client_interceptors()  # client RPC spans, traceparent sent
         if args.tls_ca is not None:
             credentials = grpc.ssl_channel_credentials(args.tls_ca.read_bytes())
-            self.channel = grpc.aio.secure_channel(self.address, credentials, CHANNEL_OPTIONS)
+            self.channel = grpc.aio.secure_channel(
+                self.address, credentials, CHANNEL_OPTIONS, interceptors=interceptors
+            )
         else:
-            self.channel = grpc.aio.insecure_channel(self.address, CHANNEL_OPTIONS)
+            self.channel = grpc.aio.insecure_channel(
+                self.address, CHANNEL_OPTIONS, interceptors=interceptors
+            )
         self.work_requests = work_requests_pb2_grpc.WorkRequestServiceStub(self.channel)
         self.operator = operator_pb2_grpc.OperatorServiceStub(self.channel)
         self.artifacts = artifacts_pb2_grpc.ArtifactServiceStub(self.channel)

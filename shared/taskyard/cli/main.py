@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from taskyard.cli import artifacts, demo, operator, run_local, work_requests
 from taskyard.cli.errors import CliError
 from taskyard.errors import TaskyardError
+from taskyard.logs import configure_logging
 from taskyard.scheduler import cli as scheduler_cli
+from taskyard.telemetry import configure
 from taskyard.worker import cli as worker_cli
 
 
@@ -20,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="taskyard", description="Taskyard: schedule tasks on a fleet of workers."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="log lines as text or JSON"
+    )
     subparsers = parser.add_subparsers(required=True, metavar="COMMAND")
     scheduler_cli.add_parser(subparsers)
     worker_cli.add_parser(subparsers)
@@ -34,10 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; user mistakes print one line and exit non-zero."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(logging.DEBUG if args.verbose else logging.INFO, args.log_format)
+    service = getattr(args, "service_name", "taskyard-cli")
+    telemetry = configure(service, getattr(args, "otlp_endpoint", None) or "")
     try:
         code: int = args.handler(args)
     except CliError as error:
@@ -46,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TaskyardError as error:
         print(f"taskyard: error: {error.message}", file=sys.stderr)
         return 2
+    finally:
+        telemetry.shutdown()
     return code
 
 

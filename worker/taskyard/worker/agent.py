@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import trace
 from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
 from taskyard.errors import TaskyardError, UnavailableError
 from taskyard.rpc import transfer
 from taskyard.rpc.credentials import bearer_metadata
+from taskyard.telemetry import context_from
 from taskyard.v1 import common_pb2, workers_pb2
 from taskyard.v1 import work_requests_pb2 as wr_pb2
 from taskyard.worker.client import SchedulerClient
@@ -31,6 +33,7 @@ from taskyard.worker.outbox import Outbox, Result
 from taskyard.worker.runner import Job, TaskRunner
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("taskyard.worker")
 
 OUTCOMES = {
     "success": workers_pb2.WORK_OUTCOME_SUCCESS,
@@ -233,19 +236,32 @@ class Agent:
     # -- Jobs -------------------------------------------------------------
 
     async def upload(
-        self, job: Job, category: str, files: dict[str, Path], data: dict[str, Any]
+        self, job: Job, category: str, files: dict[str, Path], request: dict[str, Any]
     ) -> str:
-        """Upload an artifact for a running job, through this worker's connection."""
-        artifact = await transfer.upload(
-            self.client.artifacts,
-            bearer_metadata(self.token),
-            category=category,
-            files=files,
-            work_request_id=job.work_request_id,
-            lease=common_pb2.Lease(work_request_id=job.work_request_id, attempt=job.attempt),
-            data_json=json.dumps(data),
-        )
-        return artifact.id
+        """Upload an artifact for a running job, through this worker's connection,
+        in a span under the task's run span."""
+        total = sum(path.stat().st_size for path in files.values())
+        with tracer.start_as_current_span(
+            "taskyard.upload",
+            context=context_from(request.get("trace_context", job.trace_context)),
+            attributes={
+                "taskyard.work_request.id": job.work_request_id,
+                "taskyard.artifact.category": category,
+                "taskyard.artifact.files": len(files),
+                "taskyard.artifact.bytes": total,
+            },
+        ) as span:
+            artifact = await transfer.upload(
+                self.client.artifacts,
+                bearer_metadata(self.token),
+                category=category,
+                files=files,
+                work_request_id=job.work_request_id,
+                lease=common_pb2.Lease(work_request_id=job.work_request_id, attempt=job.attempt),
+                data_json=json.dumps(request.get("data", {})),
+            )
+            span.set_attribute("taskyard.artifact.id", artifact.id)
+            return artifact.id
 
     def _start(self, assignment: workers_pb2.Assignment) -> None:
         lease = assignment.lease
@@ -254,7 +270,14 @@ class Agent:
             attempt=lease.attempt,
             task_name=assignment.task_name,
             task_data_json=assignment.task_data_json,
-            trace_context={"traceparent": assignment.trace_context.traceparent},
+            trace_context={
+                key: value
+                for key, value in (
+                    ("traceparent", assignment.trace_context.traceparent),
+                    ("tracestate", assignment.trace_context.tracestate),
+                )
+                if value
+            },
         )
         if self.draining or self.runner.free_slots() == 0:
             why = "the worker is stopping" if self.draining else "no free slot"

@@ -40,12 +40,19 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     parser.add_argument("--drain-timeout", type=float, help="seconds (default 60)")
     parser.add_argument("--config", type=Path, help="TOML file with a [worker] table")
-    parser.set_defaults(handler=run)
+    parser.add_argument(
+        "--otlp-endpoint", help="export telemetry here (OTEL_EXPORTER_OTLP_ENDPOINT)"
+    )
+    parser.set_defaults(handler=run, service_name="taskyard-worker")
+
+
+#: Arguments that are not settings.
+IGNORED = {"handler", "config", "otlp_endpoint", "service_name", "verbose", "log_format"}
 
 
 def config_from(args: argparse.Namespace) -> WorkerConfig:
     """The configuration: flags over TASKYARD_* over the TOML file over defaults."""
-    flags = {key: value for key, value in vars(args).items() if key not in {"handler", "config"}}
+    flags = {key: value for key, value in vars(args).items() if key not in IGNORED}
     return resolve(WorkerConfig, flags, load_toml(args.config, "worker"))
 
 

@@ -13,15 +13,19 @@ import grpc
 
 from taskyard.rpc import status as rpc_status
 from taskyard.rpc.credentials import CHANNEL_OPTIONS, bearer_metadata
+from taskyard.rpc.tracing import client_interceptors
 from taskyard.v1 import artifacts_pb2_grpc, workers_pb2, workers_pb2_grpc
 
 
 def open_channel(address: str, tls_ca: str = "") -> grpc.aio.Channel:
     """A channel to the scheduler, with TLS when a CA file is given."""
+    interceptors = client_interceptors()
     if tls_ca:
         credentials = grpc.ssl_channel_credentials(Path(tls_ca).read_bytes())
-        return grpc.aio.secure_channel(address, credentials, CHANNEL_OPTIONS)
-    return grpc.aio.insecure_channel(address, CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(
+            address, credentials, CHANNEL_OPTIONS, interceptors=interceptors
+        )
+    return grpc.aio.insecure_channel(address, CHANNEL_OPTIONS, interceptors=interceptors)
 
 
 class SchedulerClient:

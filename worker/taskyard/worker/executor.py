@@ -20,17 +20,22 @@ import argparse
 import json
 import logging
 import os
-import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
 from taskyard.errors import TaskyardError, UnavailableError
+from taskyard.logs import configure_logging
 from taskyard.tasks import ServerAccess, Task, TaskConfigError, UnknownTaskError
 from taskyard.tasks.loading import import_task_modules
+from taskyard.telemetry import Telemetry, configure, context_from, current_trace_context
 
 log = logging.getLogger("taskyard.worker.executor")
+tracer = trace.get_tracer("taskyard.worker.executor")
 
 
 class PipeServerAccess:
@@ -55,6 +60,7 @@ class PipeServerAccess:
             "op": "upload", "category": category, "data": dict(data or {}),
             "files": {name: str(path) for name, path in files.items()},
             "work_request_id": work_request_id or "",
+            "trace_context": current_trace_context(),
         })  # fmt: skip
         self._answered.wait()
         if self._answer["op"] != "uploaded":
@@ -75,6 +81,29 @@ def _error(reason: str, error: BaseException) -> dict[str, Any]:
 
 def run_assignment(
     command: dict[str, Any], running: dict[str, Task], access: ServerAccess | None = None
+) -> dict[str, Any]:
+    """Run the assignment in a span of its work request's trace; return the report."""
+    attributes = {
+        "taskyard.work_request.id": command["work_request_id"],
+        "taskyard.task": command["task_name"],
+        "taskyard.attempt": command["attempt"],
+    }
+    with tracer.start_as_current_span(
+        "taskyard.run",
+        context=context_from(command.get("trace_context", {})),
+        attributes=attributes,
+    ) as span:
+        report = _run(command, running, access)
+        span.set_attribute("taskyard.result", report["outcome"])
+        if "task" in running:
+            span.set_attribute("taskyard.task.version", running["task"].TASK_VERSION or 0)
+        if report.get("error"):
+            span.set_status(Status(StatusCode.ERROR, report["error"]["message"]))
+        return report
+
+
+def _run(
+    command: dict[str, Any], running: dict[str, Task], access: ServerAccess | None
 ) -> dict[str, Any]:
     """Configure and execute the task of an assignment; return the report."""
     try:
@@ -126,7 +155,7 @@ def _send(out: IO[str], lock: threading.Lock, message: dict[str, Any]) -> None:
         out.flush()
 
 
-def serve(commands: IO[str], out: IO[str]) -> None:
+def serve(commands: IO[str], out: IO[str], telemetry: Telemetry) -> None:
     """Read commands until the worker closes the pipe."""
     lock = threading.Lock()
     running: dict[str, Task] = {}
@@ -136,6 +165,7 @@ def serve(commands: IO[str], out: IO[str]) -> None:
     def execute(command: dict[str, Any]) -> None:
         report = run_assignment(command, running, access)
         running.clear()
+        telemetry.flush()  # the run span leaves before the worker reports
         _send(out, lock, {"op": "done", **report})
 
     for line in commands:
@@ -156,17 +186,15 @@ def main() -> None:
     parser.add_argument("--commands-fd", type=int, required=True)
     parser.add_argument("--reports-fd", type=int, required=True)
     args = parser.parse_args()
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format=f"%(asctime)s %(levelname)s executor[{os.getpid()}] %(name)s: %(message)s",
-    )
+    configure_logging(logging.INFO, os.environ.get("TASKYARD_LOG_FORMAT", "text"))
     import_task_modules()
+    telemetry = configure("taskyard-worker")
     with (
         open(args.commands_fd, encoding="utf-8") as commands,
         open(args.reports_fd, "w", encoding="utf-8") as out,
     ):
-        serve(commands, out)
+        serve(commands, out, telemetry)
+    telemetry.shutdown()
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ class Job:
     trace_context: dict[str, str] = field(default_factory=dict)
 
 
-#: Uploads an artifact for a job: (job, category, files, data) -> artifact id.
+#: Uploads an artifact for a job: (job, category, files, request) -> artifact id.
 Uploader = Callable[[Job, str, dict[str, Path], dict[str, Any]], Awaitable[str]]
 
 
@@ -106,7 +106,7 @@ class Executor:
             return {"op": "upload-failed", "message": "this worker cannot upload artifacts"}
         files = {name: Path(path) for name, path in request["files"].items()}
         try:
-            artifact_id = await uploader(job, request["category"], files, request.get("data", {}))
+            artifact_id = await uploader(job, request["category"], files, request)
         except Exception as error:  # reported to the task, which logs it
             log.warning("upload for %s failed: %s", job.work_request_id, error)
             return {"op": "upload-failed", "message": str(error)}

@@ -157,7 +157,7 @@ def artifact_to_proto(artifact: Artifact) -> artifacts_pb2.Artifact:
     )
 
 
-def submit_spec(request: work_requests_pb2.SubmitRequest, trace: dict[str, str]) -> SubmitSpec:
+def submit_spec(request: work_requests_pb2.SubmitRequest) -> SubmitSpec:
     """The domain form of a submit request."""
     return SubmitSpec(
         task_name=request.task_name,
@@ -168,7 +168,6 @@ def submit_spec(request: work_requests_pb2.SubmitRequest, trace: dict[str, str])
         else None,
         idempotency_key=request.idempotency_key,
         max_attempts=request.max_attempts,
-        trace_context=trace,
     )
 
 

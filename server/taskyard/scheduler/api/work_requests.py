@@ -14,17 +14,6 @@ from taskyard.scheduler.store.port import WorkRequestFilter
 from taskyard.v1 import work_requests_pb2 as pb
 from taskyard.v1 import work_requests_pb2_grpc
 
-TRACE_KEYS = ("traceparent", "tracestate")
-
-
-def trace_context(context: Context) -> dict[str, str]:
-    """The W3C trace context the client sent, if any."""
-    found: dict[str, str] = {}
-    for key, value in context.invocation_metadata() or ():
-        if key in TRACE_KEYS and isinstance(value, str):
-            found[key] = value
-    return found
-
 
 def _filter(states: Any, task_name: str, worker_name: str = "") -> WorkRequestFilter:
     return WorkRequestFilter(
@@ -50,7 +39,7 @@ class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
         self._artifacts = artifacts
 
     async def Submit(self, request: pb.SubmitRequest, context: Context) -> pb.SubmitResponse:
-        submitted = await self._use.submit(convert.submit_spec(request, trace_context(context)))
+        submitted = await self._use.submit(convert.submit_spec(request))
         return pb.SubmitResponse(
             work_request=convert.work_request_to_proto(submitted.work_request),
             created=submitted.created,
@@ -59,8 +48,7 @@ class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
     async def BatchSubmit(
         self, request: pb.BatchSubmitRequest, context: Context
     ) -> pb.BatchSubmitResponse:
-        trace = trace_context(context)
-        specs = [convert.submit_spec(item, trace) for item in request.requests]
+        specs = [convert.submit_spec(item) for item in request.requests]
         outcomes = await self._use.batch_submit(specs)
         return pb.BatchSubmitResponse(results=[_batch_result(o) for o in outcomes])
 

@@ -39,7 +39,7 @@ from taskyard.scheduler.matching import (
     fingerprint,
     pick,
 )
-from taskyard.scheduler.service import messages
+from taskyard.scheduler.service import messages, tracing
 from taskyard.scheduler.service.committer import GroupCommitter
 from taskyard.scheduler.service.feed import ChangeFeed
 from taskyard.scheduler.store.port import StoreTransaction
@@ -303,7 +303,7 @@ class Dispatcher:
             if current is not None and current.state is State.PENDING:
                 self.enqueue(current, configured_task(current))
             return
-        self.assigned(live, assigned)
+        self.assigned(live, assigned, work_request.updated_at or work_request.created_at)
 
     def reserve(self, task: Task, shape: Shape) -> LiveWorker | None:
         """A free worker that can run a new request of `task` now, its slot taken.
@@ -318,8 +318,20 @@ class Dispatcher:
                 return live
         return None
 
-    def assigned(self, live: LiveWorker, assigned: WorkRequest) -> None:
+    def assigned(self, live: LiveWorker, assigned: WorkRequest, queued_since: datetime) -> None:
         """A committed assignment: hold it against the worker and push it."""
+        tracing.record(
+            "taskyard.queue_wait", assigned, start=queued_since, end=assigned.assigned_at
+        )
+        tracing.record(
+            "taskyard.match",
+            assigned,
+            worker=live.worker.name,
+            candidate_shapes=self.index.shapes,
+            pending=len(self.pending),
+            verdict_cache_hits=self.verdicts.hits,
+        )
+        tracing.record("taskyard.assign", assigned, worker=live.worker.name)
         live.busy.add(assigned.id)
         self.assignments += 1
         self.active[assigned.id] = assigned
@@ -433,7 +445,8 @@ class Dispatcher:
                 work_request, self.clock(), "worker-lost", f"worker {worker_name} was lost"
             )
             log.warning("lease of %s on %s expired: %s", work_request.id, worker_name, lost.state)
-            await self.commit(work_request, lost)
+            if await self.commit(work_request, lost):
+                tracing.record("taskyard.lease_expired", work_request, worker=worker_name)
         live.busy.clear()
 
     # -- Reports ------------------------------------------------------------
@@ -479,6 +492,13 @@ class Dispatcher:
         )
         if not await self.commit(current, finished):
             raise StaleLeaseError(f"work request {lease.work_request_id} changed meanwhile")
+        tracing.record(
+            "taskyard.complete",
+            current,
+            outcome=outcome.value,
+            state=finished.state.value,
+            result=finished.result.value or None,
+        )
 
     async def _already_recorded(
         self, session: Session, lease: Lease, outcome: lifecycle.Outcome

@@ -19,11 +19,13 @@ from taskyard.errors import (
 from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import FINAL_STATES, Result, State, WorkRequest
 from taskyard.scheduler.explain import Explanation, explain
+from taskyard.scheduler.service import tracing
 from taskyard.scheduler.service.core import Core
 from taskyard.scheduler.service.dispatch import configured_task, shape_of
 from taskyard.scheduler.service.messages import AbortReason
 from taskyard.scheduler.store.port import StoreTransaction, WorkRequestFilter
 from taskyard.tasks import Task, TaskConfigError, UnknownTaskError
+from taskyard.telemetry import current_trace_context
 
 MAX_BATCH = 1000
 MAX_PAGE = 1000
@@ -106,9 +108,31 @@ class WorkRequests:
         self._core = core
 
     async def submit(self, spec: SubmitSpec) -> Submitted:
-        """Validate, store (acknowledged once committed) and queue one request."""
-        task = validate(spec)
-        return await self._store(spec, task)
+        """Validate, store (acknowledged once committed) and queue one request.
+
+        The submit span's trace context is stored with the request: its whole
+        life (every attempt) is one trace.
+        """
+        with tracing.tracer.start_as_current_span(
+            "taskyard.submit", attributes={"taskyard.task": spec.task_name}
+        ) as span:
+            task = validate(spec)
+            spec = dataclasses.replace(spec, trace_context=current_trace_context())
+            submitted = await self._store(spec, task)
+            span.set_attribute("taskyard.work_request.id", submitted.work_request.id)
+            span.set_attribute("taskyard.created", submitted.created)
+            if span.is_recording() and submitted.work_request.state is State.PENDING:
+                self._record_refusals(span, submitted.work_request, task)
+            return submitted
+
+    def _record_refusals(self, span: Any, work_request: WorkRequest, task: Task) -> None:
+        """Why no worker took the request at once, counted by reason."""
+        statuses = [live.status() for live in self._core.dispatcher.workers.values()]
+        counts: dict[str, int] = {}
+        for verdict in explain(task, statuses).verdicts:
+            counts[verdict.eligibility.value] = counts.get(verdict.eligibility.value, 0) + 1
+        for reason, count in counts.items():
+            span.set_attribute(f"taskyard.workers.{reason}", count)
 
     async def batch_submit(self, specs: Sequence[SubmitSpec]) -> list[Submitted | TaskyardError]:
         """Submit several requests; each succeeds or fails on its own."""
@@ -152,7 +176,7 @@ class WorkRequests:
             _check_same_submission(stored, work_request)
             return Submitted(stored, created=False)
         if worker is not None:
-            dispatcher.assigned(worker, stored)
+            dispatcher.assigned(worker, stored, stored.created_at)
         else:
             dispatcher.enqueue(stored, task)
             core.feed.publish(stored)

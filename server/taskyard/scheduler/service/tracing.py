@@ -1,0 +1,48 @@
+"""Application spans of the scheduler, each a child of the work request's trace.
+
+The submit span's context is stored with the work request, so spans made
+later, after a restart, or for another attempt, still join that one trace.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from opentelemetry import trace
+
+from taskyard.scheduler.domain import WorkRequest
+from taskyard.telemetry import context_from
+
+tracer = trace.get_tracer("taskyard.scheduler")
+
+
+def _nanos(moment: datetime) -> int:
+    return int(moment.timestamp() * 1e9)
+
+
+def attributes_of(work_request: WorkRequest, **extra: Any) -> dict[str, Any]:
+    """The attributes every span about a work request carries."""
+    return {
+        "taskyard.work_request.id": work_request.id,
+        "taskyard.task": work_request.task_name,
+        "taskyard.attempt": work_request.attempt,
+        **{f"taskyard.{key}": value for key, value in extra.items() if value is not None},
+    }
+
+
+def record(
+    name: str,
+    work_request: WorkRequest,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    **extra: Any,
+) -> None:
+    """A span in the work request's trace, from `start` (default: now) to `end`."""
+    span = tracer.start_span(
+        name,
+        context=context_from(work_request.trace_context),
+        attributes=attributes_of(work_request, **extra),
+        start_time=_nanos(start) if start else None,
+    )
+    span.end(end_time=_nanos(end) if end else None)
