@@ -67,7 +67,7 @@ def configure(service_name: str, otlp_endpoint: str = "") -> Telemetry:
         from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
         from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
 
-        tracer_provider = TracerProvider(resource=Resource.create())
+        tracer_provider = TracerProvider(resource=Resource.create({"process.pid": os.getpid()}))
         tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(tracer_provider)
         telemetry.shutdowns.append(tracer_provider.shutdown)
@@ -78,7 +78,8 @@ def configure(service_name: str, otlp_endpoint: str = "") -> Telemetry:
         from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
 
         reader = PeriodicExportingMetricReader(OTLPMetricExporter())
-        meter_provider = MeterProvider(resource=Resource.create(), metric_readers=[reader])
+        resource = Resource.create({"process.pid": os.getpid()})
+        meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
         metrics.set_meter_provider(meter_provider)
         telemetry.shutdowns.append(meter_provider.shutdown)
     return telemetry

@@ -22,6 +22,7 @@ from taskyard.errors import (
 )
 from taskyard.scheduler.blobs.port import BlobStore
 from taskyard.scheduler.domain import ACTIVE_STATES, Artifact, ArtifactFile, Lease
+from taskyard.scheduler.service import metrics
 from taskyard.scheduler.service.auth import Principal, WorkerPrincipal
 from taskyard.scheduler.service.core import Core
 from taskyard.scheduler.store.port import StoreTransaction
@@ -245,13 +246,17 @@ class Artifacts:
         if not chunk.data:
             return await asyncio.to_thread(self._blobs.committed, key)
         try:
-            return await asyncio.to_thread(self._blobs.append, key, chunk.offset, chunk.data)
+            size = await asyncio.to_thread(self._blobs.append, key, chunk.offset, chunk.data)
         except InvalidArgumentError:
             await self._abandon(artifact, key)
             raise
         except OSError as error:
             await self._abandon(artifact, key)
             raise _io_error(error) from error
+        metrics.artifact_bytes.add(
+            len(chunk.data), {"taskyard.artifact.category": artifact.category}
+        )
+        return size
 
     async def _finish(self, artifact: Artifact, file: ArtifactFile, key: str) -> bool:
         try:

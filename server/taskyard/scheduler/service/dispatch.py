@@ -22,6 +22,7 @@ from taskyard.errors import FailedPreconditionError, NotFoundError
 from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import (
     ACTIVE_STATES,
+    FINAL_STATES,
     Lease,
     Result,
     State,
@@ -39,7 +40,7 @@ from taskyard.scheduler.matching import (
     fingerprint,
     pick,
 )
-from taskyard.scheduler.service import messages, tracing
+from taskyard.scheduler.service import messages, metrics, tracing
 from taskyard.scheduler.service.committer import GroupCommitter
 from taskyard.scheduler.service.feed import ChangeFeed
 from taskyard.scheduler.store.port import StoreTransaction
@@ -173,8 +174,18 @@ class Dispatcher:
     # -- Lifecycle --------------------------------------------------------
 
     def start(self) -> None:
-        """Start matching."""
+        """Start matching, and publish the live state as metrics."""
         self._loop_task = asyncio.create_task(self._match_forever())
+        metrics.observe(lambda: list(self.pending.values()), self._worker_counts)
+
+    def _worker_counts(self) -> tuple[int, int, int]:
+        """Connected workers, enabled workers, free slots."""
+        live = list(self.workers.values())
+        return (
+            sum(w.connected for w in live),
+            sum(w.worker.enabled for w in live),
+            sum(w.free_slots() for w in live),
+        )
 
     async def stop(self) -> None:
         """Stop matching and every timer; close every session."""
@@ -262,6 +273,12 @@ class Dispatcher:
         )
         if changed:
             self._settle(before, after)
+            if after.state is State.RUNNING:
+                metrics.started(after)
+            elif after.state in FINAL_STATES:
+                metrics.finished(after)
+            elif after.state is State.PENDING and before.state in ACTIVE_STATES:
+                metrics.requeues.add(1, {"taskyard.task": after.task_name})
         return bool(changed)
 
     # -- Matching ---------------------------------------------------------
@@ -447,6 +464,7 @@ class Dispatcher:
             log.warning("lease of %s on %s expired: %s", work_request.id, worker_name, lost.state)
             if await self.commit(work_request, lost):
                 tracing.record("taskyard.lease_expired", work_request, worker=worker_name)
+                metrics.lease_expiries.add(1, {"taskyard.task": work_request.task_name})
         live.busy.clear()
 
     # -- Reports ------------------------------------------------------------

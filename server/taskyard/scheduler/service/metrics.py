@@ -1,0 +1,80 @@
+"""The scheduler's metrics, through the OpenTelemetry metrics API.
+
+Exported over OTLP when telemetry is configured; otherwise the API's no-op
+meter makes every call here free.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from taskyard.scheduler.domain import WorkRequest
+
+meter = metrics.get_meter("taskyard.scheduler")
+
+queue_time = meter.create_histogram(
+    "taskyard.work_request.queue_time", unit="s", description="submit to start of an attempt"
+)
+run_duration = meter.create_histogram(
+    "taskyard.work_request.run_duration", unit="s", description="start to end of an attempt"
+)
+outcomes = meter.create_counter(
+    "taskyard.work_request.outcomes", description="ended attempts, by task and result"
+)
+artifact_bytes = meter.create_counter(
+    "taskyard.artifact.bytes_received", unit="By", description="artifact content received"
+)
+lease_expiries = meter.create_counter(
+    "taskyard.lease.expiries", description="leases lost with their worker"
+)
+requeues = meter.create_counter(
+    "taskyard.work_request.requeues", description="attempts sent back to the queue"
+)
+
+
+def started(work_request: WorkRequest) -> None:
+    """An attempt started: record how long the request waited."""
+    if work_request.started_at is not None:
+        waited = (work_request.started_at - work_request.created_at).total_seconds()
+        queue_time.record(waited, {"taskyard.task": work_request.task_name})
+
+
+def finished(work_request: WorkRequest) -> None:
+    """An attempt ended: record its duration and outcome."""
+    labels = {
+        "taskyard.task": work_request.task_name,
+        "taskyard.result": work_request.result.value or work_request.state.value,
+    }
+    outcomes.add(1, labels)
+    if work_request.started_at is not None and work_request.completed_at is not None:
+        duration = (work_request.completed_at - work_request.started_at).total_seconds()
+        run_duration.record(duration, labels)
+
+
+def observe(
+    pending: Callable[[], Iterable[WorkRequest]],
+    workers: Callable[[], tuple[int, int, int]],
+) -> None:
+    """Gauges read when metrics are collected: pending by task; workers; free slots."""
+
+    def pending_by_task(_options: CallbackOptions) -> Iterable[Observation]:
+        counts = Counter(w.task_name for w in pending())
+        return [Observation(n, {"taskyard.task": task}) for task, n in counts.items()]
+
+    def connected(_options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(workers()[0])]
+
+    def enabled(_options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(workers()[1])]
+
+    def free_slots(_options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(workers()[2])]
+
+    meter.create_observable_gauge("taskyard.work_requests.pending", [pending_by_task])
+    meter.create_observable_gauge("taskyard.workers.connected", [connected])
+    meter.create_observable_gauge("taskyard.workers.enabled", [enabled])
+    meter.create_observable_gauge("taskyard.workers.free_slots", [free_slots])

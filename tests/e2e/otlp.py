@@ -1,0 +1,114 @@
+"""A test OTLP/gRPC receiver built from the collector service definitions."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.metrics.v1 import (
+    metrics_service_pb2,
+    metrics_service_pb2_grpc,
+)
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+
+@dataclass(frozen=True)
+class Span:
+    """One received span, flattened."""
+
+    name: str
+    service: str
+    pid: int
+    trace_id: str
+    span_id: str
+    parent_id: str
+    attributes: dict[str, Any]
+
+
+def _value(value: Any) -> Any:
+    return getattr(value, value.WhichOneof("value")) if value.WhichOneof("value") else None
+
+
+@dataclass
+class Received:
+    """Everything exported to the receiver so far."""
+
+    spans: list[Span] = field(default_factory=list)
+    metrics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"not received in time: {self.names()}"
+            time.sleep(0.1)
+
+    def names(self) -> list[str]:
+        with self.lock:
+            return sorted({s.name for s in self.spans})
+
+    def named(self, name: str) -> list[Span]:
+        with self.lock:
+            return [s for s in self.spans if s.name == name]
+
+
+class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self, received: Received) -> None:
+        self.received = received
+
+    def Export(self, request: Any, context: Any) -> Any:
+        for resource_spans in request.resource_spans:
+            resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
+            for scope in resource_spans.scope_spans:
+                for span in scope.spans:
+                    with self.received.lock:
+                        self.received.spans.append(
+                            Span(
+                                name=span.name,
+                                service=str(resource.get("service.name", "")),
+                                pid=int(resource.get("process.pid", 0)),
+                                trace_id=span.trace_id.hex(),
+                                span_id=span.span_id.hex(),
+                                parent_id=span.parent_span_id.hex(),
+                                attributes={a.key: _value(a.value) for a in span.attributes},
+                            )
+                        )
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def __init__(self, received: Received) -> None:
+        self.received = received
+
+    def Export(self, request: Any, context: Any) -> Any:
+        for resource_metrics in request.resource_metrics:
+            for scope in resource_metrics.scope_metrics:
+                for metric in scope.metrics:
+                    data = getattr(metric, metric.WhichOneof("data"))
+                    for point in data.data_points:
+                        labels = {a.key: _value(a.value) for a in point.attributes}
+                        with self.received.lock:
+                            self.received.metrics.setdefault(metric.name, []).append(labels)
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
+@contextmanager
+def receiver() -> Iterator[tuple[str, Received]]:
+    """An OTLP receiver on 127.0.0.1:0; yields its endpoint and what it received."""
+    received = Received()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    # The collector stubs are untyped.
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Traces(received), server)  # type: ignore[no-untyped-call]
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(received), server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}", received
+    finally:
+        server.stop(1)
