@@ -63,13 +63,14 @@ class Child:
         return self.process.pid
 
 
-def _spawn(command: list[str]) -> Child:
+def _spawn(command: list[str], env: dict[str, str] | None = None) -> Child:
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
         start_new_session=True,
+        env={**os.environ, **(env or {})},
     )
     assert process.stdout is not None
     for line in process.stdout:
@@ -91,14 +92,14 @@ def _stop(child: Child) -> None:
 
 
 @contextmanager
-def scheduler_process() -> Iterator[tuple[Child, str]]:
+def scheduler_process(env: dict[str, str] | None = None) -> Iterator[tuple[Child, str]]:
     """A scheduler on SQLite in a temporary directory; yields it and the admin token."""
     with tempfile.TemporaryDirectory(prefix="taskyard-bench-") as data_dir:
         command = [sys.executable, "-m", "taskyard.cli.main", "scheduler", "--data-dir", data_dir,
              "--listen", "127.0.0.1:0", "--auto-enable-workers"]  # fmt: skip
         if os.environ.get("BENCH_PROFILE"):
             command = [sys.executable, os.environ["BENCH_PROFILE"], data_dir]
-        child = _spawn(command)
+        child = _spawn(command, env)
         try:
             yield child, (Path(data_dir) / "admin.token").read_text().strip()
         finally:

@@ -15,6 +15,7 @@ import asyncio
 import time
 
 from taskyard.rpc.credentials import bearer_metadata
+from taskyard.testing.otlp import receiver
 from taskyard.v1 import work_requests_pb2, work_requests_pb2_grpc
 
 from support import (
@@ -31,13 +32,19 @@ from support import (
 
 
 async def scheduler_run(
-    requests: int, workers: int, slots: int, concurrency: int, batch: int
+    requests: int,
+    workers: int,
+    slots: int,
+    concurrency: int,
+    batch: int,
+    *,
+    env: dict[str, str] | None = None,
 ) -> tuple[float, float]:
     """Requests per second end to end, and scheduler CPU seconds per request.
 
     With `batch` > 1 clients submit with BatchSubmit, `batch` requests a call.
     """
-    with scheduler_process() as (scheduler, admin):
+    with scheduler_process(env) as (scheduler, admin):
         async with channel_to(scheduler.address) as channel:
             done = asyncio.Event()
             simulated = [SimulatedWorker(channel, f"sim{i}", slots) for i in range(workers)]
@@ -122,6 +129,15 @@ async def main() -> None:
     ):
         rate, cpu = await scheduler_run(args.requests, args.workers, args.slots, concurrency, batch)
         print(f"{label:<30} {rate:>12,.0f} {cpu * 1e6:>15,.0f} {cpu / bare_cpu:>14.2f}")
+    with receiver() as (endpoint, received):
+        traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_INSECURE": "true"}
+        plain, _ = await scheduler_run(args.requests, args.workers, args.slots, 4, args.batch)
+        with_tracing, _ = await scheduler_run(
+            args.requests, args.workers, args.slots, 4, args.batch, env=traced
+        )
+        spans = len(received.spans)
+    print(f"tracing to an OTLP receiver: {with_tracing:,.0f} req/s vs {plain:,.0f} without "
+          f"({spans:,} spans received); ratio {with_tracing / plain:.2f}")  # fmt: skip
     rate, cpu = await real_run(args.requests, args.real_workers, args.slots, args.batch)
     label = f"real workers {args.real_workers}x{args.slots}, batch"
     print(f"{label:<30} {rate:>12,.0f} {cpu * 1e6:>15,.0f} {cpu / bare_cpu:>14.2f}")

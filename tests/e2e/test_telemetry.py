@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
 
 import pytest
 
+from taskyard.testing.otlp import Received, Span, receiver
 from taskyard.v1 import work_requests_pb2 as pb
 from tests.e2e.client import Client
-from tests.e2e.otlp import Received, Span, receiver
 from tests.e2e.processes import scheduler, worker
 
 pytestmark = pytest.mark.e2e
@@ -50,8 +51,9 @@ def test_one_trace_covers_a_work_request_across_three_processes(tmp_path: Path) 
         env = otel(endpoint)
         with scheduler(tmp_path / "s", "--auto-enable-workers", env=env) as process:
             client = Client(process)
+            worker_env = {**env, "TASKYARD_LOG_FORMAT": "json"}
             with worker(
-                process.address, tmp_path / "w", "--allow-command", "sh", env=env
+                process.address, tmp_path / "w", "--allow-command", "sh", env=worker_env
             ) as the_worker:
                 client.wait_connected(1)
                 traceparent = f"00-{CLIENT_TRACE}-00f067aa0ba902b7-01"
@@ -87,6 +89,10 @@ def test_one_trace_covers_a_work_request_across_three_processes(tmp_path: Path) 
     server_rpcs = [s for s in received.spans if s.trace_id == CLIENT_TRACE and "/" in s.name]
     assert any("WorkRequestService/Submit" in s.name for s in server_rpcs)
     assert any("ArtifactService/UploadFile" in s.name for s in server_rpcs)
+    lines = [json.loads(line) for line in the_worker.log.read_text().splitlines()]
+    [uploaded] = [e for e in lines if "debug logs of command uploaded" in e["message"]]
+    assert uploaded["trace_id"] == CLIENT_TRACE  # a task's own log line, in the executor
+    assert uploaded["logger"] == "taskyard.tasks.command"
     outcomes = received.metrics["taskyard.work_request.outcomes"]
     assert {"taskyard.task": "command", "taskyard.result": "success"} in outcomes
     for name in METRICS:

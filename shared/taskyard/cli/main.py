@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -23,7 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.add_argument(
-        "--log-format", choices=["text", "json"], default="text", help="log lines as text or JSON"
+        "--log-format",
+        choices=["text", "json"],
+        default=os.environ.get("TASKYARD_LOG_FORMAT", "text"),
+        help="log lines as text or one JSON object per line (default $TASKYARD_LOG_FORMAT)",
     )
     subparsers = parser.add_subparsers(required=True, metavar="COMMAND")
     scheduler_cli.add_parser(subparsers)
@@ -40,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; user mistakes print one line and exit non-zero."""
     args = build_parser().parse_args(argv)
     configure_logging(logging.DEBUG if args.verbose else logging.INFO, args.log_format)
+    os.environ["TASKYARD_LOG_FORMAT"] = args.log_format  # for the processes this one starts
     service = getattr(args, "service_name", "taskyard-cli")
     telemetry = configure(service, getattr(args, "otlp_endpoint", None) or "")
     try:

@@ -335,6 +335,24 @@ class Dispatcher:
                 return live
         return None
 
+    def refusals(self, task: Task, shape: Shape) -> dict[str, int]:
+        """Why each worker would not take a request of `shape` now, counted by
+        reason (cached verdicts: cheap enough for every traced submit)."""
+        counts: dict[str, int] = {}
+        for live in self.workers.values():
+            if not live.worker.enabled:
+                reason = "disabled"
+            elif not live.connected:
+                reason = "not-connected"
+            elif live.view.filters_out(task.name):
+                reason = "filtered"
+            elif not self.verdicts.can_run(shape, task, live.view):
+                reason = "cannot-run"
+            else:
+                reason = "busy" if live.free_slots() == 0 else "eligible"
+            counts[reason] = counts.get(reason, 0) + 1
+        return counts
+
     def assigned(self, live: LiveWorker, assigned: WorkRequest, queued_since: datetime) -> None:
         """A committed assignment: hold it against the worker and push it."""
         tracing.record(

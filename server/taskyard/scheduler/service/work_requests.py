@@ -127,11 +127,8 @@ class WorkRequests:
 
     def _record_refusals(self, span: Any, work_request: WorkRequest, task: Task) -> None:
         """Why no worker took the request at once, counted by reason."""
-        statuses = [live.status() for live in self._core.dispatcher.workers.values()]
-        counts: dict[str, int] = {}
-        for verdict in explain(task, statuses).verdicts:
-            counts[verdict.eligibility.value] = counts.get(verdict.eligibility.value, 0) + 1
-        for reason, count in counts.items():
+        shape = shape_of(work_request, task.data)
+        for reason, count in self._core.dispatcher.refusals(task, shape).items():
             span.set_attribute(f"taskyard.workers.{reason}", count)
 
     async def batch_submit(self, specs: Sequence[SubmitSpec]) -> list[Submitted | TaskyardError]:

@@ -1,0 +1,1 @@
+"""Helpers for testing Taskyard and what is built on it."""
