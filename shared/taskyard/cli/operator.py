@@ -30,6 +30,9 @@ def add_parsers(subparsers: Subparsers) -> None:
         ("disable", "stop giving a worker work"),
     ):
         _action(actions, name, help_text, _toggle_worker).add_argument("name")
+    _action(actions, "refresh", "ask a worker to report its metadata again", _refresh).add_argument(
+        "name"
+    )
     metadata = _action(actions, "set-metadata", "replace a worker's static metadata", _set_metadata)
     metadata.add_argument("name")
     metadata.add_argument("metadata", help="JSON object, or @FILE")
@@ -102,6 +105,14 @@ async def _toggle_worker(connection: Connection, args: argparse.Namespace) -> in
             pb.DisableWorkerRequest(name=args.name), metadata=connection.metadata
         )
         _print_worker(disabled.worker, args.json)
+    return 0
+
+
+async def _refresh(connection: Connection, args: argparse.Namespace) -> int:
+    response = await connection.operator.RefreshWorkerMetadata(
+        pb.RefreshWorkerMetadataRequest(name=args.name), metadata=connection.metadata
+    )
+    _print_worker(response.worker, args.json)
     return 0
 
 

@@ -27,15 +27,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from taskyard.v1 import common_pb2 as taskyard_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ataskyard/v1/operator.proto\x12\x0btaskyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskyard/v1/common.proto\"\xbd\x02\n\x06Worker\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\r\n\x05slots\x18\x04 \x01(\r\x12#\n\x07running\x18\x05 \x03(\x0b\x32\x12.taskyard.v1.Lease\x12\x1d\n\x15\x64ynamic_metadata_json\x18\x06 \x01(\t\x12\x1c\n\x14static_metadata_json\x18\x07 \x01(\t\x12\x15\n\rallowed_tasks\x18\x08 \x03(\t\x12\x14\n\x0c\x64\x65nied_tasks\x18\t \x03(\t\x12\x31\n\rregistered_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_seen_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\",\n\x12ListWorkersRequest\x12\x16\n\x0e\x63onnected_only\x18\x01 \x01(\x08\";\n\x13ListWorkersResponse\x12$\n\x07workers\x18\x01 \x03(\x0b\x32\x13.taskyard.v1.Worker\"#\n\x13\x45nableWorkerRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x14\x45nableWorkerResponse\x12#\n\x06worker\x18\x01 \x01(\x0b\x32\x13.taskyard.v1.Worker\"$\n\x14\x44isableWorkerRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x15\x44isableWorkerResponse\x12#\n\x06worker\x18\x01 \x01(\x0b\x32\x13.taskyard.v1.Worker\"F\n\x18SetWorkerMetadataRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1c\n\x14static_metadata_json\x18\x02 \x01(\t\"@\n\x19SetWorkerMetadataResponse\x12#\n\x06worker\x18\x01 \x01(\x0b\x32\x13.taskyard.v1.Worker\"W\n\x1aSetWorkerTaskFilterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rallowed_tasks\x18\x02 \x03(\t\x12\x14\n\x0c\x64\x65nied_tasks\x18\x03 \x03(\t\"B\n\x1bSetWorkerTaskFilterResponse\x12#\n\x06worker\x18\x01 \x01(\x0b\x32\x13.taskyard.v1.Worker\"X\n\x08TaskInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x18\n\x10\x64\x61ta_schema_json\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\x12\n\x10ListTasksRequest\"9\n\x11ListTasksResponse\x12$\n\x05tasks\x18\x01 \x03(\x0b\x32\x15.taskyard.v1.TaskInfo\"\xbc\x01\n\x05Token\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x04role\x18\x02 \x01(\x0e\x32\x16.taskyard.v1.TokenRole\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04used\x18\x06 \x01(\x08\"w\n\x12\x43reateTokenRequest\x12$\n\x04role\x18\x01 \x01(\x0e\x32\x16.taskyard.v1.TokenRole\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"H\n\x13\x43reateTokenResponse\x12!\n\x05token\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Token\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x13\n\x11ListTokensRequest\"8\n\x12ListTokensResponse\x12\"\n\x06tokens\x18\x01 \x03(\x0b\x32\x12.taskyard.v1.Token\" \n\x12RevokeTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x13RevokeTokenResponse\x12!\n\x05token\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Token*v\n\tTokenRole\x12\x1a\n\x16TOKEN_ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11TOKEN_ROLE_SUBMIT\x10\x01\x12\x14\n\x10TOKEN_ROLE_ADMIN\x10\x02\x12 \n\x1cTOKEN_ROLE_WORKER_ACTIVATION\x10\x03\x32\x9d\x06\n\x0fOperatorService\x12P\n\x0bListWorkers\x12\x1f.taskyard.v1.ListWorkersRequest\x1a .taskyard.v1.ListWorkersResponse\x12S\n\x0c\x45nableWorker\x12 .taskyard.v1.EnableWorkerRequest\x1a!.taskyard.v1.EnableWorkerResponse\x12V\n\rDisableWorker\x12!.taskyard.v1.DisableWorkerRequest\x1a\".taskyard.v1.DisableWorkerResponse\x12\x62\n\x11SetWorkerMetadata\x12%.taskyard.v1.SetWorkerMetadataRequest\x1a&.taskyard.v1.SetWorkerMetadataResponse\x12h\n\x13SetWorkerTaskFilter\x12\'.taskyard.v1.SetWorkerTaskFilterRequest\x1a(.taskyard.v1.SetWorkerTaskFilterResponse\x12J\n\tListTasks\x12\x1d.taskyard.v1.ListTasksRequest\x1a\x1e.taskyard.v1.ListTasksResponse\x12P\n\x0b\x43reateToken\x12\x1f.taskyard.v1.CreateTokenRequest\x1a .taskyard.v1.CreateTokenResponse\x12M\n\nListTokens\x12\x1e.taskyard.v1.ListTokensRequest\x1a\x1f.taskyard.v1.ListTokensResponse\x12P\n\x0bRevokeToken\x12\x1f.taskyard.v1.RevokeTokenRequest\x1a .taskyard.v1.RevokeTokenResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ataskyard/v1/operator.proto\x12\x0btaskyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskyard/v1/common.proto\"\xbd\x02\n\x06Worker\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\r\n\x05slots\x18\x04 \x01(\r\x12#\n\x07running\x18\x05 \x03(\x0b\x32\x12.taskyard.v1.Lease\x12\x1d\n\x15\x64ynamic_metadata_json\x18\x06 \x01(\t\x12\x1c\n\x14static_metadata_json\x18\x07 \x01(\t\x12\x15\n\rallowed_tasks\x18\x08 \x03(\t\x12\x14\n\x0c\x64\x65nied_tasks\x18\t \x03(\t\x12\x31\n\rregistered_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_seen_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\",\n\x12ListWorkersRequest\x12\x16\n\x0e\x63onnected_only\x18\x01 \x01(\x08\";\n\x13ListWorkersResponse\x12$\n\x07workers\x18\x01 \x03(\x0b\x32\x13.taskyard.v1.Worker\"#\n\x13\x45nableWorkerRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x14\x45nableWorkerResponse\x12#\n\x06worker\x18\x01 \x01(\x0b\x32\x13.taskyard.v1.Worker\"$\n\x14\x44isableWorkerRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x15\x44isableWorkerResponse\x12#\n\x06worker\x18\x01 \x01(\x0b\x32\x13.taskyard.v1.Worker\"F\n\x18SetWorkerMetadataRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1c\n\x14static_metadata_json\x18\x02 \x01(\t\"@\n\x19SetWorkerMetadataResponse\x12#\n\x06worker\x18\x01 \x01(\x0b\x32\x13.taskyard.v1.Worker\"W\n\x1aSetWorkerTaskFilterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rallowed_tasks\x18\x02 \x03(\t\x12\x14\n\x0c\x64\x65nied_tasks\x18\x03 \x03(\t\"B\n\x1bSetWorkerTaskFilterResponse\x12#\n\x06worker\x18\x01 \x01(\x0b\x32\x13.taskyard.v1.Worker\",\n\x1cRefreshWorkerMetadataRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x1dRefreshWorkerMetadataResponse\x12#\n\x06worker\x18\x01 \x01(\x0b\x32\x13.taskyard.v1.Worker\"X\n\x08TaskInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x18\n\x10\x64\x61ta_schema_json\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\x12\n\x10ListTasksRequest\"9\n\x11ListTasksResponse\x12$\n\x05tasks\x18\x01 \x03(\x0b\x32\x15.taskyard.v1.TaskInfo\"\xbc\x01\n\x05Token\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x04role\x18\x02 \x01(\x0e\x32\x16.taskyard.v1.TokenRole\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04used\x18\x06 \x01(\x08\"w\n\x12\x43reateTokenRequest\x12$\n\x04role\x18\x01 \x01(\x0e\x32\x16.taskyard.v1.TokenRole\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"H\n\x13\x43reateTokenResponse\x12!\n\x05token\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Token\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x13\n\x11ListTokensRequest\"8\n\x12ListTokensResponse\x12\"\n\x06tokens\x18\x01 \x03(\x0b\x32\x12.taskyard.v1.Token\" \n\x12RevokeTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x13RevokeTokenResponse\x12!\n\x05token\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Token*v\n\tTokenRole\x12\x1a\n\x16TOKEN_ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11TOKEN_ROLE_SUBMIT\x10\x01\x12\x14\n\x10TOKEN_ROLE_ADMIN\x10\x02\x12 \n\x1cTOKEN_ROLE_WORKER_ACTIVATION\x10\x03\x32\x8d\x07\n\x0fOperatorService\x12P\n\x0bListWorkers\x12\x1f.taskyard.v1.ListWorkersRequest\x1a .taskyard.v1.ListWorkersResponse\x12S\n\x0c\x45nableWorker\x12 .taskyard.v1.EnableWorkerRequest\x1a!.taskyard.v1.EnableWorkerResponse\x12V\n\rDisableWorker\x12!.taskyard.v1.DisableWorkerRequest\x1a\".taskyard.v1.DisableWorkerResponse\x12\x62\n\x11SetWorkerMetadata\x12%.taskyard.v1.SetWorkerMetadataRequest\x1a&.taskyard.v1.SetWorkerMetadataResponse\x12h\n\x13SetWorkerTaskFilter\x12\'.taskyard.v1.SetWorkerTaskFilterRequest\x1a(.taskyard.v1.SetWorkerTaskFilterResponse\x12n\n\x15RefreshWorkerMetadata\x12).taskyard.v1.RefreshWorkerMetadataRequest\x1a*.taskyard.v1.RefreshWorkerMetadataResponse\x12J\n\tListTasks\x12\x1d.taskyard.v1.ListTasksRequest\x1a\x1e.taskyard.v1.ListTasksResponse\x12P\n\x0b\x43reateToken\x12\x1f.taskyard.v1.CreateTokenRequest\x1a .taskyard.v1.CreateTokenResponse\x12M\n\nListTokens\x12\x1e.taskyard.v1.ListTokensRequest\x1a\x1f.taskyard.v1.ListTokensResponse\x12P\n\x0bRevokeToken\x12\x1f.taskyard.v1.RevokeTokenRequest\x1a .taskyard.v1.RevokeTokenResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'taskyard.v1.operator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TOKENROLE']._serialized_start=1780
-  _globals['_TOKENROLE']._serialized_end=1898
+  _globals['_TOKENROLE']._serialized_start=1896
+  _globals['_TOKENROLE']._serialized_end=2014
   _globals['_WORKER']._serialized_start=135
   _globals['_WORKER']._serialized_end=452
   _globals['_LISTWORKERSREQUEST']._serialized_start=454
@@ -58,26 +58,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETWORKERTASKFILTERREQUEST']._serialized_end=984
   _globals['_SETWORKERTASKFILTERRESPONSE']._serialized_start=986
   _globals['_SETWORKERTASKFILTERRESPONSE']._serialized_end=1052
-  _globals['_TASKINFO']._serialized_start=1054
-  _globals['_TASKINFO']._serialized_end=1142
-  _globals['_LISTTASKSREQUEST']._serialized_start=1144
-  _globals['_LISTTASKSREQUEST']._serialized_end=1162
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1164
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1221
-  _globals['_TOKEN']._serialized_start=1224
-  _globals['_TOKEN']._serialized_end=1412
-  _globals['_CREATETOKENREQUEST']._serialized_start=1414
-  _globals['_CREATETOKENREQUEST']._serialized_end=1533
-  _globals['_CREATETOKENRESPONSE']._serialized_start=1535
-  _globals['_CREATETOKENRESPONSE']._serialized_end=1607
-  _globals['_LISTTOKENSREQUEST']._serialized_start=1609
-  _globals['_LISTTOKENSREQUEST']._serialized_end=1628
-  _globals['_LISTTOKENSRESPONSE']._serialized_start=1630
-  _globals['_LISTTOKENSRESPONSE']._serialized_end=1686
-  _globals['_REVOKETOKENREQUEST']._serialized_start=1688
-  _globals['_REVOKETOKENREQUEST']._serialized_end=1720
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=1722
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=1778
-  _globals['_OPERATORSERVICE']._serialized_start=1901
-  _globals['_OPERATORSERVICE']._serialized_end=2698
+  _globals['_REFRESHWORKERMETADATAREQUEST']._serialized_start=1054
+  _globals['_REFRESHWORKERMETADATAREQUEST']._serialized_end=1098
+  _globals['_REFRESHWORKERMETADATARESPONSE']._serialized_start=1100
+  _globals['_REFRESHWORKERMETADATARESPONSE']._serialized_end=1168
+  _globals['_TASKINFO']._serialized_start=1170
+  _globals['_TASKINFO']._serialized_end=1258
+  _globals['_LISTTASKSREQUEST']._serialized_start=1260
+  _globals['_LISTTASKSREQUEST']._serialized_end=1278
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1280
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1337
+  _globals['_TOKEN']._serialized_start=1340
+  _globals['_TOKEN']._serialized_end=1528
+  _globals['_CREATETOKENREQUEST']._serialized_start=1530
+  _globals['_CREATETOKENREQUEST']._serialized_end=1649
+  _globals['_CREATETOKENRESPONSE']._serialized_start=1651
+  _globals['_CREATETOKENRESPONSE']._serialized_end=1723
+  _globals['_LISTTOKENSREQUEST']._serialized_start=1725
+  _globals['_LISTTOKENSREQUEST']._serialized_end=1744
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=1746
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=1802
+  _globals['_REVOKETOKENREQUEST']._serialized_start=1804
+  _globals['_REVOKETOKENREQUEST']._serialized_end=1836
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=1838
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=1894
+  _globals['_OPERATORSERVICE']._serialized_start=2017
+  _globals['_OPERATORSERVICE']._serialized_end=2926
 # @@protoc_insertion_point(module_scope)

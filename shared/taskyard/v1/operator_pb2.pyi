@@ -371,6 +371,52 @@ class SetWorkerTaskFilterResponse(_message.Message):
 Global___SetWorkerTaskFilterResponse: _TypeAlias = SetWorkerTaskFilterResponse  # noqa: Y015
 
 @_typing.final
+class RefreshWorkerMetadataRequest(_message.Message):
+    """Request of OperatorService.RefreshWorkerMetadata."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the worker."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefreshWorkerMetadataRequest: _TypeAlias = RefreshWorkerMetadataRequest  # noqa: Y015
+
+@_typing.final
+class RefreshWorkerMetadataResponse(_message.Message):
+    """Response of OperatorService.RefreshWorkerMetadata."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def worker(self) -> Global___Worker:
+        """The worker; its new metadata arrives shortly after."""
+
+    def __init__(
+        self,
+        *,
+        worker: Global___Worker | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["worker", b"worker"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["worker", b"worker"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefreshWorkerMetadataResponse: _TypeAlias = RefreshWorkerMetadataResponse  # noqa: Y015
+
+@_typing.final
 class TaskInfo(_message.Message):
     """A task the scheduler can schedule."""
 

@@ -61,6 +61,11 @@ class OperatorServiceStub:
                 request_serializer=taskyard_dot_v1_dot_operator__pb2.SetWorkerTaskFilterRequest.SerializeToString,
                 response_deserializer=taskyard_dot_v1_dot_operator__pb2.SetWorkerTaskFilterResponse.FromString,
                 _registered_method=True)
+        self.RefreshWorkerMetadata = channel.unary_unary(
+                '/taskyard.v1.OperatorService/RefreshWorkerMetadata',
+                request_serializer=taskyard_dot_v1_dot_operator__pb2.RefreshWorkerMetadataRequest.SerializeToString,
+                response_deserializer=taskyard_dot_v1_dot_operator__pb2.RefreshWorkerMetadataResponse.FromString,
+                _registered_method=True)
         self.ListTasks = channel.unary_unary(
                 '/taskyard.v1.OperatorService/ListTasks',
                 request_serializer=taskyard_dot_v1_dot_operator__pb2.ListTasksRequest.SerializeToString,
@@ -123,6 +128,14 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RefreshWorkerMetadata(self, request, context):
+        """Asks a connected worker to send its dynamic metadata again (e.g. after a
+        program was installed on its machine). FAILED_PRECONDITION if offline.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListTasks(self, request, context):
         """Lists the tasks the scheduler knows, with versions and data schemas.
         """
@@ -178,6 +191,11 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.SetWorkerTaskFilter,
                     request_deserializer=taskyard_dot_v1_dot_operator__pb2.SetWorkerTaskFilterRequest.FromString,
                     response_serializer=taskyard_dot_v1_dot_operator__pb2.SetWorkerTaskFilterResponse.SerializeToString,
+            ),
+            'RefreshWorkerMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefreshWorkerMetadata,
+                    request_deserializer=taskyard_dot_v1_dot_operator__pb2.RefreshWorkerMetadataRequest.FromString,
+                    response_serializer=taskyard_dot_v1_dot_operator__pb2.RefreshWorkerMetadataResponse.SerializeToString,
             ),
             'ListTasks': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTasks,
@@ -337,6 +355,33 @@ class OperatorService:
             '/taskyard.v1.OperatorService/SetWorkerTaskFilter',
             taskyard_dot_v1_dot_operator__pb2.SetWorkerTaskFilterRequest.SerializeToString,
             taskyard_dot_v1_dot_operator__pb2.SetWorkerTaskFilterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefreshWorkerMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskyard.v1.OperatorService/RefreshWorkerMetadata',
+            taskyard_dot_v1_dot_operator__pb2.RefreshWorkerMetadataRequest.SerializeToString,
+            taskyard_dot_v1_dot_operator__pb2.RefreshWorkerMetadataResponse.FromString,
             options,
             channel_credentials,
             insecure,

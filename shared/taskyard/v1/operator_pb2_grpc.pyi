@@ -45,6 +45,10 @@ class OperatorServiceStub:
     """Replaces a worker's static metadata, which overlays its dynamic metadata."""
     SetWorkerTaskFilter: _grpc.UnaryUnaryMultiCallable[_operator_pb2.SetWorkerTaskFilterRequest, _operator_pb2.SetWorkerTaskFilterResponse]
     """Replaces a worker's task allow and deny lists."""
+    RefreshWorkerMetadata: _grpc.UnaryUnaryMultiCallable[_operator_pb2.RefreshWorkerMetadataRequest, _operator_pb2.RefreshWorkerMetadataResponse]
+    """Asks a connected worker to send its dynamic metadata again (e.g. after a
+    program was installed on its machine). FAILED_PRECONDITION if offline.
+    """
     ListTasks: _grpc.UnaryUnaryMultiCallable[_operator_pb2.ListTasksRequest, _operator_pb2.ListTasksResponse]
     """Lists the tasks the scheduler knows, with versions and data schemas."""
     CreateToken: _grpc.UnaryUnaryMultiCallable[_operator_pb2.CreateTokenRequest, _operator_pb2.CreateTokenResponse]
@@ -71,6 +75,10 @@ class OperatorServiceAsyncStub(OperatorServiceStub):
     """Replaces a worker's static metadata, which overlays its dynamic metadata."""
     SetWorkerTaskFilter: _aio.UnaryUnaryMultiCallable[_operator_pb2.SetWorkerTaskFilterRequest, _operator_pb2.SetWorkerTaskFilterResponse]  # type: ignore[assignment]
     """Replaces a worker's task allow and deny lists."""
+    RefreshWorkerMetadata: _aio.UnaryUnaryMultiCallable[_operator_pb2.RefreshWorkerMetadataRequest, _operator_pb2.RefreshWorkerMetadataResponse]  # type: ignore[assignment]
+    """Asks a connected worker to send its dynamic metadata again (e.g. after a
+    program was installed on its machine). FAILED_PRECONDITION if offline.
+    """
     ListTasks: _aio.UnaryUnaryMultiCallable[_operator_pb2.ListTasksRequest, _operator_pb2.ListTasksResponse]  # type: ignore[assignment]
     """Lists the tasks the scheduler knows, with versions and data schemas."""
     CreateToken: _aio.UnaryUnaryMultiCallable[_operator_pb2.CreateTokenRequest, _operator_pb2.CreateTokenResponse]  # type: ignore[assignment]
@@ -124,6 +132,16 @@ class OperatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_operator_pb2.SetWorkerTaskFilterResponse, _abc.Awaitable[_operator_pb2.SetWorkerTaskFilterResponse]]:
         """Replaces a worker's task allow and deny lists."""
+
+    @_abc_1.abstractmethod
+    def RefreshWorkerMetadata(
+        self,
+        request: _operator_pb2.RefreshWorkerMetadataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.RefreshWorkerMetadataResponse, _abc.Awaitable[_operator_pb2.RefreshWorkerMetadataResponse]]:
+        """Asks a connected worker to send its dynamic metadata again (e.g. after a
+        program was installed on its machine). FAILED_PRECONDITION if offline.
+        """
 
     @_abc_1.abstractmethod
     def ListTasks(

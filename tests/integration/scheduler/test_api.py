@@ -254,3 +254,19 @@ async def test_acknowledged_requests_survive_a_restart(tmp_path: Path) -> None:
         await worker.disconnect()
     finally:
         await stop_harness(second)
+
+
+async def test_an_operator_can_ask_a_worker_for_fresh_metadata(harness: Harness) -> None:
+    worker = await harness.new_worker()
+    refresh = operator_pb2.RefreshWorkerMetadataRequest(name=worker.name)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:  # not connected yet
+        await harness.operator.RefreshWorkerMetadata(refresh, metadata=harness.admin)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    await worker.connect(metadata={"noop:version": 0})
+    await harness.operator.RefreshWorkerMetadata(refresh, metadata=harness.admin)
+    await worker.expect("metadata_refresh")
+    worker.send(metadata_update=workers_pb2.MetadataUpdate(metadata_json='{"noop:version": 1}'))
+    work_request_id = await harness.submit()
+    lease = (await worker.expect("assignment")).assignment.lease
+    assert lease.work_request_id == work_request_id  # the new metadata made it eligible
+    await worker.disconnect()

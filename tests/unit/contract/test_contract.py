@@ -34,6 +34,7 @@ EXPECTED_METHODS = {
         "DisableWorker",
         "SetWorkerMetadata",
         "SetWorkerTaskFilter",
+        "RefreshWorkerMetadata",
         "ListTasks",
         "CreateToken",
         "ListTokens",

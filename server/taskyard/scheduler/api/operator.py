@@ -70,6 +70,12 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
         )
         return pb.SetWorkerTaskFilterResponse(worker=self._worker(request.name))
 
+    async def RefreshWorkerMetadata(
+        self, request: pb.RefreshWorkerMetadataRequest, context: Context
+    ) -> pb.RefreshWorkerMetadataResponse:
+        self._workers.refresh_metadata(request.name)
+        return pb.RefreshWorkerMetadataResponse(worker=self._worker(request.name))
+
     async def ListTasks(
         self, request: pb.ListTasksRequest, context: Context
     ) -> pb.ListTasksResponse:

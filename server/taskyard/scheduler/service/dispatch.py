@@ -557,6 +557,17 @@ class Dispatcher:
         )
         self.worker_changed(updated)
 
+    def refresh_metadata(self, name: str) -> None:
+        """Ask a connected worker to send its dynamic metadata again."""
+        live = self.workers.get(name)
+        if live is None:
+            raise NotFoundError(f"no worker named {name!r}", reason="WORKER_NOT_FOUND")
+        if live.session is None:
+            raise FailedPreconditionError(
+                f"worker {name} is not connected", reason="WORKER_OFFLINE"
+            )
+        live.session.send(messages.RefreshMetadata())
+
     def worker_changed(self, worker: Worker) -> None:
         """An operator or the worker changed a worker's record."""
         live = self.workers.setdefault(worker.name, LiveWorker(worker, view_of(worker)))

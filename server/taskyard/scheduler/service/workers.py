@@ -134,6 +134,10 @@ class Workers:
         self._core.dispatcher.worker_changed(worker)
         return worker
 
+    def refresh_metadata(self, name: str) -> None:
+        """Ask a connected worker to send its dynamic metadata again."""
+        self._core.dispatcher.refresh_metadata(name)
+
     async def set_static_metadata(self, name: str, metadata_json: str) -> Worker:
         """Replace a worker's static metadata."""
         metadata = parse_json_object(metadata_json, "static_metadata_json")
