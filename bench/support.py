@@ -159,6 +159,17 @@ async def wait_for_workers(channel: grpc.aio.Channel, admin: str, count: int) ->
 
 
 @contextmanager
+def otlp_receiver() -> Iterator[Child]:
+    """A test OTLP receiver in its own process, so decoding spans costs the load
+    generator nothing."""
+    child = _spawn([sys.executable, "-m", "taskyard.testing.otlp"])
+    try:
+        yield child
+    finally:
+        _stop(child)
+
+
+@contextmanager
 def bare_server() -> Iterator[Child]:
     """The baseline: a trivial unary gRPC servicer in its own process."""
     child = _spawn([sys.executable, str(BARE_SERVER)])

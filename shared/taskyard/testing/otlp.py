@@ -5,6 +5,7 @@ For tests and benchmarks: it keeps every span and metric point it receives.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -115,3 +116,17 @@ def receiver() -> Iterator[tuple[str, Received]]:
         yield f"http://127.0.0.1:{port}", received
     finally:
         server.stop(1)
+
+
+def main() -> None:
+    """Serve as a process until SIGTERM, then print how many spans arrived."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with receiver() as (endpoint, received):
+        print(f"otlp receiver listening on {endpoint.removeprefix('http://')}", flush=True)
+        stop.wait()
+        print(f"received {len(received.spans)} spans", flush=True)
+
+
+if __name__ == "__main__":
+    main()
