@@ -355,18 +355,18 @@ class Dispatcher:
 
     def assigned(self, live: LiveWorker, assigned: WorkRequest, queued_since: datetime) -> None:
         """A committed assignment: hold it against the worker and push it."""
-        tracing.record(
-            "taskyard.queue_wait", assigned, start=queued_since, end=assigned.assigned_at
-        )
+        parent = tracing.parent_of(assigned)  # parsed once for the three spans
+        tracing.record("taskyard.queue_wait", assigned, queued_since, assigned.assigned_at, parent)
         tracing.record(
             "taskyard.match",
             assigned,
+            parent=parent,
             worker=live.worker.name,
             candidate_shapes=self.index.shapes,
             pending=len(self.pending),
             verdict_cache_hits=self.verdicts.hits,
         )
-        tracing.record("taskyard.assign", assigned, worker=live.worker.name)
+        tracing.record("taskyard.assign", assigned, parent=parent, worker=live.worker.name)
         live.busy.add(assigned.id)
         self.assignments += 1
         self.active[assigned.id] = assigned

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 
 from taskyard.scheduler.domain import WorkRequest
 from taskyard.telemetry import context_from
@@ -22,9 +23,9 @@ def _nanos(moment: datetime) -> int:
 
 
 def attributes_of(work_request: WorkRequest, **extra: Any) -> dict[str, Any]:
-    """The attributes every span about a work request carries."""
+    """The attributes of a span about a work request. The trace (whose submit
+    span names the request) identifies it; each span adds only what varies."""
     return {
-        "taskyard.work_request.id": work_request.id,
         "taskyard.task": work_request.task_name,
         "taskyard.attempt": work_request.attempt,
         **{f"taskyard.{key}": value for key, value in extra.items() if value is not None},
@@ -36,13 +37,23 @@ def record(
     work_request: WorkRequest,
     start: datetime | None = None,
     end: datetime | None = None,
+    parent: Context | None = None,
     **extra: Any,
 ) -> None:
-    """A span in the work request's trace, from `start` (default: now) to `end`."""
+    """A span in the work request's trace, from `start` (default: now) to `end`.
+
+    Pass `parent` (from `parent_of`) when recording several spans at once, to
+    parse the stored trace context only once.
+    """
     span = tracer.start_span(
         name,
-        context=context_from(work_request.trace_context),
+        context=parent if parent is not None else parent_of(work_request),
         attributes=attributes_of(work_request, **extra),
         start_time=_nanos(start) if start else None,
     )
     span.end(end_time=_nanos(end) if end else None)
+
+
+def parent_of(work_request: WorkRequest) -> Context:
+    """The context to record spans of this work request's trace in."""
+    return context_from(work_request.trace_context)
