@@ -110,3 +110,10 @@ def category_of(error: TaskyardError) -> type[TaskyardError]:
         if isinstance(error, category):
             return category
     return TaskyardError
+
+
+def invalid(field: str, description: str, reason: str = "INVALID_ARGUMENT") -> InvalidArgumentError:
+    """An InvalidArgumentError about one field, with its field violation."""
+    return InvalidArgumentError(
+        f"{field}: {description}", reason=reason, violations=[FieldViolation(field, description)]
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from taskyard.errors import FieldViolation, InvalidArgumentError
+from taskyard.errors import invalid
 from taskyard.scheduler.api import convert
 from taskyard.scheduler.api.access import Context
 from taskyard.scheduler.service.tokens import Tokens
@@ -87,10 +87,7 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     ) -> pb.CreateTokenResponse:
         role = convert.ROLES_FROM_PROTO.get(request.role)
         if role is None:
-            description = "must be submit, admin or worker-activation"
-            raise InvalidArgumentError(
-                f"role: {description}", violations=[FieldViolation("role", description)]
-            )
+            raise invalid("role", "must be submit, admin or worker-activation")
         ttl = request.ttl.ToNanoseconds() / 1e9 if request.HasField("ttl") else None
         token, secret = await self._tokens.create(role, request.description, ttl)
         return pb.CreateTokenResponse(token=convert.token_to_proto(token), secret=secret)

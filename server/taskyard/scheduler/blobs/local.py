@@ -13,17 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-from taskyard.errors import FieldViolation, InvalidArgumentError
+from taskyard.errors import InvalidArgumentError, invalid
 
 READ_SIZE = 1024 * 1024
-
-
-def _mismatch(what: str, description: str) -> InvalidArgumentError:
-    return InvalidArgumentError(
-        f"{what}: {description}",
-        reason="CONTENT_MISMATCH",
-        violations=[FieldViolation(what, description)],
-    )
 
 
 class LocalBlobStore:
@@ -86,15 +78,21 @@ class LocalBlobStore:
         committed = self.committed(key)
         try:
             if committed != size:
-                raise _mismatch("size", f"{committed} bytes arrived, the manifest says {size}")
+                raise invalid(
+                    "size",
+                    f"{committed} bytes arrived, the manifest says {size}",
+                    "CONTENT_MISMATCH",
+                )
             digest = (
                 self._hasher(key, committed).hexdigest()
                 if committed
                 else hashlib.sha256().hexdigest()
             )
             if digest != sha256:
-                raise _mismatch(
-                    "sha256", f"the content's digest is {digest}, the manifest says {sha256}"
+                raise invalid(
+                    "sha256",
+                    f"the content's digest is {digest}, the manifest says {sha256}",
+                    "CONTENT_MISMATCH",
                 )
             target = self._object(sha256, size)
             target.parent.mkdir(parents=True, exist_ok=True)

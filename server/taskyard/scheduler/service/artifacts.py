@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 
 from taskyard.errors import (
-    FieldViolation,
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
     UnavailableError,
+    invalid,
 )
 from taskyard.scheduler.blobs.port import BlobStore
 from taskyard.scheduler.domain import ACTIVE_STATES, Artifact, ArtifactFile, Lease
@@ -56,44 +56,34 @@ class Chunk:
     finish: bool
 
 
-def _invalid(
-    field: str, description: str, reason: str = "INVALID_MANIFEST"
-) -> InvalidArgumentError:
-    return InvalidArgumentError(
-        f"{field}: {description}", reason=reason, violations=[FieldViolation(field, description)]
-    )
-
-
 def check_path(path: str, limits: Limits, field: str = "path") -> None:
     """A relative, normalized path: no `/` prefix, no empty, `.` or `..` parts, no NUL."""
     parts = path.split("/")
     if not path or "\0" in path or len(path) > limits.max_path_length:
-        raise _invalid(field, f"must be 1-{limits.max_path_length} characters without NUL")
+        raise invalid(field, f"must be 1-{limits.max_path_length} characters without NUL")
     if path.startswith("/") or any(part in {"", ".", ".."} for part in parts):
-        raise _invalid(
-            field, f"{path!r} must be relative and normalized (no '', '.' or '..' parts)"
-        )
+        raise invalid(field, f"{path!r} must be relative and normalized (no '', '.' or '..' parts)")
     if PurePosixPath(path).as_posix() != path:
-        raise _invalid(field, f"{path!r} is not normalized")
+        raise invalid(field, f"{path!r} is not normalized")
 
 
 def check_manifest(files: list[ArtifactFile], limits: Limits) -> None:
     """Every path valid and unique, every size and digest plausible, totals within limits."""
     if len(files) > limits.max_files:
-        raise _invalid("files", f"at most {limits.max_files} files per artifact")
+        raise invalid("files", f"at most {limits.max_files} files per artifact")
     seen: set[str] = set()
     for index, file in enumerate(files):
         where = f"files[{index}]"
         check_path(file.path, limits, f"{where}.path")
         if file.path in seen:
-            raise _invalid(f"{where}.path", f"{file.path!r} is listed twice")
+            raise invalid(f"{where}.path", f"{file.path!r} is listed twice")
         seen.add(file.path)
         if not 0 <= file.size <= limits.max_file_size:
-            raise _invalid(f"{where}.size", f"must be 0-{limits.max_file_size} bytes", "TOO_LARGE")
+            raise invalid(f"{where}.size", f"must be 0-{limits.max_file_size} bytes", "TOO_LARGE")
         if not _SHA256.match(file.sha256):
-            raise _invalid(f"{where}.sha256", "must be 64 lowercase hexadecimal digits")
+            raise invalid(f"{where}.sha256", "must be 64 lowercase hexadecimal digits")
     if sum(f.size for f in files) > limits.max_artifact_size:
-        raise _invalid(
+        raise invalid(
             "files", f"at most {limits.max_artifact_size} bytes per artifact", "TOO_LARGE"
         )
 
@@ -126,13 +116,13 @@ class Artifacts:
     ) -> tuple[Artifact, list[str]]:
         """Declare an artifact; return it and the paths whose content must be sent."""
         if not category:
-            raise _invalid("category", "is required")
+            raise invalid("category", "is required")
         try:
             data = json.loads(data_json or "{}")
         except json.JSONDecodeError as error:
-            raise _invalid("data_json", f"not valid JSON: {error}") from error
+            raise invalid("data_json", f"not valid JSON: {error}") from error
         if not isinstance(data, dict):
-            raise _invalid("data_json", "must be a JSON object")
+            raise invalid("data_json", "must be a JSON object")
         check_manifest(files, self.limits)
         await self._check_producer(caller, work_request_id, lease)
         have = await asyncio.gather(
@@ -229,7 +219,7 @@ class Artifacts:
                 artifact.id,
                 file.path,
             ):
-                raise _invalid("path", "one upload stream carries one file", "WRONG_FILE")
+                raise invalid("path", "one upload stream carries one file", "WRONG_FILE")
             committed = await self._write(artifact, file, key, chunk)
             if chunk.finish:
                 return file.size, await self._finish(artifact, file, key)
@@ -237,12 +227,10 @@ class Artifacts:
 
     async def _write(self, artifact: Artifact, file: ArtifactFile, key: str, chunk: Chunk) -> int:
         if len(chunk.data) > MAX_CHUNK:
-            raise _invalid("data", f"chunks carry at most {MAX_CHUNK} bytes", "CHUNK_TOO_LARGE")
+            raise invalid("data", f"chunks carry at most {MAX_CHUNK} bytes", "CHUNK_TOO_LARGE")
         if chunk.offset + len(chunk.data) > file.size:
             await self._abandon(artifact, key)
-            raise _invalid(
-                "data", f"more than the {file.size} bytes the manifest says", "TOO_LARGE"
-            )
+            raise invalid("data", f"more than the {file.size} bytes the manifest says", "TOO_LARGE")
         if not chunk.data:
             return await asyncio.to_thread(self._blobs.committed, key)
         try:

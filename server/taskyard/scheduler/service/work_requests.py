@@ -15,6 +15,7 @@ from taskyard.errors import (
     InvalidArgumentError,
     NotFoundError,
     TaskyardError,
+    invalid,
 )
 from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import FINAL_STATES, Result, State, WorkRequest
@@ -54,14 +55,6 @@ class Submitted:
     created: bool
 
 
-def _invalid(field_name: str, description: str, reason: str = "INVALID_ARGUMENT") -> TaskyardError:
-    return InvalidArgumentError(
-        f"{field_name}: {description}",
-        reason=reason,
-        violations=[FieldViolation(field_name, description)],
-    )
-
-
 def validate(spec: SubmitSpec) -> Task:
     """Check a submission; return its task configured with its data.
 
@@ -79,7 +72,7 @@ def validate(spec: SubmitSpec) -> Task:
     try:
         data = json.loads(spec.task_data_json or "{}")
     except json.JSONDecodeError as error:
-        raise _invalid("task_data_json", f"not valid JSON: {error}", "TASK_DATA_INVALID") from error
+        raise invalid("task_data_json", f"not valid JSON: {error}", "TASK_DATA_INVALID") from error
     try:
         task.configure(data)
     except TaskConfigError as error:
@@ -93,11 +86,11 @@ def validate(spec: SubmitSpec) -> Task:
             ],
         ) from error
     if spec.timeout_seconds is not None and spec.timeout_seconds <= 0:
-        raise _invalid("timeout", "must be positive")
+        raise invalid("timeout", "must be positive")
     if not 0 <= spec.max_attempts <= MAX_ATTEMPTS_LIMIT:
-        raise _invalid("max_attempts", f"must be between 0 and {MAX_ATTEMPTS_LIMIT}")
+        raise invalid("max_attempts", f"must be between 0 and {MAX_ATTEMPTS_LIMIT}")
     if len(spec.idempotency_key) > 200:
-        raise _invalid("idempotency_key", "must be at most 200 characters")
+        raise invalid("idempotency_key", "must be at most 200 characters")
     return task
 
 
@@ -134,7 +127,7 @@ class WorkRequests:
     async def batch_submit(self, specs: Sequence[SubmitSpec]) -> list[Submitted | TaskyardError]:
         """Submit several requests; each succeeds or fails on its own."""
         if len(specs) > MAX_BATCH:
-            raise _invalid("requests", f"at most {MAX_BATCH} requests per batch")
+            raise invalid("requests", f"at most {MAX_BATCH} requests per batch")
 
         async def one(spec: SubmitSpec) -> Submitted | TaskyardError:
             try:
@@ -195,7 +188,7 @@ class WorkRequests:
     ) -> tuple[list[WorkRequest], str]:
         """A page of matching requests, newest first, and the next page's token."""
         if page_size < 0:
-            raise _invalid("page_size", "must not be negative")
+            raise invalid("page_size", "must not be negative")
         limit = min(page_size or DEFAULT_PAGE, MAX_PAGE)
         found = await self._core.db.run(
             lambda tx: tx.list_work_requests(where, limit=limit + 1, before_id=page_token)

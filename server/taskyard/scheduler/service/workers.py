@@ -9,10 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from taskyard.errors import (
-    FieldViolation,
-    InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
+    invalid,
 )
 from taskyard.scheduler.domain import Lease, Worker
 from taskyard.scheduler.service.auth import digest
@@ -25,20 +24,14 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MIN_TOKEN_LENGTH = 32
 
 
-def _invalid(field_name: str, description: str) -> InvalidArgumentError:
-    return InvalidArgumentError(
-        f"{field_name}: {description}", violations=[FieldViolation(field_name, description)]
-    )
-
-
 def parse_json_object(text: str, field_name: str) -> dict[str, Any]:
     """The JSON object in `text` (empty means `{}`); INVALID_ARGUMENT otherwise."""
     try:
         value = json.loads(text or "{}")
     except json.JSONDecodeError as error:
-        raise _invalid(field_name, f"not valid JSON: {error}") from error
+        raise invalid(field_name, f"not valid JSON: {error}") from error
     if not isinstance(value, dict):
-        raise _invalid(field_name, "must be a JSON object")
+        raise invalid(field_name, "must be a JSON object")
     return value
 
 
@@ -52,9 +45,9 @@ class Workers:
         """Register a worker, or return the one registered with this token."""
         core = self._core
         if len(token) < MIN_TOKEN_LENGTH:
-            raise _invalid("token", f"must be at least {MIN_TOKEN_LENGTH} characters")
+            raise invalid("token", f"must be at least {MIN_TOKEN_LENGTH} characters")
         if not _NAME.match(name):
-            raise _invalid("name", "must be 1-100 letters, digits, '.', '_' or '-'")
+            raise invalid("name", "must be 1-100 letters, digits, '.', '_' or '-'")
         now = core.clock()
         activation = None
         if activation_token:
@@ -104,7 +97,7 @@ class Workers:
             )
         metadata = parse_json_object(metadata_json, "hello.metadata_json")
         if slots < 1:
-            raise _invalid("hello.slots", "must be at least 1")
+            raise invalid("hello.slots", "must be at least 1")
         return await self._core.dispatcher.open_session(live.worker, metadata, slots, running)
 
     def list(self, connected_only: bool = False) -> list[tuple[Worker, bool, list[Lease]]]:
@@ -151,7 +144,7 @@ class Workers:
             unknown = sorted({n.lower() for n in names} - set(Task.task_names()))
             if unknown:
                 known = ", ".join(Task.task_names())
-                raise _invalid(field_name, f"unknown tasks {unknown}; known: {known}")
+                raise invalid(field_name, f"unknown tasks {unknown}; known: {known}")
         return await self.change(
             name,
             allowed_tasks=tuple(sorted({n.lower() for n in allowed})),
