@@ -281,7 +281,7 @@ class Agent:
         )
         if self.draining or self.runner.free_slots() == 0:
             why = "the worker is stopping" if self.draining else "no free slot"
-            self._finish(job, Result(job.work_request_id, job.attempt, "aborted", error=None))
+            self._deliver(Result(job.work_request_id, job.attempt, "aborted"))
             log.info("gave back %s: %s", job.work_request_id, why)
             return
         timeout = assignment.timeout.ToNanoseconds() / 1e9 if assignment.HasField("timeout") else 0
@@ -306,10 +306,11 @@ class Agent:
             job.work_request_id, job.attempt, report.outcome, report.output_json, report.error
         )
         log.info("finished %s: %s", job.work_request_id, report.outcome)
-        self._finish(job, result)
+        self._deliver(result)
         await self._send_metadata(force=False)
 
-    def _finish(self, job: Job, result: Result) -> None:
+    def _deliver(self, result: Result) -> None:
+        """Keep a result on disk, then send it; it goes again after a reconnect."""
         self.outbox.put(result)
         self._send_result(result)
 

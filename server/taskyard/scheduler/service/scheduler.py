@@ -71,6 +71,7 @@ class Scheduler:
         self.tokens = Tokens(self.core)
         self.artifacts = Artifacts(self.core, blobs, limits or Limits())
         self._sweeper: asyncio.TimerHandle | None = None
+        self._sweeping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Migrate the store, load the live state and start matching."""
@@ -96,7 +97,10 @@ class Scheduler:
         if removed:
             log.info("removed %d abandoned artifact upload(s)", removed)
         loop = asyncio.get_running_loop()
-        self._sweeper = loop.call_later(3600, lambda: loop.create_task(self._sweep()))
+        self._sweeper = loop.call_later(3600, self._sweep_later)
+
+    def _sweep_later(self) -> None:
+        self._sweeping = asyncio.get_running_loop().create_task(self._sweep())
 
     def authenticate(self, bearer: str | None) -> Principal:
         """The principal behind a bearer secret."""
