@@ -21,7 +21,12 @@ from taskyard.errors import TaskyardError
 from taskyard.rpc import status as rpc_status
 from taskyard.rpc.credentials import bearer_of
 from taskyard.scheduler.domain import Role
-from taskyard.scheduler.service.auth import Principal, require_role, require_worker
+from taskyard.scheduler.service.auth import (
+    Principal,
+    WorkerPrincipal,
+    require_role,
+    require_worker,
+)
 from taskyard.scheduler.service.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -98,17 +103,9 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             require_role(caller, Role.SUBMIT)
         elif access is Access.ADMIN:
             require_role(caller, Role.ADMIN)
-        elif access is Access.WORKER_OR_SUBMIT and not _is_worker(caller):
+        elif access is Access.WORKER_OR_SUBMIT and not isinstance(caller, WorkerPrincipal):
             require_role(caller, Role.SUBMIT)
         _PRINCIPAL.set(caller)
-
-
-def _is_worker(caller: Principal) -> bool:
-    try:
-        require_worker(caller)
-    except TaskyardError:
-        return False
-    return True
 
 
 Admit = Callable[[Context], None]
