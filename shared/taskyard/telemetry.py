@@ -33,6 +33,11 @@ def _enabled(signal: str) -> bool:
     )
 
 
+def tracing_enabled() -> bool:
+    """Whether traces are exported (read after `configure`)."""
+    return _enabled("traces")
+
+
 @dataclass
 class Telemetry:
     """What `configure` installed; `shutdown` flushes it within a bounded time."""
@@ -56,10 +61,13 @@ class Telemetry:
 
 def configure(service_name: str, otlp_endpoint: str = "") -> Telemetry:
     """Install tracing and metrics for this process, as the environment says."""
-    if otlp_endpoint:
+    if otlp_endpoint:  # a shortcut for the variable, which child processes inherit
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_endpoint
-    os.environ.setdefault("OTEL_SERVICE_NAME", service_name)
     telemetry = Telemetry()
+    identity: dict[str, str | int] = {
+        "service.name": os.environ.get("OTEL_SERVICE_NAME") or service_name,
+        "process.pid": os.getpid(),
+    }
     # The SDK and exporters are imported only when something is exported.
     if _enabled("traces"):
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter  # noqa: PLC0415
@@ -67,7 +75,7 @@ def configure(service_name: str, otlp_endpoint: str = "") -> Telemetry:
         from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
         from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
 
-        tracer_provider = TracerProvider(resource=Resource.create({"process.pid": os.getpid()}))
+        tracer_provider = TracerProvider(resource=Resource.create(identity))
         tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(tracer_provider)
         telemetry.shutdowns.append(tracer_provider.shutdown)
@@ -78,8 +86,7 @@ def configure(service_name: str, otlp_endpoint: str = "") -> Telemetry:
         from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
 
         reader = PeriodicExportingMetricReader(OTLPMetricExporter())
-        resource = Resource.create({"process.pid": os.getpid()})
-        meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+        meter_provider = MeterProvider(resource=Resource.create(identity), metric_readers=[reader])
         metrics.set_meter_provider(meter_provider)
         telemetry.shutdowns.append(meter_provider.shutdown)
     return telemetry

@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from taskyard.errors import InvalidArgumentError
 from taskyard.rpc.credentials import CHANNEL_OPTIONS
-from taskyard.rpc.tracing import server_interceptor
+from taskyard.rpc.tracing import server_interceptors
 from taskyard.scheduler.api.access import AccessInterceptor
 from taskyard.scheduler.api.artifacts import ArtifactServicer
 from taskyard.scheduler.api.operator import OperatorServicer
@@ -84,7 +84,7 @@ def _credentials(config: SchedulerConfig) -> grpc.ServerCredentials | None:
 async def start_server(scheduler: Scheduler, config: SchedulerConfig) -> RunningServer:
     """Start the scheduler and serve it on `config.listen` (port 0 picks a free port)."""
     await scheduler.start()
-    interceptors = [server_interceptor(), AccessInterceptor(scheduler)]  # RPC spans outermost
+    interceptors = [*server_interceptors(), AccessInterceptor(scheduler)]  # RPC spans outermost
     server = grpc.aio.server(interceptors=interceptors, options=CHANNEL_OPTIONS)
     core = scheduler.core
     work_requests_pb2_grpc.add_WorkRequestServiceServicer_to_server(

@@ -249,8 +249,8 @@ class Dispatcher:
             live.busy.add(work_request.id)
         self._arm_timeout(work_request)
 
-    def _settle(self, before: WorkRequest, after: WorkRequest) -> None:
-        """Update the live state after a committed change from `before` to `after`."""
+    def _settle(self, after: WorkRequest) -> None:
+        """Update the live state after a committed change to `after`."""
         self.pending.pop(after.id, None)
         self.index.discard(after.id)
         if after.state in ACTIVE_STATES:
@@ -272,7 +272,7 @@ class Dispatcher:
             )
         )
         if changed:
-            self._settle(before, after)
+            self._settle(after)
             if after.state is State.RUNNING:
                 metrics.started(after)
             elif after.state in FINAL_STATES:
