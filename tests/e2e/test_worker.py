@@ -87,6 +87,8 @@ def test_abort_of_a_command_whose_child_ignores_sigterm(
             time.sleep(0.1)
         marked = marked_processes(f"sleep {marker}")  # the shell and its sleep
         [group] = {os.getpgid(pid) for pid in marked}
+        scratch = tmp_path / "w" / "scratch"
+        assert list(scratch.rglob("taskyard-command-*"))  # the executor's TMPDIR is used
         client.abort(work_request_id)
         assert client.wait(work_request_id, timeout=30).state == pb.WORK_REQUEST_STATE_ABORTED
         deadline = time.monotonic() + 15
@@ -94,6 +96,8 @@ def test_abort_of_a_command_whose_child_ignores_sigterm(
             time.sleep(0.1)
         assert group_members(group) == []
         assert marked_processes(f"sleep {marker}") == []
+        # The killed executor's temporary files went with it.
+        assert not list((tmp_path / "w" / "scratch").rglob("taskyard-command-*"))
 
 
 def test_execution_timeout(running: tuple[SchedulerProcess, Client], tmp_path: Path) -> None:

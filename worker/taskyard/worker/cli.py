@@ -64,7 +64,9 @@ async def serve(config: WorkerConfig) -> None:
         loop.add_signal_handler(signum, stop.set)
     token = load_or_create_token(config.data_dir)
     client = SchedulerClient(open_channel(config.scheduler, config.tls_ca))
-    runner = TaskRunner(config.slots, abort_grace=config.abort_grace)
+    runner = TaskRunner(
+        config.slots, abort_grace=config.abort_grace, scratch=config.data_dir / "scratch"
+    )
     agent = Agent(config, client, runner, Outbox(config.data_dir / "results"), token)
     try:
         await agent.run(stop)

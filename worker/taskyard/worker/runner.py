@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -49,9 +50,14 @@ class Report:
 
 
 class Executor:
-    """One warm executor process and the pipes to it."""
+    """One warm executor process and the pipes to it.
 
-    def __init__(self) -> None:
+    With a scratch directory, the executor's temporary files go there (TMPDIR)
+    and are removed with the executor, also when it had to be killed.
+    """
+
+    def __init__(self, scratch: Path | None = None) -> None:
+        self.scratch = scratch
         self.process: asyncio.subprocess.Process | None = None
         self._commands: int = -1
         self._reports: asyncio.StreamReader | None = None
@@ -62,6 +68,10 @@ class Executor:
         return self.process.pid
 
     async def start(self) -> None:
+        env = dict(os.environ)
+        if self.scratch is not None:
+            self.scratch.mkdir(parents=True, exist_ok=True)
+            env["TMPDIR"] = str(self.scratch)
         commands_read, self._commands = os.pipe()
         reports_read, reports_write = os.pipe()
         self.process = await asyncio.create_subprocess_exec(
@@ -70,6 +80,7 @@ class Executor:
             pass_fds=(commands_read, reports_write),
             stdin=asyncio.subprocess.DEVNULL,
             start_new_session=True,
+            env=env,
         )  # fmt: skip
         os.close(commands_read)
         os.close(reports_write)
@@ -122,6 +133,8 @@ class Executor:
         if self.process is not None:
             await stop_group(self.pid, grace)
             await self.process.wait()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 @dataclass
@@ -143,8 +156,10 @@ class TaskRunner:
         abort_grace: float = 10.0,
         kill_grace: float = 5.0,
         uploader: Uploader | None = None,
+        scratch: Path | None = None,
     ) -> None:
-        self._slots = [Slot(Executor()) for _ in range(slots)]
+        self._scratch = scratch
+        self._slots = [Slot(Executor(self._scratch_of(n))) for n in range(slots)]
         self.uploader = uploader
         self.abort_grace = abort_grace
         self.kill_grace = kill_grace
@@ -185,9 +200,13 @@ class TaskRunner:
         error = {"reason": "executor-died", "type": "", "message": "the executor process died"}
         return Report("error", error)
 
+    def _scratch_of(self, number: int) -> Path | None:
+        return self._scratch / f"slot-{number}" if self._scratch else None
+
     async def _replace_executor(self, slot: Slot) -> None:
+        scratch = slot.executor.scratch
         await slot.executor.stop(self.kill_grace)
-        slot.executor = Executor()
+        slot.executor = Executor(scratch)
         await slot.executor.start()
 
     async def abort(self, work_request_id: str) -> None:
