@@ -28,6 +28,7 @@ from taskyard.errors import AlreadyExistsError
 from taskyard.scheduler.domain import Artifact, State, Token, Worker, WorkRequest
 from taskyard.scheduler.store import rows
 from taskyard.scheduler.store.port import WorkRequestFilter
+from taskyard.scheduler.store.prepared import Prepared
 from taskyard.scheduler.store.schema import (
     artifact_files,
     artifacts,
@@ -71,18 +72,22 @@ def _sqlite_begin(connection: Connection) -> None:
 
 # Statements are built once: building one costs more than running it on SQLite.
 _WR = work_requests.c
-_INSERT_WORK_REQUEST = insert(work_requests)
 _WORK_REQUEST_BY_ID = select(work_requests).where(_WR.id == bindparam("b_id"))
 _WORK_REQUEST_BY_KEY = select(work_requests).where(_WR.idempotency_key == bindparam("b_key"))
-_EXPECTED = (_WR.state == bindparam("b_state"), _WR.attempt == bindparam("b_attempt"))
-_REPLACE_WORK_REQUEST = update(work_requests).where(_WR.id == bindparam("b_id"), *_EXPECTED)
-_CLAIM_SKIP_LOCKED = update(work_requests).where(
-    _WR.id
-    == select(_WR.id)
-    .where(_WR.id == bindparam("b_id"), *_EXPECTED)
-    .with_for_update(skip_locked=True)
-    .scalar_subquery()
-)
+#: Fixed at submit: a transition never writes them.
+_FIXED = frozenset({"id", "task_name", "task_data_json", "created_at", "idempotency_key"})
+_EXPECTED = (_WR.id == bindparam("b_id"), _WR.state == bindparam("b_state"),
+             _WR.attempt == bindparam("b_attempt"))  # fmt: skip
+_SET_CHANGING = {c.name: bindparam(c.name, type_=c.type) for c in _WR if c.name not in _FIXED}
+_SKIP_LOCKED = select(_WR.id).where(*_EXPECTED).with_for_update(skip_locked=True)
+# The statements every work request runs, prepared per dialect (prepared.py).
+_HOT = {
+    "insert": insert(work_requests).values({c.name: bindparam(c.name, type_=c.type) for c in _WR}),
+    "replace": update(work_requests).where(*_EXPECTED).values(_SET_CHANGING),
+    "claim_skip_locked": update(work_requests)
+    .where(_WR.id == _SKIP_LOCKED.scalar_subquery())
+    .values(_SET_CHANGING),
+}
 _INSERT_WORKER = insert(workers)
 _REPLACE_WORKER = update(workers).where(workers.c.name == bindparam("b_name"))
 _WORKER_BY_NAME = select(workers).where(workers.c.name == bindparam("b_name"))
@@ -106,13 +111,19 @@ class SqlTransaction:
     committer then re-runs the batch one operation per transaction.
     """
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, hot: dict[str, Prepared]) -> None:
         self._db = connection
-        self._skip_locked = connection.dialect.name == "postgresql"
+        self._hot = hot
+        self._claim = hot[
+            "claim_skip_locked" if connection.dialect.name == "postgresql" else "replace"
+        ]
 
     def _insert(self, statement: Any, row: dict[str, Any], what: str) -> None:
         try:
-            self._db.execute(statement, row)
+            if isinstance(statement, Prepared):
+                statement.execute(self._db, row)
+            else:
+                self._db.execute(statement, row)
         except IntegrityError as error:
             raise AlreadyExistsError(f"{what} exists already") from error
 
@@ -121,7 +132,7 @@ class SqlTransaction:
 
     def insert_work_request(self, work_request: WorkRequest) -> None:
         row = rows.work_request_row(work_request)
-        self._insert(_INSERT_WORK_REQUEST, row, f"work request {work_request.id}")
+        self._insert(self._hot["insert"], row, f"work request {work_request.id}")
 
     def get_work_request(self, work_request_id: str) -> WorkRequest | None:
         row = self._first(_WORK_REQUEST_BY_ID, b_id=work_request_id)
@@ -132,22 +143,21 @@ class SqlTransaction:
         return rows.work_request_from(row) if row else None
 
     def _compare_and_set(
-        self, statement: Any, work_request: WorkRequest, state: State, attempt: int
+        self, statement: Prepared, work_request: WorkRequest, state: State, attempt: int
     ) -> bool:
         params = rows.work_request_row(work_request)
         params.update(b_id=work_request.id, b_state=state.value, b_attempt=attempt)
-        return bool(self._db.execute(statement, params).rowcount == 1)
+        return bool(statement.execute(self._db, params).rowcount == 1)
 
     def replace_work_request(
         self, work_request: WorkRequest, *, expected_state: State, expected_attempt: int
     ) -> bool:
         return self._compare_and_set(
-            _REPLACE_WORK_REQUEST, work_request, expected_state, expected_attempt
+            self._hot["replace"], work_request, expected_state, expected_attempt
         )
 
     def claim_work_request(self, work_request: WorkRequest) -> bool:
-        statement = _CLAIM_SKIP_LOCKED if self._skip_locked else _REPLACE_WORK_REQUEST
-        return self._compare_and_set(statement, work_request, State.PENDING, work_request.attempt)
+        return self._compare_and_set(self._claim, work_request, State.PENDING, work_request.attempt)
 
     def list_work_requests(
         self, where: WorkRequestFilter, *, limit: int, before_id: str = ""
@@ -271,6 +281,7 @@ class SqlStore:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
+        self._hot = {name: Prepared(s, self.engine.dialect) for name, s in _HOT.items()}
 
     def migrate(self) -> None:
         """Upgrade the schema to the newest Alembic revision."""
@@ -284,7 +295,7 @@ class SqlStore:
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
         with self.engine.begin() as connection:
-            yield SqlTransaction(connection)
+            yield SqlTransaction(connection, self._hot)
 
     def close(self) -> None:
         self.engine.dispose()
