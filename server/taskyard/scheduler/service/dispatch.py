@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from taskyard.scheduler.matching import (
 )
 from taskyard.scheduler.service import messages, metrics, tracing
 from taskyard.scheduler.service.committer import GroupCommitter
+from taskyard.scheduler.service.configured import configured
 from taskyard.scheduler.service.feed import ChangeFeed
 from taskyard.scheduler.store.port import StoreTransaction
 from taskyard.tasks import Task
@@ -588,10 +588,9 @@ def _save_hello(
 
 
 def configured_task(work_request: WorkRequest) -> Task:
-    """The request's task configured with its data (validated at submit)."""
-    task = Task.class_from_name(work_request.task_name)()
-    task.configure(json.loads(work_request.task_data_json))
-    return task
+    """The request's task configured with its data (validated at submit; shared,
+    read-only)."""
+    return configured(work_request.task_name, work_request.task_data_json)
 
 
 def effective_timeout(work_request: WorkRequest) -> float | None:

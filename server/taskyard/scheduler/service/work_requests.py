@@ -21,6 +21,7 @@ from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import FINAL_STATES, Result, State, WorkRequest
 from taskyard.scheduler.explain import Explanation, explain
 from taskyard.scheduler.service import tracing
+from taskyard.scheduler.service.configured import configured
 from taskyard.scheduler.service.core import Core
 from taskyard.scheduler.service.dispatch import configured_task, shape_of
 from taskyard.scheduler.service.messages import AbortReason
@@ -61,7 +62,7 @@ def validate(spec: SubmitSpec) -> Task:
     Raises InvalidArgumentError with one field violation per problem.
     """
     try:
-        task = Task.class_from_name(spec.task_name)()
+        task = configured(spec.task_name, spec.task_data_json)
     except UnknownTaskError as error:
         raise InvalidArgumentError(
             error.message,
@@ -69,17 +70,13 @@ def validate(spec: SubmitSpec) -> Task:
             metadata=error.metadata,
             violations=[FieldViolation("task_name", error.message)],
         ) from error
-    try:
-        data = json.loads(spec.task_data_json or "{}")
     except json.JSONDecodeError as error:
         raise invalid("task_data_json", f"not valid JSON: {error}", "TASK_DATA_INVALID") from error
-    try:
-        task.configure(data)
     except TaskConfigError as error:
         raise InvalidArgumentError(
             error.message,
             reason=error.reason,
-            metadata={"task_name": task.name},
+            metadata={"task_name": error.task_name},
             violations=[
                 FieldViolation("task_data_json" + v.field[1:], v.description)
                 for v in error.violations
