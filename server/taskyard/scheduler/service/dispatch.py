@@ -80,15 +80,22 @@ class Session:
         self.closed = False
         self._on_silence = on_silence
         self._silence = silence
-        self._deadline: asyncio.TimerHandle | None = None
-        self.touch()
+        self._loop = asyncio.get_running_loop()
+        self._heard = self._loop.time()
+        self._deadline: asyncio.TimerHandle | None = self._loop.call_later(silence, self._check)
 
     def touch(self) -> None:
-        """The worker spoke: push the silence deadline back."""
-        if self._deadline is not None:
-            self._deadline.cancel()
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(self._silence, self._on_silence, self)
+        """The worker spoke: push the silence deadline back (lazily: the timer
+        re-arms itself when it fires, so a message costs no timer churn)."""
+        self._heard = self._loop.time()
+
+    def _check(self) -> None:
+        quiet = self._loop.time() - self._heard
+        if quiet >= self._silence:
+            self._deadline = None
+            self._on_silence(self)
+        else:
+            self._deadline = self._loop.call_later(self._silence - quiet, self._check)
 
     def send(self, message: messages.SessionMessage) -> None:
         """Queue a message for the worker (dropped once the session closed)."""
