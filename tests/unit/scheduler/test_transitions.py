@@ -47,3 +47,18 @@ def test_every_transition_is_allowed_or_refused(source: State, target: State) ->
             work_request.moved_to(target, NOW)
         assert caught.value.reason == "ILLEGAL_TRANSITION"
         assert caught.value.metadata == {"from": source.value, "to": target.value}
+
+
+def test_a_move_copies_the_request_and_leaves_the_original_alone() -> None:
+    now = datetime.now(UTC)
+    pending = WorkRequest("wr1", "noop", "{}", 0, now, "wr1", trace_context={"a": "b"})
+    assigned = pending.moved_to(State.ASSIGNED, now, worker_name="w1", assigned_at=now)
+    assert (assigned.state, assigned.worker_name, assigned.updated_at) == (
+        State.ASSIGNED,
+        "w1",
+        now,
+    )
+    assert (pending.state, pending.worker_name, pending.updated_at) == (State.PENDING, "", None)
+    assert assigned.trace_context == pending.trace_context
+    with pytest.raises(TypeError, match="no_such_field"):
+        pending.with_changes(no_such_field=1)

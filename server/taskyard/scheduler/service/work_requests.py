@@ -231,7 +231,7 @@ class WorkRequests:
                 f"work request {work_request_id} is {current.state} already",
                 reason="WORK_REQUEST_FINISHED",
             )
-        requested = dataclasses.replace(current, abort_requested_at=now, updated_at=now)
+        requested = current.with_changes(abort_requested_at=now, updated_at=now)
         if not await core.dispatcher.commit(current, requested):
             return await self.abort(work_request_id, reason)
         core.dispatcher.send_abort(requested, AbortReason.USER, message)
