@@ -71,11 +71,12 @@ def configure(service_name: str, otlp_endpoint: str = "") -> Telemetry:
     # The SDK and exporters are imported only when something is exported.
     if _enabled("traces"):
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter  # noqa: PLC0415
-        from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
         from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
         from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
 
-        tracer_provider = TracerProvider(resource=Resource.create(identity))
+        from taskyard.otel_resource import ProcessResource  # noqa: PLC0415
+
+        tracer_provider = TracerProvider(resource=ProcessResource(identity))
         tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(tracer_provider)
         telemetry.shutdowns.append(tracer_provider.shutdown)
@@ -83,10 +84,11 @@ def configure(service_name: str, otlp_endpoint: str = "") -> Telemetry:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter  # noqa: PLC0415
         from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader  # noqa: PLC0415
-        from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
+
+        from taskyard.otel_resource import ProcessResource  # noqa: PLC0415
 
         reader = PeriodicExportingMetricReader(OTLPMetricExporter())
-        meter_provider = MeterProvider(resource=Resource.create(identity), metric_readers=[reader])
+        meter_provider = MeterProvider(resource=ProcessResource(identity), metric_readers=[reader])
         metrics.set_meter_provider(meter_provider)
         telemetry.shutdowns.append(meter_provider.shutdown)
     return telemetry
