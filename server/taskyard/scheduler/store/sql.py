@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -282,6 +283,9 @@ class SqlStore:
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
         self._hot = {name: Prepared(s, self.engine.dialect) for name, s in _HOT.items()}
+        self._local = threading.local()
+        self._opened: list[Connection] = []
+        self._lock = threading.Lock()
 
     def migrate(self) -> None:
         """Upgrade the schema to the newest Alembic revision."""
@@ -292,10 +296,26 @@ class SqlStore:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
+    def _connection(self) -> Connection:
+        """This thread's connection, kept open: the scheduler's store thread then
+        skips a pool check-out and reset on every transaction. An invalidated
+        connection reconnects by itself on its next use."""
+        connection: Connection | None = getattr(self._local, "connection", None)
+        if connection is None or connection.closed:
+            connection = self._local.connection = self.engine.connect()
+            with self._lock:
+                self._opened.append(connection)
+        return connection
+
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
-        with self.engine.begin() as connection:
+        connection = self._connection()
+        with connection.begin():
             yield SqlTransaction(connection, self._hot)
 
     def close(self) -> None:
+        with self._lock:
+            for connection in self._opened:
+                connection.close()
+            self._opened.clear()
         self.engine.dispose()
