@@ -16,7 +16,7 @@ from taskyard.scheduler.domain import WorkError
 from taskyard.scheduler.service import messages
 from taskyard.scheduler.service.auth import require_worker
 from taskyard.scheduler.service.dispatch import Dispatcher
-from taskyard.scheduler.service.dispatch import Session as WorkerSession
+from taskyard.scheduler.service.live import Session as WorkerSession
 from taskyard.scheduler.service.workers import Workers, parse_json_object
 from taskyard.v1 import workers_pb2 as pb
 from taskyard.v1 import workers_pb2_grpc

@@ -16,7 +16,7 @@ from taskyard.errors import (
 from taskyard.scheduler.domain import Lease, Worker
 from taskyard.scheduler.service.auth import digest
 from taskyard.scheduler.service.core import Core
-from taskyard.scheduler.service.dispatch import Session
+from taskyard.scheduler.service.live import Session
 from taskyard.scheduler.store.port import StoreTransaction
 from taskyard.tasks import Task
 

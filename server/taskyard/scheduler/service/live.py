@@ -1,0 +1,99 @@
+"""The live side of workers: open sessions and what each known worker holds.
+
+The dispatcher owns these objects; they hold no policy of their own beyond
+their session's silence deadline and their free-slot count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from taskyard.scheduler.domain import Worker
+from taskyard.scheduler.explain import WorkerStatus
+from taskyard.scheduler.matching import WorkerView, fingerprint
+from taskyard.scheduler.service import messages
+
+
+class Session:
+    """One open worker session: an outbox the servicer drains, and a deadline."""
+
+    def __init__(
+        self, worker_name: str, on_silence: Callable[[Session], None], silence: float
+    ) -> None:
+        self.worker_name = worker_name
+        self.outbox: asyncio.Queue[messages.SessionMessage | None] = asyncio.Queue()
+        self.closed = False
+        self._on_silence = on_silence
+        self._silence = silence
+        self._loop = asyncio.get_running_loop()
+        self._heard = self._loop.time()
+        self._deadline: asyncio.TimerHandle | None = self._loop.call_later(silence, self._check)
+
+    def touch(self) -> None:
+        """The worker spoke: push the silence deadline back (lazily: the timer
+        re-arms itself when it fires, so a message costs no timer churn)."""
+        self._heard = self._loop.time()
+
+    def _check(self) -> None:
+        quiet = self._loop.time() - self._heard
+        if quiet >= self._silence:
+            self._deadline = None
+            self._on_silence(self)
+        else:
+            self._deadline = self._loop.call_later(self._silence - quiet, self._check)
+
+    def send(self, message: messages.SessionMessage) -> None:
+        """Queue a message for the worker (dropped once the session closed)."""
+        if not self.closed:
+            self.outbox.put_nowait(message)
+
+    def close(self, final: messages.Closing | None = None) -> None:
+        """End the session: the servicer sends `final`, if any, then ends the stream."""
+        if self.closed:
+            return
+        if final is not None:
+            self.outbox.put_nowait(final)
+        self.closed = True
+        self.outbox.put_nowait(None)
+        if self._deadline is not None:
+            self._deadline.cancel()
+
+
+@dataclass
+class LiveWorker:
+    """A known worker, its session if it has one, and the work it holds."""
+
+    worker: Worker
+    view: WorkerView
+    session: Session | None = None
+    #: Ids of the work requests occupying the worker's slots.
+    busy: set[str] = field(default_factory=set)
+    grace: asyncio.TimerHandle | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.session is not None
+
+    def free_slots(self) -> int:
+        if self.session is None or not self.worker.enabled:
+            return 0
+        return max(0, self.worker.slots - len(self.busy))
+
+    def status(self) -> WorkerStatus:
+        return WorkerStatus(
+            self.view, self.worker.enabled, self.connected, self.worker.slots - len(self.busy)
+        )
+
+
+def view_of(worker: Worker) -> WorkerView:
+    """The matching view of a worker's effective metadata and task lists."""
+    metadata = worker.metadata
+    return WorkerView(
+        worker.name,
+        metadata,
+        frozenset(worker.allowed_tasks),
+        frozenset(worker.denied_tasks),
+        fingerprint(metadata),
+    )
