@@ -1,12 +1,15 @@
-"""Configured tasks are validated once per (task, data) and shared."""
+"""Configured tasks and matching shapes are computed once per (task, data)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import pytest
 
+from taskyard.scheduler.domain import WorkRequest
 from taskyard.scheduler.service.configured import configured
+from taskyard.scheduler.service.dispatch import shape_of
 from taskyard.tasks import Task, TaskConfigError
 
 pytestmark = pytest.mark.usefixtures("isolated_registry")
@@ -59,3 +62,13 @@ def test_a_reassigned_schema_validates_again() -> None:
     counted.TASK_DATA_SCHEMA = {"type": "object", "properties": {"n": {"type": "string"}}}
     with pytest.raises(TaskConfigError):
         configured("counted", '{"n": 1}')
+
+
+def _request(task_data_json: str) -> WorkRequest:
+    return WorkRequest("wr1", "noop", task_data_json, 0, datetime.now(UTC), "wr1")
+
+
+def test_a_shape_ignores_key_order_and_empty_data_is_an_empty_object() -> None:
+    assert shape_of(_request('{"a": 1, "b": 2}')) == shape_of(_request('{"b":2,"a":1}'))
+    assert shape_of(_request("")) == shape_of(_request("{}"))
+    assert shape_of(_request('{"a": 1}')) != shape_of(_request('{"a": 2}'))

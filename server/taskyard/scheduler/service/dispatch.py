@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import json
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -68,9 +70,14 @@ class Settings:
     default_max_attempts: int = 3
 
 
-def shape_of(work_request: WorkRequest, data: Any) -> Shape:
-    """The matching shape of a request."""
-    return Shape(work_request.task_name, fingerprint(data))
+def shape_of(work_request: WorkRequest) -> Shape:
+    """The matching shape of a request (computed once per task and data text)."""
+    return _shape(work_request.task_name, work_request.task_data_json)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shape(task_name: str, task_data_json: str) -> Shape:
+    return Shape(task_name, fingerprint(json.loads(task_data_json or "{}")))
 
 
 class Dispatcher:
@@ -157,7 +164,7 @@ class Dispatcher:
         self.pending[work_request.id] = work_request
         entry = PendingEntry.of(
             work_request.id,
-            shape_of(work_request, task.data),
+            shape_of(work_request),
             work_request.priority,
             work_request.queue_key,
         )

@@ -117,7 +117,7 @@ class WorkRequests:
 
     def _record_refusals(self, span: Any, work_request: WorkRequest, task: Task) -> None:
         """Why no worker took the request at once, counted by reason."""
-        shape = shape_of(work_request, task.data)
+        shape = shape_of(work_request)
         for reason, count in self._core.dispatcher.refusals(task, shape).items():
             span.set_attribute(f"taskyard.workers.{reason}", count)
 
@@ -150,7 +150,7 @@ class WorkRequests:
             trace_context=dict(spec.trace_context),
         )
         dispatcher = core.dispatcher
-        worker = dispatcher.reserve(task, shape_of(work_request, task.data))
+        worker = dispatcher.reserve(task, shape_of(work_request))
         if worker is not None:  # an idle worker suits it: assign in the same commit
             worker.busy.add(work_request.id)
             work_request = lifecycle.assign(work_request, worker.worker.name, core.clock())
