@@ -1,9 +1,9 @@
 """The OpenTelemetry resource of a Taskyard process, hashed once.
 
 The OTLP span encoder groups every exported span by its resource, and
-`Resource.__hash__` serialises all the attributes to JSON each time: with a
-handful of spans per work request that was about a twentieth of a traced
-scheduler's CPU. The resource never changes once made, so its hash is kept.
+`Resource.__hash__` serialises all the attributes to JSON each time: a few
+percent of a traced scheduler's CPU, with five spans per work request. The
+resource never changes once made, so its hash is kept.
 """
 
 from __future__ import annotations

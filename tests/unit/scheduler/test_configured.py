@@ -8,8 +8,7 @@ from typing import Any, ClassVar
 import pytest
 
 from taskyard.scheduler.domain import WorkRequest
-from taskyard.scheduler.service.configured import configured
-from taskyard.scheduler.service.dispatch import shape_of
+from taskyard.scheduler.service.configured import configured, shape_of
 from taskyard.tasks import Task, TaskConfigError
 
 pytestmark = pytest.mark.usefixtures("isolated_registry")

@@ -1,4 +1,5 @@
-"""Tasks configured with their data, shared read-only across requests.
+"""What the scheduler derives from a (task, data) pair, computed once per pair:
+the configured task, shared read-only across requests, and the matching shape.
 
 `Task.configure()` depends on the task data alone (the Task contract: it runs
 on the scheduler and must not touch worker resources), so requests of one
@@ -12,6 +13,8 @@ from __future__ import annotations
 import functools
 import json
 
+from taskyard.scheduler.domain import WorkRequest
+from taskyard.scheduler.matching import Shape, fingerprint
 from taskyard.tasks import Task
 
 
@@ -30,3 +33,14 @@ def _configured(task_class: type[Task], _schema: int, task_data_json: str) -> Ta
     task = task_class()
     task.configure(json.loads(task_data_json))
     return task
+
+
+def shape_of(work_request: WorkRequest) -> Shape:
+    """The matching shape of a request: its task and a fingerprint of its data
+    (key order does not matter)."""
+    return _shape(work_request.task_name, work_request.task_data_json)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shape(task_name: str, task_data_json: str) -> Shape:
+    return Shape(task_name, fingerprint(json.loads(task_data_json or "{}")))

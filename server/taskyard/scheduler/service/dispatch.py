@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
-import json
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -36,12 +34,11 @@ from taskyard.scheduler.matching import (
     PendingIndex,
     Shape,
     VerdictCache,
-    fingerprint,
     pick,
 )
 from taskyard.scheduler.service import messages, metrics, tracing
 from taskyard.scheduler.service.committer import GroupCommitter
-from taskyard.scheduler.service.configured import configured
+from taskyard.scheduler.service.configured import configured, shape_of
 from taskyard.scheduler.service.feed import ChangeFeed
 from taskyard.scheduler.service.live import LiveWorker, Session, view_of
 from taskyard.scheduler.store.port import StoreTransaction
@@ -68,16 +65,6 @@ class Settings:
     #: Missed heartbeat intervals before a silent session is closed.
     missed_heartbeats: int = 3
     default_max_attempts: int = 3
-
-
-def shape_of(work_request: WorkRequest) -> Shape:
-    """The matching shape of a request (computed once per task and data text)."""
-    return _shape(work_request.task_name, work_request.task_data_json)
-
-
-@functools.lru_cache(maxsize=4096)
-def _shape(task_name: str, task_data_json: str) -> Shape:
-    return Shape(task_name, fingerprint(json.loads(task_data_json or "{}")))
 
 
 class Dispatcher:

@@ -21,9 +21,9 @@ from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import FINAL_STATES, Result, State, WorkRequest
 from taskyard.scheduler.explain import Explanation, explain
 from taskyard.scheduler.service import tracing
-from taskyard.scheduler.service.configured import configured
+from taskyard.scheduler.service.configured import configured, shape_of
 from taskyard.scheduler.service.core import Core
-from taskyard.scheduler.service.dispatch import configured_task, shape_of
+from taskyard.scheduler.service.dispatch import configured_task
 from taskyard.scheduler.service.messages import AbortReason
 from taskyard.scheduler.store.port import StoreTransaction, WorkRequestFilter
 from taskyard.tasks import Task, TaskConfigError, UnknownTaskError

@@ -105,6 +105,15 @@ _AF = artifact_files.c
 _FILES_OF = select(artifact_files).where(_AF.artifact_id.in_(bindparam("b_ids", expanding=True)))
 
 
+@contextmanager
+def _refusing_duplicates(what: str) -> Iterator[None]:
+    """Turn a unique-constraint violation into AlreadyExistsError."""
+    try:
+        yield
+    except IntegrityError as error:
+        raise AlreadyExistsError(f"{what} exists already") from error
+
+
 class SqlTransaction:
     """StoreTransaction on one SQLAlchemy connection inside a transaction.
 
@@ -120,20 +129,16 @@ class SqlTransaction:
         ]
 
     def _insert(self, statement: Any, row: dict[str, Any], what: str) -> None:
-        try:
-            if isinstance(statement, Prepared):
-                statement.execute(self._db, row)
-            else:
-                self._db.execute(statement, row)
-        except IntegrityError as error:
-            raise AlreadyExistsError(f"{what} exists already") from error
+        with _refusing_duplicates(what):
+            self._db.execute(statement, row)
 
     def _first(self, query: Any, **params: Any) -> Any:
         return self._db.execute(query, params).mappings().first()
 
     def insert_work_request(self, work_request: WorkRequest) -> None:
         row = rows.work_request_row(work_request)
-        self._insert(self._hot["insert"], row, f"work request {work_request.id}")
+        with _refusing_duplicates(f"work request {work_request.id}"):
+            self._hot["insert"].execute(self._db, row)
 
     def get_work_request(self, work_request_id: str) -> WorkRequest | None:
         row = self._first(_WORK_REQUEST_BY_ID, b_id=work_request_id)
