@@ -228,29 +228,30 @@ class SimulatedWorker:
         self.outgoing.put_nowait(workers_pb2.SessionRequest(hello=hello))
         call = self.stub.Session(self._requests(), metadata=bearer_metadata(self.token))
         async for message in call:
-            if message.WhichOneof("message") == "assignment":
-                self._complete(message.assignment.lease)
-            elif (
-                message.WhichOneof("message") == "ack"
-                and message.ack.kind == workers_pb2.REPORT_KIND_COMPLETED
-            ):
-                self.completed += 1
+            kind = message.WhichOneof("message")
+            if kind == "assignments":
+                self._complete([a.lease for a in message.assignments.assignments])
+            elif kind == "acks":
+                completed = workers_pb2.REPORT_KIND_COMPLETED
+                self.completed += sum(ack.kind == completed for ack in message.acks.acks)
                 if done.is_set():
                     break
         self.outgoing.put_nowait(None)
 
-    def _complete(self, lease: common_pb2.Lease) -> None:
-        if self.on_assignment is not None:
-            self.on_assignment(lease)
-        self.outgoing.put_nowait(
-            workers_pb2.SessionRequest(started=workers_pb2.WorkStarted(lease=lease))
-        )
-        self.outgoing.put_nowait(
-            workers_pb2.SessionRequest(
-                completed=workers_pb2.WorkCompleted(
-                    lease=lease, outcome=workers_pb2.WORK_OUTCOME_SUCCESS
-                )
+    def _complete(self, leases: list[common_pb2.Lease]) -> None:
+        """Report each assignment started and finished, all in one message, as
+        the real worker does with reports ready together."""
+        reports = []
+        for lease in leases:
+            if self.on_assignment is not None:
+                self.on_assignment(lease)
+            reports.append(workers_pb2.WorkReport(started=workers_pb2.WorkStarted(lease=lease)))
+            completed = workers_pb2.WorkCompleted(
+                lease=lease, outcome=workers_pb2.WORK_OUTCOME_SUCCESS
             )
+            reports.append(workers_pb2.WorkReport(completed=completed))
+        self.outgoing.put_nowait(
+            workers_pb2.SessionRequest(reports=workers_pb2.WorkReports(reports=reports))
         )
 
     async def _requests(self) -> AsyncIterator[workers_pb2.SessionRequest]:

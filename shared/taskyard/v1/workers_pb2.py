@@ -28,49 +28,57 @@ from taskyard.v1 import common_pb2 as taskyard_dot_v1_dot_common__pb2
 from taskyard.v1 import work_requests_pb2 as taskyard_dot_v1_dot_work__requests__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19taskyard/v1/workers.proto\x12\x0btaskyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskyard/v1/common.proto\x1a\x1ftaskyard/v1/work_requests.proto\"H\n\x0fRegisterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x18\n\x10\x61\x63tivation_token\x18\x03 \x01(\t\"1\n\x10RegisterResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\"\x8f\x02\n\x0eSessionRequest\x12)\n\x05hello\x18\x01 \x01(\x0b\x32\x18.taskyard.v1.WorkerHelloH\x00\x12\x31\n\theartbeat\x18\x02 \x01(\x0b\x32\x1c.taskyard.v1.WorkerHeartbeatH\x00\x12\x36\n\x0fmetadata_update\x18\x03 \x01(\x0b\x32\x1b.taskyard.v1.MetadataUpdateH\x00\x12+\n\x07started\x18\x04 \x01(\x0b\x32\x18.taskyard.v1.WorkStartedH\x00\x12/\n\tcompleted\x18\x05 \x01(\x0b\x32\x1a.taskyard.v1.WorkCompletedH\x00\x42\t\n\x07message\"r\n\x0bWorkerHello\x12\x15\n\rmetadata_json\x18\x01 \x01(\t\x12\r\n\x05slots\x18\x02 \x01(\r\x12#\n\x07running\x18\x03 \x03(\x0b\x32\x12.taskyard.v1.Lease\x12\x18\n\x10taskyard_version\x18\x04 \x01(\t\"6\n\x0fWorkerHeartbeat\x12#\n\x07running\x18\x01 \x03(\x0b\x32\x12.taskyard.v1.Lease\"\'\n\x0eMetadataUpdate\x12\x15\n\rmetadata_json\x18\x01 \x01(\t\"`\n\x0bWorkStarted\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd1\x01\n\rWorkCompleted\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12)\n\x07outcome\x18\x02 \x01(\x0e\x32\x18.taskyard.v1.WorkOutcome\x12\x13\n\x0boutput_json\x18\x03 \x01(\t\x12,\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1d.taskyard.v1.WorkRequestError\x12/\n\x0b\x66inished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb5\x02\n\x0fSessionResponse\x12.\n\x07welcome\x18\x01 \x01(\x0b\x32\x1b.taskyard.v1.SessionWelcomeH\x00\x12-\n\nassignment\x18\x02 \x01(\x0b\x32\x17.taskyard.v1.AssignmentH\x00\x12\'\n\x05\x61\x62ort\x18\x03 \x01(\x0b\x32\x16.taskyard.v1.AbortWorkH\x00\x12\x38\n\x10metadata_refresh\x18\x04 \x01(\x0b\x32\x1c.taskyard.v1.MetadataRefreshH\x00\x12%\n\x03\x61\x63k\x18\x05 \x01(\x0b\x32\x16.taskyard.v1.ReportAckH\x00\x12.\n\x07\x63losing\x18\x06 \x01(\x0b\x32\x1b.taskyard.v1.SessionClosingH\x00\x42\t\n\x07message\"\x8c\x01\n\x0eSessionWelcome\x12\x13\n\x0bworker_name\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0blease_grace\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xce\x01\n\nAssignment\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12\x11\n\ttask_name\x18\x02 \x01(\t\x12\x16\n\x0etask_data_json\x18\x03 \x01(\t\x12\x14\n\x0ctask_version\x18\x04 \x01(\x03\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rtrace_context\x18\x06 \x01(\x0b\x32\x19.taskyard.v1.TraceContext\"i\n\tAbortWork\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12(\n\x06reason\x18\x02 \x01(\x0e\x32\x18.taskyard.v1.AbortReason\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x11\n\x0fMetadataRefresh\"|\n\tReportAck\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.taskyard.v1.ReportKind\x12%\n\x07problem\x18\x03 \x01(\x0b\x32\x14.taskyard.v1.Problem\"T\n\x0eSessionClosing\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x32\n\x0freconnect_after\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration*\x91\x01\n\x0bWorkOutcome\x12\x1c\n\x18WORK_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14WORK_OUTCOME_SUCCESS\x10\x01\x12\x18\n\x14WORK_OUTCOME_FAILURE\x10\x02\x12\x16\n\x12WORK_OUTCOME_ERROR\x10\x03\x12\x18\n\x14WORK_OUTCOME_ABORTED\x10\x04*y\n\x0b\x41\x62ortReason\x12\x1c\n\x18\x41\x42ORT_REASON_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41\x42ORT_REASON_USER\x10\x01\x12\x18\n\x14\x41\x42ORT_REASON_TIMEOUT\x10\x02\x12\x1b\n\x17\x41\x42ORT_REASON_LEASE_LOST\x10\x03*]\n\nReportKind\x12\x1b\n\x17REPORT_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13REPORT_KIND_STARTED\x10\x01\x12\x19\n\x15REPORT_KIND_COMPLETED\x10\x02\x32\xa2\x01\n\rWorkerService\x12G\n\x08Register\x12\x1c.taskyard.v1.RegisterRequest\x1a\x1d.taskyard.v1.RegisterResponse\x12H\n\x07Session\x12\x1b.taskyard.v1.SessionRequest\x1a\x1c.taskyard.v1.SessionResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19taskyard/v1/workers.proto\x12\x0btaskyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskyard/v1/common.proto\x1a\x1ftaskyard/v1/work_requests.proto\"H\n\x0fRegisterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x18\n\x10\x61\x63tivation_token\x18\x03 \x01(\t\"1\n\x10RegisterResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\"\xfe\x01\n\x0eSessionRequest\x12)\n\x05hello\x18\x01 \x01(\x0b\x32\x18.taskyard.v1.WorkerHelloH\x00\x12\x31\n\theartbeat\x18\x02 \x01(\x0b\x32\x1c.taskyard.v1.WorkerHeartbeatH\x00\x12\x36\n\x0fmetadata_update\x18\x03 \x01(\x0b\x32\x1b.taskyard.v1.MetadataUpdateH\x00\x12+\n\x07reports\x18\x06 \x01(\x0b\x32\x18.taskyard.v1.WorkReportsH\x00\x42\t\n\x07messageJ\x04\x08\x04\x10\x05J\x04\x08\x05\x10\x06R\x07startedR\tcompleted\"7\n\x0bWorkReports\x12(\n\x07reports\x18\x01 \x03(\x0b\x32\x17.taskyard.v1.WorkReport\"t\n\nWorkReport\x12+\n\x07started\x18\x01 \x01(\x0b\x32\x18.taskyard.v1.WorkStartedH\x00\x12/\n\tcompleted\x18\x02 \x01(\x0b\x32\x1a.taskyard.v1.WorkCompletedH\x00\x42\x08\n\x06report\"r\n\x0bWorkerHello\x12\x15\n\rmetadata_json\x18\x01 \x01(\t\x12\r\n\x05slots\x18\x02 \x01(\r\x12#\n\x07running\x18\x03 \x03(\x0b\x32\x12.taskyard.v1.Lease\x12\x18\n\x10taskyard_version\x18\x04 \x01(\t\"6\n\x0fWorkerHeartbeat\x12#\n\x07running\x18\x01 \x03(\x0b\x32\x12.taskyard.v1.Lease\"\'\n\x0eMetadataUpdate\x12\x15\n\rmetadata_json\x18\x01 \x01(\t\"`\n\x0bWorkStarted\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd1\x01\n\rWorkCompleted\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12)\n\x07outcome\x18\x02 \x01(\x0e\x32\x18.taskyard.v1.WorkOutcome\x12\x13\n\x0boutput_json\x18\x03 \x01(\t\x12,\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1d.taskyard.v1.WorkRequestError\x12/\n\x0b\x66inished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd6\x02\n\x0fSessionResponse\x12.\n\x07welcome\x18\x01 \x01(\x0b\x32\x1b.taskyard.v1.SessionWelcomeH\x00\x12/\n\x0b\x61ssignments\x18\x07 \x01(\x0b\x32\x18.taskyard.v1.AssignmentsH\x00\x12\'\n\x05\x61\x62ort\x18\x03 \x01(\x0b\x32\x16.taskyard.v1.AbortWorkH\x00\x12\x38\n\x10metadata_refresh\x18\x04 \x01(\x0b\x32\x1c.taskyard.v1.MetadataRefreshH\x00\x12\'\n\x04\x61\x63ks\x18\x08 \x01(\x0b\x32\x17.taskyard.v1.ReportAcksH\x00\x12.\n\x07\x63losing\x18\x06 \x01(\x0b\x32\x1b.taskyard.v1.SessionClosingH\x00\x42\t\n\x07messageJ\x04\x08\x02\x10\x03J\x04\x08\x05\x10\x06R\nassignmentR\x03\x61\x63k\";\n\x0b\x41ssignments\x12,\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x17.taskyard.v1.Assignment\"2\n\nReportAcks\x12$\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x16.taskyard.v1.ReportAck\"\x8c\x01\n\x0eSessionWelcome\x12\x13\n\x0bworker_name\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0blease_grace\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xce\x01\n\nAssignment\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12\x11\n\ttask_name\x18\x02 \x01(\t\x12\x16\n\x0etask_data_json\x18\x03 \x01(\t\x12\x14\n\x0ctask_version\x18\x04 \x01(\x03\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rtrace_context\x18\x06 \x01(\x0b\x32\x19.taskyard.v1.TraceContext\"i\n\tAbortWork\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12(\n\x06reason\x18\x02 \x01(\x0e\x32\x18.taskyard.v1.AbortReason\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x11\n\x0fMetadataRefresh\"|\n\tReportAck\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.taskyard.v1.ReportKind\x12%\n\x07problem\x18\x03 \x01(\x0b\x32\x14.taskyard.v1.Problem\"T\n\x0eSessionClosing\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x32\n\x0freconnect_after\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration*\x91\x01\n\x0bWorkOutcome\x12\x1c\n\x18WORK_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14WORK_OUTCOME_SUCCESS\x10\x01\x12\x18\n\x14WORK_OUTCOME_FAILURE\x10\x02\x12\x16\n\x12WORK_OUTCOME_ERROR\x10\x03\x12\x18\n\x14WORK_OUTCOME_ABORTED\x10\x04*y\n\x0b\x41\x62ortReason\x12\x1c\n\x18\x41\x42ORT_REASON_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41\x42ORT_REASON_USER\x10\x01\x12\x18\n\x14\x41\x42ORT_REASON_TIMEOUT\x10\x02\x12\x1b\n\x17\x41\x42ORT_REASON_LEASE_LOST\x10\x03*]\n\nReportKind\x12\x1b\n\x17REPORT_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13REPORT_KIND_STARTED\x10\x01\x12\x19\n\x15REPORT_KIND_COMPLETED\x10\x02\x32\xa2\x01\n\rWorkerService\x12G\n\x08Register\x12\x1c.taskyard.v1.RegisterRequest\x1a\x1d.taskyard.v1.RegisterResponse\x12H\n\x07Session\x12\x1b.taskyard.v1.SessionRequest\x1a\x1c.taskyard.v1.SessionResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'taskyard.v1.workers_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WORKOUTCOME']._serialized_start=2091
-  _globals['_WORKOUTCOME']._serialized_end=2236
-  _globals['_ABORTREASON']._serialized_start=2238
-  _globals['_ABORTREASON']._serialized_end=2359
-  _globals['_REPORTKIND']._serialized_start=2361
-  _globals['_REPORTKIND']._serialized_end=2454
+  _globals['_WORKOUTCOME']._serialized_start=2395
+  _globals['_WORKOUTCOME']._serialized_end=2540
+  _globals['_ABORTREASON']._serialized_start=2542
+  _globals['_ABORTREASON']._serialized_end=2663
+  _globals['_REPORTKIND']._serialized_start=2665
+  _globals['_REPORTKIND']._serialized_end=2758
   _globals['_REGISTERREQUEST']._serialized_start=166
   _globals['_REGISTERREQUEST']._serialized_end=238
   _globals['_REGISTERRESPONSE']._serialized_start=240
   _globals['_REGISTERRESPONSE']._serialized_end=289
   _globals['_SESSIONREQUEST']._serialized_start=292
-  _globals['_SESSIONREQUEST']._serialized_end=563
-  _globals['_WORKERHELLO']._serialized_start=565
-  _globals['_WORKERHELLO']._serialized_end=679
-  _globals['_WORKERHEARTBEAT']._serialized_start=681
-  _globals['_WORKERHEARTBEAT']._serialized_end=735
-  _globals['_METADATAUPDATE']._serialized_start=737
-  _globals['_METADATAUPDATE']._serialized_end=776
-  _globals['_WORKSTARTED']._serialized_start=778
-  _globals['_WORKSTARTED']._serialized_end=874
-  _globals['_WORKCOMPLETED']._serialized_start=877
-  _globals['_WORKCOMPLETED']._serialized_end=1086
-  _globals['_SESSIONRESPONSE']._serialized_start=1089
-  _globals['_SESSIONRESPONSE']._serialized_end=1398
-  _globals['_SESSIONWELCOME']._serialized_start=1401
-  _globals['_SESSIONWELCOME']._serialized_end=1541
-  _globals['_ASSIGNMENT']._serialized_start=1544
-  _globals['_ASSIGNMENT']._serialized_end=1750
-  _globals['_ABORTWORK']._serialized_start=1752
-  _globals['_ABORTWORK']._serialized_end=1857
-  _globals['_METADATAREFRESH']._serialized_start=1859
-  _globals['_METADATAREFRESH']._serialized_end=1876
-  _globals['_REPORTACK']._serialized_start=1878
-  _globals['_REPORTACK']._serialized_end=2002
-  _globals['_SESSIONCLOSING']._serialized_start=2004
-  _globals['_SESSIONCLOSING']._serialized_end=2088
-  _globals['_WORKERSERVICE']._serialized_start=2457
-  _globals['_WORKERSERVICE']._serialized_end=2619
+  _globals['_SESSIONREQUEST']._serialized_end=546
+  _globals['_WORKREPORTS']._serialized_start=548
+  _globals['_WORKREPORTS']._serialized_end=603
+  _globals['_WORKREPORT']._serialized_start=605
+  _globals['_WORKREPORT']._serialized_end=721
+  _globals['_WORKERHELLO']._serialized_start=723
+  _globals['_WORKERHELLO']._serialized_end=837
+  _globals['_WORKERHEARTBEAT']._serialized_start=839
+  _globals['_WORKERHEARTBEAT']._serialized_end=893
+  _globals['_METADATAUPDATE']._serialized_start=895
+  _globals['_METADATAUPDATE']._serialized_end=934
+  _globals['_WORKSTARTED']._serialized_start=936
+  _globals['_WORKSTARTED']._serialized_end=1032
+  _globals['_WORKCOMPLETED']._serialized_start=1035
+  _globals['_WORKCOMPLETED']._serialized_end=1244
+  _globals['_SESSIONRESPONSE']._serialized_start=1247
+  _globals['_SESSIONRESPONSE']._serialized_end=1589
+  _globals['_ASSIGNMENTS']._serialized_start=1591
+  _globals['_ASSIGNMENTS']._serialized_end=1650
+  _globals['_REPORTACKS']._serialized_start=1652
+  _globals['_REPORTACKS']._serialized_end=1702
+  _globals['_SESSIONWELCOME']._serialized_start=1705
+  _globals['_SESSIONWELCOME']._serialized_end=1845
+  _globals['_ASSIGNMENT']._serialized_start=1848
+  _globals['_ASSIGNMENT']._serialized_end=2054
+  _globals['_ABORTWORK']._serialized_start=2056
+  _globals['_ABORTWORK']._serialized_end=2161
+  _globals['_METADATAREFRESH']._serialized_start=2163
+  _globals['_METADATAREFRESH']._serialized_end=2180
+  _globals['_REPORTACK']._serialized_start=2182
+  _globals['_REPORTACK']._serialized_end=2306
+  _globals['_SESSIONCLOSING']._serialized_start=2308
+  _globals['_SESSIONCLOSING']._serialized_end=2392
+  _globals['_WORKERSERVICE']._serialized_start=2761
+  _globals['_WORKERSERVICE']._serialized_end=2923
 # @@protoc_insertion_point(module_scope)

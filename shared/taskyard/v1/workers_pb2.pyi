@@ -185,8 +185,7 @@ class SessionRequest(_message.Message):
     HELLO_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     METADATA_UPDATE_FIELD_NUMBER: _builtins.int
-    STARTED_FIELD_NUMBER: _builtins.int
-    COMPLETED_FIELD_NUMBER: _builtins.int
+    REPORTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___WorkerHello:
         """First message of every session."""
@@ -200,6 +199,62 @@ class SessionRequest(_message.Message):
         """The worker's dynamic metadata changed, or the scheduler asked for it."""
 
     @_builtins.property
+    def reports(self) -> Global___WorkReports:
+        """Reports on assignments: started, finished."""
+
+    def __init__(
+        self,
+        *,
+        hello: Global___WorkerHello | None = ...,
+        heartbeat: Global___WorkerHeartbeat | None = ...,
+        metadata_update: Global___MetadataUpdate | None = ...,
+        reports: Global___WorkReports | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "metadata_update", b"metadata_update", "reports", b"reports"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "metadata_update", b"metadata_update", "reports", b"reports"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "heartbeat", "metadata_update", "reports"]  # noqa: Y015
+    _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
+
+Global___SessionRequest: _TypeAlias = SessionRequest  # noqa: Y015
+
+@_typing.final
+class WorkReports(_message.Message):
+    """Reports on assignments, in the order they happened. A worker sends every
+    report it has ready in one message, so a busy worker sends few messages.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkReport]:
+        """At least one report."""
+
+    def __init__(
+        self,
+        *,
+        reports: _abc.Iterable[Global___WorkReport] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reports", b"reports"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkReports: _TypeAlias = WorkReports  # noqa: Y015
+
+@_typing.final
+class WorkReport(_message.Message):
+    """One report on one assignment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STARTED_FIELD_NUMBER: _builtins.int
+    COMPLETED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
     def started(self) -> Global___WorkStarted:
         """The worker started running an assignment."""
 
@@ -210,21 +265,18 @@ class SessionRequest(_message.Message):
     def __init__(
         self,
         *,
-        hello: Global___WorkerHello | None = ...,
-        heartbeat: Global___WorkerHeartbeat | None = ...,
-        metadata_update: Global___MetadataUpdate | None = ...,
         started: Global___WorkStarted | None = ...,
         completed: Global___WorkCompleted | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "metadata_update", b"metadata_update", "started", b"started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "report", b"report", "started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "metadata_update", b"metadata_update", "started", b"started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "report", b"report", "started", b"started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "heartbeat", "metadata_update", "started", "completed"]  # noqa: Y015
-    _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
+    _WhichOneofReturnType_report: _TypeAlias = _typing.Literal["started", "completed"]  # noqa: Y015
+    _WhichOneofArgType_report: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_report) -> _WhichOneofReturnType_report | None: ...
 
-Global___SessionRequest: _TypeAlias = SessionRequest  # noqa: Y015
+Global___WorkReport: _TypeAlias = WorkReport  # noqa: Y015
 
 @_typing.final
 class WorkerHello(_message.Message):
@@ -398,18 +450,18 @@ class SessionResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     WELCOME_FIELD_NUMBER: _builtins.int
-    ASSIGNMENT_FIELD_NUMBER: _builtins.int
+    ASSIGNMENTS_FIELD_NUMBER: _builtins.int
     ABORT_FIELD_NUMBER: _builtins.int
     METADATA_REFRESH_FIELD_NUMBER: _builtins.int
-    ACK_FIELD_NUMBER: _builtins.int
+    ACKS_FIELD_NUMBER: _builtins.int
     CLOSING_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___SessionWelcome:
         """Answer to the hello: the session is open."""
 
     @_builtins.property
-    def assignment(self) -> Global___Assignment:
-        """Run this work request now."""
+    def assignments(self) -> Global___Assignments:
+        """Run these work requests now."""
 
     @_builtins.property
     def abort(self) -> Global___AbortWork:
@@ -420,8 +472,8 @@ class SessionResponse(_message.Message):
         """Send your dynamic metadata again."""
 
     @_builtins.property
-    def ack(self) -> Global___ReportAck:
-        """A report was recorded, or refused."""
+    def acks(self) -> Global___ReportAcks:
+        """Reports were recorded, or refused."""
 
     @_builtins.property
     def closing(self) -> Global___SessionClosing:
@@ -431,21 +483,71 @@ class SessionResponse(_message.Message):
         self,
         *,
         welcome: Global___SessionWelcome | None = ...,
-        assignment: Global___Assignment | None = ...,
+        assignments: Global___Assignments | None = ...,
         abort: Global___AbortWork | None = ...,
         metadata_refresh: Global___MetadataRefresh | None = ...,
-        ack: Global___ReportAck | None = ...,
+        acks: Global___ReportAcks | None = ...,
         closing: Global___SessionClosing | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["abort", b"abort", "ack", b"ack", "assignment", b"assignment", "closing", b"closing", "message", b"message", "metadata_refresh", b"metadata_refresh", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["abort", b"abort", "acks", b"acks", "assignments", b"assignments", "closing", b"closing", "message", b"message", "metadata_refresh", b"metadata_refresh", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["abort", b"abort", "ack", b"ack", "assignment", b"assignment", "closing", b"closing", "message", b"message", "metadata_refresh", b"metadata_refresh", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abort", b"abort", "acks", b"acks", "assignments", b"assignments", "closing", b"closing", "message", b"message", "metadata_refresh", b"metadata_refresh", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["welcome", "assignment", "abort", "metadata_refresh", "ack", "closing"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["welcome", "assignments", "abort", "metadata_refresh", "acks", "closing"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
 Global___SessionResponse: _TypeAlias = SessionResponse  # noqa: Y015
+
+@_typing.final
+class Assignments(_message.Message):
+    """Work pushed to a worker: every assignment made for it since its last
+    message, in the order they were made.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSIGNMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def assignments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Assignment]:
+        """At least one assignment."""
+
+    def __init__(
+        self,
+        *,
+        assignments: _abc.Iterable[Global___Assignment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Assignments: _TypeAlias = Assignments  # noqa: Y015
+
+@_typing.final
+class ReportAcks(_message.Message):
+    """Answers to reports, every one ready since the last message."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def acks(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReportAck]:
+        """At least one acknowledgement."""
+
+    def __init__(
+        self,
+        *,
+        acks: _abc.Iterable[Global___ReportAck] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acks", b"acks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportAcks: _TypeAlias = ReportAcks  # noqa: Y015
 
 @_typing.final
 class SessionWelcome(_message.Message):

@@ -122,7 +122,7 @@ class SessionClient:
         self.metadata = bearer_metadata(self.token)
         self._outgoing: asyncio.Queue[workers_pb2.SessionRequest | None] = asyncio.Queue()
         self._call: Any = None
-        self.received: asyncio.Queue[workers_pb2.SessionResponse] = asyncio.Queue()
+        self.received: asyncio.Queue[tuple[str | None, Any]] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
 
     async def register(self) -> workers_pb2.RegisterResponse:
@@ -150,40 +150,55 @@ class SessionClient:
         self._outgoing.put_nowait(workers_pb2.SessionRequest(hello=hello))
         self._call = self.harness.workers.Session(self._requests(), metadata=self.metadata)
         self._reader = asyncio.create_task(self._read())
-        return (await self.expect("welcome")).welcome
+        welcome: workers_pb2.SessionWelcome = await self.expect("welcome")
+        return welcome
 
     async def _requests(self) -> AsyncIterator[workers_pb2.SessionRequest]:
         while (request := await self._outgoing.get()) is not None:
             yield request
 
     async def _read(self) -> None:
+        """Queue what the scheduler pushes, one item per assignment or ack."""
         async for response in self._call:
-            self.received.put_nowait(response)
+            kind = response.WhichOneof("message")
+            if kind == "assignments":
+                for assignment in response.assignments.assignments:
+                    self.received.put_nowait(("assignment", assignment))
+            elif kind == "acks":
+                for ack in response.acks.acks:
+                    self.received.put_nowait(("ack", ack))
+            else:
+                self.received.put_nowait((kind, getattr(response, kind)))
 
-    async def expect(self, kind: str, timeout: float = 5.0) -> workers_pb2.SessionResponse:
-        """The next pushed message, which must be of `kind`."""
+    async def expect(self, kind: str, timeout: float = 5.0) -> Any:
+        """The next pushed item (an assignment, an ack, a welcome, ...), which
+        must be of `kind`."""
         async with asyncio.timeout(timeout):
             while True:
                 if self._reader is not None and self._reader.done() and self.received.empty():
                     self._reader.result()
                     raise AssertionError(f"the session ended while waiting for {kind}")
                 try:
-                    message = await asyncio.wait_for(self.received.get(), 0.1)
+                    got, item = await asyncio.wait_for(self.received.get(), 0.1)
                 except TimeoutError:
                     continue
-                assert message.WhichOneof("message") == kind, message
-                return message
+                assert got == kind, (got, item)
+                return item
 
     def send(self, **message: Any) -> None:
         self._outgoing.put_nowait(workers_pb2.SessionRequest(**message))
 
+    def report(self, *reports: workers_pb2.WorkReport) -> None:
+        """Send `reports` in one message."""
+        self.send(reports=workers_pb2.WorkReports(reports=reports))
+
     def started(self, lease: common_pb2.Lease) -> None:
-        self.send(started=workers_pb2.WorkStarted(lease=lease))
+        self.report(started_report(lease))
 
     def completed(
         self, lease: common_pb2.Lease, outcome: workers_pb2.WorkOutcome.ValueType, **fields: Any
     ) -> None:
-        self.send(completed=workers_pb2.WorkCompleted(lease=lease, outcome=outcome, **fields))
+        self.report(completion(lease, outcome, **fields))
 
     async def disconnect(self) -> None:
         """Cut the stream abruptly, as a crashed worker would."""
@@ -197,3 +212,17 @@ class SessionClient:
         self._outgoing.put_nowait(None)
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
+
+
+def completion(
+    lease: common_pb2.Lease, outcome: workers_pb2.WorkOutcome.ValueType, **fields: Any
+) -> workers_pb2.WorkReport:
+    """A completed report, for `SessionClient.report`."""
+    return workers_pb2.WorkReport(
+        completed=workers_pb2.WorkCompleted(lease=lease, outcome=outcome, **fields)
+    )
+
+
+def started_report(lease: common_pb2.Lease) -> workers_pb2.WorkReport:
+    """A started report, for `SessionClient.report`."""
+    return workers_pb2.WorkReport(started=workers_pb2.WorkStarted(lease=lease))

@@ -141,7 +141,7 @@ async def test_watch_streams_every_state_change_until_the_end(harness: Harness) 
     following = asyncio.create_task(follow())
     worker = await harness.new_worker()
     await worker.connect()
-    lease = (await worker.expect("assignment")).assignment.lease
+    lease = (await worker.expect("assignment")).lease
     worker.started(lease)
     worker.completed(lease, workers_pb2.WORK_OUTCOME_FAILURE)
     await worker.expect("ack")
@@ -156,7 +156,7 @@ async def test_watch_streams_every_state_change_until_the_end(harness: Harness) 
         pb.RetryRequest(id=work_request_id), metadata=harness.submitter
     )
     assert (retried.work_request.id, retried.work_request.attempt) == (work_request_id, 2)
-    assert (await worker.expect("assignment")).assignment.lease.attempt == 2
+    assert (await worker.expect("assignment")).lease.attempt == 2
     await worker.disconnect()
 
 
@@ -197,7 +197,7 @@ async def test_operator_controls_matching(harness: Harness) -> None:
     await harness.operator.SetWorkerTaskFilter(
         operator_pb2.SetWorkerTaskFilterRequest(name=worker.name), metadata=harness.admin
     )
-    assert (await worker.expect("assignment")).assignment.lease.work_request_id == work_request_id
+    assert (await worker.expect("assignment")).lease.work_request_id == work_request_id
     listed = await harness.operator.ListWorkers(
         operator_pb2.ListWorkersRequest(), metadata=harness.admin
     )
@@ -249,7 +249,7 @@ async def test_acknowledged_requests_survive_a_restart(tmp_path: Path) -> None:
             assert (await second.get(work_request_id)).state == pb.WORK_REQUEST_STATE_PENDING
         worker = await second.new_worker()
         await worker.connect(slots=10)
-        pushed = {(await worker.expect("assignment")).assignment.lease.work_request_id for _ in ids}
+        pushed = {(await worker.expect("assignment")).lease.work_request_id for _ in ids}
         assert pushed == set(ids)
         await worker.disconnect()
     finally:
@@ -267,6 +267,6 @@ async def test_an_operator_can_ask_a_worker_for_fresh_metadata(harness: Harness)
     await worker.expect("metadata_refresh")
     worker.send(metadata_update=workers_pb2.MetadataUpdate(metadata_json='{"noop:version": 1}'))
     work_request_id = await harness.submit()
-    lease = (await worker.expect("assignment")).assignment.lease
+    lease = (await worker.expect("assignment")).lease
     assert lease.work_request_id == work_request_id  # the new metadata made it eligible
     await worker.disconnect()

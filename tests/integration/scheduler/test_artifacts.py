@@ -206,7 +206,7 @@ async def test_a_worker_uploads_only_for_work_it_holds(harness: Harness, tmp_pat
     worker = await harness.new_worker()
     await worker.connect()
     work_request_id = await harness.submit()
-    lease = (await worker.expect("assignment")).assignment.lease
+    lease = (await worker.expect("assignment")).lease
     source = write(tmp_path / "log", 100)
     stolen = common_pb2.Lease(work_request_id=work_request_id, attempt=lease.attempt + 1)
     for wrong in (stolen, common_pb2.Lease(work_request_id="other", attempt=1)):

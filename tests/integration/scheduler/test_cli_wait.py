@@ -30,7 +30,7 @@ async def test_submit_wait(
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=dict(os.environ),
     )  # fmt: skip
     try:
-        lease = (await worker.expect("assignment", timeout=30)).assignment.lease
+        lease = (await worker.expect("assignment", timeout=30)).lease
         worker.started(lease)
         assert cli.stderr is not None
         progress = ""

@@ -7,7 +7,7 @@ import json
 
 from taskyard.v1 import common_pb2, workers_pb2
 from taskyard.v1 import work_requests_pb2 as pb
-from tests.integration.scheduler.harness import Harness
+from tests.integration.scheduler.harness import Harness, completion, started_report
 
 
 async def test_register_enable_connect_assign_complete(harness: Harness) -> None:
@@ -17,7 +17,7 @@ async def test_register_enable_connect_assign_complete(harness: Harness) -> None
     assert welcome.heartbeat_interval.ToNanoseconds() == 500_000_000
 
     work_request_id = await harness.submit("noop", {"sleep": 0}, priority=3)
-    assignment = (await worker.expect("assignment")).assignment
+    assignment = await worker.expect("assignment")
     assert assignment.lease == common_pb2.Lease(work_request_id=work_request_id, attempt=1)
     assert assignment.task_name == "noop"
     assert json.loads(assignment.task_data_json) == {"sleep": 0}
@@ -28,7 +28,7 @@ async def test_register_enable_connect_assign_complete(harness: Harness) -> None
     assert worker.received.empty()  # an accepted start is not answered
 
     worker.completed(assignment.lease, workers_pb2.WORK_OUTCOME_SUCCESS, output_json='{"n": 1}')
-    ack = (await worker.expect("ack")).ack
+    ack = await worker.expect("ack")
     assert ack.kind == workers_pb2.REPORT_KIND_COMPLETED
     assert not ack.HasField("problem")
     done = await harness.get(work_request_id)
@@ -42,6 +42,40 @@ async def test_register_enable_connect_assign_complete(harness: Harness) -> None
     await worker.disconnect()
 
 
+async def test_reports_sent_together_are_each_recorded(harness: Harness) -> None:
+    worker = await harness.new_worker()
+    await worker.connect(slots=3)
+    ids = [await harness.submit("noop") for _ in range(3)]
+    leases = {lease.work_request_id: lease for lease in
+              [(await worker.expect("assignment")).lease for _ in ids]}  # fmt: skip
+    first, second, third = (leases[i] for i in ids)
+    watch = harness.work_requests.Watch(pb.WatchRequest(id=ids[0]), metadata=harness.submitter)
+    assert (await anext(aiter(watch))).work_request.state == pb.WORK_REQUEST_STATE_ASSIGNED
+
+    worker.report(
+        started_report(first),
+        completion(first, workers_pb2.WORK_OUTCOME_SUCCESS),
+        started_report(second),
+        completion(second, workers_pb2.WORK_OUTCOME_FAILURE),
+        started_report(third),
+    )
+    acks = [await worker.expect("ack") for _ in range(2)]
+    assert {ack.lease.work_request_id for ack in acks} == {ids[0], ids[1]}
+    assert not any(ack.HasField("problem") for ack in acks)
+    # A start folded into its completion is still seen running, then done.
+    seen = [change.work_request async for change in watch]
+    assert [w.state for w in seen] == [
+        pb.WORK_REQUEST_STATE_RUNNING,
+        pb.WORK_REQUEST_STATE_COMPLETED,
+    ]
+    assert seen[1].started_at == seen[0].started_at
+    assert seen[1].started_at.seconds > 0
+    assert (await harness.get(ids[1])).result == pb.WORK_REQUEST_RESULT_FAILURE
+    await harness.wait_for_state(ids[2], pb.WORK_REQUEST_STATE_RUNNING)
+    assert worker.received.empty()  # accepted starts are not answered
+    await worker.disconnect()
+
+
 async def test_work_waiting_before_the_worker_connects_is_pushed_on_connect(
     harness: Harness,
 ) -> None:
@@ -49,9 +83,7 @@ async def test_work_waiting_before_the_worker_connects_is_pushed_on_connect(
     second = await harness.submit("noop", {"result": False}, priority=10)
     worker = await harness.new_worker()
     await worker.connect(slots=2)
-    pushed = {
-        (await worker.expect("assignment")).assignment.lease.work_request_id for _ in range(2)
-    }
+    pushed = {(await worker.expect("assignment")).lease.work_request_id for _ in range(2)}
     assert pushed == {first, second}
     await worker.disconnect()
 
@@ -64,7 +96,7 @@ async def test_priority_then_fifo_on_a_single_slot(harness: Harness) -> None:
     await worker.connect(slots=1)
     order = []
     for _ in range(3):
-        lease = (await worker.expect("assignment")).assignment.lease
+        lease = (await worker.expect("assignment")).lease
         order.append(lease.work_request_id)
         worker.completed(lease, workers_pb2.WORK_OUTCOME_SUCCESS)
         await worker.expect("ack")
@@ -76,9 +108,9 @@ async def test_a_start_with_a_stale_lease_is_refused(harness: Harness) -> None:
     worker = await harness.new_worker()
     await worker.connect()
     await harness.submit()
-    lease = (await worker.expect("assignment")).assignment.lease
+    lease = (await worker.expect("assignment")).lease
     worker.started(common_pb2.Lease(work_request_id=lease.work_request_id, attempt=7))
-    ack = (await worker.expect("ack")).ack
+    ack = await worker.expect("ack")
     assert (ack.kind, ack.problem.reason) == (workers_pb2.REPORT_KIND_STARTED, "STALE_LEASE")
     await worker.disconnect()
 
@@ -87,10 +119,10 @@ async def test_a_stale_lease_is_refused_and_changes_nothing(harness: Harness) ->
     worker = await harness.new_worker()
     await worker.connect()
     work_request_id = await harness.submit()
-    lease = (await worker.expect("assignment")).assignment.lease
+    lease = (await worker.expect("assignment")).lease
     stale = common_pb2.Lease(work_request_id=work_request_id, attempt=lease.attempt + 1)
     worker.completed(stale, workers_pb2.WORK_OUTCOME_FAILURE)
-    ack = (await worker.expect("ack")).ack
+    ack = await worker.expect("ack")
     assert ack.problem.code == 9  # FAILED_PRECONDITION
     assert ack.problem.reason == "STALE_LEASE"
     assert (await harness.get(work_request_id)).state == pb.WORK_REQUEST_STATE_ASSIGNED
@@ -101,10 +133,10 @@ async def test_a_resent_completion_is_acknowledged_again(harness: Harness) -> No
     worker = await harness.new_worker()
     await worker.connect()
     await harness.submit()
-    lease = (await worker.expect("assignment")).assignment.lease
+    lease = (await worker.expect("assignment")).lease
     for _ in range(2):
         worker.completed(lease, workers_pb2.WORK_OUTCOME_SUCCESS)
-        assert not (await worker.expect("ack")).ack.HasField("problem")
+        assert not (await worker.expect("ack")).HasField("problem")
     await worker.disconnect()
 
 
@@ -112,7 +144,7 @@ async def test_a_lost_worker_has_its_lease_expire_and_the_work_requeued(harness:
     first = await harness.new_worker("first")
     await first.connect()
     work_request_id = await harness.submit()
-    lease = (await first.expect("assignment")).assignment.lease
+    lease = (await first.expect("assignment")).lease
     first.started(lease)
     await harness.wait_for_state(work_request_id, pb.WORK_REQUEST_STATE_RUNNING)
     await first.disconnect()
@@ -121,7 +153,7 @@ async def test_a_lost_worker_has_its_lease_expire_and_the_work_requeued(harness:
     assert requeued.attempt == 2
     second = await harness.new_worker("second")
     await second.connect()
-    assignment = (await second.expect("assignment")).assignment
+    assignment = await second.expect("assignment")
     assert assignment.lease.attempt == 2
     second.completed(assignment.lease, workers_pb2.WORK_OUTCOME_SUCCESS)
     await second.expect("ack")
@@ -134,12 +166,12 @@ async def test_a_worker_back_in_time_keeps_its_lease(harness: Harness) -> None:
     worker = await harness.new_worker()
     await worker.connect()
     work_request_id = await harness.submit()
-    lease = (await worker.expect("assignment")).assignment.lease
+    lease = (await worker.expect("assignment")).lease
     await worker.disconnect()
     await worker.connect(running=[lease])
     await asyncio.sleep(harness.config.lease_grace * 2)
     worker.completed(lease, workers_pb2.WORK_OUTCOME_SUCCESS)
-    assert not (await worker.expect("ack")).ack.HasField("problem")
+    assert not (await worker.expect("ack")).HasField("problem")
     assert (await harness.get(work_request_id)).attempt == 1
     await worker.disconnect()
 
@@ -170,14 +202,14 @@ async def test_abort_of_running_work_is_pushed_and_confirmed(harness: Harness) -
     worker = await harness.new_worker()
     await worker.connect()
     work_request_id = await harness.submit("noop", {"sleep": 60})
-    lease = (await worker.expect("assignment")).assignment.lease
+    lease = (await worker.expect("assignment")).lease
     worker.started(lease)
     await harness.wait_for_state(work_request_id, pb.WORK_REQUEST_STATE_RUNNING)
     response = await harness.work_requests.Abort(
         pb.AbortRequest(id=work_request_id), metadata=harness.submitter
     )
     assert response.work_request.state == pb.WORK_REQUEST_STATE_RUNNING
-    abort = (await worker.expect("abort")).abort
+    abort = await worker.expect("abort")
     assert abort.lease == lease
     assert abort.reason == workers_pb2.ABORT_REASON_USER
     worker.completed(lease, workers_pb2.WORK_OUTCOME_ABORTED)
@@ -195,7 +227,7 @@ async def test_abort_of_pending_work_is_immediate(harness: Harness) -> None:
     worker = await harness.new_worker()
     await worker.connect()
     await harness.submit("noop", {"result": False})
-    assignment = (await worker.expect("assignment")).assignment
+    assignment = await worker.expect("assignment")
     assert assignment.lease.work_request_id != work_request_id
     await worker.disconnect()
 
@@ -206,8 +238,8 @@ async def test_the_execution_timeout_aborts_and_errors(harness: Harness) -> None
     work_request = pb.SubmitRequest(task_name="noop", task_data_json='{"sleep": 60}')
     work_request.timeout.FromMilliseconds(300)
     submitted = await harness.work_requests.Submit(work_request, metadata=harness.submitter)
-    lease = (await worker.expect("assignment")).assignment.lease
-    assert (await worker.expect("abort")).abort.reason == workers_pb2.ABORT_REASON_TIMEOUT
+    lease = (await worker.expect("assignment")).lease
+    assert (await worker.expect("abort")).reason == workers_pb2.ABORT_REASON_TIMEOUT
     done = await harness.get(submitted.work_request.id)
     assert (done.state, done.result, done.error.reason) == (
         pb.WORK_REQUEST_STATE_COMPLETED,
@@ -215,7 +247,7 @@ async def test_the_execution_timeout_aborts_and_errors(harness: Harness) -> None
         "timeout",
     )
     worker.completed(lease, workers_pb2.WORK_OUTCOME_ABORTED)
-    assert (await worker.expect("ack")).ack.problem.reason == "STALE_LEASE"
+    assert (await worker.expect("ack")).problem.reason == "STALE_LEASE"
     await worker.disconnect()
 
 

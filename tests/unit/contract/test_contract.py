@@ -87,9 +87,13 @@ def test_assignment_carries_a_lease_and_trace_context() -> None:
             traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01"
         ),
     )
-    message = workers_pb2.SessionResponse(assignment=assignment)
-    assert message.WhichOneof("message") == "assignment"
-    assert message.assignment.lease.attempt == 2
+    message = workers_pb2.SessionResponse(
+        assignments=workers_pb2.Assignments(assignments=[assignment])
+    )
+    decoded = workers_pb2.SessionResponse.FromString(message.SerializeToString())
+    assert decoded.WhichOneof("message") == "assignments"
+    assert decoded.assignments.assignments[0].lease.attempt == 2
+    assert decoded.assignments.assignments[0].trace_context.traceparent.startswith("00-1111")
 
 
 def test_client_stub_is_generated() -> None:

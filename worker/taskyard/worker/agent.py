@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
 from taskyard.errors import TaskyardError, UnavailableError
 from taskyard.rpc import transfer
+from taskyard.rpc.batching import batches
 from taskyard.rpc.credentials import bearer_metadata
 from taskyard.telemetry import context_from
 from taskyard.v1 import common_pb2, workers_pb2
@@ -50,16 +51,42 @@ def _retryable(error: BaseException) -> bool:
     )
 
 
+#: Stands in the queue for the reports gathered since it was queued.
+_REPORTS = workers_pb2.SessionRequest()
+
+
 @dataclass
 class Link:
-    """The open session, if any: where outgoing messages go."""
+    """The open session, if any: where outgoing messages go. Reports ready
+    together leave in one message."""
 
     queue: asyncio.Queue[workers_pb2.SessionRequest | None] = field(default_factory=asyncio.Queue)
     open: bool = False
+    _reports: list[workers_pb2.WorkReport] = field(default_factory=list)
 
     def send(self, **message: Any) -> None:
         if self.open:
             self.queue.put_nowait(workers_pb2.SessionRequest(**message))
+
+    def report(self, **report: Any) -> None:
+        if self.open:
+            if not self._reports:
+                self.queue.put_nowait(_REPORTS)
+            self._reports.append(workers_pb2.WorkReport(**report))
+
+    def close(self) -> None:
+        self.open = False
+        self.queue.put_nowait(None)
+
+    async def outgoing(self) -> AsyncIterator[workers_pb2.SessionRequest]:
+        """The messages to send, until the link closes."""
+        while (message := await self.queue.get()) is not None:
+            if message is not _REPORTS:
+                yield message
+                continue
+            ready, self._reports = self._reports, []
+            for part in batches(ready):
+                yield workers_pb2.SessionRequest(reports=workers_pb2.WorkReports(reports=part))
 
 
 class Agent:
@@ -160,7 +187,7 @@ class Agent:
         link.send(hello=hello)
         heartbeat: asyncio.Task[None] | None = None
         try:
-            async for message in self.client.session(self.token, self._outgoing(link)):
+            async for message in self.client.session(self.token, link.outgoing()):
                 kind = message.WhichOneof("message")
                 if kind == "welcome":
                     heartbeat = self._welcomed(message.welcome, link)
@@ -173,15 +200,10 @@ class Agent:
             self._report_refusal(error)
             raise
         finally:
-            link.open = False
-            link.queue.put_nowait(None)
+            link.close()
             if heartbeat is not None:
                 heartbeat.cancel()
         raise UnavailableError("the session ended")
-
-    async def _outgoing(self, link: Link) -> AsyncIterator[workers_pb2.SessionRequest]:
-        while (message := await link.queue.get()) is not None:
-            yield message
 
     def _welcomed(self, welcome: workers_pb2.SessionWelcome, link: Link) -> asyncio.Task[None]:
         log.info("connected to %s as %s", self.config.scheduler, welcome.worker_name)
@@ -215,16 +237,18 @@ class Agent:
             log.error("the scheduler refused the session: %s", error.message)
 
     def _handle(self, kind: str | None, message: workers_pb2.SessionResponse) -> None:
-        if kind == "assignment":
-            self._start(message.assignment)
+        if kind == "assignments":
+            for assignment in message.assignments.assignments:
+                self._start(assignment)
         elif kind == "abort":
             lease = message.abort.lease
             log.info("abort of %s: %s", lease.work_request_id, message.abort.message)
             self._spawn(self.runner.abort(lease.work_request_id))
         elif kind == "metadata_refresh":
             self._spawn(self._send_metadata(force=True))
-        elif kind == "ack":
-            self._acknowledged(message.ack)
+        elif kind == "acks":
+            for ack in message.acks.acks:
+                self._acknowledged(ack)
 
     def _acknowledged(self, ack: workers_pb2.ReportAck) -> None:
         lease = ack.lease
@@ -288,7 +312,7 @@ class Agent:
         self._jobs[job.work_request_id] = asyncio.create_task(self._run(job, lease, timeout))
 
     async def _run(self, job: Job, lease: common_pb2.Lease, timeout: float) -> None:
-        self._link.send(started=workers_pb2.WorkStarted(lease=lease))
+        self._link.report(started=workers_pb2.WorkStarted(lease=lease))
         log.info("running %s (%s, attempt %d)", job.work_request_id, job.task_name, job.attempt)
         timer = None
         if timeout > 0:
@@ -322,7 +346,7 @@ class Agent:
                 type=result.error.get("type", ""),
                 message=result.error.get("message", ""),
             )
-        self._link.send(
+        self._link.report(
             completed=workers_pb2.WorkCompleted(
                 lease=common_pb2.Lease(
                     work_request_id=result.work_request_id, attempt=result.attempt

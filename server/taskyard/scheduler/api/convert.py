@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import cast
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from taskyard.errors import TaskyardError
 from taskyard.rpc import status as rpc_status
+from taskyard.rpc.batching import batches
 from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import (
     Artifact,
@@ -232,8 +235,52 @@ def token_to_proto(token: Token) -> operator_pb2.Token:
     )
 
 
-def session_message_to_proto(message: messages.SessionMessage) -> workers_pb2.SessionResponse:
-    """The wire form of what the scheduler pushes to a worker."""
+def session_responses(
+    ready: Iterable[messages.SessionMessage],
+) -> Iterator[workers_pb2.SessionResponse]:
+    """The wire form of messages ready for a worker, in order: each run of
+    assignments, and of acknowledgements, goes in as few messages as fit."""
+    for kind, run in itertools.groupby(ready, type):
+        if kind is messages.Assign:
+            assignments = [assignment_to_proto(cast(messages.Assign, m)) for m in run]
+            for part in batches(assignments):
+                yield workers_pb2.SessionResponse(
+                    assignments=workers_pb2.Assignments(assignments=part)
+                )
+        elif kind is messages.Ack:
+            acks = [ack_to_proto(cast(messages.Ack, m)) for m in run]
+            for acks_part in batches(acks):
+                yield workers_pb2.SessionResponse(acks=workers_pb2.ReportAcks(acks=acks_part))
+        else:
+            yield from map(_solo_to_proto, run)
+
+
+def assignment_to_proto(message: messages.Assign) -> workers_pb2.Assignment:
+    work_request = message.work_request
+    trace = work_request.trace_context
+    return workers_pb2.Assignment(
+        lease=lease_to_proto(work_request.lease),
+        task_name=work_request.task_name,
+        task_data_json=work_request.task_data_json,
+        task_version=message.task_version,
+        timeout=duration(message.timeout_seconds),
+        trace_context=common_pb2.TraceContext(
+            traceparent=trace.get("traceparent", ""),
+            tracestate=trace.get("tracestate", ""),
+        ),
+    )
+
+
+def ack_to_proto(message: messages.Ack) -> workers_pb2.ReportAck:
+    return workers_pb2.ReportAck(
+        lease=lease_to_proto(message.lease),
+        kind=REPORT_KINDS[message.kind],
+        problem=problem(message.problem) if message.problem else None,
+    )
+
+
+def _solo_to_proto(message: messages.SessionMessage) -> workers_pb2.SessionResponse:
+    """The wire form of one message that travels alone."""
     match message:
         case messages.Welcome():
             return workers_pb2.SessionResponse(
@@ -241,22 +288,6 @@ def session_message_to_proto(message: messages.SessionMessage) -> workers_pb2.Se
                     worker_name=message.worker_name,
                     heartbeat_interval=duration(message.heartbeat_interval),
                     lease_grace=duration(message.lease_grace),
-                )
-            )
-        case messages.Assign():
-            work_request = message.work_request
-            trace = work_request.trace_context
-            return workers_pb2.SessionResponse(
-                assignment=workers_pb2.Assignment(
-                    lease=lease_to_proto(work_request.lease),
-                    task_name=work_request.task_name,
-                    task_data_json=work_request.task_data_json,
-                    task_version=message.task_version,
-                    timeout=duration(message.timeout_seconds),
-                    trace_context=common_pb2.TraceContext(
-                        traceparent=trace.get("traceparent", ""),
-                        tracestate=trace.get("tracestate", ""),
-                    ),
                 )
             )
         case messages.AbortWork():
@@ -269,17 +300,11 @@ def session_message_to_proto(message: messages.SessionMessage) -> workers_pb2.Se
             )
         case messages.RefreshMetadata():
             return workers_pb2.SessionResponse(metadata_refresh=workers_pb2.MetadataRefresh())
-        case messages.Ack():
-            return workers_pb2.SessionResponse(
-                ack=workers_pb2.ReportAck(
-                    lease=lease_to_proto(message.lease),
-                    kind=REPORT_KINDS[message.kind],
-                    problem=problem(message.problem) if message.problem else None,
-                )
-            )
         case messages.Closing():
             return workers_pb2.SessionResponse(
                 closing=workers_pb2.SessionClosing(
                     reason=message.reason, reconnect_after=duration(message.reconnect_after)
                 )
             )
+        case messages.Assign() | messages.Ack():
+            return next(session_responses([message]))

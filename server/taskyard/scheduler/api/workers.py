@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from functools import partial
 
 import grpc
 
 from taskyard.errors import InvalidArgumentError, TaskyardError
 from taskyard.scheduler.api import convert
 from taskyard.scheduler.api.access import Context, principal
-from taskyard.scheduler.domain import WorkError
+from taskyard.scheduler.domain import Lease, WorkError
 from taskyard.scheduler.service import messages
 from taskyard.scheduler.service.auth import require_worker
 from taskyard.scheduler.service.dispatch import Dispatcher
 from taskyard.scheduler.service.live import Session as WorkerSession
 from taskyard.scheduler.service.workers import Workers, parse_json_object
+from taskyard.v1 import common_pb2, workers_pb2_grpc
 from taskyard.v1 import workers_pb2 as pb
-from taskyard.v1 import workers_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,9 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
         )
         reader = asyncio.create_task(self._read(request_iterator, session))
         try:
-            while (message := await session.outbox.get()) is not None:
-                yield convert.session_message_to_proto(message)
+            while (ready := await session.ready()) is not None:
+                for response in convert.session_responses(ready):
+                    yield response
         finally:
             reader.cancel()
             self._dispatcher.close_session(session)
@@ -67,9 +68,8 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
         try:
             async for request in requests:
                 session.touch()
-                key = _lease_key(request)
-                previous = last.get(key)
-                last[key] = asyncio.create_task(self._after(previous, request, session))
+                for key, step in self._steps(request, session):
+                    last[key] = asyncio.create_task(self._after(last.get(key), step, session))
                 if len(last) > 1000:
                     last = {k: t for k, t in last.items() if not t.done()}
         except (asyncio.CancelledError, grpc.aio.AioRpcError):
@@ -81,65 +81,93 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
             for task in last.values():
                 task.cancel()
 
+    def _steps(self, request: pb.SessionRequest, session: WorkerSession) -> list[tuple[str, Step]]:
+        """What to do about one message, keyed by the lease each step is about
+        ("" for the worker itself)."""
+        kind = request.WhichOneof("message")
+        if kind == "metadata_update":
+            text = request.metadata_update.metadata_json
+            return [("", lambda: self._metadata_update(session, text))]
+        if kind == "reports":
+            return [
+                (lease.work_request_id, partial(self._report, session, lease, started, completed))
+                for lease, started, completed in fold_reports(request.reports.reports)
+            ]
+        return []
+
     async def _after(
-        self,
-        previous: asyncio.Task[None] | None,
-        request: pb.SessionRequest,
-        session: WorkerSession,
+        self, previous: asyncio.Task[None] | None, step: Step, session: WorkerSession
     ) -> None:
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)
         try:
-            await self._handle(request, session)
+            await step()
         except Exception:
             log.exception("could not handle a message from %s", session.worker_name)
             session.close()
 
-    async def _handle(self, request: pb.SessionRequest, session: WorkerSession) -> None:
-        kind = request.WhichOneof("message")
-        if kind == "metadata_update":
-            text = request.metadata_update.metadata_json
-            metadata = parse_json_object(text, "metadata_update.metadata_json")
-            await self._dispatcher.metadata_changed(session, metadata)
-        elif kind == "started":
-            lease = convert.lease_from_proto(request.started.lease)
-            await self._acknowledge(
-                session,
-                lease,
-                messages.ReportKind.STARTED,
-                self._dispatcher.started(session, lease),
-            )
-        elif kind == "completed":
-            report = request.completed
-            lease = convert.lease_from_proto(report.lease)
-            error = None
-            if report.HasField("error"):
-                error = WorkError(report.error.reason, report.error.message, report.error.type)
-            outcome = convert.OUTCOMES.get(report.outcome)
-            if outcome is None:
-                raise InvalidArgumentError("a completed report needs an outcome")
-            done = self._dispatcher.completed(session, lease, outcome, report.output_json, error)
-            await self._acknowledge(session, lease, messages.ReportKind.COMPLETED, done)
+    async def _metadata_update(self, session: WorkerSession, text: str) -> None:
+        metadata = parse_json_object(text, "metadata_update.metadata_json")
+        await self._dispatcher.metadata_changed(session, metadata)
 
-    async def _acknowledge(
-        self, session: WorkerSession, lease: Any, kind: messages.ReportKind, report: Any
+    async def _report(
+        self,
+        session: WorkerSession,
+        lease: common_pb2.Lease,
+        started: bool,
+        report: pb.WorkCompleted | None,
     ) -> None:
-        """Answer a report: always for a completion (the worker keeps it until
-        then), only on refusal for a start."""
+        """Record a start, a completion, or both at once; answer the worker:
+        always for a completion (the worker keeps it until then), only on
+        refusal for a start."""
+        domain_lease = convert.lease_from_proto(lease)
+        kind = messages.ReportKind.STARTED if report is None else messages.ReportKind.COMPLETED
         try:
-            await report
+            if report is None:
+                await self._dispatcher.started(session, domain_lease)
+            else:
+                await self._completed(session, domain_lease, started, report)
         except TaskyardError as error:
-            session.send(messages.Ack(lease, kind, error))
+            session.send(messages.Ack(domain_lease, kind, error))
             return
-        if kind is messages.ReportKind.COMPLETED:
-            session.send(messages.Ack(lease, kind))
+        if report is not None:
+            session.send(messages.Ack(domain_lease, kind))
+
+    async def _completed(
+        self, session: WorkerSession, lease: Lease, started: bool, report: pb.WorkCompleted
+    ) -> None:
+        outcome = convert.OUTCOMES.get(report.outcome)
+        if outcome is None:
+            raise InvalidArgumentError("a completed report needs an outcome")
+        error = None
+        if report.HasField("error"):
+            error = WorkError(report.error.reason, report.error.message, report.error.type)
+        await self._dispatcher.completed(
+            session, lease, outcome, report.output_json, error, started=started
+        )
 
 
-def _lease_key(request: pb.SessionRequest) -> str:
-    """Which lease a message is about ("" for messages about the worker itself)."""
-    kind = request.WhichOneof("message")
-    if kind == "started":
-        return request.started.lease.work_request_id
-    if kind == "completed":
-        return request.completed.lease.work_request_id
-    return ""
+Step = Callable[[], Awaitable[None]]
+
+
+def fold_reports(
+    reports: Iterable[pb.WorkReport],
+) -> list[tuple[common_pb2.Lease, bool, pb.WorkCompleted | None]]:
+    """Reports as steps `(lease, started, completed)`, in order. A start
+    followed by the completion of the same lease in one message is one step,
+    recorded in one transition."""
+    steps: list[tuple[common_pb2.Lease, bool, pb.WorkCompleted | None]] = []
+    for report in reports:
+        kind = report.WhichOneof("report")
+        if kind == "started":
+            steps.append((report.started.lease, True, None))
+        elif kind == "completed":
+            lease = report.completed.lease
+            if steps and steps[-1][2] is None and steps[-1][0] == lease:
+                steps.pop()
+                steps.append((lease, True, report.completed))
+            else:
+                steps.append((lease, False, report.completed))
+        else:
+            raise InvalidArgumentError("a report must say started or completed")
+    return steps

@@ -181,21 +181,23 @@ class Dispatcher:
             self.enqueue(after, configured_task(after))
         self.feed.publish(after)
 
-    async def commit(self, before: WorkRequest, after: WorkRequest) -> bool:
-        """Compare-and-set `before -> after` in the store; on success update the live state."""
+    async def commit(
+        self, before: WorkRequest, after: WorkRequest, via: WorkRequest | None = None
+    ) -> bool:
+        """Compare-and-set `before -> after` in the store; on success update the
+        live state. `via` is a state passed through on the way, in the same
+        write (a start reported together with the completion)."""
         changed = await self.db.run(
             lambda tx: tx.replace_work_request(
                 after, expected_state=before.state, expected_attempt=before.attempt
             )
         )
         if changed:
+            if via is not None:
+                self.feed.publish(via)
+                _observe(before, via)
             self._settle(after)
-            if after.state is State.RUNNING:
-                metrics.started(after)
-            elif after.state in FINAL_STATES:
-                metrics.finished(after)
-            elif after.state is State.PENDING and before.state in ACTIVE_STATES:
-                metrics.requeues.add(1, {"taskyard.task": after.task_name})
+            _observe(before, after)
         return bool(changed)
 
     # -- Matching ---------------------------------------------------------
@@ -427,9 +429,12 @@ class Dispatcher:
         outcome: lifecycle.Outcome,
         output_json: str,
         error: WorkError | None,
+        *,
+        started: bool = False,
     ) -> None:
-        """The worker finished an assignment. A resent report of a recorded
-        result is accepted again (its first acknowledgement may have been lost)."""
+        """The worker finished an assignment (and, with `started`, reported its
+        start in the same message). A resent report of a recorded result is
+        accepted again (its first acknowledgement may have been lost)."""
         live = self.workers.get(session.worker_name)
         if live is not None:
             live.busy.discard(lease.work_request_id)
@@ -440,10 +445,14 @@ class Dispatcher:
             if await self._already_recorded(session, lease, outcome):
                 return
             raise
+        now = self.clock()
+        running = None
+        if started and current.state is State.ASSIGNED:
+            running = lifecycle.start(current, now)
         finished = lifecycle.finish(
-            current, outcome, self.clock(), output_json=output_json, error=error
+            running or current, outcome, now, output_json=output_json, error=error
         )
-        if not await self.commit(current, finished):
+        if not await self.commit(current, finished, via=running):
             raise StaleLeaseError(f"work request {lease.work_request_id} changed meanwhile")
         tracing.record(
             "taskyard.complete",
@@ -490,6 +499,16 @@ class Dispatcher:
         live = self.workers.setdefault(worker.name, LiveWorker(worker, view_of(worker)))
         live.worker, live.view = worker, view_of(worker)
         self.kick()
+
+
+def _observe(before: WorkRequest, after: WorkRequest) -> None:
+    """Count a committed transition in the metrics."""
+    if after.state is State.RUNNING:
+        metrics.started(after)
+    elif after.state in FINAL_STATES:
+        metrics.finished(after)
+    elif after.state is State.PENDING and before.state in ACTIVE_STATES:
+        metrics.requeues.add(1, {"taskyard.task": after.task_name})
 
 
 def _save_hello(

@@ -44,6 +44,21 @@ class Session:
         else:
             self._deadline = self._loop.call_later(self._silence - quiet, self._check)
 
+    async def ready(self) -> list[messages.SessionMessage] | None:
+        """Wait for the next message; return it with every other one queued
+        behind it (sent together), or None once the session has ended."""
+        first = await self.outbox.get()
+        if first is None:
+            return None
+        ready = [first]
+        while not self.outbox.empty():
+            message = self.outbox.get_nowait()
+            if message is None:
+                self.outbox.put_nowait(None)  # the end comes after this batch
+                break
+            ready.append(message)
+        return ready
+
     def send(self, message: messages.SessionMessage) -> None:
         """Queue a message for the worker (dropped once the session closed)."""
         if not self.closed:
