@@ -232,8 +232,7 @@ class SimulatedWorker:
             if kind == "assignments":
                 self._complete([a.lease for a in message.assignments.assignments])
             elif kind == "acks":
-                completed = workers_pb2.REPORT_KIND_COMPLETED
-                self.completed += sum(ack.kind == completed for ack in message.acks.acks)
+                self.completed += sum(map(_recorded, message.acks.acks))
                 if done.is_set():
                     break
         self.outgoing.put_nowait(None)
@@ -257,6 +256,13 @@ class SimulatedWorker:
     async def _requests(self) -> AsyncIterator[workers_pb2.SessionRequest]:
         while (request := await self.outgoing.get()) is not None:
             yield request
+
+
+def _recorded(ack: workers_pb2.ReportAck) -> bool:
+    """Whether `ack` says a completion was recorded (not refused)."""
+    if ack.HasField("problem"):
+        raise RuntimeError(f"report refused: {ack.problem.message}")
+    return ack.kind == workers_pb2.REPORT_KIND_COMPLETED
 
 
 @asynccontextmanager

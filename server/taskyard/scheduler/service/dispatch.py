@@ -214,7 +214,7 @@ class Dispatcher:
 
     def match_once(self) -> int:
         """Give every free slot the best pending request it can run; return how many."""
-        claimed = 0
+        claims: list[tuple[LiveWorker, WorkRequest]] = []
         for live in self.workers.values():
             while live.free_slots() > 0:
                 entry = pick(live.view, self.index, self.verdicts)
@@ -222,24 +222,33 @@ class Dispatcher:
                     break
                 self.index.discard(entry.id)
                 live.busy.add(entry.id)
-                self._spawn(self._claim(live, self.pending.pop(entry.id)))
-                claimed += 1
-        return claimed
+                claims.append((live, self.pending.pop(entry.id)))
+        if claims:
+            self._spawn(self._claim(claims))
+        return len(claims)
 
-    async def _claim(self, live: LiveWorker, work_request: WorkRequest) -> None:
-        assigned = lifecycle.assign(work_request, live.worker.name, self.clock())
+    async def _claim(self, claims: list[tuple[LiveWorker, WorkRequest]]) -> None:
+        """Claim the requests of one matching pass, in one store operation."""
+        now = self.clock()
+        assigned = [lifecycle.assign(w, live.worker.name, now) for live, w in claims]
         try:
-            claimed = await self.db.run(lambda tx: tx.claim_work_request(assigned))
+            won = await self.db.run(lambda tx: [tx.claim_work_request(a) for a in assigned])
         except Exception:
-            log.exception("could not claim %s; it stays pending", work_request.id)
-            claimed = False
-        if not claimed:
-            live.busy.discard(work_request.id)
-            current = await self.db.run(lambda tx: tx.get_work_request(work_request.id))
-            if current is not None and current.state is State.PENDING:
-                self.enqueue(current, configured_task(current))
-            return
-        self.assigned(live, assigned, work_request.updated_at or work_request.created_at)
+            log.exception("could not claim %d request(s); they stay pending", len(claims))
+            won = [False] * len(claims)
+        for (live, work_request), claimed, ok in zip(claims, assigned, won, strict=True):
+            if ok:
+                self.assigned(live, claimed, work_request.updated_at or work_request.created_at)
+            else:
+                live.busy.discard(work_request.id)
+                self._spawn(self._requeue_unclaimed(work_request.id))
+
+    async def _requeue_unclaimed(self, work_request_id: str) -> None:
+        """A claim lost to a concurrent change: queue the request again if it is
+        still pending."""
+        current = await self.db.run(lambda tx: tx.get_work_request(work_request_id))
+        if current is not None and current.state is State.PENDING:
+            self.enqueue(current, configured_task(current))
 
     def reserve(self, task: Task, shape: Shape) -> LiveWorker | None:
         """A free worker that can run a new request of `task` now, its slot taken.
@@ -274,6 +283,21 @@ class Dispatcher:
 
     def assigned(self, live: LiveWorker, assigned: WorkRequest, queued_since: datetime) -> None:
         """A committed assignment: hold it against the worker and push it."""
+        if tracing.active():
+            self._trace_assignment(live, assigned, queued_since)
+        live.busy.add(assigned.id)
+        self.assignments += 1
+        self.active[assigned.id] = assigned
+        self._arm_timeout(assigned)
+        self.feed.publish(assigned)
+        task_class = Task.class_from_name(assigned.task_name)
+        if live.session is not None:
+            timeout = effective_timeout(assigned)
+            live.session.send(messages.Assign(assigned, task_class.TASK_VERSION or 0, timeout))
+
+    def _trace_assignment(
+        self, live: LiveWorker, assigned: WorkRequest, queued_since: datetime
+    ) -> None:
         parent = tracing.parent_of(assigned)  # parsed once for the three spans
         tracing.record("taskyard.queue_wait", assigned, queued_since, assigned.assigned_at, parent)
         tracing.record(
@@ -286,15 +310,6 @@ class Dispatcher:
             verdict_cache_hits=self.verdicts.hits,
         )
         tracing.record("taskyard.assign", assigned, parent=parent, worker=live.worker.name)
-        live.busy.add(assigned.id)
-        self.assignments += 1
-        self.active[assigned.id] = assigned
-        self._arm_timeout(assigned)
-        self.feed.publish(assigned)
-        task_class = Task.class_from_name(assigned.task_name)
-        if live.session is not None:
-            timeout = effective_timeout(assigned)
-            live.session.send(messages.Assign(assigned, task_class.TASK_VERSION or 0, timeout))
 
     # -- Timeouts ---------------------------------------------------------
 

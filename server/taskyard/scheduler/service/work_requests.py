@@ -103,11 +103,10 @@ class WorkRequests:
         The submit span's trace context is stored with the request: its whole
         life (every attempt) is one trace.
         """
-        with tracing.tracer.start_as_current_span(
-            "taskyard.submit", attributes={"taskyard.task": spec.task_name}
-        ) as span:
+        with tracing.span("taskyard.submit", **{"taskyard.task": spec.task_name}) as span:
             task = validate(spec)
-            spec = dataclasses.replace(spec, trace_context=current_trace_context())
+            if span.get_span_context().is_valid:
+                spec = dataclasses.replace(spec, trace_context=current_trace_context())
             submitted = await self._store(spec, task)
             span.set_attribute("taskyard.work_request.id", submitted.work_request.id)
             span.set_attribute("taskyard.created", submitted.created)
