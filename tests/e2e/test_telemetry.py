@@ -38,8 +38,7 @@ def otel(endpoint: str) -> dict[str, str]:
 
 
 def in_trace(received: Received, trace_id: str) -> dict[str, list[Span]]:
-    with received.lock:
-        spans = [s for s in received.spans if s.trace_id == trace_id]
+    spans = [s for s in received.spans if s.trace_id == trace_id]
     by_name: dict[str, list[Span]] = {}
     for span in spans:
         by_name.setdefault(span.name, []).append(span)

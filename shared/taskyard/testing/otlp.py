@@ -41,11 +41,28 @@ def _value(value: Any) -> Any:
 
 @dataclass
 class Received:
-    """Everything exported to the receiver so far."""
+    """Everything exported to the receiver so far. Spans are kept as they
+    arrived and flattened when first read, so receiving costs next to nothing
+    (a benchmark's receiver shares the machine with what it measures)."""
 
-    spans: list[Span] = field(default_factory=list)
     metrics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _exports: list[Any] = field(default_factory=list)
+    _spans: list[Span] = field(default_factory=list)
+
+    @property
+    def spans(self) -> list[Span]:
+        """Every span received so far, in arrival order."""
+        with self.lock:
+            exports, self._exports = self._exports, []
+        flattened = [span for export in exports for span in _flatten(export)]
+        with self.lock:
+            self._spans.extend(flattened)
+            return list(self._spans)
+
+    def add_export(self, request: Any) -> None:
+        with self.lock:
+            self._exports.append(request)
 
     def wait_for(self, condition: Callable[[], bool], timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -54,12 +71,26 @@ class Received:
             time.sleep(0.1)
 
     def names(self) -> list[str]:
-        with self.lock:
-            return sorted({s.name for s in self.spans})
+        return sorted({s.name for s in self.spans})
 
     def named(self, name: str) -> list[Span]:
-        with self.lock:
-            return [s for s in self.spans if s.name == name]
+        return [s for s in self.spans if s.name == name]
+
+
+def _flatten(request: Any) -> Iterator[Span]:
+    for resource_spans in request.resource_spans:
+        resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
+        for scope in resource_spans.scope_spans:
+            for span in scope.spans:
+                yield Span(
+                    name=span.name,
+                    service=str(resource.get("service.name", "")),
+                    pid=int(resource.get("process.pid", 0)),
+                    trace_id=span.trace_id.hex(),
+                    span_id=span.span_id.hex(),
+                    parent_id=span.parent_span_id.hex(),
+                    attributes={a.key: _value(a.value) for a in span.attributes},
+                )
 
 
 class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
@@ -67,22 +98,7 @@ class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
         self.received = received
 
     def Export(self, request: Any, context: Any) -> Any:
-        for resource_spans in request.resource_spans:
-            resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
-            for scope in resource_spans.scope_spans:
-                for span in scope.spans:
-                    with self.received.lock:
-                        self.received.spans.append(
-                            Span(
-                                name=span.name,
-                                service=str(resource.get("service.name", "")),
-                                pid=int(resource.get("process.pid", 0)),
-                                trace_id=span.trace_id.hex(),
-                                span_id=span.span_id.hex(),
-                                parent_id=span.parent_span_id.hex(),
-                                attributes={a.key: _value(a.value) for a in span.attributes},
-                            )
-                        )
+        self.received.add_export(request)
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
