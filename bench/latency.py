@@ -1,9 +1,11 @@
 """Submit -> assignment received, with idle workers, beside a bare unary round trip.
 
 Requests are submitted one at a time to a real scheduler process with idle
-simulated workers; the latency is from sending Submit to a worker holding the
-assignment (a durable commit of the submit and of the claim lies between). In
-the same run, a bare gRPC server answers trivial unary calls one at a time.
+simulated workers (in a process of their own, as real workers are); the
+latency is from sending Submit to a worker holding the assignment (a durable
+commit of the submit and of the claim lies between). Each submit is preceded
+by one trivial unary call to a bare gRPC server, so both are measured at the
+same moments of the machine, each after the same short pause.
 Targets: p50 <= 2.5x the bare round trip, p99 <= 5 ms.
 """
 
@@ -11,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
+from pathlib import Path
 
 from taskyard.rpc.credentials import bearer_metadata
-from taskyard.v1 import common_pb2, work_requests_pb2, work_requests_pb2_grpc
+from taskyard.v1 import work_requests_pb2, work_requests_pb2_grpc
 
 from support import (
-    SimulatedWorker,
     bare_call,
     bare_server,
     channel_to,
@@ -28,40 +31,60 @@ from support import (
     wait_for_workers,
 )
 
+IDLE_WORKERS = Path(__file__).with_name("idle_workers.py")
+#: Pause before each measured call, so neither starts while the other's
+#: trailing work (commits, acknowledgements) still runs.
+QUIET = 0.002
 
-async def submit_to_assignment(samples: int, workers: int) -> list[float]:
-    """Seconds from Submit to the assignment arriving, one request at a time."""
-    with scheduler_process() as (scheduler, admin):
-        async with channel_to(scheduler.address) as channel:
-            done = asyncio.Event()
-            arrived: asyncio.Queue[float] = asyncio.Queue()
-            simulated = [SimulatedWorker(channel, f"idle{i}", 1) for i in range(workers)]
 
-            def assigned(_lease: common_pb2.Lease) -> None:
-                arrived.put_nowait(time.perf_counter())
+async def submit_to_assignment(samples: int, workers: int) -> tuple[list[float], list[float]]:
+    """Seconds from Submit to the assignment arriving, one request at a time,
+    and, alternating with them, seconds per bare unary round trip, so both see
+    the same moments of this shared machine.
 
-            for worker in simulated:
-                worker.on_assignment = assigned
-            serving = [asyncio.create_task(w.run(done)) for w in simulated]
-            await asyncio.sleep(1.0)
-            stub = work_requests_pb2_grpc.WorkRequestServiceStub(channel)
-            metadata = bearer_metadata(admin)
-            request = work_requests_pb2.SubmitRequest(task_name="noop")
-            latencies = []
-            for number in range(samples + 20):
-                before = sum(w.completed for w in simulated)
-                sent = time.perf_counter()
-                await stub.Submit(request, metadata=metadata)
-                received = await arrived.get()
-                if number >= 20:  # warm-up
-                    latencies.append(received - sent)
-                while sum(w.completed for w in simulated) == before:  # idle again
-                    await asyncio.sleep(0.001)
-            done.set()
-            for task in serving:
-                task.cancel()
-            await asyncio.gather(*serving, return_exceptions=True)
-    return latencies
+    The idle workers run in their own process, as real workers do, so the
+    submitting client's handling of its own answer does not delay theirs.
+    """
+    with scheduler_process() as (scheduler, admin), bare_server() as server:
+        idle = await asyncio.create_subprocess_exec(
+            sys.executable, str(IDLE_WORKERS), scheduler.address, str(workers),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert idle.stdin is not None
+        assert idle.stdout is not None
+        try:
+            assert await idle.stdout.readline() == b"ready\n"
+            async with (
+                channel_to(scheduler.address) as channel,
+                channel_to(server.address) as bare_channel,
+            ):
+                echo = bare_call(bare_channel)
+                stub = work_requests_pb2_grpc.WorkRequestServiceStub(channel)
+                metadata = bearer_metadata(admin)
+                request = work_requests_pb2.SubmitRequest(task_name="noop")
+                latencies, bare = [], []
+                for number in range(samples + 20):
+                    await asyncio.sleep(QUIET)
+                    sent = time.perf_counter()
+                    await echo(b"x" * 64)
+                    answered = time.perf_counter()
+                    await asyncio.sleep(QUIET)
+                    submitted = time.perf_counter()
+                    await stub.Submit(request, metadata=metadata)
+                    word, received = (await idle.stdout.readline()).split()
+                    assert word == b"assigned"
+                    if number >= 20:  # warm-up
+                        bare.append(answered - sent)
+                        latencies.append(float(received) - submitted)
+                    assert await idle.stdout.readline() == b"recorded\n"  # idle again
+        finally:
+            idle.stdin.close()
+            try:
+                await asyncio.wait_for(idle.wait(), 30)
+            except TimeoutError:
+                idle.kill()
+                await idle.wait()
+    return latencies, bare
 
 
 async def submit_to_running(samples: int, workers: int) -> list[float]:
@@ -93,28 +116,13 @@ async def submit_to_running(samples: int, workers: int) -> list[float]:
     return latencies
 
 
-async def bare_round_trips(samples: int) -> list[float]:
-    """Seconds per bare unary round trip, one at a time."""
-    with bare_server() as server:
-        async with channel_to(server.address) as channel:
-            echo = bare_call(channel)
-            times = []
-            for number in range(samples + 20):
-                sent = time.perf_counter()
-                await echo(b"x" * 64)
-                if number >= 20:
-                    times.append(time.perf_counter() - sent)
-    return times
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
-    taskyard = await submit_to_assignment(args.samples, args.workers)
+    taskyard, bare = await submit_to_assignment(args.samples, args.workers)
     real = await submit_to_running(args.samples // 2, args.workers)
-    bare = await bare_round_trips(args.samples)
     print(f"machine: {machine()}")
     print(f"{args.samples} sequential requests, {args.workers} idle simulated workers")
     print(f"{'measure':<44} {'p50 ms':>8} {'p99 ms':>8}")

@@ -218,6 +218,7 @@ class SimulatedWorker:
         self.outgoing: asyncio.Queue[workers_pb2.SessionRequest | None] = asyncio.Queue()
         self.completed = 0
         self.on_assignment: Any = None
+        self.on_recorded: Any = None
 
     async def run(self, done: asyncio.Event) -> None:
         """Register, open the session and serve until `done`."""
@@ -232,7 +233,10 @@ class SimulatedWorker:
             if kind == "assignments":
                 self._complete([a.lease for a in message.assignments.assignments])
             elif kind == "acks":
-                self.completed += sum(map(_recorded, message.acks.acks))
+                recorded = sum(map(_recorded, message.acks.acks))
+                self.completed += recorded
+                if recorded and self.on_recorded is not None:
+                    self.on_recorded()
                 if done.is_set():
                     break
         self.outgoing.put_nowait(None)
