@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from taskyard.v1 import common_pb2, workers_pb2
 from taskyard.v1 import work_requests_pb2 as pb
 from tests.integration.scheduler.harness import Harness, completion, started_report
@@ -74,6 +76,14 @@ async def test_reports_sent_together_are_each_recorded(harness: Harness) -> None
     await harness.wait_for_state(ids[2], pb.WORK_REQUEST_STATE_RUNNING)
     assert worker.received.empty()  # accepted starts are not answered
     await worker.disconnect()
+
+
+async def test_a_report_that_says_nothing_ends_the_session(harness: Harness) -> None:
+    worker = await harness.new_worker()
+    await worker.connect()
+    worker.report(workers_pb2.WorkReport())
+    with pytest.raises(AssertionError, match="session ended"):
+        await worker.expect("ack")
 
 
 async def test_work_waiting_before_the_worker_connects_is_pushed_on_connect(

@@ -74,6 +74,8 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
                     last = {k: t for k, t in last.items() if not t.done()}
         except (asyncio.CancelledError, grpc.aio.AioRpcError):
             pass
+        except TaskyardError as error:  # a message that breaks the protocol
+            log.warning("closing the session of %s: %s", session.worker_name, error.message)
         except Exception:
             log.exception("session of %s failed", session.worker_name)
         finally:
