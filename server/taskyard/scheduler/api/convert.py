@@ -242,15 +242,14 @@ def session_responses(
     assignments, and of acknowledgements, goes in as few messages as fit."""
     for kind, run in itertools.groupby(ready, type):
         if kind is messages.Assign:
-            assignments = [assignment_to_proto(cast(messages.Assign, m)) for m in run]
-            for part in batches(assignments):
+            assigns = cast(Iterator[messages.Assign], run)
+            for assignments in batches(map(assignment_to_proto, assigns)):
                 yield workers_pb2.SessionResponse(
-                    assignments=workers_pb2.Assignments(assignments=part)
+                    assignments=workers_pb2.Assignments(assignments=assignments)
                 )
         elif kind is messages.Ack:
-            acks = [ack_to_proto(cast(messages.Ack, m)) for m in run]
-            for acks_part in batches(acks):
-                yield workers_pb2.SessionResponse(acks=workers_pb2.ReportAcks(acks=acks_part))
+            for acks in batches(map(ack_to_proto, cast(Iterator[messages.Ack], run))):
+                yield workers_pb2.SessionResponse(acks=workers_pb2.ReportAcks(acks=acks))
         else:
             yield from map(_solo_to_proto, run)
 
