@@ -70,14 +70,14 @@ def configure(service_name: str, otlp_endpoint: str = "") -> Telemetry:
     }
     # The SDK and exporters are imported only when something is exported.
     if _enabled("traces"):
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter  # noqa: PLC0415
-        from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
         from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
 
+        from taskyard.otel_export import FastOTLPSpanExporter  # noqa: PLC0415
         from taskyard.otel_resource import ProcessResource  # noqa: PLC0415
+        from taskyard.span_recorder import RecordingTracerProvider  # noqa: PLC0415
 
-        tracer_provider = TracerProvider(resource=ProcessResource(identity))
-        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        tracer_provider = RecordingTracerProvider(resource=ProcessResource(identity))
+        tracer_provider.add_span_processor(BatchSpanProcessor(FastOTLPSpanExporter()))
         trace.set_tracer_provider(tracer_provider)
         telemetry.shutdowns.append(tracer_provider.shutdown)
     if _enabled("metrics"):

@@ -298,18 +298,16 @@ class Dispatcher:
     def _trace_assignment(
         self, live: LiveWorker, assigned: WorkRequest, queued_since: datetime
     ) -> None:
-        parent = tracing.parent_of(assigned)  # parsed once for the three spans
-        tracing.record("taskyard.queue_wait", assigned, queued_since, assigned.assigned_at, parent)
+        tracing.record("taskyard.queue_wait", assigned, queued_since, assigned.assigned_at)
         tracing.record(
             "taskyard.match",
             assigned,
-            parent=parent,
             worker=live.worker.name,
             candidate_shapes=self.index.shapes,
             pending=len(self.pending),
             verdict_cache_hits=self.verdicts.hits,
         )
-        tracing.record("taskyard.assign", assigned, parent=parent, worker=live.worker.name)
+        tracing.record("taskyard.assign", assigned, worker=live.worker.name)
 
     # -- Timeouts ---------------------------------------------------------
 

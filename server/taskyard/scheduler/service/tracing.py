@@ -6,7 +6,9 @@ later, after a restart, or for another attempt, still join that one trace.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -14,23 +16,38 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 
 from taskyard.scheduler.domain import WorkRequest
+from taskyard.span_recorder import RecordingTracerProvider, SpanRecorder
 from taskyard.telemetry import context_from
 
-tracer = trace.get_tracer("taskyard.scheduler")
+SCOPE = "taskyard.scheduler"
+
+
+def recorder() -> SpanRecorder | None:
+    """What records the scheduler's spans: only when traces are exported.
+
+    Without it nothing is made, not even the API's no-op spans, which still
+    cost tens of microseconds each, on every request.
+    """
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, RecordingTracerProvider):
+        return provider.recorder(SCOPE)
+    return None
 
 
 def active() -> bool:
-    """Whether anything records spans: a tracer provider is installed (only
-    when traces are exported). Without one, the API's no-op spans still cost
-    tens of microseconds each, on every request."""
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    """Whether anything records the scheduler's spans."""
+    return recorder() is not None
 
 
-def span(name: str, **attributes: Any) -> AbstractContextManager[trace.Span]:
+@contextmanager
+def span(name: str, **attributes: Any) -> Iterator[trace.Span]:
     """A span made current for the block, when anything records spans."""
-    if not active():
-        return nullcontext(trace.INVALID_SPAN)
-    return tracer.start_as_current_span(name, attributes=attributes)
+    spans = recorder()
+    if spans is None:
+        yield trace.INVALID_SPAN
+        return
+    with trace.use_span(spans.start(name, attributes), end_on_exit=True) as current:
+        yield current
 
 
 def _nanos(moment: datetime) -> int:
@@ -52,25 +69,28 @@ def record(
     work_request: WorkRequest,
     start: datetime | None = None,
     end: datetime | None = None,
-    parent: Context | None = None,
     **extra: Any,
 ) -> None:
-    """A span in the work request's trace, from `start` (default: now) to `end`.
-
-    Pass `parent` (from `parent_of`) when recording several spans at once, to
-    parse the stored trace context only once.
-    """
-    if not active():
+    """A span in the work request's trace, from `start` (default: now) to `end`."""
+    spans = recorder()
+    if spans is None:
         return
-    span = tracer.start_span(
+    spans.record(
         name,
-        context=parent if parent is not None else parent_of(work_request),
-        attributes=attributes_of(work_request, **extra),
-        start_time=_nanos(start) if start else None,
+        attributes_of(work_request, **extra),
+        parent_of(work_request),
+        _nanos(start) if start else None,
+        _nanos(end) if end else None,
     )
-    span.end(end_time=_nanos(end) if end else None)
 
 
 def parent_of(work_request: WorkRequest) -> Context:
     """The context to record spans of this work request's trace in."""
-    return context_from(work_request.trace_context)
+    return _parsed(tuple(work_request.trace_context.items()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(carrier: tuple[tuple[str, str], ...]) -> Context:
+    """A stored trace context, parsed once for the several spans of an attempt
+    (contexts are immutable)."""
+    return context_from(dict(carrier))

@@ -1,0 +1,167 @@
+"""Spans made as finished SDK spans: the provider's sampler, ids, limits and
+processors apply, and they join traces like the tracer's own spans."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+from opentelemetry.trace import StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from taskyard.span_recorder import RecordingTracerProvider, SpanRecorder
+from taskyard.telemetry import context_from, current_trace_context
+
+TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
+PARENT_ID = 0xB7AD6B7169203331
+SAMPLED_PARENT = {"traceparent": f"00-{TRACE_ID:032x}-{PARENT_ID:016x}-01"}
+UNSAMPLED_PARENT = {"traceparent": f"00-{TRACE_ID:032x}-{PARENT_ID:016x}-00"}
+
+
+class Recorded:
+    """A provider recording into memory, its recorder, and what it exported."""
+
+    def __init__(self, **provider_options: object) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.provider = RecordingTracerProvider(**provider_options)
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.recorder: SpanRecorder = self.provider.recorder("taskyard.test")
+
+    def spans(self) -> tuple[ReadableSpan, ...]:
+        return self.exporter.get_finished_spans()
+
+    def only(self) -> ReadableSpan:
+        (span,) = self.spans()
+        return span
+
+
+@pytest.fixture
+def recorded() -> Iterator[Recorded]:
+    recorded = Recorded()
+    yield recorded
+    recorded.provider.shutdown()
+
+
+def test_a_recorded_span_joins_the_stored_trace_with_its_times(recorded: Recorded) -> None:
+    recorded.recorder.record(
+        "taskyard.queue_wait",
+        {"taskyard.task": "noop", "taskyard.attempt": 2},
+        context_from(SAMPLED_PARENT),
+        start_time=1_000,
+        end_time=5_000,
+    )
+    span = recorded.only()
+    assert span.name == "taskyard.queue_wait"
+    assert span.context is not None
+    assert span.context.trace_id == TRACE_ID
+    assert span.context.trace_flags.sampled
+    assert span.parent is not None
+    assert span.parent.span_id == PARENT_ID
+    assert span.parent.is_remote
+    assert (span.start_time, span.end_time) == (1_000, 5_000)
+    assert dict(span.attributes or {}) == {"taskyard.task": "noop", "taskyard.attempt": 2}
+    assert span.instrumentation_scope is not None
+    assert span.instrumentation_scope.name == "taskyard.test"
+    assert span.resource is recorded.provider.resource
+    assert span.status.status_code is StatusCode.UNSET
+
+
+def test_a_current_span_is_the_parent_of_what_runs_inside_it(recorded: Recorded) -> None:
+    tracer = recorded.provider.get_tracer("inside")
+    with trace.use_span(recorded.recorder.start("taskyard.submit", {}), end_on_exit=True) as span:
+        carrier = current_trace_context()
+        tracer.start_span("child").end()
+        span.set_attribute("taskyard.created", True)
+    child, submit = recorded.spans()
+    assert submit.name == "taskyard.submit"
+    assert submit.parent is None
+    assert submit.context is not None
+    assert child.context is not None
+    assert child.parent == submit.context
+    assert child.context.trace_id == submit.context.trace_id
+    ids = submit.context
+    assert ids.trace_flags.sampled
+    assert carrier["traceparent"] == (
+        f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.trace_flags:02x}"
+    )
+    assert dict(submit.attributes or {}) == {"taskyard.created": True}
+    assert submit.end_time is not None
+    assert submit.start_time is not None
+    assert submit.end_time >= submit.start_time
+
+
+def test_an_escaping_exception_marks_the_span_failed(recorded: Recorded) -> None:
+    with (
+        pytest.raises(ValueError, match="bad task data"),
+        trace.use_span(recorded.recorder.start("taskyard.submit", {}), end_on_exit=True),
+    ):
+        raise ValueError("bad task data")
+    span = recorded.only()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "ValueError: bad task data"
+    (event,) = span.events
+    assert event.name == "exception"
+    assert event.attributes is not None
+    assert event.attributes["exception.type"] == "ValueError"
+    assert event.attributes["exception.message"] == "bad task data"
+
+
+def test_a_span_is_handed_on_once_and_not_changed_after_it_ended(recorded: Recorded) -> None:
+    span = recorded.recorder.start("taskyard.assign", {"taskyard.worker": "w1"})
+    span.set_status(StatusCode.OK)
+    span.set_status(StatusCode.ERROR, "too late: OK is final")
+    span.end()
+    span.end()
+    span.set_attribute("taskyard.worker", "w2")
+    assert not span.is_recording()
+    exported = recorded.only()
+    assert exported.status.status_code is StatusCode.OK
+    assert dict(exported.attributes or {}) == {"taskyard.worker": "w1"}
+
+
+def test_an_unsampled_trace_records_nothing_but_still_propagates(recorded: Recorded) -> None:
+    span = recorded.recorder.start("taskyard.match", {}, context_from(UNSAMPLED_PARENT))
+    assert not span.is_recording()
+    assert span.get_span_context().trace_id == TRACE_ID
+    assert not span.get_span_context().trace_flags.sampled
+    span.end()
+    recorded.recorder.record("taskyard.assign", {}, context_from(UNSAMPLED_PARENT))
+    assert recorded.spans() == ()
+
+
+@pytest.mark.parametrize("sampler", [ALWAYS_OFF, ParentBased(TraceIdRatioBased(0.0))])
+def test_the_providers_sampler_decides_for_new_traces(sampler: object) -> None:
+    recorded = Recorded(sampler=sampler)
+    span = recorded.recorder.start("taskyard.submit", {})
+    assert span.get_span_context().is_valid
+    assert not span.is_recording()
+    span.end()
+    assert recorded.spans() == ()
+
+
+def test_the_providers_span_limits_apply() -> None:
+    recorded = Recorded(span_limits=SpanLimits(max_span_attributes=2, max_span_attribute_length=4))
+    attributes: dict[str, AttributeValue] = {"a": 1, "b": "long value", "c": 3}
+    recorded.recorder.record("taskyard.complete", attributes, None)
+    recorded.provider.get_tracer("sdk").start_span("sdk", attributes=attributes).end()
+    ours, sdks = recorded.spans()
+    assert dict(ours.attributes or {}) == dict(sdks.attributes or {}) == {"b": "long", "c": 3}
+    assert ours.dropped_attributes == sdks.dropped_attributes == 1
+
+
+class TaskDataError(Exception):
+    pass
+
+
+def test_an_exception_is_named_as_the_sdk_names_it(recorded: Recorded) -> None:
+    span = recorded.recorder.start("taskyard.submit", {})
+    span.record_exception(TaskDataError("no"))
+    span.end()
+    (event,) = recorded.only().events
+    assert event.attributes is not None
+    assert event.attributes["exception.type"] == f"{__name__}.TaskDataError"
