@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,7 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-TASKYARD = [sys.executable, "-m", "taskyard.cli.main"]
+# A child gets SIGTERM if the test run itself dies (killed, timed out), so no
+# scheduler or worker outlives it; `stop` still ends them when a test ends.
+_ORPHAN_GUARD = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
+TASKYARD = [*_ORPHAN_GUARD, sys.executable, "-m", "taskyard.cli.main"]
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_TASKS = {"TASKYARD_TASK_MODULES": "tests.e2e.sample_tasks", "PYTHONPATH": str(REPO)}
 
