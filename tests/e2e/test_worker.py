@@ -193,3 +193,21 @@ def test_sigterm_lets_running_work_finish(
         client.wait(work_request_id, {pb.WORK_REQUEST_STATE_RUNNING})
         assert stop(the_worker.process) == 0
     assert client.get(work_request_id).result == pb.WORK_REQUEST_RESULT_SUCCESS
+
+
+def test_a_stopping_worker_takes_no_new_work_and_costs_it_no_attempt(
+    running: tuple[SchedulerProcess, Client], tmp_path: Path
+) -> None:
+    process, client = running
+    with worker(process.address, tmp_path / "w", "--slots", "2") as the_worker:
+        first = client.submit("noop", {"sleep": 2})
+        client.wait(first, {pb.WORK_REQUEST_STATE_RUNNING})
+        the_worker.process.send_signal(signal.SIGTERM)
+        later = client.submit("noop")  # while it stops: it has a free slot
+        assert the_worker.process.wait(30) == 0
+    assert client.get(first).result == pb.WORK_REQUEST_RESULT_SUCCESS
+    waiting = client.get(later)
+    assert (waiting.state, waiting.attempt) == (pb.WORK_REQUEST_STATE_PENDING, 1)
+    with worker(process.address, tmp_path / "w2"):
+        done = client.wait(later)
+    assert (done.result, done.attempt) == (pb.WORK_REQUEST_RESULT_SUCCESS, 1)

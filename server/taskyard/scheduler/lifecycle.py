@@ -27,6 +27,12 @@ def start(work_request: WorkRequest, now: datetime) -> WorkRequest:
     return work_request.moved_to(State.RUNNING, now, started_at=now)
 
 
+def decline(work_request: WorkRequest, now: datetime) -> WorkRequest:
+    """An assignment its worker gave back unstarted: pending again, on the same
+    attempt (it never ran) and in the same place in the queue."""
+    return work_request.moved_to(State.PENDING, now, worker_name="", assigned_at=None)
+
+
 def complete(
     work_request: WorkRequest,
     result: Result,

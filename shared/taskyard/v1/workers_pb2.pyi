@@ -99,6 +99,8 @@ class _ReportKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReportKind
     """A WorkStarted report."""
     REPORT_KIND_COMPLETED: _ReportKind.ValueType  # 2
     """A WorkCompleted report."""
+    REPORT_KIND_DECLINED: _ReportKind.ValueType  # 3
+    """A WorkDeclined report."""
 
 class ReportKind(_ReportKind, metaclass=_ReportKindEnumTypeWrapper):
     """Which kind of report an acknowledgement answers."""
@@ -109,6 +111,8 @@ REPORT_KIND_STARTED: ReportKind.ValueType  # 1
 """A WorkStarted report."""
 REPORT_KIND_COMPLETED: ReportKind.ValueType  # 2
 """A WorkCompleted report."""
+REPORT_KIND_DECLINED: ReportKind.ValueType  # 3
+"""A WorkDeclined report."""
 Global___ReportKind: _TypeAlias = ReportKind  # noqa: Y015
 
 @_typing.final
@@ -186,6 +190,7 @@ class SessionRequest(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     METADATA_UPDATE_FIELD_NUMBER: _builtins.int
     REPORTS_FIELD_NUMBER: _builtins.int
+    DRAINING_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___WorkerHello:
         """First message of every session."""
@@ -200,7 +205,11 @@ class SessionRequest(_message.Message):
 
     @_builtins.property
     def reports(self) -> Global___WorkReports:
-        """Reports on assignments: started, finished."""
+        """Reports on assignments: started, finished, declined."""
+
+    @_builtins.property
+    def draining(self) -> Global___Draining:
+        """The worker is stopping: assign it nothing more."""
 
     def __init__(
         self,
@@ -209,12 +218,13 @@ class SessionRequest(_message.Message):
         heartbeat: Global___WorkerHeartbeat | None = ...,
         metadata_update: Global___MetadataUpdate | None = ...,
         reports: Global___WorkReports | None = ...,
+        draining: Global___Draining | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "metadata_update", b"metadata_update", "reports", b"reports"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["draining", b"draining", "heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "metadata_update", b"metadata_update", "reports", b"reports"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "metadata_update", b"metadata_update", "reports", b"reports"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["draining", b"draining", "heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "metadata_update", b"metadata_update", "reports", b"reports"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "heartbeat", "metadata_update", "reports"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "heartbeat", "metadata_update", "reports", "draining"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
@@ -254,6 +264,7 @@ class WorkReport(_message.Message):
 
     STARTED_FIELD_NUMBER: _builtins.int
     COMPLETED_FIELD_NUMBER: _builtins.int
+    DECLINED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def started(self) -> Global___WorkStarted:
         """The worker started running an assignment."""
@@ -262,21 +273,79 @@ class WorkReport(_message.Message):
     def completed(self) -> Global___WorkCompleted:
         """The worker finished (or aborted) an assignment."""
 
+    @_builtins.property
+    def declined(self) -> Global___WorkDeclined:
+        """The worker gives an assignment back without starting it."""
+
     def __init__(
         self,
         *,
         started: Global___WorkStarted | None = ...,
         completed: Global___WorkCompleted | None = ...,
+        declined: Global___WorkDeclined | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "report", b"report", "started", b"started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "declined", b"declined", "report", b"report", "started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "report", b"report", "started", b"started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "declined", b"declined", "report", b"report", "started", b"started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_report: _TypeAlias = _typing.Literal["started", "completed"]  # noqa: Y015
+    _WhichOneofReturnType_report: _TypeAlias = _typing.Literal["started", "completed", "declined"]  # noqa: Y015
     _WhichOneofArgType_report: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_report) -> _WhichOneofReturnType_report | None: ...
 
 Global___WorkReport: _TypeAlias = WorkReport  # noqa: Y015
+
+@_typing.final
+class Draining(_message.Message):
+    """The worker is stopping. It lets what it runs finish (or aborts it at its
+    drain timeout), reports, and closes the session; until then the scheduler
+    assigns it nothing more. A worker that reconnects while stopping says so
+    again after its hello.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Draining: _TypeAlias = Draining  # noqa: Y015
+
+@_typing.final
+class WorkDeclined(_message.Message):
+    """The worker gives an assignment back without having started it: it is
+    stopping, or it has no free slot after all. The request goes back to the
+    queue in its place, on the same attempt: it never ran, so it costs no
+    attempt. Only a refusal is answered (a `ReportAck` of kind DECLINED).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """Why, for the logs and the trace."""
+    @_builtins.property
+    def lease(self) -> _common_pb2.Lease:
+        """Lease of the assignment."""
+
+    def __init__(
+        self,
+        *,
+        lease: _common_pb2.Lease | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkDeclined: _TypeAlias = WorkDeclined  # noqa: Y015
 
 @_typing.final
 class WorkerHello(_message.Message):

@@ -277,3 +277,70 @@ async def test_a_worker_without_the_task_version_gets_nothing(harness: Harness) 
     assert not explained.runnable
     assert "could ever run" in explained.summary
     await worker.disconnect()
+
+
+def declined(
+    lease: common_pb2.Lease, reason: str = "the worker is stopping"
+) -> workers_pb2.WorkReport:
+    return workers_pb2.WorkReport(declined=workers_pb2.WorkDeclined(lease=lease, reason=reason))
+
+
+async def test_a_declined_assignment_waits_again_in_its_place_on_the_same_attempt(
+    harness: Harness,
+) -> None:
+    first = await harness.new_worker("first")
+    await first.connect()
+    older = await harness.submit()
+    lease = (await first.expect("assignment")).lease
+    newer = await harness.submit()
+
+    first.report(declined(lease, "no free slot"))
+    # The slot it gave back is free again: the declined request, older, comes first.
+    again = await first.expect("assignment")
+    assert again.lease == lease
+    assert (await harness.get(older)).attempt == 1
+    assert (await harness.get(newer)).state == pb.WORK_REQUEST_STATE_PENDING
+    await first.disconnect()
+
+
+async def test_a_draining_worker_gets_no_new_work_and_its_declines_go_elsewhere(
+    harness: Harness,
+) -> None:
+    stopping = await harness.new_worker("stopping")
+    await stopping.connect(slots=2)
+    work_request_id = await harness.submit()
+    lease = (await stopping.expect("assignment")).lease
+
+    stopping.send(draining=workers_pb2.Draining())
+    stopping.report(declined(lease))
+    queued = await harness.wait_for_state(work_request_id, pb.WORK_REQUEST_STATE_PENDING)
+    assert (queued.attempt, queued.worker_name) == (1, "")
+    later = await harness.submit()
+    with pytest.raises(TimeoutError):
+        await stopping.expect("assignment", timeout=0.5)
+
+    other = await harness.new_worker("other")
+    await other.connect(slots=2)
+    leases = {(await other.expect("assignment")).lease.work_request_id for _ in range(2)}
+    assert leases == {work_request_id, later}
+    assert (await harness.get(work_request_id)).attempt == 1
+    await other.disconnect()
+    await stopping.disconnect()
+
+
+async def test_only_an_unstarted_assignment_can_be_declined(harness: Harness) -> None:
+    worker = await harness.new_worker()
+    await worker.connect()
+    work_request_id = await harness.submit()
+    lease = (await worker.expect("assignment")).lease
+    worker.started(lease)
+    await harness.wait_for_state(work_request_id, pb.WORK_REQUEST_STATE_RUNNING)
+
+    worker.report(declined(lease))
+    ack = await worker.expect("ack")
+    assert (ack.kind, ack.problem.reason) == (workers_pb2.REPORT_KIND_DECLINED, "ALREADY_STARTED")
+    assert (await harness.get(work_request_id)).state == pb.WORK_REQUEST_STATE_RUNNING
+    stale = common_pb2.Lease(work_request_id=work_request_id, attempt=9)
+    worker.report(declined(stale))
+    assert (await worker.expect("ack")).problem.reason == "STALE_LEASE"
+    await worker.disconnect()

@@ -98,6 +98,19 @@ def test_a_completion_of_another_attempt_does_not_fold() -> None:
     assert [(lease.attempt, start) for lease, start, _ in steps] == [(1, True), (2, False)]
 
 
+def test_a_decline_is_a_step_of_its_own() -> None:
+    declined = workers_pb2.WorkReport(
+        declined=workers_pb2.WorkDeclined(
+            lease=common_pb2.Lease(work_request_id="b", attempt=1), reason="stopping"
+        )
+    )
+    steps = fold_reports([declined, started("a"), completed("a")])
+    assert [(lease.work_request_id, start, type(report)) for lease, start, report in steps] == [
+        ("b", False, workers_pb2.WorkDeclined),
+        ("a", True, workers_pb2.WorkCompleted),
+    ]
+
+
 def test_an_empty_report_is_refused() -> None:
     with pytest.raises(InvalidArgumentError):
         fold_reports([workers_pb2.WorkReport()])

@@ -157,6 +157,7 @@ class Agent:
 
     async def _drain(self) -> None:
         self.draining = True
+        self._link.send(draining=workers_pb2.Draining())
         if self._jobs:
             log.info("stopping: letting %d task(s) finish", len(self._jobs))
             _, late = await asyncio.wait(
@@ -185,6 +186,8 @@ class Agent:
             taskyard_version=str(self._metadata.get("system:taskyard_version", "")),
         )
         link.send(hello=hello)
+        if self.draining:
+            link.send(draining=workers_pb2.Draining())
         heartbeat: asyncio.Task[None] | None = None
         try:
             async for message in self.client.session(self.token, link.outgoing()):
@@ -305,7 +308,7 @@ class Agent:
         )
         if self.draining or self.runner.free_slots() == 0:
             why = "the worker is stopping" if self.draining else "no free slot"
-            self._deliver(Result(job.work_request_id, job.attempt, "aborted"))
+            self._link.report(declined=workers_pb2.WorkDeclined(lease=lease, reason=why))
             log.info("gave back %s: %s", job.work_request_id, why)
             return
         timeout = assignment.timeout.ToNanoseconds() / 1e9 if assignment.HasField("timeout") else 0

@@ -75,6 +75,7 @@ ABORT_REASONS = {
 REPORT_KINDS = {
     messages.ReportKind.STARTED: workers_pb2.REPORT_KIND_STARTED,
     messages.ReportKind.COMPLETED: workers_pb2.REPORT_KIND_COMPLETED,
+    messages.ReportKind.DECLINED: workers_pb2.REPORT_KIND_DECLINED,
 }
 
 

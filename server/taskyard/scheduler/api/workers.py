@@ -92,9 +92,11 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
             return [("", lambda: self._metadata_update(session, text))]
         if kind == "reports":
             return [
-                (lease.work_request_id, partial(self._report, session, lease, started, completed))
-                for lease, started, completed in fold_reports(request.reports.reports)
+                (lease.work_request_id, partial(self._report, session, lease, started, report))
+                for lease, started, report in fold_reports(request.reports.reports)
             ]
+        if kind == "draining":
+            self._dispatcher.draining(session)
         return []
 
     async def _after(
@@ -117,23 +119,24 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
         session: WorkerSession,
         lease: common_pb2.Lease,
         started: bool,
-        report: pb.WorkCompleted | None,
+        report: Report,
     ) -> None:
-        """Record a start, a completion, or both at once; answer the worker:
-        always for a completion (the worker keeps it until then), only on
-        refusal for a start."""
+        """Record a start, a completion (or both at once) or a decline; answer
+        the worker: always for a completion (the worker keeps it until then),
+        only on refusal for the others."""
         domain_lease = convert.lease_from_proto(lease)
-        kind = messages.ReportKind.STARTED if report is None else messages.ReportKind.COMPLETED
         try:
-            if report is None:
-                await self._dispatcher.started(session, domain_lease)
-            else:
+            if isinstance(report, pb.WorkCompleted):
                 await self._completed(session, domain_lease, started, report)
+            elif isinstance(report, pb.WorkDeclined):
+                await self._dispatcher.declined(session, domain_lease, report.reason)
+            else:
+                await self._dispatcher.started(session, domain_lease)
         except TaskyardError as error:
-            session.send(messages.Ack(domain_lease, kind, error))
+            session.send(messages.Ack(domain_lease, _kind(report), error))
             return
-        if report is not None:
-            session.send(messages.Ack(domain_lease, kind))
+        if isinstance(report, pb.WorkCompleted):
+            session.send(messages.Ack(domain_lease, messages.ReportKind.COMPLETED))
 
     async def _completed(
         self, session: WorkerSession, lease: Lease, started: bool, report: pb.WorkCompleted
@@ -150,19 +153,29 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
 
 
 Step = Callable[[], Awaitable[None]]
+#: A report to record: a completion, a decline, or None for a start alone.
+Report = pb.WorkCompleted | pb.WorkDeclined | None
 
 
-def fold_reports(
-    reports: Iterable[pb.WorkReport],
-) -> list[tuple[common_pb2.Lease, bool, pb.WorkCompleted | None]]:
-    """Reports as steps `(lease, started, completed)`, in order. A start
+def _kind(report: Report) -> messages.ReportKind:
+    if isinstance(report, pb.WorkCompleted):
+        return messages.ReportKind.COMPLETED
+    if isinstance(report, pb.WorkDeclined):
+        return messages.ReportKind.DECLINED
+    return messages.ReportKind.STARTED
+
+
+def fold_reports(reports: Iterable[pb.WorkReport]) -> list[tuple[common_pb2.Lease, bool, Report]]:
+    """Reports as steps `(lease, started, report)`, in order. A start
     followed by the completion of the same lease in one message is one step,
     recorded in one transition."""
-    steps: list[tuple[common_pb2.Lease, bool, pb.WorkCompleted | None]] = []
+    steps: list[tuple[common_pb2.Lease, bool, Report]] = []
     for report in reports:
         kind = report.WhichOneof("report")
         if kind == "started":
             steps.append((report.started.lease, True, None))
+        elif kind == "declined":
+            steps.append((report.declined.lease, False, report.declined))
         elif kind == "completed":
             lease = report.completed.lease
             if steps and steps[-1][2] is None and steps[-1][0] == lease:
@@ -171,5 +184,5 @@ def fold_reports(
             else:
                 steps.append((lease, False, report.completed))
         else:
-            raise InvalidArgumentError("a report must say started or completed")
+            raise InvalidArgumentError("a report must say started, completed or declined")
     return steps

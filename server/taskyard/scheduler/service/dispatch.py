@@ -435,6 +435,29 @@ class Dispatcher:
         if current.state is State.ASSIGNED:
             await self.commit(current, lifecycle.start(current, self.clock()))
 
+    async def declined(self, session: Session, lease: Lease, reason: str) -> None:
+        """The worker gave back an assignment it did not start."""
+        current = self._current(session, lease)
+        if current.state is not State.ASSIGNED:
+            raise FailedPreconditionError(
+                f"work request {lease.work_request_id} has started; it can only be completed now",
+                reason="ALREADY_STARTED",
+            )
+        live = self.workers.get(session.worker_name)
+        if live is not None:
+            live.busy.discard(lease.work_request_id)
+        if not await self.commit(current, lifecycle.decline(current, self.clock())):
+            raise StaleLeaseError(f"work request {lease.work_request_id} changed meanwhile")
+        log.info("%s gave back %s: %s", session.worker_name, current.id, reason)
+        tracing.record("taskyard.declined", current, worker=session.worker_name, reason=reason)
+        self.kick()
+
+    def draining(self, session: Session) -> None:
+        """The worker is stopping: give it no new work."""
+        if not session.draining:
+            session.draining = True
+            log.info("worker %s is stopping; it gets no new work", session.worker_name)
+
     async def completed(
         self,
         session: Session,

@@ -23,6 +23,8 @@ class Session:
         self, worker_name: str, on_silence: Callable[[Session], None], silence: float
     ) -> None:
         self.worker_name = worker_name
+        #: The worker said it is stopping: it takes no new work.
+        self.draining = False
         self.outbox: asyncio.Queue[messages.SessionMessage | None] = asyncio.Queue()
         self.closed = False
         self._on_silence = on_silence
@@ -92,7 +94,7 @@ class LiveWorker:
         return self.session is not None
 
     def free_slots(self) -> int:
-        if self.session is None or not self.worker.enabled:
+        if self.session is None or self.session.draining or not self.worker.enabled:
             return 0
         return max(0, self.worker.slots - len(self.busy))
 

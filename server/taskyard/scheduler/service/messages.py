@@ -22,6 +22,7 @@ class ReportKind(enum.StrEnum):
 
     STARTED = "started"
     COMPLETED = "completed"
+    DECLINED = "declined"
 
 
 @dataclass(frozen=True)
