@@ -161,12 +161,22 @@ async def wait_for_workers(channel: grpc.aio.Channel, admin: str, count: int) ->
 @contextmanager
 def otlp_receiver() -> Iterator[Child]:
     """A test OTLP receiver in its own process, so decoding spans costs the load
-    generator nothing."""
+    generator nothing. `spans_received` stops it and says how many arrived."""
     child = _spawn([sys.executable, "-m", "taskyard.testing.otlp"])
     try:
         yield child
     finally:
         _stop(child)
+
+
+def spans_received(receiver: Child) -> int:
+    """Stop the receiver; the number of spans it received, as it prints on exit."""
+    receiver.process.send_signal(signal.SIGTERM)
+    assert receiver.process.stdout is not None
+    for line in receiver.process.stdout:
+        if match := re.search(r"received (\d+) spans", line):
+            return int(match.group(1))
+    raise RuntimeError(f"the OTLP receiver exited with {receiver.process.wait()}")
 
 
 @contextmanager
