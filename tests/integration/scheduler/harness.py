@@ -124,6 +124,7 @@ class SessionClient:
         self._call: Any = None
         self.received: asyncio.Queue[tuple[str | None, Any]] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
+        self._heartbeats: asyncio.Task[None] | None = None
 
     async def register(self) -> workers_pb2.RegisterResponse:
         response = await self.harness.workers.Register(
@@ -137,8 +138,10 @@ class SessionClient:
         metadata: dict[str, Any] | None = None,
         slots: int = 1,
         running: list[common_pb2.Lease] | None = None,
+        heartbeats: bool = True,
     ) -> workers_pb2.SessionWelcome:
-        """Open the session with a hello; return the welcome."""
+        """Open the session with a hello; return the welcome. Like a real
+        worker, it then sends heartbeats, unless `heartbeats` is false."""
         hello = workers_pb2.WorkerHello(
             metadata_json=json.dumps(
                 Task.analyze_worker_all_tasks() if metadata is None else metadata
@@ -146,12 +149,27 @@ class SessionClient:
             slots=slots,
             running=running or [],
         )
+        await self._stop_heartbeats()
         self._outgoing = asyncio.Queue()
         self._outgoing.put_nowait(workers_pb2.SessionRequest(hello=hello))
         self._call = self.harness.workers.Session(self._requests(), metadata=self.metadata)
         self._reader = asyncio.create_task(self._read())
         welcome: workers_pb2.SessionWelcome = await self.expect("welcome")
+        if heartbeats:
+            interval = welcome.heartbeat_interval.ToNanoseconds() / 1e9
+            self._heartbeats = asyncio.create_task(self._beat(interval))
         return welcome
+
+    async def _beat(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.send(heartbeat=workers_pb2.WorkerHeartbeat())
+
+    async def _stop_heartbeats(self) -> None:
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            await asyncio.gather(self._heartbeats, return_exceptions=True)
+            self._heartbeats = None
 
     async def _requests(self) -> AsyncIterator[workers_pb2.SessionRequest]:
         while (request := await self._outgoing.get()) is not None:
@@ -202,6 +220,7 @@ class SessionClient:
 
     async def disconnect(self) -> None:
         """Cut the stream abruptly, as a crashed worker would."""
+        await self._stop_heartbeats()
         if self._call is not None:
             self._call.cancel()
         if self._reader is not None:
@@ -209,6 +228,7 @@ class SessionClient:
 
     async def finish_stream(self) -> None:
         """Close the stream cleanly from the worker's side."""
+        await self._stop_heartbeats()
         self._outgoing.put_nowait(None)
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)

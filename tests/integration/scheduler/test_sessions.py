@@ -199,7 +199,7 @@ async def test_attempts_run_out_into_error_worker_lost(harness: Harness) -> None
 
 async def test_a_silent_worker_is_treated_as_lost(harness: Harness) -> None:
     worker = await harness.new_worker()
-    await worker.connect()
+    await worker.connect(heartbeats=False)
     work_request_id = await harness.submit("noop")
     await worker.expect("assignment")
     # Sends no heartbeat: after the missed-heartbeat window the session closes.
