@@ -23,7 +23,7 @@ from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Decision, ParentBased, Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.semconv.attributes.exception_attributes import (
     EXCEPTION_MESSAGE,
@@ -60,6 +60,18 @@ class SpanRecorder:
         # same processors, within the same limits.
         self._processor = provider._active_span_processor
         self._limits: SpanLimits = provider._span_limits
+        self._skips_unsampled = _drops_children_of_unsampled(provider.sampler)
+
+    def drops_child_of(self, parent: Context | None) -> bool:
+        """Whether a span in `parent` is sure to be dropped: its parent is
+        unsampled, and the sampler is parent-based with the default of
+        sampling no child of an unsampled parent. Then the caller need not
+        even build the span's attributes: an unsampled request costs a flag
+        test per span, not a sampling decision."""
+        if not self._skips_unsampled:
+            return False
+        context = trace.get_current_span(parent).get_span_context()
+        return context.is_valid and not context.trace_flags.sampled
 
     def start(
         self,
@@ -143,6 +155,17 @@ class SpanRecorder:
                 instrumentation_scope=self._scope,
             )
         )
+
+
+def _drops_children_of_unsampled(sampler: Sampler) -> bool:
+    """Whether `sampler` drops every child of an unsampled parent, remote or
+    local, as every `parentbased_*` sampler of `OTEL_TRACES_SAMPLER` does.
+    ParentBased keeps its delegates private: if that ever changes, this says
+    False, and every span is sampled as usual (tests guard it)."""
+    return isinstance(sampler, ParentBased) and all(
+        getattr(sampler, delegate, None) is ALWAYS_OFF
+        for delegate in ("_remote_parent_not_sampled", "_local_parent_not_sampled")
+    )
 
 
 class RecordedSpan(trace.Span):

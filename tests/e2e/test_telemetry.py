@@ -98,6 +98,30 @@ def test_one_trace_covers_a_work_request_across_three_processes(tmp_path: Path) 
         assert name in received.metrics, name
 
 
+def test_a_client_that_samples_its_trace_out_gets_no_spans_of_it(tmp_path: Path) -> None:
+    unsampled = "5cf92f3577b34da6a3ce929d0e0e4737"
+    with receiver() as (endpoint, received):
+        env = otel(endpoint)
+        with scheduler(tmp_path / "s", "--auto-enable-workers", env=env) as process:
+            client = Client(process)
+            with worker(process.address, tmp_path / "w", env=env):
+                client.wait_connected(1)
+                for trace_id, flags in ((unsampled, "00"), (CLIENT_TRACE, "01")):
+                    traceparent = ("traceparent", f"00-{trace_id}-{'1' * 16}-{flags}")
+                    submitted = client.work_requests.Submit(
+                        pb.SubmitRequest(task_name="noop"), metadata=(*client.metadata, traceparent)
+                    )
+                    assert client.wait(submitted.work_request.id).result == (
+                        pb.WORK_REQUEST_RESULT_SUCCESS
+                    )
+                # Spans are exported in order: once the sampled request's last
+                # spans are here, the unsampled one's would be too.
+                wanted = {"taskyard.complete", "taskyard.run"}
+                received.wait_for(lambda: wanted <= set(in_trace(received, CLIENT_TRACE)))
+            client.close()
+    assert in_trace(received, unsampled) == {}
+
+
 def test_a_requeue_shows_two_attempts_in_the_same_trace(tmp_path: Path) -> None:
     with receiver() as (endpoint, received):
         env = otel(endpoint)

@@ -10,7 +10,14 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import StatusCode
 from opentelemetry.util.types import AttributeValue
 
@@ -132,6 +139,26 @@ def test_an_unsampled_trace_records_nothing_but_still_propagates(recorded: Recor
     span.end()
     recorded.recorder.record("taskyard.assign", {}, context_from(UNSAMPLED_PARENT))
     assert recorded.spans() == ()
+
+
+@pytest.mark.parametrize("sampler", [ParentBased(ALWAYS_ON), ParentBasedTraceIdRatio(0.5)])
+def test_children_of_an_unsampled_parent_are_known_dropped_under_parent_based_sampling(
+    sampler: Sampler,
+) -> None:
+    recorder = Recorded(sampler=sampler).recorder
+    assert recorder.drops_child_of(context_from(UNSAMPLED_PARENT))
+    assert not recorder.drops_child_of(context_from(SAMPLED_PARENT))
+    assert not recorder.drops_child_of(None)  # a new trace: the sampler decides
+
+
+@pytest.mark.parametrize(
+    "sampler", [ALWAYS_ON, ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON)]
+)
+def test_a_sampler_that_may_keep_children_of_unsampled_parents_is_asked(sampler: Sampler) -> None:
+    recorded = Recorded(sampler=sampler)
+    assert not recorded.recorder.drops_child_of(context_from(UNSAMPLED_PARENT))
+    recorded.recorder.record("taskyard.assign", {}, context_from(UNSAMPLED_PARENT))
+    assert recorded.only().name == "taskyard.assign"
 
 
 @pytest.mark.parametrize("sampler", [ALWAYS_OFF, ParentBased(TraceIdRatioBased(0.0))])

@@ -283,7 +283,7 @@ class Dispatcher:
 
     def assigned(self, live: LiveWorker, assigned: WorkRequest, queued_since: datetime) -> None:
         """A committed assignment: hold it against the worker and push it."""
-        if tracing.active():
+        if tracing.sampled(assigned):
             self._trace_assignment(live, assigned, queued_since)
         live.busy.add(assigned.id)
         self.assignments += 1

@@ -34,9 +34,21 @@ def recorder() -> SpanRecorder | None:
     return None
 
 
-def active() -> bool:
-    """Whether anything records the scheduler's spans."""
-    return recorder() is not None
+def sampled(work_request: WorkRequest) -> bool:
+    """Whether spans of `work_request` may be recorded: something records
+    spans, and the sampler may keep them (an unsampled request's are dropped
+    before their attributes are even gathered)."""
+    return _recording(work_request) is not None
+
+
+def _recording(work_request: WorkRequest) -> tuple[SpanRecorder, Context] | None:
+    """The recorder and parent context of `work_request`'s spans, unless they
+    would be dropped anyway."""
+    spans = recorder()
+    if spans is None:
+        return None
+    parent = parent_of(work_request)
+    return None if spans.drops_child_of(parent) else (spans, parent)
 
 
 @contextmanager
@@ -72,13 +84,14 @@ def record(
     **extra: Any,
 ) -> None:
     """A span in the work request's trace, from `start` (default: now) to `end`."""
-    spans = recorder()
-    if spans is None:
+    recording = _recording(work_request)
+    if recording is None:
         return
+    spans, parent = recording
     spans.record(
         name,
         attributes_of(work_request, **extra),
-        parent_of(work_request),
+        parent,
         _nanos(start) if start else None,
         _nanos(end) if end else None,
     )
