@@ -106,8 +106,14 @@ async def _show(address: str, token: str) -> None:
                 print(f"  {work_request_id}: artifact {artifact.id} ({artifact.category}): {names}")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the demo until Ctrl-C, which stops everything cleanly at any point."""
+    """Run the demo until Ctrl-C or SIGTERM (what `make` forwards when it is
+    killed), either of which stops everything cleanly at any point."""
+    signal.signal(signal.SIGTERM, _interrupt)
     data_dir: Path = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     scheduler = _spawn(["scheduler", "--data-dir", str(data_dir / "scheduler"),
@@ -145,8 +151,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
-    """SIGTERM a process we started, ignoring further Ctrl-C while it stops."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """SIGTERM a process we started, ignoring further Ctrl-C or SIGTERM while
+    it stops."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if process.poll() is None:
             os.kill(process.pid, signal.SIGTERM)
@@ -154,4 +161,5 @@ def _stop(process: subprocess.Popen[str]) -> None:
         if process.stdout is not None:
             process.stdout.close()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -1,0 +1,71 @@
+"""`make run` (`taskyard demo`) shows the system at work, and stopping it stops
+everything it started: Ctrl-C, or SIGTERM (as `make` forwards when killed)."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.processes import TASKYARD
+
+pytestmark = pytest.mark.e2e
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _read_until(demo: subprocess.Popen[str], marker: str, timeout: float = 60.0) -> str:
+    """What the demo printed, up to at least `marker` (read from the pipe
+    itself: a buffered reader would hide lines from `select`)."""
+    assert demo.stdout is not None
+    pipe, seen = demo.stdout.fileno(), b""
+    deadline = time.monotonic() + timeout
+    while marker.encode() not in seen:
+        ready, _, _ = select.select([pipe], [], [], max(deadline - time.monotonic(), 0))
+        chunk = os.read(pipe, 65536) if ready else b""
+        assert chunk, f"the demo stopped or stalled before {marker!r}:\n{seen.decode()}"
+        seen += chunk
+    return seen.decode()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_the_demo_runs_requests_and_stopping_it_stops_what_it_started(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    demo = subprocess.Popen(
+        [*TASKYARD, "demo", "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    started: list[int] = []
+    try:
+        shown = _read_until(demo, "press Ctrl-C")
+        assert shown.count("completed (success)") == 3
+        assert "completed (failure)" in shown  # the demo's noop that fails on purpose
+        started = _children(demo.pid)
+        assert len(started) == 3  # a scheduler and two workers
+        demo.send_signal(stop)
+        output, _ = demo.communicate(timeout=120)
+        assert demo.returncode == 0, output
+        assert "all stopped" in output
+        assert not [pid for pid in started if _alive(pid)]
+    finally:
+        for pid in [demo.pid, *started]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        demo.wait()
