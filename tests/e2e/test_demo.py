@@ -65,7 +65,27 @@ def test_the_demo_runs_requests_and_stopping_it_stops_what_it_started(
         assert "all stopped" in output
         assert not [pid for pid in started if _alive(pid)]
     finally:
-        for pid in [demo.pid, *started]:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        demo.wait()
+        _stop_all(demo, started)
+
+
+def _stop_all(demo: subprocess.Popen[str], started: list[int]) -> None:
+    """However the test ended: stop the demo and every process it started
+    (SIGTERM first, so the workers end their executors)."""
+    if demo.poll() is None:
+        started += [pid for pid in _children(demo.pid) if pid not in started]
+    if demo.poll() is None:
+        demo.terminate()
+    for pid in started:
+        if _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while demo.poll() is None or any(_alive(pid) for pid in started):
+        if time.monotonic() > deadline:
+            for pid in [demo.pid, *started]:
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.1)
+    demo.wait()
+    if demo.stdout is not None:
+        demo.stdout.close()
