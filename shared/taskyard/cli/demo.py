@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import re
@@ -114,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo until Ctrl-C or SIGTERM (what `make` forwards when it is
     killed), either of which stops everything cleanly at any point."""
     signal.signal(signal.SIGTERM, _interrupt)
+    if isinstance(sys.stdout, io.TextIOWrapper):  # show each line at once, even through a pipe
+        sys.stdout.reconfigure(line_buffering=True)
     data_dir: Path = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     scheduler = _spawn(["scheduler", "--data-dir", str(data_dir / "scheduler"),
