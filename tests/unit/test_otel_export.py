@@ -32,6 +32,15 @@ def spans_of(resource: Resource) -> tuple[ReadableSpan, ...]:
         "f": 0.5,
         "yes": True,
         "no": False,
+        # oneof members are written even when zero or empty; limits of int64
+        "zero": 0,
+        "least": -(2**63),
+        "most": 2**63 - 1,
+        "f0": 0.0,
+        "tiny": -1.5e-300,
+        "empty": "",
+        "unicode": "h\u00e9llo \u2713",
+        "long": "x" * 300,  # lengths past one varint byte
     }
     with tracer.start_as_current_span("root", kind=SpanKind.SERVER, attributes=scalars):
         other_scope.start_span("child", kind=SpanKind.CLIENT).end()
