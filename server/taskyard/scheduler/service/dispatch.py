@@ -283,8 +283,9 @@ class Dispatcher:
 
     def assigned(self, live: LiveWorker, assigned: WorkRequest, queued_since: datetime) -> None:
         """A committed assignment: hold it against the worker and push it."""
-        if tracing.sampled(assigned):
-            self._trace_assignment(live, assigned, queued_since)
+        spans = tracing.spans_of(assigned)
+        if spans is not None:
+            self._trace_assignment(spans, live, assigned, queued_since)
         live.busy.add(assigned.id)
         self.assignments += 1
         self.active[assigned.id] = assigned
@@ -296,18 +297,21 @@ class Dispatcher:
             live.session.send(messages.Assign(assigned, task_class.TASK_VERSION or 0, timeout))
 
     def _trace_assignment(
-        self, live: LiveWorker, assigned: WorkRequest, queued_since: datetime
+        self,
+        spans: tracing.RequestSpans,
+        live: LiveWorker,
+        assigned: WorkRequest,
+        queued_since: datetime,
     ) -> None:
-        tracing.record("taskyard.queue_wait", assigned, queued_since, assigned.assigned_at)
-        tracing.record(
+        spans.record("taskyard.queue_wait", queued_since, assigned.assigned_at)
+        spans.record(
             "taskyard.match",
-            assigned,
             worker=live.worker.name,
             candidate_shapes=self.index.shapes,
             pending=len(self.pending),
             verdict_cache_hits=self.verdicts.hits,
         )
-        tracing.record("taskyard.assign", assigned, worker=live.worker.name)
+        spans.record("taskyard.assign", worker=live.worker.name)
 
     # -- Timeouts ---------------------------------------------------------
 

@@ -34,21 +34,37 @@ def recorder() -> SpanRecorder | None:
     return None
 
 
-def sampled(work_request: WorkRequest) -> bool:
-    """Whether spans of `work_request` may be recorded: something records
-    spans, and the sampler may keep them (an unsampled request's are dropped
-    before their attributes are even gathered)."""
-    return _recording(work_request) is not None
+class RequestSpans:
+    """Records spans in one work request's trace: the recorder and parent
+    context are found once for several spans (an assignment makes three)."""
+
+    def __init__(self, spans: SpanRecorder, parent: Context, work_request: WorkRequest) -> None:
+        self._spans = spans
+        self._parent = parent
+        self._work_request = work_request
+
+    def record(
+        self, name: str, start: datetime | None = None, end: datetime | None = None, **extra: Any
+    ) -> None:
+        """A span from `start` (default: now) to `end` (default: now)."""
+        self._spans.record(
+            name,
+            attributes_of(self._work_request, **extra),
+            self._parent,
+            _nanos(start) if start else None,
+            _nanos(end) if end else None,
+        )
 
 
-def _recording(work_request: WorkRequest) -> tuple[SpanRecorder, Context] | None:
-    """The recorder and parent context of `work_request`'s spans, unless they
-    would be dropped anyway."""
+def spans_of(work_request: WorkRequest) -> RequestSpans | None:
+    """What records spans of `work_request`, or None when none would be kept:
+    nothing records spans, or the sampler is sure to drop them (an unsampled
+    request's are dropped before their attributes are even gathered)."""
     spans = recorder()
     if spans is None:
         return None
     parent = parent_of(work_request)
-    return None if spans.drops_child_of(parent) else (spans, parent)
+    return None if spans.drops_child_of(parent) else RequestSpans(spans, parent, work_request)
 
 
 @contextmanager
@@ -84,17 +100,9 @@ def record(
     **extra: Any,
 ) -> None:
     """A span in the work request's trace, from `start` (default: now) to `end`."""
-    recording = _recording(work_request)
-    if recording is None:
-        return
-    spans, parent = recording
-    spans.record(
-        name,
-        attributes_of(work_request, **extra),
-        parent,
-        _nanos(start) if start else None,
-        _nanos(end) if end else None,
-    )
+    spans = spans_of(work_request)
+    if spans is not None:
+        spans.record(name, start, end, **extra)
 
 
 def parent_of(work_request: WorkRequest) -> Context:
