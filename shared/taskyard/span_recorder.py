@@ -23,7 +23,13 @@ from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Decision, ParentBased, Sampler
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+)
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.semconv.attributes.exception_attributes import (
     EXCEPTION_MESSAGE,
@@ -31,6 +37,7 @@ from opentelemetry.semconv.attributes.exception_attributes import (
     EXCEPTION_TYPE,
 )
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes, AttributeValue
 
 _UNSET = Status(StatusCode.UNSET)
@@ -61,6 +68,7 @@ class SpanRecorder:
         self._processor = provider._active_span_processor
         self._limits: SpanLimits = provider._span_limits
         self._skips_unsampled = _drops_children_of_unsampled(provider.sampler)
+        self._keeps_sampled = _keeps_children_of_sampled(provider.sampler)
 
     def drops_child_of(self, parent: Context | None) -> bool:
         """Whether a span in `parent` is sure to be dropped: its parent is
@@ -90,11 +98,18 @@ class SpanRecorder:
         else:
             trace_id = provider.id_generator.generate_trace_id()
             random_ids = provider.id_generator.is_trace_id_random()
-        sampling = provider.sampler.should_sample(
-            parent, trace_id, name, SpanKind.INTERNAL, attributes
-        )
-        sampled = sampling.decision is Decision.RECORD_AND_SAMPLE
-        flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
+        if self._keeps_sampled and parent_context.is_valid and parent_context.trace_flags.sampled:
+            # What the parent-based sampler would answer, without asking it.
+            decision = Decision.RECORD_AND_SAMPLE
+            trace_state: TraceState | None = parent_context.trace_state
+            kept = dict(attributes)
+        else:
+            sampling = provider.sampler.should_sample(
+                parent, trace_id, name, SpanKind.INTERNAL, attributes
+            )
+            decision, trace_state = sampling.decision, sampling.trace_state
+            kept = dict(sampling.attributes or {})
+        flags = TraceFlags.SAMPLED if decision is Decision.RECORD_AND_SAMPLE else TraceFlags.DEFAULT
         if random_ids:
             flags |= TraceFlags.RANDOM_TRACE_ID
         context = SpanContext(
@@ -102,16 +117,16 @@ class SpanRecorder:
             provider.id_generator.generate_span_id(),
             is_remote=False,
             trace_flags=TraceFlags(flags),
-            trace_state=sampling.trace_state,
+            trace_state=trace_state,
         )
-        if sampling.decision is Decision.DROP:
+        if decision is Decision.DROP:
             return trace.NonRecordingSpan(context)
         return RecordedSpan(
             self,
             name,
             context=context,
             parent=parent_context if parent_context.is_valid else None,
-            attributes=dict(sampling.attributes or {}),
+            attributes=kept,
             start_time=start_time if start_time is not None else time.time_ns(),
         )
 
@@ -165,6 +180,18 @@ def _drops_children_of_unsampled(sampler: Sampler) -> bool:
     return isinstance(sampler, ParentBased) and all(
         getattr(sampler, delegate, None) is ALWAYS_OFF
         for delegate in ("_remote_parent_not_sampled", "_local_parent_not_sampled")
+    )
+
+
+def _keeps_children_of_sampled(sampler: Sampler) -> bool:
+    """Whether `sampler` keeps every child of a sampled parent, remote or
+    local, with the parent's trace state and no attributes of its own, as
+    every `parentbased_*` sampler of `OTEL_TRACES_SAMPLER` does. Then a child
+    of a sampled request needs no sampling call. Read as
+    `_drops_children_of_unsampled` is (tests guard it)."""
+    return isinstance(sampler, ParentBased) and all(
+        getattr(sampler, delegate, None) is ALWAYS_ON
+        for delegate in ("_remote_parent_sampled", "_local_parent_sampled")
     )
 
 

@@ -4,6 +4,7 @@ processors apply, and they join traces like the tracer's own spans."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -16,6 +17,7 @@ from opentelemetry.sdk.trace.sampling import (
     ParentBased,
     ParentBasedTraceIdRatio,
     Sampler,
+    SamplingResult,
     TraceIdRatioBased,
 )
 from opentelemetry.trace import StatusCode
@@ -159,6 +161,40 @@ def test_a_sampler_that_may_keep_children_of_unsampled_parents_is_asked(sampler:
     assert not recorded.recorder.drops_child_of(context_from(UNSAMPLED_PARENT))
     recorded.recorder.record("taskyard.assign", {}, context_from(UNSAMPLED_PARENT))
     assert recorded.only().name == "taskyard.assign"
+
+
+class CountedParentBased(ParentBased):
+    """The default sampler, counting the decisions it is asked for."""
+
+    calls = 0
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        self.calls += 1
+        return super().should_sample(*args, **kwargs)
+
+
+def test_a_child_of_a_sampled_parent_is_kept_as_the_sampler_would_keep_it() -> None:
+    sampler = CountedParentBased(ALWAYS_ON)
+    recorded = Recorded(sampler=sampler)
+    parent = context_from({**SAMPLED_PARENT, "tracestate": "vendor=value"})
+    expected = sampler.should_sample(parent, TRACE_ID, "taskyard.assign", attributes={"n": 1})
+    sampler.calls = 0
+    span = recorded.recorder.start("taskyard.assign", {"n": 1}, parent)
+    span.end()
+    assert sampler.calls == 0  # not asked
+    assert span.get_span_context().trace_flags.sampled
+    assert span.get_span_context().trace_state == expected.trace_state
+    assert recorded.only().attributes == expected.attributes
+    recorded.recorder.start("taskyard.submit", {}).end()  # a new trace: asked
+    assert sampler.calls == 1
+
+
+def test_a_sampler_that_may_drop_children_of_sampled_parents_is_asked() -> None:
+    recorded = Recorded(sampler=ParentBased(ALWAYS_ON, remote_parent_sampled=ALWAYS_OFF))
+    span = recorded.recorder.start("taskyard.assign", {}, context_from(SAMPLED_PARENT))
+    span.end()
+    assert not span.get_span_context().trace_flags.sampled
+    assert recorded.spans() == ()
 
 
 @pytest.mark.parametrize("sampler", [ALWAYS_OFF, ParentBased(TraceIdRatioBased(0.0))])
