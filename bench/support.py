@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import re
-import secrets
 import signal
 import statistics
 import subprocess
@@ -26,7 +25,7 @@ from typing import Any
 
 import grpc
 
-from taskyard.rpc.credentials import CHANNEL_OPTIONS, bearer_metadata
+from taskyard.rpc.credentials import CHANNEL_OPTIONS, bearer_metadata, new_token
 from taskyard.tasks import Task
 from taskyard.v1 import common_pb2, operator_pb2, operator_pb2_grpc, workers_pb2, workers_pb2_grpc
 
@@ -224,7 +223,7 @@ class SimulatedWorker:
         self.stub = workers_pb2_grpc.WorkerServiceStub(channel)
         self.name = name
         self.slots = slots
-        self.token = secrets.token_urlsafe(32)
+        self.token = new_token()
         self.outgoing: asyncio.Queue[workers_pb2.SessionRequest | None] = asyncio.Queue()
         self.completed = 0
         self.on_assignment: Any = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from taskyard.rpc.credentials import bearer_metadata
+from taskyard.rpc.credentials import bearer_metadata, new_token
 from taskyard.scheduler.blobs.port import BlobStore
 from taskyard.scheduler.config import SchedulerConfig
 from taskyard.scheduler.domain import Role
@@ -118,7 +117,7 @@ class SessionClient:
     def __init__(self, harness: Harness, name: str) -> None:
         self.harness = harness
         self.name = name
-        self.token = secrets.token_urlsafe(32)
+        self.token = new_token()
         self.metadata = bearer_metadata(self.token)
         self._outgoing: asyncio.Queue[workers_pb2.SessionRequest | None] = asyncio.Queue()
         self._call: Any = None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 from pathlib import Path
 
 from taskyard.errors import FailedPreconditionError
+from taskyard.rpc.credentials import new_token
 
 
 def load_or_create_token(data_dir: Path) -> str:
@@ -25,7 +25,7 @@ def load_or_create_token(data_dir: Path) -> str:
                 reason="TOKEN_FILE_UNSAFE",
             )
         return path.read_text(encoding="utf-8").strip()
-    token = secrets.token_urlsafe(32)
+    token = new_token()
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
         file.write(token + "\n")

@@ -8,7 +8,6 @@ only writer) so authenticating a call costs no database round trip.
 from __future__ import annotations
 
 import hashlib
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,11 +18,6 @@ from taskyard.scheduler.domain import Role, Token, Worker
 def digest(secret: str) -> str:
     """The SHA-256 of a secret, as stored."""
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def new_secret() -> str:
-    """A fresh 256-bit secret, URL-safe."""
-    return secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True)

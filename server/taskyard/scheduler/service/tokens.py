@@ -9,8 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from taskyard.errors import NotFoundError
+from taskyard.rpc.credentials import new_token
 from taskyard.scheduler.domain import Role, Token
-from taskyard.scheduler.service.auth import digest, new_secret
+from taskyard.scheduler.service.auth import digest
 from taskyard.scheduler.service.core import Core
 from taskyard.scheduler.store.port import StoreTransaction
 
@@ -28,7 +29,7 @@ class Tokens:
     ) -> tuple[Token, str]:
         """A new token and its secret (shown once; only its digest is kept)."""
         core = self._core
-        secret = new_secret()
+        secret = new_token()
         now = core.clock()
         token = Token(
             id=core.new_id(),
