@@ -13,7 +13,7 @@ from opentelemetry.util.types import AttributeValue
 
 from taskyard.otel_export import SpanEncoder
 from taskyard.span_recorder import RecordingTracerProvider
-from taskyard.telemetry import context_from
+from taskyard.telemetry import context_from, span_context_from
 
 REMOTE_PARENT = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
 WITH_STATE = {**REMOTE_PARENT, "tracestate": "vendor=value"}
@@ -58,7 +58,7 @@ def spans_of(resource: Resource) -> tuple[ReadableSpan, ...]:
         linked = span.get_span_context()
     tracer.start_span("with link", links=[Link(linked, {"why": "retry"})]).end()
     provider.recorder("recorded").record(
-        "recorded", {"taskyard.task": "noop"}, context_from(REMOTE_PARENT), 10, 20
+        "recorded", {"taskyard.task": "noop"}, span_context_from(REMOTE_PARENT), 10, 20
     )
     provider.shutdown()
     return exporter.get_finished_spans()

@@ -20,11 +20,18 @@ from opentelemetry.sdk.trace.sampling import (
     SamplingResult,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanContext, StatusCode, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import AttributeValue
 
-from taskyard.span_recorder import RecordingTracerProvider, SpanRecorder
-from taskyard.telemetry import context_from, current_trace_context
+from taskyard.span_recorder import RecordingTracerProvider, SpanRecorder, valid_context
+from taskyard.telemetry import (
+    context_from,
+    current_trace_context,
+    span_context_from,
+    w3c_carrier,
+)
 
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 PARENT_ID = 0xB7AD6B7169203331
@@ -60,7 +67,7 @@ def test_a_recorded_span_joins_the_stored_trace_with_its_times(recorded: Recorde
     recorded.recorder.record(
         "taskyard.queue_wait",
         {"taskyard.task": "noop", "taskyard.attempt": 2},
-        context_from(SAMPLED_PARENT),
+        span_context_from(SAMPLED_PARENT),
         start_time=1_000,
         end_time=5_000,
     )
@@ -139,7 +146,7 @@ def test_an_unsampled_trace_records_nothing_but_still_propagates(recorded: Recor
     assert span.get_span_context().trace_id == TRACE_ID
     assert not span.get_span_context().trace_flags.sampled
     span.end()
-    recorded.recorder.record("taskyard.assign", {}, context_from(UNSAMPLED_PARENT))
+    recorded.recorder.record("taskyard.assign", {}, span_context_from(UNSAMPLED_PARENT))
     assert recorded.spans() == ()
 
 
@@ -148,8 +155,8 @@ def test_children_of_an_unsampled_parent_are_known_dropped_under_parent_based_sa
     sampler: Sampler,
 ) -> None:
     recorder = Recorded(sampler=sampler).recorder
-    assert recorder.drops_child_of(context_from(UNSAMPLED_PARENT))
-    assert not recorder.drops_child_of(context_from(SAMPLED_PARENT))
+    assert recorder.drops_child_of(span_context_from(UNSAMPLED_PARENT))
+    assert not recorder.drops_child_of(span_context_from(SAMPLED_PARENT))
     assert not recorder.drops_child_of(None)  # a new trace: the sampler decides
 
 
@@ -158,8 +165,8 @@ def test_children_of_an_unsampled_parent_are_known_dropped_under_parent_based_sa
 )
 def test_a_sampler_that_may_keep_children_of_unsampled_parents_is_asked(sampler: Sampler) -> None:
     recorded = Recorded(sampler=sampler)
-    assert not recorded.recorder.drops_child_of(context_from(UNSAMPLED_PARENT))
-    recorded.recorder.record("taskyard.assign", {}, context_from(UNSAMPLED_PARENT))
+    assert not recorded.recorder.drops_child_of(span_context_from(UNSAMPLED_PARENT))
+    recorded.recorder.record("taskyard.assign", {}, span_context_from(UNSAMPLED_PARENT))
     assert recorded.only().name == "taskyard.assign"
 
 
@@ -187,6 +194,38 @@ def test_a_child_of_a_sampled_parent_is_kept_as_the_sampler_would_keep_it() -> N
     assert recorded.only().attributes == expected.attributes
     recorded.recorder.start("taskyard.submit", {}).end()  # a new trace: asked
     assert sampler.calls == 1
+
+
+def test_a_recorded_child_of_a_sampled_parent_needs_no_sampling_call() -> None:
+    sampler = CountedParentBased(ALWAYS_ON)
+    recorded = Recorded(sampler=sampler)
+    parent = span_context_from({**SAMPLED_PARENT, "tracestate": "vendor=value"})
+    recorded.recorder.record("taskyard.complete", {"n": 1}, parent, 10, 20)
+    recorded.recorder.record("taskyard.complete", {"n": 2}, None, 10, 20)  # a new trace: asked
+    assert sampler.calls == 1
+    child, root = recorded.spans()
+    assert child.context is not None
+    assert child.context.trace_id == TRACE_ID
+    assert child.context.trace_state == parent.trace_state
+    assert child.context.trace_flags.sampled
+    assert not child.context.is_remote
+    assert child.parent == parent
+    assert root.parent is None
+    assert root.context is not None
+    assert root.context.trace_id != TRACE_ID
+
+
+@pytest.mark.parametrize("state", ["", "vendor=value,other=1"])
+def test_a_w3c_carrier_reads_back_as_the_span_context_it_was_written_from(
+    recorded: Recorded, state: str
+) -> None:
+    carrier = {**SAMPLED_PARENT, "tracestate": state} if state else SAMPLED_PARENT
+    remote = span_context_from(carrier)
+    assert remote.is_remote
+    assert remote.is_valid
+    assert w3c_carrier(remote) == carrier
+    assert span_context_from(w3c_carrier(remote)) == remote
+    assert not span_context_from({}).is_valid
 
 
 def test_a_sampler_that_may_drop_children_of_sampled_parents_is_asked() -> None:
@@ -228,3 +267,35 @@ def test_an_exception_is_named_as_the_sdk_names_it(recorded: Recorded) -> None:
     (event,) = recorded.only().events
     assert event.attributes is not None
     assert event.attributes["exception.type"] == f"{__name__}.TaskDataError"
+
+
+@pytest.mark.parametrize(
+    "carrier",
+    [
+        SAMPLED_PARENT,
+        UNSAMPLED_PARENT,
+        {**SAMPLED_PARENT, "tracestate": "vendor=value,other=1"},
+        {"traceparent": f"00-{TRACE_ID:032x}-{PARENT_ID:016x}-03"},
+        {"traceparent": f"00-{TRACE_ID:032X}-{PARENT_ID:016X}-01"},  # upper case
+        {"traceparent": f"00-{0:032x}-{PARENT_ID:016x}-01"},  # no trace id
+        {"traceparent": f"00-{TRACE_ID:032x}-{0:016x}-01"},  # no span id
+        {"traceparent": f"ff-{TRACE_ID:032x}-{PARENT_ID:016x}-01"},  # forbidden version
+        {"traceparent": f"01-{TRACE_ID:032x}-{PARENT_ID:016x}-01-future"},
+        {"traceparent": f" 00-{TRACE_ID:032x}-{PARENT_ID:016x}-01"},
+        {"traceparent": "garbage"},
+        {},
+    ],
+)
+def test_a_carrier_reads_as_the_sdks_w3c_propagator_reads_it(carrier: dict[str, str]) -> None:
+    by_sdk = TraceContextTextMapPropagator().extract(carrier)
+    assert span_context_from(carrier) == trace.get_current_span(by_sdk).get_span_context()
+
+
+def test_a_context_built_for_known_valid_ids_is_the_constructors() -> None:
+    state = TraceState.from_header(["vendor=value"])
+    for flags in (TraceFlags(TraceFlags.SAMPLED), TraceFlags(3)):
+        built = valid_context(TRACE_ID, PARENT_ID, flags, state)
+        made = SpanContext(TRACE_ID, PARENT_ID, False, flags, state)
+        assert built == made
+        assert (built.trace_id, built.span_id, built.is_remote) == (TRACE_ID, PARENT_ID, False)
+        assert (built.trace_flags, built.trace_state, built.is_valid) == (flags, state, True)

@@ -285,7 +285,7 @@ class Dispatcher:
         """A committed assignment: hold it against the worker and push it."""
         spans = tracing.spans_of(assigned)
         if spans is not None:
-            self._trace_assignment(spans, live, assigned, queued_since)
+            self._trace_assignment(spans, live.worker.name, assigned, queued_since)
         live.busy.add(assigned.id)
         self.assignments += 1
         self.active[assigned.id] = assigned
@@ -299,19 +299,21 @@ class Dispatcher:
     def _trace_assignment(
         self,
         spans: tracing.RequestSpans,
-        live: LiveWorker,
+        worker: str,
         assigned: WorkRequest,
         queued_since: datetime,
     ) -> None:
-        spans.record("taskyard.queue_wait", queued_since, assigned.assigned_at)
+        spans.record("taskyard.queue_wait", start=queued_since, end=assigned.assigned_at)
         spans.record(
             "taskyard.match",
-            worker=live.worker.name,
-            candidate_shapes=self.index.shapes,
-            pending=len(self.pending),
-            verdict_cache_hits=self.verdicts.hits,
+            {
+                "taskyard.worker": worker,
+                "taskyard.candidate_shapes": self.index.shapes,
+                "taskyard.pending": len(self.pending),
+                "taskyard.verdict_cache_hits": self.verdicts.hits,
+            },
         )
-        spans.record("taskyard.assign", worker=live.worker.name)
+        spans.record("taskyard.assign", {"taskyard.worker": worker})
 
     # -- Timeouts ---------------------------------------------------------
 
@@ -417,7 +419,9 @@ class Dispatcher:
             )
             log.warning("lease of %s on %s expired: %s", work_request.id, worker_name, lost.state)
             if await self.commit(work_request, lost):
-                tracing.record("taskyard.lease_expired", work_request, worker=worker_name)
+                tracing.record(
+                    "taskyard.lease_expired", work_request, {"taskyard.worker": worker_name}
+                )
                 metrics.lease_expiries.add(1, {"taskyard.task": work_request.task_name})
         live.busy.clear()
 
@@ -453,7 +457,11 @@ class Dispatcher:
         if not await self.commit(current, lifecycle.decline(current, self.clock())):
             raise StaleLeaseError(f"work request {lease.work_request_id} changed meanwhile")
         log.info("%s gave back %s: %s", session.worker_name, current.id, reason)
-        tracing.record("taskyard.declined", current, worker=session.worker_name, reason=reason)
+        tracing.record(
+            "taskyard.declined",
+            current,
+            {"taskyard.worker": session.worker_name, "taskyard.reason": reason},
+        )
         self.kick()
 
     def draining(self, session: Session) -> None:
@@ -494,13 +502,15 @@ class Dispatcher:
         )
         if not await self.commit(current, finished, via=running):
             raise StaleLeaseError(f"work request {lease.work_request_id} changed meanwhile")
-        tracing.record(
-            "taskyard.complete",
-            current,
-            outcome=outcome.value,
-            state=finished.state.value,
-            result=finished.result.value or None,
-        )
+        spans = tracing.spans_of(current)
+        if spans is not None:
+            attributes: tracing.Attributes = {
+                "taskyard.outcome": outcome.value,
+                "taskyard.state": finished.state.value,
+            }
+            if finished.result.value:
+                attributes["taskyard.result"] = finished.result.value
+            spans.record("taskyard.complete", attributes)
 
     async def _already_recorded(
         self, session: Session, lease: Lease, outcome: lifecycle.Outcome

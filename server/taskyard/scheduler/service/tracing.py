@@ -1,25 +1,28 @@
 """Application spans of the scheduler, each a child of the work request's trace.
 
-The submit span's context is stored with the work request, so spans made
-later, after a restart, or for another attempt, still join that one trace.
+The submit span's W3C trace context is stored with the work request, so spans
+made later, after a restart, or for another attempt, still join that one
+trace.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.trace import SpanContext
+from opentelemetry.util.types import AttributeValue
 
 from taskyard.scheduler.domain import WorkRequest
-from taskyard.span_recorder import RecordingTracerProvider, SpanRecorder
-from taskyard.telemetry import context_from
+from taskyard.span_recorder import ChildSpans, RecordingTracerProvider, SpanRecorder
+from taskyard.telemetry import span_context_from, w3c_carrier
 
 SCOPE = "taskyard.scheduler"
+
+Attributes = dict[str, AttributeValue]
 
 
 def recorder() -> SpanRecorder | None:
@@ -28,29 +31,42 @@ def recorder() -> SpanRecorder | None:
     Without it nothing is made, not even the API's no-op spans, which still
     cost tens of microseconds each, on every request.
     """
-    provider = trace.get_tracer_provider()
+    return _recorder_of(trace.get_tracer_provider())
+
+
+@functools.lru_cache(maxsize=4)
+def _recorder_of(provider: trace.TracerProvider) -> SpanRecorder | None:
+    """Found once per provider (a traced request looks three times)."""
     if isinstance(provider, RecordingTracerProvider):
         return provider.recorder(SCOPE)
     return None
 
 
 class RequestSpans:
-    """Records spans in one work request's trace: the recorder and parent
-    context are found once for several spans (an assignment makes three)."""
+    """Records spans in one work request's trace: the recorder, the parent
+    and what every span says of the request are found once for several
+    spans (an assignment makes three)."""
 
-    def __init__(self, spans: SpanRecorder, parent: Context, work_request: WorkRequest) -> None:
+    def __init__(self, spans: ChildSpans, work_request: WorkRequest) -> None:
         self._spans = spans
-        self._parent = parent
-        self._work_request = work_request
+        self._request: Attributes = {
+            "taskyard.task": work_request.task_name,
+            "taskyard.attempt": work_request.attempt,
+        }
 
     def record(
-        self, name: str, start: datetime | None = None, end: datetime | None = None, **extra: Any
+        self,
+        name: str,
+        attributes: Attributes | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
     ) -> None:
-        """A span from `start` (default: now) to `end` (default: now)."""
+        """A span from `start` (default: now) to `end` (default: now). The
+        trace (whose submit span names the request) identifies the request;
+        each span adds its task and attempt, and what varies."""
         self._spans.record(
             name,
-            attributes_of(self._work_request, **extra),
-            self._parent,
+            {**self._request, **attributes} if attributes else dict(self._request),
             _nanos(start) if start else None,
             _nanos(end) if end else None,
         )
@@ -64,54 +80,49 @@ def spans_of(work_request: WorkRequest) -> RequestSpans | None:
     if spans is None:
         return None
     parent = parent_of(work_request)
-    return None if spans.drops_child_of(parent) else RequestSpans(spans, parent, work_request)
+    if spans.drops_child_of(parent):
+        return None
+    return RequestSpans(spans.under(parent), work_request)
 
 
-@contextmanager
-def span(name: str, **attributes: Any) -> Iterator[trace.Span]:
-    """A span made current for the block, when anything records spans."""
+def span(name: str, attributes: Attributes) -> AbstractContextManager[trace.Span]:
+    """A span made current for a block (the SDK's `use_span`: an exception
+    that escapes is recorded on it), when anything records spans."""
     spans = recorder()
     if spans is None:
-        yield trace.INVALID_SPAN
-        return
-    with trace.use_span(spans.start(name, attributes), end_on_exit=True) as current:
-        yield current
+        return contextlib.nullcontext(trace.INVALID_SPAN)
+    return trace.use_span(spans.start(name, attributes), end_on_exit=True)
 
 
 def _nanos(moment: datetime) -> int:
     return int(moment.timestamp() * 1e9)
 
 
-def attributes_of(work_request: WorkRequest, **extra: Any) -> dict[str, Any]:
-    """The attributes of a span about a work request. The trace (whose submit
-    span names the request) identifies it; each span adds only what varies."""
-    return {
-        "taskyard.task": work_request.task_name,
-        "taskyard.attempt": work_request.attempt,
-        **{f"taskyard.{key}": value for key, value in extra.items() if value is not None},
-    }
-
-
-def record(
-    name: str,
-    work_request: WorkRequest,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    **extra: Any,
-) -> None:
-    """A span in the work request's trace, from `start` (default: now) to `end`."""
+def record(name: str, work_request: WorkRequest, attributes: Attributes) -> None:
+    """A span, ending now, in the work request's trace."""
     spans = spans_of(work_request)
     if spans is not None:
-        spans.record(name, start, end, **extra)
+        spans.record(name, attributes)
 
 
-def parent_of(work_request: WorkRequest) -> Context:
-    """The context to record spans of this work request's trace in."""
-    return _parsed(tuple(work_request.trace_context.items()))
+def stored_context(submit: trace.Span) -> dict[str, str]:
+    """What to store with a work request submitted in the span `submit`: its
+    W3C trace context (empty when nothing records spans)."""
+    context = submit.get_span_context()
+    return w3c_carrier(context) if context.is_valid else {}
+
+
+def parent_of(work_request: WorkRequest) -> SpanContext:
+    """The parent of spans in this work request's trace: its submit span."""
+    carrier = work_request.trace_context
+    return _parsed(carrier.get("traceparent", ""), carrier.get("tracestate", ""))
 
 
 @functools.lru_cache(maxsize=4096)
-def _parsed(carrier: tuple[tuple[str, str], ...]) -> Context:
-    """A stored trace context, parsed once for the several spans of an attempt
-    (contexts are immutable)."""
-    return context_from(dict(carrier))
+def _parsed(traceparent: str, tracestate: str) -> SpanContext:
+    """A stored trace context, read once for the assignment and completion of
+    an attempt (contexts are immutable; the least recently used go first)."""
+    carrier = {"traceparent": traceparent}
+    if tracestate:
+        carrier["tracestate"] = tracestate
+    return span_context_from(carrier)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from taskyard.errors import (
@@ -27,7 +26,6 @@ from taskyard.scheduler.service.dispatch import configured_task
 from taskyard.scheduler.service.messages import AbortReason
 from taskyard.scheduler.store.port import StoreTransaction, WorkRequestFilter
 from taskyard.tasks import Task, TaskConfigError, UnknownTaskError
-from taskyard.telemetry import current_trace_context
 
 MAX_BATCH = 1000
 MAX_PAGE = 1000
@@ -45,7 +43,6 @@ class SubmitSpec:
     timeout_seconds: float | None = None
     idempotency_key: str = ""
     max_attempts: int = 0
-    trace_context: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -103,11 +100,9 @@ class WorkRequests:
         The submit span's trace context is stored with the request: its whole
         life (every attempt) is one trace.
         """
-        with tracing.span("taskyard.submit", **{"taskyard.task": spec.task_name}) as span:
+        with tracing.span("taskyard.submit", {"taskyard.task": spec.task_name}) as span:
             task = validate(spec)
-            if span.get_span_context().is_valid:
-                spec = dataclasses.replace(spec, trace_context=current_trace_context())
-            submitted = await self._store(spec, task)
+            submitted = await self._store(spec, task, tracing.stored_context(span))
             span.set_attribute("taskyard.work_request.id", submitted.work_request.id)
             span.set_attribute("taskyard.created", submitted.created)
             if span.is_recording() and submitted.work_request.state is State.PENDING:
@@ -133,7 +128,9 @@ class WorkRequests:
 
         return list(await asyncio.gather(*(one(spec) for spec in specs)))
 
-    async def _store(self, spec: SubmitSpec, task: Task) -> Submitted:
+    async def _store(
+        self, spec: SubmitSpec, task: Task, trace_context: dict[str, str]
+    ) -> Submitted:
         core = self._core
         work_request_id = core.new_id()
         work_request = WorkRequest(
@@ -146,7 +143,7 @@ class WorkRequests:
             max_attempts=spec.max_attempts or core.settings.default_max_attempts,
             timeout_seconds=spec.timeout_seconds,
             idempotency_key=spec.idempotency_key,
-            trace_context=dict(spec.trace_context),
+            trace_context=trace_context,
         )
         dispatcher = core.dispatcher
         worker = dispatcher.reserve(task, shape_of(work_request))
