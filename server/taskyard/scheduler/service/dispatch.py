@@ -67,6 +67,16 @@ class Settings:
     default_max_attempts: int = 3
 
 
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What one matching decision weighed, for its span: how many candidates
+    (pending shapes for a free slot, or workers for a new request) and how
+    many of the verdicts it asked for came from the cache."""
+
+    candidates: int
+    cache_hits: int
+
+
 class Dispatcher:
     """Owns the live scheduling state; every change to it goes through here."""
 
@@ -214,31 +224,35 @@ class Dispatcher:
 
     def match_once(self) -> int:
         """Give every free slot the best pending request it can run; return how many."""
-        claims: list[tuple[LiveWorker, WorkRequest]] = []
+        claims: list[tuple[LiveWorker, WorkRequest, Decision]] = []
+        verdicts = self.verdicts
         for live in self.workers.values():
             while live.free_slots() > 0:
-                entry = pick(live.view, self.index, self.verdicts)
+                hits = verdicts.hits
+                entry = pick(live.view, self.index, verdicts)
                 if entry is None:
                     break
+                decision = Decision(self.index.shapes, verdicts.hits - hits)
                 self.index.discard(entry.id)
                 live.busy.add(entry.id)
-                claims.append((live, self.pending.pop(entry.id)))
+                claims.append((live, self.pending.pop(entry.id), decision))
         if claims:
             self._spawn(self._claim(claims))
         return len(claims)
 
-    async def _claim(self, claims: list[tuple[LiveWorker, WorkRequest]]) -> None:
+    async def _claim(self, claims: list[tuple[LiveWorker, WorkRequest, Decision]]) -> None:
         """Claim the requests of one matching pass, in one store operation."""
         now = self.clock()
-        assigned = [lifecycle.assign(w, live.worker.name, now) for live, w in claims]
+        assigned = [lifecycle.assign(w, live.worker.name, now) for live, w, _ in claims]
         try:
             won = await self.db.run(lambda tx: [tx.claim_work_request(a) for a in assigned])
         except Exception:
             log.exception("could not claim %d request(s); they stay pending", len(claims))
             won = [False] * len(claims)
-        for (live, work_request), claimed, ok in zip(claims, assigned, won, strict=True):
+        for (live, work_request, decision), claimed, ok in zip(claims, assigned, won, strict=True):
             if ok:
-                self.assigned(live, claimed, work_request.updated_at or work_request.created_at)
+                queued_since = work_request.updated_at or work_request.created_at
+                self.assigned(live, claimed, queued_since, decision)
             else:
                 live.busy.discard(work_request.id)
                 self._spawn(self._requeue_unclaimed(work_request.id))
@@ -250,17 +264,19 @@ class Dispatcher:
         if current is not None and current.state is State.PENDING:
             self.enqueue(current, configured_task(current))
 
-    def reserve(self, task: Task, shape: Shape) -> LiveWorker | None:
-        """A free worker that can run a new request of `task` now, its slot taken.
+    def reserve(self, task: Task, shape: Shape) -> tuple[LiveWorker, Decision] | None:
+        """A free worker that can run a new request of `task` now, and the
+        decision that chose it.
 
         A free worker has no pending request it could run (it would hold it
         already), so giving it the new request keeps the priority order.
         """
-        for live in self.workers.values():
+        hits = self.verdicts.hits
+        for seen, live in enumerate(self.workers.values(), 1):
             if live.free_slots() <= 0 or live.view.filters_out(task.name):
                 continue
             if self.verdicts.can_run(shape, task, live.view):
-                return live
+                return live, Decision(seen, self.verdicts.hits - hits)
         return None
 
     def refusals(self, task: Task, shape: Shape) -> dict[str, int]:
@@ -281,11 +297,13 @@ class Dispatcher:
             counts[reason] = counts.get(reason, 0) + 1
         return counts
 
-    def assigned(self, live: LiveWorker, assigned: WorkRequest, queued_since: datetime) -> None:
+    def assigned(
+        self, live: LiveWorker, assigned: WorkRequest, queued_since: datetime, decision: Decision
+    ) -> None:
         """A committed assignment: hold it against the worker and push it."""
         spans = tracing.spans_of(assigned)
         if spans is not None:
-            self._trace_assignment(spans, live.worker.name, assigned, queued_since)
+            self._trace_assignment(spans, live.worker.name, assigned, queued_since, decision)
         live.busy.add(assigned.id)
         self.assignments += 1
         self.active[assigned.id] = assigned
@@ -302,15 +320,16 @@ class Dispatcher:
         worker: str,
         assigned: WorkRequest,
         queued_since: datetime,
+        decision: Decision,
     ) -> None:
         spans.record("taskyard.queue_wait", start=queued_since, end=assigned.assigned_at)
         spans.record(
             "taskyard.match",
             {
                 "taskyard.worker": worker,
-                "taskyard.candidate_shapes": self.index.shapes,
+                "taskyard.candidates": decision.candidates,
+                "taskyard.cache_hits": decision.cache_hits,
                 "taskyard.pending": len(self.pending),
-                "taskyard.verdict_cache_hits": self.verdicts.hits,
             },
         )
         spans.record("taskyard.assign", {"taskyard.worker": worker})

@@ -6,7 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from taskyard.errors import (
     FailedPreconditionError,
@@ -19,6 +19,7 @@ from taskyard.errors import (
 from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import FINAL_STATES, Result, State, WorkRequest
 from taskyard.scheduler.explain import Explanation, explain
+from taskyard.scheduler.matching import Shape
 from taskyard.scheduler.service import tracing
 from taskyard.scheduler.service.configured import configured, shape_of
 from taskyard.scheduler.service.core import Core
@@ -31,6 +32,9 @@ MAX_BATCH = 1000
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 MAX_ATTEMPTS_LIMIT = 100
+
+#: Span attributes of refusal counts, by request shape.
+Refusals: TypeAlias = dict[Shape, dict[str, int]]
 
 
 @dataclass(frozen=True)
@@ -100,29 +104,41 @@ class WorkRequests:
         The submit span's trace context is stored with the request: its whole
         life (every attempt) is one trace.
         """
+        return await self._submit(spec, {})
+
+    async def _submit(self, spec: SubmitSpec, refusals: Refusals) -> Submitted:
         with tracing.span("taskyard.submit", {"taskyard.task": spec.task_name}) as span:
             task = validate(spec)
             submitted = await self._store(spec, task, tracing.stored_context(span))
             span.set_attribute("taskyard.work_request.id", submitted.work_request.id)
             span.set_attribute("taskyard.created", submitted.created)
             if span.is_recording() and submitted.work_request.state is State.PENDING:
-                self._record_refusals(span, submitted.work_request, task)
+                span.set_attributes(self._refusals(submitted.work_request, task, refusals))
             return submitted
 
-    def _record_refusals(self, span: Any, work_request: WorkRequest, task: Task) -> None:
-        """Why no worker took the request at once, counted by reason."""
+    def _refusals(self, work_request: WorkRequest, task: Task, known: Refusals) -> dict[str, int]:
+        """Why no worker took the pending request at once: span attributes
+        counting the workers by reason, kept in `known` for others of its shape."""
         shape = shape_of(work_request)
-        for reason, count in self._core.dispatcher.refusals(task, shape).items():
-            span.set_attribute(f"taskyard.workers.{reason}", count)
+        found = known.get(shape)
+        if found is None:
+            counts = self._core.dispatcher.refusals(task, shape)
+            found = known[shape] = {f"taskyard.workers.{r}": n for r, n in counts.items()}
+        return found
 
     async def batch_submit(self, specs: Sequence[SubmitSpec]) -> list[Submitted | TaskyardError]:
         """Submit several requests; each succeeds or fails on its own."""
         if len(specs) > MAX_BATCH:
             raise invalid("requests", f"at most {MAX_BATCH} requests per batch")
 
+        # The requests of a batch are committed together: those left pending
+        # share, per shape, the refusal counts of that moment (counting every
+        # worker for each of them would cost a traced submit more than its spans).
+        refusals: Refusals = {}
+
         async def one(spec: SubmitSpec) -> Submitted | TaskyardError:
             try:
-                return await self.submit(spec)
+                return await self._submit(spec, refusals)
             except TaskyardError as error:
                 return error
 
@@ -146,7 +162,8 @@ class WorkRequests:
             trace_context=trace_context,
         )
         dispatcher = core.dispatcher
-        worker = dispatcher.reserve(task, shape_of(work_request))
+        reserved = dispatcher.reserve(task, shape_of(work_request))
+        worker, decision = reserved or (None, None)
         if worker is not None:  # an idle worker suits it: assign in the same commit
             worker.busy.add(work_request.id)
             work_request = lifecycle.assign(work_request, worker.worker.name, core.clock())
@@ -158,8 +175,8 @@ class WorkRequests:
         if stored.id != work_request.id:
             _check_same_submission(stored, work_request)
             return Submitted(stored, created=False)
-        if worker is not None:
-            dispatcher.assigned(worker, stored, stored.created_at)
+        if worker is not None and decision is not None:
+            dispatcher.assigned(worker, stored, stored.created_at, decision)
         else:
             dispatcher.enqueue(stored, task)
             core.feed.publish(stored)

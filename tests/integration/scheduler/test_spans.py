@@ -1,0 +1,118 @@
+"""The spans of a work request's life in the scheduler say what operators
+read them for: why it waited, how it was matched, how it ended."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from taskyard.scheduler.service import tracing
+from taskyard.span_recorder import RecordingTracerProvider
+from taskyard.v1 import work_requests_pb2 as pb
+from taskyard.v1 import workers_pb2
+from tests.integration.scheduler.harness import Harness, completion, started_report
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    """The scheduler's spans, recorded into memory (the process-wide tracer
+    provider can be set only once, so the scheduler is given its recorder)."""
+    exporter = InMemorySpanExporter()
+    provider = RecordingTracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing, "recorder", lambda: provider.recorder(tracing.SCOPE))
+    yield exporter
+    provider.shutdown()
+
+
+def named(spans: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
+    return [span for span in spans.get_finished_spans() if span.name == name]
+
+
+async def test_a_waiting_request_says_why_and_its_match_what_it_weighed(
+    harness: Harness, recorded: InMemorySpanExporter
+) -> None:
+    worker = await harness.new_worker("builder")
+    await harness.new_worker("other", enable=False)
+    first, second = [await harness.submit("noop") for _ in range(2)]  # nobody connected yet
+    await worker.connect(slots=1)
+    for work_request_id in (first, second):
+        lease = (await worker.expect("assignment")).lease
+        assert lease.work_request_id == work_request_id
+        worker.report(started_report(lease), completion(lease, workers_pb2.WORK_OUTCOME_SUCCESS))
+        await worker.expect("ack")
+    await harness.wait_for_state(second, pb.WORK_REQUEST_STATE_COMPLETED)
+
+    submit = named(recorded, "taskyard.submit")[0]
+    assert submit.attributes is not None
+    assert submit.attributes["taskyard.work_request.id"] == first
+    assert submit.attributes["taskyard.workers.not-connected"] == 1
+    assert submit.attributes["taskyard.workers.disabled"] == 1
+    matches = [dict(span.attributes or {}) for span in named(recorded, "taskyard.match")]
+    assert matches == [
+        {
+            "taskyard.task": "noop",
+            "taskyard.attempt": 1,
+            "taskyard.worker": "builder",
+            "taskyard.candidates": 1,  # one shape waiting
+            "taskyard.cache_hits": 0,  # the worker's verdict, asked for the first time
+            "taskyard.pending": 1,
+        },
+        {
+            "taskyard.task": "noop",
+            "taskyard.attempt": 1,
+            "taskyard.worker": "builder",
+            "taskyard.candidates": 1,
+            "taskyard.cache_hits": 1,  # the same verdict, from the cache
+            "taskyard.pending": 0,
+        },
+    ]
+    complete = named(recorded, "taskyard.complete")[0]
+    assert complete.attributes is not None
+    assert complete.attributes["taskyard.outcome"] == "success"
+    assert complete.attributes["taskyard.result"] == "success"
+    assert submit.context is not None
+    for name in ("taskyard.queue_wait", "taskyard.match", "taskyard.assign", "taskyard.complete"):
+        span = named(recorded, name)[0]
+        assert span.context is not None
+        assert span.parent is not None
+        assert (span.context.trace_id, span.parent.span_id) == (
+            submit.context.trace_id,
+            submit.context.span_id,
+        ), name
+    await worker.disconnect()
+
+
+async def test_a_request_an_idle_worker_takes_at_once_is_matched_at_submit(
+    harness: Harness, recorded: InMemorySpanExporter
+) -> None:
+    worker = await harness.new_worker("builder")
+    await worker.connect()
+    await harness.submit("noop")
+    await worker.expect("assignment")
+    (submit,) = named(recorded, "taskyard.submit")
+    assert not any(key.startswith("taskyard.workers.") for key in submit.attributes or {})
+    (match,) = named(recorded, "taskyard.match")
+    assert match.attributes is not None
+    assert (match.attributes["taskyard.worker"], match.attributes["taskyard.candidates"]) == (
+        "builder",
+        1,  # one worker looked at
+    )
+    await worker.disconnect()
+
+
+async def test_the_waiting_requests_of_a_batch_share_their_refusal_counts(
+    harness: Harness, recorded: InMemorySpanExporter
+) -> None:
+    await harness.new_worker("builder")  # registered, not connected
+    batch = pb.BatchSubmitRequest(requests=[pb.SubmitRequest(task_name="noop")] * 3)
+    await harness.work_requests.BatchSubmit(batch, metadata=harness.submitter)
+    submits = named(recorded, "taskyard.submit")
+    assert len(submits) == 3
+    for span in submits:
+        assert span.attributes is not None
+        assert span.attributes["taskyard.workers.not-connected"] == 1
