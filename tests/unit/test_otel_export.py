@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -64,6 +65,10 @@ def spans_of(resource: Resource) -> tuple[ReadableSpan, ...]:
     return exporter.get_finished_spans()
 
 
+def decoded(request: bytes) -> ExportTraceServiceRequest:
+    return ExportTraceServiceRequest.FromString(request)
+
+
 @pytest.fixture
 def mixed() -> list[ReadableSpan]:
     first = spans_of(Resource.create({"service.name": "first"}))
@@ -72,7 +77,7 @@ def mixed() -> list[ReadableSpan]:
 
 
 def test_every_shape_encodes_as_the_sdk_encodes_it(mixed: list[ReadableSpan]) -> None:
-    assert SpanEncoder().encode(mixed) == encode_spans(mixed)
+    assert decoded(SpanEncoder().encode(mixed)) == encode_spans(mixed)
 
 
 def test_an_encoder_gives_the_same_again_and_past_its_cache() -> None:
@@ -85,8 +90,16 @@ def test_an_encoder_gives_the_same_again_and_past_its_cache() -> None:
     spans = exporter.get_finished_spans()
     encoder = SpanEncoder()
     for batch in (spans[:512], spans, spans[:512]):
-        assert encoder.encode(batch) == encode_spans(batch)
+        assert decoded(encoder.encode(batch)) == encode_spans(batch)
 
 
 def test_nothing_encodes_as_nothing() -> None:
-    assert SpanEncoder().encode([]) == encode_spans([])
+    assert decoded(SpanEncoder().encode([])) == encode_spans([])
+
+
+def test_equal_resources_of_different_objects_group_as_the_sdk_groups_them() -> None:
+    one = spans_of(Resource.create({"service.name": "same"}))
+    other = spans_of(Resource.create({"service.name": "same"}))
+    assert one[0].resource is not other[0].resource
+    interleaved = [span for pair in zip(one, other, strict=True) for span in pair]
+    assert decoded(SpanEncoder().encode(interleaved)) == encode_spans(interleaved)

@@ -119,14 +119,15 @@ class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
 
 
 @contextmanager
-def receiver() -> Iterator[tuple[str, Received]]:
-    """An OTLP receiver on 127.0.0.1:0; yields its endpoint and what it received."""
+def receiver(address: str = "127.0.0.1:0") -> Iterator[tuple[str, Received]]:
+    """An OTLP receiver on `address` (default: a free loopback port); yields
+    its endpoint and what it received."""
     received = Received()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     # The collector stubs are untyped.
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Traces(received), server)  # type: ignore[no-untyped-call]
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(received), server)  # type: ignore[no-untyped-call]
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_insecure_port(address)
     server.start()
     try:
         yield f"http://127.0.0.1:{port}", received
