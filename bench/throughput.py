@@ -7,13 +7,15 @@ the same run, a bare gRPC server answers trivial unary calls; the ratio of
 scheduler CPU per request to bare CPU per call is what Taskyard costs over the
 cheapest possible RPC. Targets: >= 1,500 requests/s, ratio <= 2.5.
 The tracing lines compare BatchSubmit throughput with the scheduler exporting
-to a test OTLP receiver against without; target for traces: ratio >= 0.85.
+to a test OTLP receiver against without, in rounds that run each
+configuration side by side; target for traces: median ratio >= 0.85.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
 
 from taskyard.rpc.credentials import bearer_metadata
@@ -125,25 +127,54 @@ SPANS_PER_REQUEST = 5  # submit, queue wait, match, assignment, completion
 async def tracing_overhead(args: argparse.Namespace) -> None:
     """BatchSubmit throughput exporting to a test OTLP receiver, against without.
 
-    A run counts only if every sampled request's spans arrived: a scheduler
-    that dropped spans would look cheaper than it is.
+    Each round runs every configuration once, in turn, each with a scheduler
+    and a receiver of its own. A traced line's ratio is the median, over the
+    rounds, of its rate over the untraced rate of the same round: runs side
+    by side share the machine's state, which on a shared machine drifts by
+    more than tracing costs. A run counts only if every sampled request's
+    spans arrived: a scheduler that dropped spans would look cheaper than it is.
     """
-    rates: dict[str, float] = {}
-    for label, variables in {"without telemetry": None, **TRACED}.items():
-        with otlp_receiver() as receiver:
-            env = None
+    configurations = {"without telemetry": None, **TRACED}
+    rates: dict[str, list[float]] = {label: [] for label in configurations}
+    ratios: dict[str, list[float]] = {label: [] for label in TRACED}
+    spans: dict[str, int] = {}
+    for _ in range(args.tracing_rounds):
+        for label, variables in configurations.items():
+            rate, spans[label] = await traced_run(args, label, variables)
+            rates[label].append(rate)
             if variables is not None:
-                env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{receiver.address}", **variables}
-            rates[label], _ = await scheduler_run(
-                args.requests, args.workers, args.slots, 4, args.batch, env=env
-            )
-            spans = spans_received(receiver)
-        every_request = variables is not None and "OTEL_TRACES_SAMPLER" not in variables
-        if every_request and spans < SPANS_PER_REQUEST * args.requests:
-            raise RuntimeError(f"{label}: only {spans} spans arrived")
-        ratio = rates[label] / rates["without telemetry"]
-        received = f"  {spans:,} spans" if variables is not None else ""
-        print(f"  {label:<34} {rates[label]:>8,.0f} req/s  ratio {ratio:.2f}{received}")
+                ratios[label].append(rate / rates["without telemetry"][-1])
+    print(f"  {'median of ' + str(args.tracing_rounds) + ' rounds (range)':<34}")
+    for label in configurations:
+        line = f"  {label:<34} {_median_range(rates[label], '{:,.0f}')} req/s"
+        if label in ratios:
+            line += f"  ratio {_median_range(ratios[label], '{:.2f}')}  {spans[label]:,} spans"
+        print(line)
+
+
+async def traced_run(
+    args: argparse.Namespace, label: str, variables: dict[str, str] | None
+) -> tuple[float, int]:
+    """One BatchSubmit run of the line `label`, exporting as `variables` say
+    (None: no telemetry): requests per second and the spans that arrived."""
+    with otlp_receiver() as receiver:
+        env = None
+        if variables is not None:
+            env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{receiver.address}", **variables}
+        rate, _ = await scheduler_run(
+            args.requests, args.workers, args.slots, 4, args.batch, env=env
+        )
+        spans = spans_received(receiver)
+    every_request = variables is not None and "OTEL_TRACES_SAMPLER" not in variables
+    if every_request and spans < SPANS_PER_REQUEST * args.requests:
+        raise RuntimeError(f"{label}: only {spans} spans arrived")
+    return rate, spans
+
+
+def _median_range(values: list[float], form: str) -> str:
+    """'median (lowest-highest)'."""
+    low, high = min(values), max(values)
+    return f"{form.format(statistics.median(values))} ({form.format(low)}-{form.format(high)})"
 
 
 async def main() -> None:
@@ -154,6 +185,7 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--batch", type=int, default=50, help="requests per BatchSubmit")
     parser.add_argument("--real-workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--tracing-rounds", type=int, default=5, help="rounds of the tracing lines")
     args = parser.parse_args()
     bare_cpu, bare_rate = await bare_cpu_per_call(args.requests, args.concurrency)
     print(f"machine: {machine()}")
