@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from taskyard.errors import FailedPreconditionError, NotFoundError
 from taskyard.scheduler import lifecycle
@@ -67,11 +67,11 @@ class Settings:
     default_max_attempts: int = 3
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """What one matching decision weighed, for its span: how many candidates
     (pending shapes for a free slot, or workers for a new request) and how
-    many of the verdicts it asked for came from the cache."""
+    many of the verdicts it asked for came from the cache. (A tuple: one is
+    made for every assignment, traced or not.)"""
 
     candidates: int
     cache_hits: int
