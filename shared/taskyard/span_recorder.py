@@ -145,7 +145,7 @@ class SpanRecorder:
     def _child_of(self, parent: SpanContext) -> SpanContext:
         """A new sampled child's context."""
         trace_id, flags, state = _inherited(parent)
-        return SpanContext(trace_id, self._new_span_id(), False, flags, state)
+        return valid_context(trace_id, self._new_span_id(), flags, state)
 
     def _sample(
         self,

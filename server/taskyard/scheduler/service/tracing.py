@@ -43,16 +43,13 @@ def _recorder_of(provider: trace.TracerProvider) -> SpanRecorder | None:
 
 
 class RequestSpans:
-    """Records spans in one work request's trace: the recorder, the parent
-    and what every span says of the request are found once for several
-    spans (an assignment makes three)."""
+    """Records spans in one attempt of a work request's trace: the parent
+    and what every span says of the request are found once for all of the
+    attempt's spans (its assignment makes three, its completion one)."""
 
-    def __init__(self, spans: ChildSpans, work_request: WorkRequest) -> None:
+    def __init__(self, spans: ChildSpans, task_name: str, attempt: int) -> None:
         self._spans = spans
-        self._request: Attributes = {
-            "taskyard.task": work_request.task_name,
-            "taskyard.attempt": work_request.attempt,
-        }
+        self._request: Attributes = {"taskyard.task": task_name, "taskyard.attempt": attempt}
 
     def record(
         self,
@@ -73,16 +70,33 @@ class RequestSpans:
 
 
 def spans_of(work_request: WorkRequest) -> RequestSpans | None:
-    """What records spans of `work_request`, or None when none would be kept:
-    nothing records spans, or the sampler is sure to drop them (an unsampled
-    request's are dropped before their attributes are even gathered)."""
+    """What records spans of `work_request`'s current attempt, or None when
+    none would be kept: nothing records spans, or the sampler is sure to drop
+    them (an unsampled request's are dropped before their attributes are even
+    gathered)."""
     spans = recorder()
     if spans is None:
         return None
-    parent = parent_of(work_request)
+    carrier = work_request.trace_context
+    return _attempt_spans(
+        spans,
+        carrier.get("traceparent", ""),
+        carrier.get("tracestate", ""),
+        work_request.task_name,
+        work_request.attempt,
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _attempt_spans(
+    spans: SpanRecorder, traceparent: str, tracestate: str, task_name: str, attempt: int
+) -> RequestSpans | None:
+    """Made once for an attempt's assignment and completion (they hold
+    nothing that changes; the least recently used go first)."""
+    parent = _parsed(traceparent, tracestate)
     if spans.drops_child_of(parent):
         return None
-    return RequestSpans(spans.under(parent), work_request)
+    return RequestSpans(spans.under(parent), task_name, attempt)
 
 
 def span(name: str, attributes: Attributes) -> AbstractContextManager[trace.Span]:
@@ -112,16 +126,8 @@ def stored_context(submit: trace.Span) -> dict[str, str]:
     return w3c_carrier(context) if context.is_valid else {}
 
 
-def parent_of(work_request: WorkRequest) -> SpanContext:
-    """The parent of spans in this work request's trace: its submit span."""
-    carrier = work_request.trace_context
-    return _parsed(carrier.get("traceparent", ""), carrier.get("tracestate", ""))
-
-
-@functools.lru_cache(maxsize=4096)
 def _parsed(traceparent: str, tracestate: str) -> SpanContext:
-    """A stored trace context, read once for the assignment and completion of
-    an attempt (contexts are immutable; the least recently used go first)."""
+    """A stored trace context: the parent of spans in the request's trace."""
     carrier = {"traceparent": traceparent}
     if tracestate:
         carrier["tracestate"] = tracestate
