@@ -14,7 +14,8 @@ from opentelemetry.util.types import AttributeValue
 
 from taskyard.otel_export import SpanEncoder
 from taskyard.span_recorder import RecordingTracerProvider
-from taskyard.telemetry import context_from, span_context_from
+from taskyard.telemetry import context_from
+from taskyard.trace_context import span_context_from
 
 REMOTE_PARENT = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
 WITH_STATE = {**REMOTE_PARENT, "tracestate": "vendor=value"}

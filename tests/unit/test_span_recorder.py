@@ -26,12 +26,8 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import AttributeValue
 
 from taskyard.span_recorder import RecordingTracerProvider, SpanRecorder, valid_context
-from taskyard.telemetry import (
-    context_from,
-    current_trace_context,
-    span_context_from,
-    w3c_carrier,
-)
+from taskyard.telemetry import context_from, current_trace_context
+from taskyard.trace_context import span_context_from, w3c_carrier
 
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 PARENT_ID = 0xB7AD6B7169203331

@@ -18,7 +18,7 @@ from opentelemetry.util.types import AttributeValue
 
 from taskyard.scheduler.domain import WorkRequest
 from taskyard.span_recorder import ChildSpans, RecordingTracerProvider, SpanRecorder
-from taskyard.telemetry import span_context_from, w3c_carrier
+from taskyard.trace_context import span_context_from, w3c_carrier
 
 SCOPE = "taskyard.scheduler"
 
