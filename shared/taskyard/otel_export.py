@@ -235,7 +235,10 @@ class SpanEncoder:
                 # Most attributes repeat (task, attempt, worker, outcome). An
                 # entry is kept with its value's type, since (key, True) and
                 # (key, 1) are equal keys.
-                found = known.get(item)
+                try:
+                    found = known.get(item)
+                except TypeError:  # an unhashable value, such as a list
+                    return b""
                 if found is not None and found[0] is item[1].__class__:
                     parts.append(found[1])
                     continue

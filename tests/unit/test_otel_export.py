@@ -59,9 +59,10 @@ def spans_of(resource: Resource) -> tuple[ReadableSpan, ...]:
         span.add_event("happened", {"n": 1})
         linked = span.get_span_context()
     tracer.start_span("with link", links=[Link(linked, {"why": "retry"})]).end()
-    provider.recorder("recorded").record(
-        "recorded", {"taskyard.task": "noop"}, span_context_from(REMOTE_PARENT), 10, 20
-    )
+    recorder = provider.recorder("recorded")
+    recorder.record("recorded", {"taskyard.task": "noop"}, span_context_from(REMOTE_PARENT), 10, 20)
+    # A recorded span keeps the dict it was given: a list stays a list.
+    recorder.record("recorded list", {"list": [1, 2], "s": "x"}, None, 10, 20)
     provider.shutdown()
     return exporter.get_finished_spans()
 
