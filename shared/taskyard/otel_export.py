@@ -120,24 +120,22 @@ def _attribute(key: str, value: Scalar) -> bytes | None:
     return _delimited(_ATTRIBUTE, _delimited(_KEY, key.encode()) + _delimited(_VALUE, encoded))
 
 
-# Parents standing for "a local parent" and "a remote parent".
-_LOCAL = SpanContext(1, 1, is_remote=False)
-_REMOTE = SpanContext(1, 1, is_remote=True)
 _Fields: TypeAlias = tuple[str, SpanKind, SpanContext, SpanContext | None, int, int]
 
 
-def _status_and_flags(status: SpanStatus, parent: SpanContext | None) -> bytes:
-    """A span's status and flags, and the key of its parent's id if it has one."""
+def _status_and_flags(status: SpanStatus, remote_parent: bool | None) -> bytes:
+    """A span's status and flags, and the key of its parent's id if it has
+    one (`remote_parent` None: it has none)."""
     message = Status(
         code=Status.StatusCode.ValueType(status.status_code.value),
         message=status.description or "",
     ).SerializeToString()
-    flags = _REMOTE_PARENT if parent is not None and parent.is_remote else _LOCAL_PARENT
+    flags = _REMOTE_PARENT if remote_parent else _LOCAL_PARENT
     return (
         _delimited(_STATUS, message)
         + _FLAGS
         + flags.to_bytes(4, "little")
-        + (_PARENT_SPAN_ID if parent is not None else b"")
+        + (_PARENT_SPAN_ID if remote_parent is not None else b"")
     )
 
 
@@ -282,8 +280,8 @@ class SpanEncoder:
                 status,
                 (
                     _status_and_flags(status, None),
-                    _status_and_flags(status, _LOCAL),
-                    _status_and_flags(status, _REMOTE),
+                    _status_and_flags(status, False),
+                    _status_and_flags(status, True),
                 ),
             )
             self._keep(self._tails, id(status), found)
