@@ -99,6 +99,7 @@ class SpanRecorder:
         attributes: Mapping[str, AttributeValue],
         parent: Context | None = None,
         start_time: int | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
     ) -> trace.Span:
         """A span, child of the span current in `parent` (default: the current
         context), or a non-recording span if the sampler drops it."""
@@ -106,7 +107,7 @@ class SpanRecorder:
         if self._keeps_child_of(parent_context):
             context, kept = self._child_of(parent_context), dict(attributes)
         else:
-            context, sampled = self._sample(name, attributes, parent, parent_context)
+            context, sampled = self._sample(name, attributes, parent, parent_context, kind)
             if sampled is None:
                 return trace.NonRecordingSpan(context)
             kept = sampled
@@ -117,6 +118,7 @@ class SpanRecorder:
             parent=parent_context if parent_context.is_valid else None,
             attributes=kept,
             start_time=start_time if start_time is not None else time.time_ns(),
+            kind=kind,
         )
 
     def under(self, parent: SpanContext | None) -> ChildSpans:
@@ -153,6 +155,7 @@ class SpanRecorder:
         attributes: Mapping[str, AttributeValue],
         parent: Context | None,
         parent_context: SpanContext,
+        kind: SpanKind,
     ) -> tuple[SpanContext, dict[str, AttributeValue] | None]:
         """Ask the sampler: the new span's context, and the attributes it keeps
         (None if it drops the span)."""
@@ -162,9 +165,7 @@ class SpanRecorder:
             random_ids = parent_context.trace_flags.random_trace_id
         else:
             trace_id, random_ids = ids.generate_trace_id(), ids.is_trace_id_random()
-        sampling = self._provider.sampler.should_sample(
-            parent, trace_id, name, SpanKind.INTERNAL, attributes
-        )
+        sampling = self._provider.sampler.should_sample(parent, trace_id, name, kind, attributes)
         flags = TraceFlags.DEFAULT
         if sampling.decision is Decision.RECORD_AND_SAMPLE:
             flags |= TraceFlags.SAMPLED
@@ -189,6 +190,7 @@ class SpanRecorder:
                 end_time=end_time,
                 events=span.events,
                 status=span.status,
+                kind=span.kind,
             )
         )
 
@@ -203,6 +205,7 @@ class SpanRecorder:
         end_time: int,
         events: Sequence[Event] = (),
         status: Status = _UNSET,
+        kind: SpanKind = SpanKind.INTERNAL,
     ) -> ReadableSpan:
         """The span as the processors take it, within the provider's limits."""
         kept: Attributes = attributes
@@ -224,7 +227,7 @@ class SpanRecorder:
             resource=self._resource,
             attributes=kept,
             events=events,
-            kind=SpanKind.INTERNAL,
+            kind=kind,
             status=status,
             start_time=start_time,
             end_time=end_time,
@@ -338,9 +341,11 @@ class RecordedSpan(trace.Span):
         parent: SpanContext | None,
         attributes: dict[str, AttributeValue],
         start_time: int,
+        kind: SpanKind = SpanKind.INTERNAL,
     ) -> None:
         self._recorder = recorder
         self.name = name
+        self.kind = kind
         self._context = context
         self.parent = parent
         self.attributes = attributes
@@ -391,11 +396,11 @@ class RecordedSpan(trace.Span):
         timestamp: int | None = None,
         escaped: bool = False,
     ) -> None:
-        kind, module = type(exception).__qualname__, type(exception).__module__
+        name, module = type(exception).__qualname__, type(exception).__module__
         self.add_event(
             "exception",
             {
-                EXCEPTION_TYPE: kind if module in ("", "builtins") else f"{module}.{kind}",
+                EXCEPTION_TYPE: name if module in ("", "builtins") else f"{module}.{name}",
                 EXCEPTION_MESSAGE: str(exception),
                 EXCEPTION_STACKTRACE: "".join(traceback.format_exception(exception)),
                 "exception.escaped": str(escaped),

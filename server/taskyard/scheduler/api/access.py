@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextvars
 import enum
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeAlias
 
 import grpc
@@ -20,6 +20,7 @@ import grpc
 from taskyard.errors import TaskyardError
 from taskyard.rpc import status as rpc_status
 from taskyard.rpc.credentials import bearer_of
+from taskyard.rpc.handlers import Continuation, Handler, rewrapped
 from taskyard.scheduler.domain import Role
 from taskyard.scheduler.service.auth import (
     Principal,
@@ -32,8 +33,6 @@ from taskyard.scheduler.service.scheduler import Scheduler
 log = logging.getLogger(__name__)
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
-# A string: grpc's handler class cannot be subscripted at run time.
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
 class Access(enum.Enum):
@@ -83,9 +82,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self._scheduler = scheduler
 
     async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
-        handler_call_details: grpc.HandlerCallDetails,
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
@@ -123,19 +120,11 @@ async def _fail(error: BaseException, context: Context) -> None:
 
 def _wrap(handler: Handler, admit: Admit) -> Handler:
     """The same handler, with admission and error mapping around its behaviour."""
-    kwargs = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, admit), **kwargs)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(
-            _streaming(handler.unary_stream, admit), **kwargs
-        )
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(_unary(handler.stream_unary, admit), **kwargs)
-    return grpc.stream_stream_rpc_method_handler(_streaming(handler.stream_stream, admit), **kwargs)
+    return rewrapped(
+        handler,
+        lambda behaviour: _unary(behaviour, admit),
+        lambda behaviour: _streaming(behaviour, admit),
+    )
 
 
 def _unary(behaviour: Any, admit: Admit) -> Any:
