@@ -6,7 +6,8 @@ as protobuf objects (about 7 us a span); the collector then needs bytes. Nearly
 every span has one shape: scalar attributes, and no events, links or trace
 state. `SpanEncoder` writes those in one pass of byte strings (about 1.5 us a
 span): ids and times packed with `struct`, and the pieces that repeat (names,
-statuses, attributes such as task and worker names) encoded once and kept.
+statuses, attributes such as task and worker names) encoded once and kept;
+keys whose values do not repeat (a request's id) are learnt and not kept.
 Any other span, and every resource and scope, is encoded by the SDK's own
 `encode_spans`. Concatenated protobuf messages merge, so the pieces join into
 one `ExportTraceServiceRequest` as bytes, and `FastOTLPSpanExporter` sends
@@ -17,6 +18,7 @@ result equal to the SDK's for every span shape.
 from __future__ import annotations
 
 import struct
+from collections import Counter
 from collections.abc import Sequence
 from typing import TypeAlias, TypeVar, cast
 
@@ -144,6 +146,9 @@ class SpanEncoder:
 
     def __init__(self) -> None:
         self._attributes: dict[tuple[str, object], tuple[type, bytes]] = {}
+        # Keys whose values rarely repeat (a request's id): not worth keeping,
+        # and keeping them would push out the values that do.
+        self._volatile: set[str] = set()
         self._heads: dict[tuple[str, int], bytes] = {}
         self._tails: dict[int, tuple[SpanStatus, tuple[bytes, bytes, bytes]]] = {}
 
@@ -289,13 +294,23 @@ class SpanEncoder:
 
     def _attribute(self, key: str, value: object) -> bytes | None:
         """The entry for a scalar attribute seen first (None for any other,
-        and for those the SDK must encode), kept for when it repeats."""
+        and for those the SDK must encode), kept for when it repeats, unless
+        its key's values seldom do."""
         if not isinstance(value, str | bool | int | float):
             return None
         encoded = _attribute(key, value)
-        if encoded is not None:
-            self._keep(self._attributes, (key, value), (value.__class__, encoded))
+        if encoded is not None and key not in self._volatile:
+            self._remember(key, value, encoded)
         return encoded
+
+    def _remember(self, key: str, value: Scalar, encoded: bytes) -> None:
+        known = self._attributes
+        if len(known) >= _CACHED:  # full: start again, without the keys that filled it
+            self._volatile.update(_crowding(known))
+            known.clear()
+            if key in self._volatile:
+                return
+        known[(key, value)] = (value.__class__, encoded)
 
     @staticmethod
     def _keep(cache: dict[_K, _V], key: _K, value: _V) -> None:
@@ -304,6 +319,12 @@ class SpanEncoder:
         if len(cache) >= _CACHED:
             cache.clear()
         cache[key] = value
+
+
+def _crowding(cache: dict[tuple[str, object], tuple[type, bytes]]) -> set[str]:
+    """The keys holding a quarter or more of a full attribute cache."""
+    counts = Counter(key for key, _ in cache)
+    return {key for key, count in counts.items() if count >= len(cache) // 4}
 
 
 def _grouped(

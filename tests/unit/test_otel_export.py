@@ -93,6 +93,10 @@ def test_an_encoder_gives_the_same_again_and_past_its_cache() -> None:
     encoder = SpanEncoder()
     for batch in (spans[:512], spans, spans[:512]):
         assert decoded(encoder.encode(batch)) == encode_spans(batch)
+    # Past the limit, a key whose values never repeat is no longer kept, so
+    # it cannot push out the values that do.
+    kept = {key for key, _ in encoder._attributes}
+    assert kept == {"task"}
 
 
 def test_nothing_encodes_as_nothing() -> None:
