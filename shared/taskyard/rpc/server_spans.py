@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable
+from contextvars import Token
 from typing import Any, TypeAlias
 from urllib.parse import unquote
 
@@ -44,7 +45,7 @@ from taskyard.span_recorder import SpanRecorder
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 Attributes: TypeAlias = dict[str, AttributeValue]
-_Open: TypeAlias = tuple[trace.Span, object]
+_Open: TypeAlias = tuple[trace.Span, Token[otel_context.Context]]
 Opener: TypeAlias = Callable[[Context], _Open]
 _NEW_TRACE = otel_context.Context()
 
@@ -134,9 +135,14 @@ class _CallSpan:
         _close(self._span, self._token, self._context, error)
 
 
-def _close(span: trace.Span, token: object, context: Context, error: BaseException | None) -> None:
+def _close(
+    span: trace.Span,
+    token: Token[otel_context.Context],
+    context: Context,
+    error: BaseException | None,
+) -> None:
     """End the call's span with the status the call ended with."""
-    otel_context.detach(token)  # type: ignore[arg-type]  # the token attach gave
+    otel_context.detach(token)
     code = _status_code(context, error)
     span.set_attribute(RPC_GRPC_STATUS_CODE, code.value[0])
     if error is not None and code is grpc.StatusCode.UNKNOWN:
@@ -169,7 +175,8 @@ def _method(full_name: str) -> tuple[str, Attributes]:
 @functools.lru_cache(maxsize=1024)
 def _peer(peer: str) -> Attributes:
     """The peer's address and port, from gRPC's `ipv4:127.0.0.1:5000` or
-    `ipv6:[::1]:5000`, perhaps percent-encoded (nothing for a Unix socket or a form not known)."""
+    `ipv6:[::1]:5000`, perhaps percent-encoded (nothing for a Unix socket
+    or a form not known)."""
     family, _, where = peer.partition(":")
     address, _, port = where.rpartition(":")
     if family not in ("ipv4", "ipv6") or not port.isdigit():
