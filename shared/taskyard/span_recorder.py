@@ -18,8 +18,11 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from contextvars import Token
 from typing import Any
 
+from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
@@ -79,6 +82,12 @@ class SpanRecorder:
         self._new_span_id = provider.id_generator.generate_span_id
         self._skips_unsampled = _drops_children_of_unsampled(provider.sampler)
         self._keeps_sampled = _keeps_children_of_sampled(provider.sampler)
+        self._keeps_roots = _keeps_roots(provider.sampler)
+        self._root_flags = TraceFlags(
+            TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID
+            if provider.id_generator.is_trace_id_random()
+            else TraceFlags.SAMPLED
+        )
 
     def drops_child_of(self, parent: SpanContext | None) -> bool:
         """Whether a child of `parent` is sure to be dropped: the parent is
@@ -106,6 +115,8 @@ class SpanRecorder:
         parent_context = trace.get_current_span(parent).get_span_context()
         if self._keeps_child_of(parent_context):
             context, kept = self._child_of(parent_context), dict(attributes)
+        elif self._keeps_roots and not parent_context.is_valid:
+            context, kept = self._new_root(), dict(attributes)
         else:
             context, sampled = self._sample(name, attributes, parent, parent_context, kind)
             if sampled is None:
@@ -120,6 +131,13 @@ class SpanRecorder:
             start_time=start_time if start_time is not None else time.time_ns(),
             kind=kind,
         )
+
+    def current(
+        self, name: str, attributes: Mapping[str, AttributeValue]
+    ) -> AbstractContextManager[trace.Span]:
+        """A span (as `start` makes it) current for a block: the SDK's
+        `use_span(span, end_on_exit=True)`, at half its cost (see `CurrentSpan`)."""
+        return CurrentSpan(self.start(name, attributes))
 
     def under(self, parent: SpanContext | None) -> ChildSpans:
         """What records spans after the fact under `parent` (None: each one
@@ -143,6 +161,15 @@ class SpanRecorder:
         is sampled, and the sampler keeps every child of a sampled parent.
         Then no sampling call is needed."""
         return self._keeps_sampled and parent.is_valid and parent.trace_flags.sampled
+
+    def _new_root(self) -> SpanContext:
+        """A new sampled trace's root context, as the sampler would give it."""
+        return SpanContext(
+            self._provider.id_generator.generate_trace_id(),
+            self._new_span_id(),
+            False,
+            self._root_flags,
+        )
 
     def _child_of(self, parent: SpanContext) -> SpanContext:
         """A new sampled child's context."""
@@ -324,12 +351,50 @@ def _keeps_children_of_sampled(sampler: Sampler) -> bool:
     )
 
 
+def _keeps_roots(sampler: Sampler) -> bool:
+    """Whether `sampler` keeps every new trace's root with no attributes or
+    trace state of its own: `always_on`, and the default
+    `parentbased_always_on` (this exact class: a subclass may decide
+    otherwise). Then a root needs no sampling call. Read as
+    `_drops_children_of_unsampled` is (tests guard it)."""
+    if sampler is ALWAYS_ON:
+        return True
+    return type(sampler) is ParentBased and getattr(sampler, "_root", None) is ALWAYS_ON
+
+
+class CurrentSpan:
+    """`trace.use_span(span, end_on_exit=True)` as a class: `span` is current
+    for the block, an `Exception` that escapes it is recorded and sets the
+    status to ERROR, and the span ends. The SDK's is a generator context
+    manager, which costs about 1.5 us more on every traced submit. A test
+    holds the two equal."""
+
+    def __init__(self, span: trace.Span) -> None:
+        self._span = span
+        self._token: Token[Context] | None = None
+
+    def __enter__(self) -> trace.Span:
+        self._token = context_api.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(self, kind: object, error: BaseException | None, trace_back: object) -> None:
+        if self._token is not None:
+            context_api.detach(self._token)
+        span = self._span
+        # As the SDK: only an Exception (not GeneratorExit, a cancellation...) is a failure.
+        if isinstance(error, Exception) and span.is_recording():
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        span.end()
+
+
 class RecordedSpan(trace.Span):
     """A recording span of one task or coroutine, until `end` hands it on.
 
     Unlike the SDK's span it takes no lock: it belongs to the code that
     started it, and is not shared between threads. Make it current with
-    `trace.use_span`, which records an exception that escapes the block.
+    `CurrentSpan` (or `trace.use_span`), which records an exception that
+    escapes the block.
     """
 
     def __init__(

@@ -3,7 +3,9 @@ processors apply, and they join traces like the tracer's own spans."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -83,9 +85,25 @@ def test_a_recorded_span_joins_the_stored_trace_with_its_times(recorded: Recorde
     assert span.status.status_code is StatusCode.UNSET
 
 
-def test_a_current_span_is_the_parent_of_what_runs_inside_it(recorded: Recorded) -> None:
+def use_span(recorder: SpanRecorder, name: str) -> AbstractContextManager[trace.Span]:
+    return trace.use_span(recorder.start(name, {}), end_on_exit=True)
+
+
+def current(recorder: SpanRecorder, name: str) -> AbstractContextManager[trace.Span]:
+    return recorder.current(name, {})
+
+
+# The recorder's own `current` must behave as the SDK's `use_span` does.
+MAKE_CURRENT = pytest.mark.parametrize("make_current", [use_span, current])
+Current = Callable[[SpanRecorder, str], AbstractContextManager[trace.Span]]
+
+
+@MAKE_CURRENT
+def test_a_current_span_is_the_parent_of_what_runs_inside_it(
+    recorded: Recorded, make_current: Current
+) -> None:
     tracer = recorded.provider.get_tracer("inside")
-    with trace.use_span(recorded.recorder.start("taskyard.submit", {}), end_on_exit=True) as span:
+    with make_current(recorded.recorder, "taskyard.submit") as span:
         carrier = current_trace_context()
         tracer.start_span("child").end()
         span.set_attribute("taskyard.created", True)
@@ -107,10 +125,13 @@ def test_a_current_span_is_the_parent_of_what_runs_inside_it(recorded: Recorded)
     assert submit.end_time >= submit.start_time
 
 
-def test_an_escaping_exception_marks_the_span_failed(recorded: Recorded) -> None:
+@MAKE_CURRENT
+def test_an_escaping_exception_marks_the_span_failed(
+    recorded: Recorded, make_current: Current
+) -> None:
     with (
         pytest.raises(ValueError, match="bad task data"),
-        trace.use_span(recorded.recorder.start("taskyard.submit", {}), end_on_exit=True),
+        make_current(recorded.recorder, "taskyard.submit"),
     ):
         raise ValueError("bad task data")
     span = recorded.only()
@@ -121,6 +142,16 @@ def test_an_escaping_exception_marks_the_span_failed(recorded: Recorded) -> None
     assert event.attributes is not None
     assert event.attributes["exception.type"] == "ValueError"
     assert event.attributes["exception.message"] == "bad task data"
+
+
+@MAKE_CURRENT
+def test_a_cancellation_is_not_a_failure(recorded: Recorded, make_current: Current) -> None:
+    with pytest.raises(asyncio.CancelledError), make_current(recorded.recorder, "taskyard.submit"):
+        raise asyncio.CancelledError
+    span = recorded.only()  # ended all the same
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.events == ()
+    assert not trace.get_current_span().get_span_context().is_valid  # no longer current
 
 
 def test_a_span_is_handed_on_once_and_not_changed_after_it_ended(recorded: Recorded) -> None:
@@ -164,6 +195,26 @@ def test_a_sampler_that_may_keep_children_of_unsampled_parents_is_asked(sampler:
     assert not recorded.recorder.drops_child_of(span_context_from(UNSAMPLED_PARENT))
     recorded.recorder.record("taskyard.assign", {}, span_context_from(UNSAMPLED_PARENT))
     assert recorded.only().name == "taskyard.assign"
+
+
+@pytest.mark.parametrize("sampler", [ALWAYS_ON, ParentBased(ALWAYS_ON)])
+def test_a_new_trace_under_a_sampler_that_keeps_every_root_needs_no_sampling_call(
+    sampler: Sampler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded = Recorded(sampler=sampler)
+    sdk_root = recorded.provider.get_tracer("sdk").start_span("sdk")
+    sdk_root.end()
+    asked = []
+    monkeypatch.setattr(sampler, "should_sample", lambda *args, **kwargs: asked.append(args))
+    ours = recorded.recorder.start("taskyard.submit", {"taskyard.task": "noop"})
+    ours.end()
+    assert asked == []
+    root = ours.get_span_context()
+    assert root.is_valid
+    assert root.trace_id != sdk_root.get_span_context().trace_id
+    assert root.trace_flags == sdk_root.get_span_context().trace_flags
+    assert root.trace_state == sdk_root.get_span_context().trace_state
+    assert dict(recorded.spans()[-1].attributes or {}) == {"taskyard.task": "noop"}
 
 
 class CountedParentBased(ParentBased):

@@ -100,12 +100,12 @@ def _attempt_spans(
 
 
 def span(name: str, attributes: Attributes) -> AbstractContextManager[trace.Span]:
-    """A span made current for a block (the SDK's `use_span`: an exception
+    """A span made current for a block (as the SDK's `use_span`: an exception
     that escapes is recorded on it), when anything records spans."""
     spans = recorder()
     if spans is None:
         return contextlib.nullcontext(trace.INVALID_SPAN)
-    return trace.use_span(spans.start(name, attributes), end_on_exit=True)
+    return spans.current(name, attributes)
 
 
 def _nanos(moment: datetime) -> int:
