@@ -18,14 +18,30 @@ from taskyard.scheduler.domain import (
     WorkRequest,
 )
 
+#: The columns fixed at submit: a transition never writes them.
+FIXED_COLUMNS = frozenset(
+    {"id", "task_name", "task_data_json", "created_at", "idempotency_key", "trace_context_json"}
+)
+
 
 def work_request_row(work_request: WorkRequest) -> dict[str, Any]:
     """The row of a work request."""
-    error = work_request.error
     return {
+        **changing_columns(work_request),
         "id": work_request.id,
         "task_name": work_request.task_name,
         "task_data_json": work_request.task_data_json,
+        "idempotency_key": work_request.idempotency_key or None,
+        "trace_context_json": json.dumps(work_request.trace_context),
+        "created_at": work_request.created_at,
+    }
+
+
+def changing_columns(work_request: WorkRequest) -> dict[str, Any]:
+    """The columns of a work request's row that a transition may change
+    (all but `FIXED_COLUMNS`)."""
+    error = work_request.error
+    return {
         "priority": work_request.priority,
         "queue_key": work_request.queue_key,
         "state": work_request.state.value,
@@ -38,9 +54,6 @@ def work_request_row(work_request: WorkRequest) -> dict[str, Any]:
         "max_attempts": work_request.max_attempts,
         "worker_name": work_request.worker_name,
         "timeout_seconds": work_request.timeout_seconds,
-        "idempotency_key": work_request.idempotency_key or None,
-        "trace_context_json": json.dumps(work_request.trace_context),
-        "created_at": work_request.created_at,
         "assigned_at": work_request.assigned_at,
         "started_at": work_request.started_at,
         "completed_at": work_request.completed_at,

@@ -75,11 +75,11 @@ def _sqlite_begin(connection: Connection) -> None:
 _WR = work_requests.c
 _WORK_REQUEST_BY_ID = select(work_requests).where(_WR.id == bindparam("b_id"))
 _WORK_REQUEST_BY_KEY = select(work_requests).where(_WR.idempotency_key == bindparam("b_key"))
-#: Fixed at submit: a transition never writes them.
-_FIXED = frozenset({"id", "task_name", "task_data_json", "created_at", "idempotency_key"})
 _EXPECTED = (_WR.id == bindparam("b_id"), _WR.state == bindparam("b_state"),
              _WR.attempt == bindparam("b_attempt"))  # fmt: skip
-_SET_CHANGING = {c.name: bindparam(c.name, type_=c.type) for c in _WR if c.name not in _FIXED}
+_SET_CHANGING = {
+    c.name: bindparam(c.name, type_=c.type) for c in _WR if c.name not in rows.FIXED_COLUMNS
+}
 _SKIP_LOCKED = select(_WR.id).where(*_EXPECTED).with_for_update(skip_locked=True)
 # The statements every work request runs, prepared per dialect (prepared.py).
 _HOT = {
@@ -151,7 +151,7 @@ class SqlTransaction:
     def _compare_and_set(
         self, statement: Prepared, work_request: WorkRequest, state: State, attempt: int
     ) -> bool:
-        params = rows.work_request_row(work_request)
+        params = rows.changing_columns(work_request)
         params.update(b_id=work_request.id, b_state=state.value, b_attempt=attempt)
         return bool(statement.execute(self._db, params).rowcount == 1)
 
