@@ -70,14 +70,12 @@ def configure(service_name: str, otlp_endpoint: str = "") -> Telemetry:
     }
     # The SDK and exporters are imported only when something is exported.
     if _enabled("traces"):
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
-
         from taskyard.otel_export import FastOTLPSpanExporter  # noqa: PLC0415
         from taskyard.otel_resource import ProcessResource  # noqa: PLC0415
-        from taskyard.span_recorder import RecordingTracerProvider  # noqa: PLC0415
+        from taskyard.span_recorder import RecordingTracerProvider, SpanBatcher  # noqa: PLC0415
 
         tracer_provider = RecordingTracerProvider(resource=ProcessResource(identity))
-        tracer_provider.add_span_processor(BatchSpanProcessor(FastOTLPSpanExporter()))
+        tracer_provider.add_span_processor(SpanBatcher(FastOTLPSpanExporter()))
         trace.set_tracer_provider(tracer_provider)
         telemetry.shutdowns.append(tracer_provider.shutdown)
     if _enabled("metrics"):
