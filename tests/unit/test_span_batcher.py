@@ -4,20 +4,26 @@ cheaper hand-over of each ended span."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import pytest
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, TraceFlags
 
+from taskyard import span_recorder
 from taskyard.span_recorder import RecordingTracerProvider, SpanBatcher
+
+RESOURCE = Resource({})  # built as is (`Resource.create` would detect in a thread)
 
 
 def ended(name: str, sampled: bool = True) -> ReadableSpan:
     flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
-    return ReadableSpan(name, SpanContext(1, len(name), False, flags), start_time=1, end_time=2)
+    context = SpanContext(1, len(name), False, flags)
+    return ReadableSpan(name, context, resource=RESOURCE, start_time=1, end_time=2)
 
 
 def stop(batcher: SpanBatcher) -> None:
@@ -85,3 +91,43 @@ def test_a_recorder_hands_its_spans_to_every_processor_added_later() -> None:
     assert names(first) == ["one", "two"]
     assert names(second) == ["two"]
     provider.shutdown()
+
+
+class PidCalls:
+    """Counts the calls of `os.getpid` (the SDK's fork check) while it is patched."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = os.getpid
+
+        def counted() -> int:
+            self.calls += 1
+            return real()
+
+        monkeypatch.setattr(os, "getpid", counted)
+
+
+def test_a_span_is_queued_without_a_system_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    exporter = InMemorySpanExporter()
+    batcher = SpanBatcher(exporter, schedule_delay_millis=60_000)
+    pid = PidCalls(monkeypatch)
+    batcher.on_end(ended("a"))
+    assert pid.calls == 0
+    batcher.force_flush()
+    assert names(exporter) == ["a"]
+    stop(batcher)
+
+
+def test_batching_not_built_as_expected_goes_through_the_sdks_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(span_recorder, "_batching_as_known", lambda batch: False)
+    exporter = InMemorySpanExporter()
+    batcher = SpanBatcher(exporter, schedule_delay_millis=60_000)
+    pid = PidCalls(monkeypatch)
+    for span in (ended("a"), ended("bb", sampled=False)):
+        batcher.on_end(span)
+    assert pid.calls == 1  # the SDK's own check, for the sampled span
+    batcher.force_flush()
+    assert names(exporter) == ["a"]
+    stop(batcher)
