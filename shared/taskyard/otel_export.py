@@ -8,9 +8,11 @@ state. `SpanEncoder` writes those in one pass of byte strings (about 1.5 us a
 span): ids and times packed with `struct`, and the pieces that repeat (names,
 statuses, attributes such as task and worker names) encoded once and kept;
 keys whose values do not repeat (a request's id) are learnt and not kept.
-Any other span, and every resource and scope, is encoded by the SDK's own
-`encode_spans`. Concatenated protobuf messages merge, so the pieces join into
-one `ExportTraceServiceRequest` as bytes, and `FastOTLPSpanExporter` sends
+The build compiles the same writer in C (`taskyard._span_wire`, about 0.5 us
+a span); this one is its reference, and its fallback where the module cannot
+be imported. Any other span, and every resource and scope, is encoded by the
+SDK's own `encode_spans`. Concatenated protobuf messages merge, so the pieces
+join into one `ExportTraceServiceRequest` as bytes, and `FastOTLPSpanExporter` sends
 them as they are: nothing is parsed back and serialised again. Tests hold the
 result equal to the SDK's for every span shape.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeAlias, TypeVar, cast
 
 import grpc
@@ -30,7 +32,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span, SpanFlag
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanContext, SpanKind
+from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanContext, SpanKind, StatusCode, TraceState
 from opentelemetry.trace import Status as SpanStatus
 from opentelemetry.util.types import Attributes
 
@@ -69,9 +71,45 @@ _KINDS = {
     SpanKind.PRODUCER: Span.SPAN_KIND_PRODUCER,
     SpanKind.CONSUMER: Span.SPAN_KIND_CONSUMER,
 }
+# What the compiled writer finds by identity, in the order of their OTLP values.
+_KINDS_IN_ORDER = tuple(sorted(_KINDS, key=_KINDS.__getitem__))
+_CODES_IN_ORDER = tuple(sorted(StatusCode, key=lambda code: code.value))
+assert [_KINDS[kind] for kind in _KINDS_IN_ORDER] == [1, 2, 3, 4, 5]
+assert [code.value for code in _CODES_IN_ORDER] == [
+    Status.STATUS_CODE_UNSET,
+    Status.STATUS_CODE_OK,
+    Status.STATUS_CODE_ERROR,
+]
+# The compiled writer's arguments after the spans and its fallback.
+_SHAPES = (ReadableSpan, _KINDS_IN_ORDER, _CODES_IN_ORDER, DEFAULT_TRACE_STATE)
 _LOCAL_PARENT = SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 _REMOTE_PARENT = _LOCAL_PARENT | SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 _CACHED = 4096  # encoded pieces kept; cleared when full
+
+
+_Writer: TypeAlias = Callable[
+    [
+        Sequence[ReadableSpan],
+        Callable[[ReadableSpan], bytes],
+        type,
+        tuple[SpanKind, ...],
+        tuple[StatusCode, ...],
+        TraceState,
+    ],
+    bytes,
+]
+
+
+def _compiled() -> _Writer | None:
+    """The C writer of the common span shape, if the package was built with it."""
+    try:
+        from taskyard._span_wire import encode  # noqa: PLC0415
+    except ImportError:
+        return None
+    return encode
+
+
+COMPILED = _compiled()
 
 
 def _varint(value: int) -> bytes:
@@ -144,7 +182,10 @@ def _status_and_flags(status: SpanStatus, remote_parent: bool | None) -> bytes:
 class SpanEncoder:
     """`encode_spans`, as serialised bytes, with the common span shape written directly."""
 
-    def __init__(self) -> None:
+    def __init__(self, writer: _Writer | None = COMPILED) -> None:
+        """`writer` writes the common shape (default: the compiled one, if
+        built); None: this class writes it."""
+        self._writer = writer
         self._attributes: dict[tuple[str, object], tuple[type, bytes]] = {}
         # Keys whose values rarely repeat (a request's id): not worth keeping,
         # and keeping them would push out the values that do.
@@ -169,12 +210,18 @@ class SpanEncoder:
             encoded: ResourceSpans = encode_spans(members[:1]).resource_spans[0]
             scope = encoded.scope_spans[0]
             del scope.spans[:]
-            spans = b"".join([self._span(span) for span in members])
+            spans = self._spans(members)
             entries.append(_delimited(_SCOPE_SPANS, scope.SerializeToString() + spans))
             if not resource:
                 del encoded.scope_spans[:]
                 resource = encoded.SerializeToString()
         return resource + b"".join(entries)
+
+    def _spans(self, spans: list[ReadableSpan]) -> bytes:
+        """The `ScopeSpans.spans` entries of `spans`, joined."""
+        if self._writer is not None:
+            return self._writer(spans, self._span, *_SHAPES)
+        return b"".join([self._span(span) for span in spans])
 
     def _span(self, span: ReadableSpan) -> bytes:
         """One span as a `ScopeSpans.spans` entry on the wire."""

@@ -1,6 +1,10 @@
-"""The fast span encoder gives exactly what the SDK's encoder gives."""
+"""The fast span encoder gives exactly what the SDK's encoder gives, with
+the common span shape written in C or in Python."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -12,13 +16,64 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from taskyard.otel_export import SpanEncoder
+from taskyard.otel_export import COMPILED, SpanEncoder
 from taskyard.span_recorder import RecordingTracerProvider
 from taskyard.telemetry import context_from
 from taskyard.trace_context import span_context_from
 
 REMOTE_PARENT = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
 WITH_STATE = {**REMOTE_PARENT, "tracestate": "vendor=value"}
+
+
+@pytest.fixture(params=["compiled", "python"])
+def encoder(request: pytest.FixtureRequest) -> SpanEncoder:
+    """An encoder writing the common shape in C, or in Python."""
+    return SpanEncoder(COMPILED if request.param == "compiled" else None)
+
+
+def test_the_package_is_built_with_its_compiled_writer() -> None:
+    assert COMPILED is not None
+
+
+def common_spans() -> tuple[ReadableSpan, ...]:
+    """Recorded spans of the common shape: every scalar type, each kind of
+    parent, each status."""
+    exporter = InMemorySpanExporter()
+    provider = RecordingTracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    recorder = provider.recorder("common")
+    scalars: dict[str, AttributeValue] = {
+        "s": "noop", "unicode": "h\u00e9llo", "empty": "", "long": "x" * 300,
+        "yes": True, "no": False, "zero": 0, "least": -(2**63), "most": 2**63 - 1,
+        "f": -1.5e-300, "f0": 0.0,
+    }  # fmt: skip
+    recorder.record("remote parent", scalars, span_context_from(REMOTE_PARENT), 10, 20)
+    recorder.record("no parent", {}, None, 2**63, 2**64 - 1)
+    for kind, (code, description) in zip(
+        (SpanKind.SERVER, SpanKind.CLIENT, SpanKind.CONSUMER),
+        ((StatusCode.ERROR, "it broke"), (StatusCode.OK, None), (StatusCode.ERROR, None)),
+        strict=True,
+    ):
+        with recorder.current("submit", {"k": 1}) as parent:
+            child = recorder.start("local parent", {"k": 2}, kind=kind)
+            child.set_status(code, description)
+            child.end()
+        assert parent.is_recording() is False
+    return exporter.get_finished_spans()
+
+
+def test_the_compiled_writer_writes_the_common_shape_itself_as_python_does() -> None:
+    def refused(span: ReadableSpan) -> bytes:
+        raise AssertionError(f"{span.name} was left to Python")
+
+    def compiled_only(spans: Sequence[ReadableSpan], _: object, *shapes: Any) -> bytes:
+        assert COMPILED is not None
+        return COMPILED(spans, refused, *shapes)
+
+    spans = common_spans()
+    written = SpanEncoder(compiled_only).encode(spans)
+    assert written == SpanEncoder(None).encode(spans)
+    assert decoded(written) == encode_spans(spans)
 
 
 def spans_of(resource: Resource) -> tuple[ReadableSpan, ...]:
@@ -78,8 +133,22 @@ def mixed() -> list[ReadableSpan]:
     return [*first, *second[:3], *first[:2], *second[3:]]
 
 
-def test_every_shape_encodes_as_the_sdk_encodes_it(mixed: list[ReadableSpan]) -> None:
-    assert decoded(SpanEncoder().encode(mixed)) == encode_spans(mixed)
+def test_every_shape_encodes_as_the_sdk_encodes_it(
+    encoder: SpanEncoder, mixed: list[ReadableSpan]
+) -> None:
+    assert decoded(encoder.encode(mixed)) == encode_spans(mixed)
+
+
+def test_a_span_too_large_for_the_writers_buffers_encodes_as_the_sdk_encodes_it(
+    encoder: SpanEncoder,
+) -> None:
+    provider = RecordingTracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    attributes: dict[str, AttributeValue] = {f"key {n}": "v" * n for n in range(200)}
+    provider.recorder("large").record("n" * 5000, attributes, None)
+    spans = exporter.get_finished_spans()
+    assert decoded(encoder.encode(spans)) == encode_spans(spans)
 
 
 def test_an_encoder_gives_the_same_again_and_past_its_cache() -> None:
@@ -90,7 +159,7 @@ def test_an_encoder_gives_the_same_again_and_past_its_cache() -> None:
     for n in range(5000):  # more distinct attributes than the encoder keeps
         recorder.record(f"span {n % 7}", {"n": n, "task": "noop"}, None)
     spans = exporter.get_finished_spans()
-    encoder = SpanEncoder()
+    encoder = SpanEncoder(None)
     for batch in (spans[:512], spans, spans[:512]):
         assert decoded(encoder.encode(batch)) == encode_spans(batch)
     # Past the limit, a key whose values never repeat is no longer kept, so
@@ -99,13 +168,15 @@ def test_an_encoder_gives_the_same_again_and_past_its_cache() -> None:
     assert kept == {"task"}
 
 
-def test_nothing_encodes_as_nothing() -> None:
-    assert decoded(SpanEncoder().encode([])) == encode_spans([])
+def test_nothing_encodes_as_nothing(encoder: SpanEncoder) -> None:
+    assert decoded(encoder.encode([])) == encode_spans([])
 
 
-def test_equal_resources_of_different_objects_group_as_the_sdk_groups_them() -> None:
+def test_equal_resources_of_different_objects_group_as_the_sdk_groups_them(
+    encoder: SpanEncoder,
+) -> None:
     one = spans_of(Resource.create({"service.name": "same"}))
     other = spans_of(Resource.create({"service.name": "same"}))
     assert one[0].resource is not other[0].resource
     interleaved = [span for pair in zip(one, other, strict=True) for span in pair]
-    assert decoded(SpanEncoder().encode(interleaved)) == encode_spans(interleaved)
+    assert decoded(encoder.encode(interleaved)) == encode_spans(interleaved)
