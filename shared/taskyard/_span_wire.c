@@ -11,6 +11,10 @@
  * OTLP values (1 to 5) and `codes` the StatusCode members in the order of
  * theirs (0 to 2): both are found by identity, since hashing an enum member
  * is a Python call. Tests hold the output equal to the SDK's encoding.
+ *
+ * group(spans, span_type) returns the spans in lists, one for each resource
+ * and scope object they share, in order of first appearance: what the
+ * encoder groups by equality next.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -37,6 +41,7 @@ enum { WRITTEN = 1, UNCOMMON = 0, FAILED = -1 };
 
 static PyObject *NAME, *KIND, *CONTEXT, *PARENT, *START, *END, *ATTRIBUTES;
 static PyObject *EVENTS, *LINKS, *STATUS, *STATUS_CODE, *DESCRIPTION;
+static PyObject *OWN_RESOURCE, *OWN_SCOPE, *RESOURCE, *SCOPE;
 
 static int reserve(Buffer *buffer, Py_ssize_t more) {
     if (buffer->size + more <= buffer->capacity) {
@@ -112,6 +117,23 @@ static int big_endian(PyObject *number, unsigned char *out, Py_ssize_t size) {
     }
     return 1;
 #endif
+}
+
+/* A span id: a non-negative int under 2**64, big-endian (the 128-bit trace
+ * id takes the general path); 0 if it is not one (with no error set). */
+static int span_id(PyObject *number, unsigned char *out) {
+    if (!PyLong_CheckExact(number)) {
+        return 0;
+    }
+    uint64_t value = PyLong_AsUnsignedLongLong(number);
+    if (value == (uint64_t)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    for (int i = 0; i < 8; i++) {
+        out[i] = (unsigned char)(value >> (56 - 8 * i));
+    }
+    return 1;
 }
 
 /* A UTF-8 view of an exact str; NULL (no error set) for anything else. */
@@ -285,7 +307,7 @@ static int put_head(Buffer *body, PyObject *const fields[], const Shapes *shapes
     ids[18] = 0x12;
     ids[19] = 0x08;
     if (!big_endian(PyTuple_GET_ITEM(context, 0), ids + 2, 16) ||
-        !big_endian(PyTuple_GET_ITEM(context, 1), ids + 20, 8)) {
+        !span_id(PyTuple_GET_ITEM(context, 1), ids + 20)) {
         return UNCOMMON;
     }
     uint64_t start_time = PyLong_AsUnsignedLongLong(start);
@@ -317,7 +339,7 @@ static int put_parent(Buffer *body, PyObject *parent) {
     int remote = 0;
     if (parent != Py_None) {
         if (!PyTuple_Check(parent) || PyTuple_GET_SIZE(parent) != 6 ||
-            !big_endian(PyTuple_GET_ITEM(parent, 1), id, 8)) {
+            !span_id(PyTuple_GET_ITEM(parent, 1), id)) {
             return UNCOMMON;
         }
         if ((remote = PyObject_IsTrue(PyTuple_GET_ITEM(parent, 2))) < 0) {
@@ -413,6 +435,7 @@ static int put_fallback(Buffer *out, PyObject *fallback, PyObject *span) {
 }
 
 static PyObject *encode(PyObject *module, PyObject *const *args, Py_ssize_t count) {
+    (void)module;
     if (count != 6 || !PyTuple_Check(args[3]) || !PyTuple_Check(args[4])) {
         PyErr_SetString(PyExc_TypeError,
                         "encode(spans, fallback, span_type, kinds, codes, default_state)");
@@ -440,9 +463,79 @@ done:
     return result;
 }
 
+/* The runs of `group`: one resource and scope object, and their spans. */
+typedef struct {
+    PyObject *resource;
+    PyObject *scope;
+    PyObject *spans;
+} Run;
+
+/* The run of `span` among the `*count` in `runs` (room for one a span), added if new. */
+static PyObject *run_of(PyObject *span, PyObject *span_type, Run *runs, Py_ssize_t *count) {
+    int own = (PyObject *)Py_TYPE(span) == span_type; /* its fields, past the properties */
+    PyObject *resource = PyObject_GetAttr(span, own ? OWN_RESOURCE : RESOURCE);
+    PyObject *scope = resource ? PyObject_GetAttr(span, own ? OWN_SCOPE : SCOPE) : NULL;
+    PyObject *found = NULL;
+    if (scope != NULL) {
+        for (Py_ssize_t i = 0; i < *count && found == NULL; i++) {
+            if (runs[i].resource == resource && runs[i].scope == scope) {
+                found = runs[i].spans;
+            }
+        }
+        if (found == NULL && (found = PyList_New(0)) != NULL) {
+            runs[*count] = (Run){resource, scope, found};
+            Py_INCREF(resource);
+            Py_INCREF(scope);
+            (*count)++;
+        }
+    }
+    Py_XDECREF(resource);
+    Py_XDECREF(scope);
+    return found;
+}
+
+static PyObject *group(PyObject *module, PyObject *const *args, Py_ssize_t count) {
+    (void)module;
+    if (count != 2) {
+        PyErr_SetString(PyExc_TypeError, "group(spans, span_type)");
+        return NULL;
+    }
+    PyObject *spans = PySequence_Fast(args[0], "spans must be a sequence");
+    if (spans == NULL) {
+        return NULL;
+    }
+    Py_ssize_t size = PySequence_Fast_GET_SIZE(spans), runs_count = 0;
+    Run *runs = PyMem_Calloc(size ? size : 1, sizeof(Run));
+    PyObject *result = runs ? NULL : PyErr_NoMemory();
+    for (Py_ssize_t i = 0; runs != NULL && i < size; i++) {
+        PyObject *span = PySequence_Fast_GET_ITEM(spans, i);
+        PyObject *run = run_of(span, args[1], runs, &runs_count);
+        if (run == NULL || PyList_Append(run, span) < 0) {
+            goto done;
+        }
+    }
+    if (runs != NULL && (result = PyList_New(runs_count)) != NULL) {
+        for (Py_ssize_t i = 0; i < runs_count; i++) {
+            Py_INCREF(runs[i].spans);
+            PyList_SET_ITEM(result, i, runs[i].spans);
+        }
+    }
+done:
+    for (Py_ssize_t i = 0; i < runs_count; i++) {
+        Py_DECREF(runs[i].resource);
+        Py_DECREF(runs[i].scope);
+        Py_DECREF(runs[i].spans);
+    }
+    PyMem_Free(runs);
+    Py_DECREF(spans);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL,
      "The ScopeSpans.spans entries of spans, joined; see the module's source."},
+    {"group", (PyCFunction)(void (*)(void))group, METH_FASTCALL,
+     "Spans in lists by the resource and scope objects they share."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -462,6 +555,8 @@ PyMODINIT_FUNC PyInit__span_wire(void) {
         {&ATTRIBUTES, "_attributes"}, {&EVENTS, "_events"},
         {&LINKS, "_links"},      {&STATUS, "_status"},
         {&STATUS_CODE, "_status_code"}, {&DESCRIPTION, "_description"},
+        {&OWN_RESOURCE, "_resource"}, {&OWN_SCOPE, "_instrumentation_scope"},
+        {&RESOURCE, "resource"}, {&SCOPE, "instrumentation_scope"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if ((*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL) {

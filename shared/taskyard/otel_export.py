@@ -22,7 +22,7 @@ from __future__ import annotations
 import struct
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TypeAlias, TypeVar, cast
+from typing import NamedTuple, TypeAlias, TypeVar, cast
 
 import grpc
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -100,13 +100,21 @@ _Writer: TypeAlias = Callable[
 ]
 
 
-def _compiled() -> _Writer | None:
-    """The C writer of the common span shape, if the package was built with it."""
+class Compiled(NamedTuple):
+    """The C writer of the common span shape, and its grouping of spans by
+    the resource and scope objects they share (see `_span_wire.c`)."""
+
+    encode: _Writer
+    group: Callable[[Sequence[ReadableSpan], type], list[list[ReadableSpan]]]
+
+
+def _compiled() -> Compiled | None:
+    """The compiled writer, if the package was built with it."""
     try:
-        from taskyard._span_wire import encode  # noqa: PLC0415
+        from taskyard._span_wire import encode, group  # noqa: PLC0415
     except ImportError:
         return None
-    return encode
+    return Compiled(encode, group)
 
 
 COMPILED = _compiled()
@@ -182,10 +190,10 @@ def _status_and_flags(status: SpanStatus, remote_parent: bool | None) -> bytes:
 class SpanEncoder:
     """`encode_spans`, as serialised bytes, with the common span shape written directly."""
 
-    def __init__(self, writer: _Writer | None = COMPILED) -> None:
-        """`writer` writes the common shape (default: the compiled one, if
-        built); None: this class writes it."""
-        self._writer = writer
+    def __init__(self, compiled: Compiled | None = COMPILED) -> None:
+        """`compiled` groups spans and writes the common shape (default: the
+        module built with the package, if it was); None: this class does."""
+        self._compiled = compiled
         self._attributes: dict[tuple[str, object], tuple[type, bytes]] = {}
         # Keys whose values rarely repeat (a request's id): not worth keeping,
         # and keeping them would push out the values that do.
@@ -198,7 +206,7 @@ class SpanEncoder:
         grouped by resource and then scope in order of first appearance."""
         return b"".join(
             _delimited(_RESOURCE_SPANS, self._resource(scopes))
-            for scopes in _grouped(spans).values()
+            for scopes in _grouped(spans, self._by_identity(spans)).values()
         )
 
     def _resource(self, scopes: dict[InstrumentationScope | None, list[ReadableSpan]]) -> bytes:
@@ -219,9 +227,24 @@ class SpanEncoder:
 
     def _spans(self, spans: list[ReadableSpan]) -> bytes:
         """The `ScopeSpans.spans` entries of `spans`, joined."""
-        if self._writer is not None:
-            return self._writer(spans, self._span, *_SHAPES)
+        if self._compiled is not None:
+            return self._compiled.encode(spans, self._span, *_SHAPES)
         return b"".join([self._span(span) for span in spans])
+
+    def _by_identity(self, spans: Sequence[ReadableSpan]) -> list[list[ReadableSpan]]:
+        """Spans in lists by the resource and scope objects they share, in
+        order of first appearance."""
+        if self._compiled is not None:
+            return self._compiled.group(spans, ReadableSpan)
+        by_identity: dict[tuple[int, int], list[ReadableSpan]] = {}
+        for span in spans:
+            key = (id(span.resource), id(span.instrumentation_scope))
+            members = by_identity.get(key)
+            if members is None:
+                by_identity[key] = [span]
+            else:
+                members.append(span)
+        return list(by_identity.values())
 
     def _span(self, span: ReadableSpan) -> bytes:
         """One span as a `ScopeSpans.spans` entry on the wire."""
@@ -375,22 +398,15 @@ def _crowding(cache: dict[tuple[str, object], tuple[type, bytes]]) -> set[str]:
 
 
 def _grouped(
-    spans: Sequence[ReadableSpan],
+    spans: Sequence[ReadableSpan], runs: list[list[ReadableSpan]]
 ) -> dict[Resource, dict[InstrumentationScope | None, list[ReadableSpan]]]:
     """Spans by resource, then scope, as the SDK groups them (by equality, in
-    order of first appearance). A process's spans share a few resource and
-    scope objects, so they are grouped by identity first: hashing a resource
+    order of first appearance), from their `runs` by resource and scope
+    object (also in order of first appearance). A process's spans share a
+    few of those, so they are grouped by identity first: hashing a resource
     or scope for every span costs more than encoding it."""
-    by_identity: dict[tuple[int, int], list[ReadableSpan]] = {}
-    for span in spans:
-        key = (id(span.resource), id(span.instrumentation_scope))
-        members = by_identity.get(key)
-        if members is None:
-            by_identity[key] = [span]
-        else:
-            members.append(span)
     grouped: dict[Resource, dict[InstrumentationScope | None, list[ReadableSpan]]] = {}
-    for members in by_identity.values():
+    for members in runs:
         scopes = grouped.setdefault(members[0].resource, {})
         scope = members[0].instrumentation_scope
         if scope in scopes:  # equal objects, not the same one: mixed order

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from taskyard.otel_export import COMPILED, SpanEncoder
+from taskyard.otel_export import COMPILED, Compiled, SpanEncoder
 from taskyard.span_recorder import RecordingTracerProvider
 from taskyard.telemetry import context_from
 from taskyard.trace_context import span_context_from
@@ -66,12 +66,14 @@ def test_the_compiled_writer_writes_the_common_shape_itself_as_python_does() -> 
     def refused(span: ReadableSpan) -> bytes:
         raise AssertionError(f"{span.name} was left to Python")
 
+    assert COMPILED is not None
+    compiled = COMPILED
+
     def compiled_only(spans: Sequence[ReadableSpan], _: object, *shapes: Any) -> bytes:
-        assert COMPILED is not None
-        return COMPILED(spans, refused, *shapes)
+        return compiled.encode(spans, refused, *shapes)
 
     spans = common_spans()
-    written = SpanEncoder(compiled_only).encode(spans)
+    written = SpanEncoder(Compiled(compiled_only, compiled.group)).encode(spans)
     assert written == SpanEncoder(None).encode(spans)
     assert decoded(written) == encode_spans(spans)
 
