@@ -32,7 +32,14 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span, SpanFlag
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanContext, SpanKind, StatusCode, TraceState
+from opentelemetry.trace import (
+    DEFAULT_TRACE_STATE,
+    INVALID_SPAN_CONTEXT,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceState,
+)
 from opentelemetry.trace import Status as SpanStatus
 from opentelemetry.util.types import Attributes
 
@@ -200,6 +207,7 @@ class SpanEncoder:
         self._volatile: set[str] = set()
         self._heads: dict[tuple[str, int], bytes] = {}
         self._tails: dict[int, tuple[SpanStatus, tuple[bytes, bytes, bytes]]] = {}
+        self._headers: dict[tuple[int, int], tuple[Resource, object, bytes, bytes]] = {}
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         """The serialised export request for `spans`: `encode_spans(spans)`,
@@ -210,20 +218,33 @@ class SpanEncoder:
         )
 
     def _resource(self, scopes: dict[InstrumentationScope | None, list[ReadableSpan]]) -> bytes:
-        """One `ResourceSpans`: the SDK encodes the resource and each scope,
-        from one span of each; the spans are appended to their scope's bytes."""
+        """One `ResourceSpans`: the resource and each scope as the SDK encodes
+        them, each scope followed by its spans."""
         resource = b""
         entries = []
         for members in scopes.values():
-            encoded: ResourceSpans = encode_spans(members[:1]).resource_spans[0]
-            scope = encoded.scope_spans[0]
-            del scope.spans[:]
-            spans = self._spans(members)
-            entries.append(_delimited(_SCOPE_SPANS, scope.SerializeToString() + spans))
-            if not resource:
-                del encoded.scope_spans[:]
-                resource = encoded.SerializeToString()
+            resource, scope = self._header(members[0])
+            entries.append(_delimited(_SCOPE_SPANS, scope + self._spans(members)))
         return resource + b"".join(entries)
+
+    def _header(self, member: ReadableSpan) -> tuple[bytes, bytes]:
+        """The resource (without its scopes) and the scope (without its spans)
+        of `member`, encoded by the SDK once for each pair of objects (kept
+        with the entry, so their ids cannot be reused meanwhile)."""
+        resource, scope = member.resource, member.instrumentation_scope
+        found = self._headers.get((id(resource), id(scope)))
+        if found is None or found[0] is not resource or found[1] is not scope:
+            stand_in = ReadableSpan(
+                "", INVALID_SPAN_CONTEXT, resource=resource, instrumentation_scope=scope
+            )
+            encoded: ResourceSpans = encode_spans([stand_in]).resource_spans[0]
+            scope_spans = encoded.scope_spans[0]
+            del scope_spans.spans[:]
+            scope_bytes = scope_spans.SerializeToString()
+            del encoded.scope_spans[:]
+            found = (resource, scope, encoded.SerializeToString(), scope_bytes)
+            self._keep(self._headers, (id(resource), id(scope)), found)
+        return found[2], found[3]
 
     def _spans(self, spans: list[ReadableSpan]) -> bytes:
         """The `ScopeSpans.spans` entries of `spans`, joined."""
