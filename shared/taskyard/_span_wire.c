@@ -2,18 +2,19 @@
  * per-byte-string work: taskyard.otel_export's reference encoder, for the
  * spans that are most of a scheduler's export.
  *
- * encode(spans, fallback, span_type, kinds, codes, default_state) returns the
- * `ScopeSpans.spans` entries of `spans`, joined. A span of exactly
- * `span_type` (the SDK's ReadableSpan) with scalar attributes in a dict, no
- * events or links and no trace state is written here, field for field as the
- * Python encoder writes it; any other span is `fallback(span)`, which gives
- * its entry as bytes. `kinds` are the SpanKind members in the order of their
+ * encode(spans, fallback, span_type, record_type, kinds, codes, default_state)
+ * returns the `ScopeSpans.spans` entries of `spans`, joined. A span of
+ * exactly `span_type` (the SDK's ReadableSpan), or a record of exactly
+ * `record_type` (a SpanRecord: a tuple of the same fields), with scalar
+ * attributes in a dict, no events or links and no trace state is written
+ * here, field for field as the Python encoder writes it; any other span is
+ * `fallback(span)`, which gives its entry as bytes. `kinds` are the SpanKind members in the order of their
  * OTLP values (1 to 5) and `codes` the StatusCode members in the order of
  * theirs (0 to 2): both are found by identity, since hashing an enum member
  * is a Python call. Tests hold the output equal to the SDK's encoding.
  *
- * group(spans, span_type) returns the spans in lists, one for each resource
- * and scope object they share, in order of first appearance: what the
+ * group(spans, span_type, record_type) returns the spans in lists, one for
+ * each resource and scope object they share, in order of first appearance: what the
  * encoder groups by equality next.
  */
 #define PY_SSIZE_T_CLEAN
@@ -30,6 +31,7 @@ typedef struct {
 /* Arguments every span of one call reads. */
 typedef struct {
     PyObject *span_type;
+    PyObject *record_type;
     PyObject *kinds;
     PyObject *codes;
     PyObject *default_state;
@@ -365,6 +367,9 @@ static int put_parent(Buffer *body, PyObject *parent) {
 static PyObject **const FIELDS[] = {&NAME, &KIND, &CONTEXT, &PARENT, &START, &END,
                                     &ATTRIBUTES, &STATUS, &EVENTS, &LINKS};
 #define FIELD_COUNT (sizeof FIELDS / sizeof FIELDS[0])
+#define RECORD_FIELDS 8 /* a SpanRecord's: all but the events and links */
+#define RECORD_RESOURCE 8
+#define RECORD_SCOPE 9
 
 static int put_body(Buffer *body, PyObject *const fields[], const Shapes *shapes) {
     int written = put_head(body, fields, shapes);
@@ -384,19 +389,28 @@ static int put_body(Buffer *body, PyObject *const fields[], const Shapes *shapes
 static int put_span(Buffer *out, Buffer *body, PyObject *span, const Shapes *shapes) {
     PyObject *fields[FIELD_COUNT] = {NULL};
     int written = UNCOMMON;
-    if ((PyObject *)Py_TYPE(span) != shapes->span_type) {
-        return UNCOMMON;
-    }
-    for (size_t i = 0; i < FIELD_COUNT; i++) {
-        if ((fields[i] = PyObject_GetAttr(span, *FIELDS[i])) == NULL) {
+    if ((PyObject *)Py_TYPE(span) == shapes->record_type) {
+        /* A record holds the first fields, in order, and has no events or links. */
+        if (PyTuple_GET_SIZE(span) < RECORD_FIELDS) {
+            return UNCOMMON;
+        }
+        for (size_t i = 0; i < RECORD_FIELDS; i++) {
+            fields[i] = Py_NewRef(PyTuple_GET_ITEM(span, i));
+        }
+    } else if ((PyObject *)Py_TYPE(span) == shapes->span_type) {
+        for (size_t i = 0; i < FIELD_COUNT; i++) {
+            if ((fields[i] = PyObject_GetAttr(span, *FIELDS[i])) == NULL) {
+                PyErr_Clear();
+                goto done;
+            }
+        }
+        int events = PyObject_IsTrue(fields[8]), links = PyObject_IsTrue(fields[9]);
+        if (events != 0 || links != 0) {
             PyErr_Clear();
             goto done;
         }
-    }
-    int events = PyObject_IsTrue(fields[8]), links = PyObject_IsTrue(fields[9]);
-    if (events != 0 || links != 0) {
-        PyErr_Clear();
-        goto done;
+    } else {
+        return UNCOMMON;
     }
     body->size = 0;
     written = put_body(body, fields, shapes);
@@ -436,12 +450,13 @@ static int put_fallback(Buffer *out, PyObject *fallback, PyObject *span) {
 
 static PyObject *encode(PyObject *module, PyObject *const *args, Py_ssize_t count) {
     (void)module;
-    if (count != 6 || !PyTuple_Check(args[3]) || !PyTuple_Check(args[4])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "encode(spans, fallback, span_type, kinds, codes, default_state)");
+    if (count != 7 || !PyTuple_Check(args[4]) || !PyTuple_Check(args[5])) {
+        PyErr_SetString(
+            PyExc_TypeError,
+            "encode(spans, fallback, span_type, record_type, kinds, codes, default_state)");
         return NULL;
     }
-    Shapes shapes = {args[2], args[3], args[4], args[5]};
+    Shapes shapes = {args[2], args[3], args[4], args[5], args[6]};
     PyObject *spans = PySequence_Fast(args[0], "spans must be a sequence");
     if (spans == NULL) {
         return NULL;
@@ -470,13 +485,24 @@ typedef struct {
     PyObject *spans;
 } Run;
 
+/* The resource and scope of `span` (new references), or an error. */
+static int resource_and_scope(PyObject *span, PyObject *const *types, PyObject **resource,
+                              PyObject **scope) {
+    if ((PyObject *)Py_TYPE(span) == types[1] && PyTuple_GET_SIZE(span) > RECORD_SCOPE) {
+        *resource = Py_NewRef(PyTuple_GET_ITEM(span, RECORD_RESOURCE));
+        *scope = Py_NewRef(PyTuple_GET_ITEM(span, RECORD_SCOPE));
+        return 0;
+    }
+    int own = (PyObject *)Py_TYPE(span) == types[0]; /* its fields, past the properties */
+    *resource = PyObject_GetAttr(span, own ? OWN_RESOURCE : RESOURCE);
+    *scope = *resource ? PyObject_GetAttr(span, own ? OWN_SCOPE : SCOPE) : NULL;
+    return *scope ? 0 : -1;
+}
+
 /* The run of `span` among the `*count` in `runs` (room for one a span), added if new. */
-static PyObject *run_of(PyObject *span, PyObject *span_type, Run *runs, Py_ssize_t *count) {
-    int own = (PyObject *)Py_TYPE(span) == span_type; /* its fields, past the properties */
-    PyObject *resource = PyObject_GetAttr(span, own ? OWN_RESOURCE : RESOURCE);
-    PyObject *scope = resource ? PyObject_GetAttr(span, own ? OWN_SCOPE : SCOPE) : NULL;
-    PyObject *found = NULL;
-    if (scope != NULL) {
+static PyObject *run_of(PyObject *span, PyObject *const *types, Run *runs, Py_ssize_t *count) {
+    PyObject *resource = NULL, *scope = NULL, *found = NULL;
+    if (resource_and_scope(span, types, &resource, &scope) == 0) {
         for (Py_ssize_t i = 0; i < *count && found == NULL; i++) {
             if (runs[i].resource == resource && runs[i].scope == scope) {
                 found = runs[i].spans;
@@ -496,8 +522,8 @@ static PyObject *run_of(PyObject *span, PyObject *span_type, Run *runs, Py_ssize
 
 static PyObject *group(PyObject *module, PyObject *const *args, Py_ssize_t count) {
     (void)module;
-    if (count != 2) {
-        PyErr_SetString(PyExc_TypeError, "group(spans, span_type)");
+    if (count != 3) {
+        PyErr_SetString(PyExc_TypeError, "group(spans, span_type, record_type)");
         return NULL;
     }
     PyObject *spans = PySequence_Fast(args[0], "spans must be a sequence");
@@ -509,7 +535,7 @@ static PyObject *group(PyObject *module, PyObject *const *args, Py_ssize_t count
     PyObject *result = runs ? NULL : PyErr_NoMemory();
     for (Py_ssize_t i = 0; runs != NULL && i < size; i++) {
         PyObject *span = PySequence_Fast_GET_ITEM(spans, i);
-        PyObject *run = run_of(span, args[1], runs, &runs_count);
+        PyObject *run = run_of(span, args + 1, runs, &runs_count);
         if (run == NULL || PyList_Append(run, span) < 0) {
             goto done;
         }

@@ -8,13 +8,16 @@ state. `SpanEncoder` writes those in one pass of byte strings (about 1.5 us a
 span): ids and times packed with `struct`, and the pieces that repeat (names,
 statuses, attributes such as task and worker names) encoded once and kept;
 keys whose values do not repeat (a request's id) are learnt and not kept.
-The build compiles the same writer in C (`taskyard._span_wire`, about 0.5 us
-a span); this one is its reference, and its fallback where the module cannot
-be imported. Any other span, and every resource and scope, is encoded by the
-SDK's own `encode_spans`. Concatenated protobuf messages merge, so the pieces
-join into one `ExportTraceServiceRequest` as bytes, and `FastOTLPSpanExporter` sends
-them as they are: nothing is parsed back and serialised again. Tests hold the
-result equal to the SDK's for every span shape.
+The build compiles the same writer in C (`taskyard._span_wire`, a quarter of
+the time, with the grouping of spans by resource and scope); the Python one
+is its reference, and its fallback where the module cannot be imported. Any
+other span is encoded by the SDK's own `encode_spans`, and so are a process's
+resources and scopes, once each. The exporter also takes the `SpanRecord`s a
+recorder hands a `SpanBatcher` in place of spans. Concatenated protobuf
+messages merge, so the pieces join into one `ExportTraceServiceRequest` as
+bytes, and `FastOTLPSpanExporter` sends them as they are: nothing is parsed
+back and serialised again. Tests hold the result equal to the SDK's for every
+span shape.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace import Status as SpanStatus
 from opentelemetry.util.types import Attributes
+
+from taskyard.span_recorder import SpanRecord
 
 Scalar: TypeAlias = str | bool | int | float
 _K = TypeVar("_K")
@@ -88,16 +93,19 @@ assert [code.value for code in _CODES_IN_ORDER] == [
     Status.STATUS_CODE_ERROR,
 ]
 # The compiled writer's arguments after the spans and its fallback.
-_SHAPES = (ReadableSpan, _KINDS_IN_ORDER, _CODES_IN_ORDER, DEFAULT_TRACE_STATE)
+_SHAPES = (ReadableSpan, SpanRecord, _KINDS_IN_ORDER, _CODES_IN_ORDER, DEFAULT_TRACE_STATE)
 _LOCAL_PARENT = SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 _REMOTE_PARENT = _LOCAL_PARENT | SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 _CACHED = 4096  # encoded pieces kept; cleared when full
 
 
+# What an export takes: spans, and the records that stand for them.
+Exported: TypeAlias = ReadableSpan | SpanRecord
 _Writer: TypeAlias = Callable[
     [
-        Sequence[ReadableSpan],
-        Callable[[ReadableSpan], bytes],
+        Sequence[Exported],
+        Callable[[Exported], bytes],
+        type,
         type,
         tuple[SpanKind, ...],
         tuple[StatusCode, ...],
@@ -112,7 +120,7 @@ class Compiled(NamedTuple):
     the resource and scope objects they share (see `_span_wire.c`)."""
 
     encode: _Writer
-    group: Callable[[Sequence[ReadableSpan], type], list[list[ReadableSpan]]]
+    group: Callable[[Sequence[Exported], type, type], list[list[Exported]]]
 
 
 def _compiled() -> Compiled | None:
@@ -209,7 +217,7 @@ class SpanEncoder:
         self._tails: dict[int, tuple[SpanStatus, tuple[bytes, bytes, bytes]]] = {}
         self._headers: dict[tuple[int, int], tuple[Resource, object, bytes, bytes]] = {}
 
-    def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
+    def encode(self, spans: Sequence[Exported]) -> bytes:
         """The serialised export request for `spans`: `encode_spans(spans)`,
         grouped by resource and then scope in order of first appearance."""
         return b"".join(
@@ -217,7 +225,7 @@ class SpanEncoder:
             for scopes in _grouped(spans, self._by_identity(spans)).values()
         )
 
-    def _resource(self, scopes: dict[InstrumentationScope | None, list[ReadableSpan]]) -> bytes:
+    def _resource(self, scopes: dict[InstrumentationScope | None, list[Exported]]) -> bytes:
         """One `ResourceSpans`: the resource and each scope as the SDK encodes
         them, each scope followed by its spans."""
         resource = b""
@@ -227,7 +235,7 @@ class SpanEncoder:
             entries.append(_delimited(_SCOPE_SPANS, scope + self._spans(members)))
         return resource + b"".join(entries)
 
-    def _header(self, member: ReadableSpan) -> tuple[bytes, bytes]:
+    def _header(self, member: Exported) -> tuple[bytes, bytes]:
         """The resource (without its scopes) and the scope (without its spans)
         of `member`, encoded by the SDK once for each pair of objects (kept
         with the entry, so their ids cannot be reused meanwhile)."""
@@ -246,18 +254,18 @@ class SpanEncoder:
             self._keep(self._headers, (id(resource), id(scope)), found)
         return found[2], found[3]
 
-    def _spans(self, spans: list[ReadableSpan]) -> bytes:
+    def _spans(self, spans: list[Exported]) -> bytes:
         """The `ScopeSpans.spans` entries of `spans`, joined."""
         if self._compiled is not None:
             return self._compiled.encode(spans, self._span, *_SHAPES)
         return b"".join([self._span(span) for span in spans])
 
-    def _by_identity(self, spans: Sequence[ReadableSpan]) -> list[list[ReadableSpan]]:
+    def _by_identity(self, spans: Sequence[Exported]) -> list[list[Exported]]:
         """Spans in lists by the resource and scope objects they share, in
         order of first appearance."""
         if self._compiled is not None:
-            return self._compiled.group(spans, ReadableSpan)
-        by_identity: dict[tuple[int, int], list[ReadableSpan]] = {}
+            return self._compiled.group(spans, ReadableSpan, SpanRecord)
+        by_identity: dict[tuple[int, int], list[Exported]] = {}
         for span in spans:
             key = (id(span.resource), id(span.instrumentation_scope))
             members = by_identity.get(key)
@@ -267,8 +275,10 @@ class SpanEncoder:
                 members.append(span)
         return list(by_identity.values())
 
-    def _span(self, span: ReadableSpan) -> bytes:
-        """One span as a `ScopeSpans.spans` entry on the wire."""
+    def _span(self, span: Exported) -> bytes:
+        """One span (or the record of one) as a `ScopeSpans.spans` entry on the wire."""
+        if isinstance(span, SpanRecord):
+            span = span.as_span()
         if span.__class__ is ReadableSpan:
             # Made by the recorder (the SDK's own spans are a subclass): its
             # fields are read directly, past the properties that copy them
@@ -419,14 +429,14 @@ def _crowding(cache: dict[tuple[str, object], tuple[type, bytes]]) -> set[str]:
 
 
 def _grouped(
-    spans: Sequence[ReadableSpan], runs: list[list[ReadableSpan]]
-) -> dict[Resource, dict[InstrumentationScope | None, list[ReadableSpan]]]:
+    spans: Sequence[Exported], runs: list[list[Exported]]
+) -> dict[Resource, dict[InstrumentationScope | None, list[Exported]]]:
     """Spans by resource, then scope, as the SDK groups them (by equality, in
     order of first appearance), from their `runs` by resource and scope
     object (also in order of first appearance). A process's spans share a
     few of those, so they are grouped by identity first: hashing a resource
     or scope for every span costs more than encoding it."""
-    grouped: dict[Resource, dict[InstrumentationScope | None, list[ReadableSpan]]] = {}
+    grouped: dict[Resource, dict[InstrumentationScope | None, list[Exported]]] = {}
     for members in runs:
         scopes = grouped.setdefault(members[0].resource, {})
         scope = members[0].instrumentation_scope
@@ -437,9 +447,9 @@ def _grouped(
 
 
 def _grouped_by_equality(
-    spans: Sequence[ReadableSpan],
-) -> dict[Resource, dict[InstrumentationScope | None, list[ReadableSpan]]]:
-    grouped: dict[Resource, dict[InstrumentationScope | None, list[ReadableSpan]]] = {}
+    spans: Sequence[Exported],
+) -> dict[Resource, dict[InstrumentationScope | None, list[Exported]]]:
+    grouped: dict[Resource, dict[InstrumentationScope | None, list[Exported]]] = {}
     for span in spans:
         scopes = grouped.setdefault(span.resource, {})
         scopes.setdefault(span.instrumentation_scope, []).append(span)
@@ -461,6 +471,8 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
     """The SDK's OTLP/gRPC span exporter (its configuration, retries and
     reconnection), sending what `SpanEncoder` wrote."""
 
+    takes_records = True  # a `SpanBatcher` may hand it `SpanRecord`s
+
     def __init__(self) -> None:
         self._encoder = SpanEncoder()
         super().__init__()
@@ -472,5 +484,5 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
         channel: grpc.Channel = self._channel  # type: ignore[assignment]  # untyped in the SDK
         self._client = _RawTraceService(channel)  # type: ignore[assignment]
 
-    def _translate_data(self, data: Sequence[ReadableSpan]) -> bytes:  # type: ignore[override]
+    def _translate_data(self, data: Sequence[Exported]) -> bytes:  # type: ignore[override]
         return self._encoder.encode(data)

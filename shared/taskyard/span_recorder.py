@@ -12,12 +12,17 @@ that sets a few attributes: `SpanRecorder.start` gives a lock-free
 resource, span limits and span processors, so they are sampled, batched and
 exported exactly like spans made by the SDK's tracer. `SpanBatcher` is the
 SDK's batch span processor with a cheaper hand-over of each ended span; a
-recorder hands its spans to a provider's one processor directly.
+recorder hands its spans to a provider's one processor directly. When that
+processor is a `SpanBatcher` whose exporter takes `SpanRecord`s (Taskyard's
+OTLP exporter does), a recorded span is not even built as a `ReadableSpan`,
+which costs more than the rest of recording it: the batch holds a plain
+record of its fields, which the exporter encodes.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import traceback
@@ -25,12 +30,13 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from contextvars import Token
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import (
     Event,
     ReadableSpan,
@@ -68,6 +74,44 @@ _NO_PARENT = Context()  # no span in it: a new trace
 _FORKS_REINITIALISE = hasattr(os, "register_at_fork")
 
 
+class SpanRecord(NamedTuple):
+    """A finished span with no events, links or bounded attributes, as a
+    tuple: what a recorder hands a `SpanBatcher` whose exporter takes records
+    (`takes_records`), in place of the `ReadableSpan` it stands for. Its
+    fields are named as the span's properties, in the order the compiled
+    encoder reads them."""
+
+    name: str
+    kind: SpanKind
+    context: SpanContext
+    parent: SpanContext | None
+    start_time: int
+    end_time: int
+    attributes: dict[str, AttributeValue]
+    status: Status
+    resource: Resource
+    instrumentation_scope: InstrumentationScope
+
+    def as_span(
+        self, attributes: Attributes | None = None, events: Sequence[Event] = ()
+    ) -> ReadableSpan:
+        """The `ReadableSpan` this record stands for (with `attributes` in
+        place of its own, and `events`, if given)."""
+        return ReadableSpan(
+            self.name,
+            self.context,
+            parent=self.parent,
+            resource=self.resource,
+            attributes=self.attributes if attributes is None else attributes,
+            events=events,
+            kind=self.kind,
+            status=self.status,
+            start_time=self.start_time,
+            end_time=self.end_time,
+            instrumentation_scope=self.instrumentation_scope,
+        )
+
+
 class RecordingTracerProvider(TracerProvider):
     """The SDK's tracer provider, which also hands out `SpanRecorder`s."""
 
@@ -99,6 +143,13 @@ class RecordingTracerProvider(TracerProvider):
                 return only.on_end
         return every.on_end
 
+    def record_taker(self) -> Callable[[SpanRecord], None] | None:
+        """What takes ended spans as `SpanRecord`s: the one span processor,
+        when it is a `SpanBatcher` whose exporter takes them; else None."""
+        handler = self.ended_span_handler()
+        batcher = getattr(handler, "__self__", None)
+        return batcher.record_taker() if isinstance(batcher, SpanBatcher) else None
+
 
 class SpanBatcher(BatchSpanProcessor):
     """The SDK's batch span processor (its queue, thread, limits, variables,
@@ -111,6 +162,9 @@ class SpanBatcher(BatchSpanProcessor):
     full goes through the SDK's own path, which logs and counts the drop, and
     so does every span if the SDK's batching is not built as this expects
     (tests guard it).
+
+    An exporter whose `takes_records` is True also exports `SpanRecord`s,
+    which recorders then hand over in place of spans (`record_taker`).
     """
 
     def __init__(self, exporter: SpanExporter, **options: Any) -> None:
@@ -118,6 +172,7 @@ class SpanBatcher(BatchSpanProcessor):
         self._enqueues = _FORKS_REINITIALISE and _batching_as_known(
             getattr(self, "_batch_processor", None)
         )
+        self._takes_records = self._enqueues and getattr(exporter, "takes_records", False) is True
 
     def on_end(self, span: ReadableSpan) -> None:
         if not self._enqueues:
@@ -126,10 +181,19 @@ class SpanBatcher(BatchSpanProcessor):
         context = span.context
         if context is None or not context.trace_flags.sampled:
             return
+        self._take(span)
+
+    def record_taker(self) -> Callable[[SpanRecord], None] | None:
+        """What takes a sampled span as a `SpanRecord`, if the exporter takes them."""
+        return self._take if self._takes_records else None
+
+    def _take(self, span: ReadableSpan | SpanRecord) -> None:
+        """Queue a sampled span for export."""
         batch = self._batch_processor
         queue = batch._queue
         if batch._shutdown or len(queue) >= batch._max_queue_size:
-            batch.emit(span)
+            # The SDK's batching never looks inside what it queues.
+            batch.emit(cast(ReadableSpan, span))
             return
         queue.appendleft(span)  # the SDK's order: the oldest at the right
         if len(queue) >= batch._max_export_batch_size and not batch._worker_awaken.is_set():
@@ -158,7 +222,9 @@ class SpanRecorder:
         # The provider's own: every span of the process goes through the
         # same processors, within the same limits.
         self._emit = provider.ended_span_handler()
+        self._take = self._record_taker()
         self._limits: SpanLimits = provider._span_limits
+        self._max_attributes = self._limits.max_span_attributes or sys.maxsize
         self._resource = provider.resource
         self._new_span_id = provider.id_generator.generate_span_id
         self._skips_unsampled = _drops_children_of_unsampled(provider.sampler)
@@ -173,6 +239,15 @@ class SpanRecorder:
     def processors_changed(self) -> None:
         """The provider's span processors changed: hand spans to them now."""
         self._emit = self._provider.ended_span_handler()
+        self._take = self._record_taker()
+
+    def _record_taker(self) -> Callable[[SpanRecord], None] | None:
+        """What takes this recorder's spans as records, when the limits
+        never bound their attributes' lengths (their count is checked on
+        each span)."""
+        if self._provider._span_limits.max_span_attribute_length is not None:
+            return None
+        return self._provider.record_taker()
 
     def drops_child_of(self, parent: SpanContext | None) -> bool:
         """Whether a child of `parent` is sure to be dropped: the parent is
@@ -292,21 +367,19 @@ class SpanRecorder:
 
     def finish(self, span: RecordedSpan, end_time: int) -> None:
         """Hand a span that ended to the provider's span processors."""
-        self._emit(
-            self._finished(
-                span.name,
-                span.get_span_context(),
-                span.parent,
-                span.attributes,
-                start_time=span.start_time,
-                end_time=end_time,
-                events=span.events,
-                status=span.status,
-                kind=span.kind,
-            )
+        self._hand_on(
+            span.name,
+            span.get_span_context(),
+            span.parent,
+            span.attributes,
+            start_time=span.start_time,
+            end_time=end_time,
+            events=span.events,
+            status=span.status,
+            kind=span.kind,
         )
 
-    def _finished(
+    def _hand_on(
         self,
         name: str,
         context: SpanContext,
@@ -318,33 +391,33 @@ class SpanRecorder:
         events: Sequence[Event] = (),
         status: Status = _UNSET,
         kind: SpanKind = SpanKind.INTERNAL,
-    ) -> ReadableSpan:
-        """The span as the processors take it, within the provider's limits."""
-        kept: Attributes = attributes
+    ) -> None:
+        """Hand a sampled span that ended to the provider's span processors:
+        as a record if they take one and the span needs no more, else built."""
+        fields = (name, kind, context, parent, start_time, end_time, attributes, status)
+        # The tuple its type declares, past the generated constructor.
+        record = tuple.__new__(SpanRecord, (*fields, self._resource, self._scope))
+        take = self._take
+        if take is not None and not events and len(attributes) <= self._max_attributes:
+            take(record)
+        else:
+            self._emit(self._finished(record, events))
+
+    def _finished(self, record: SpanRecord, events: Sequence[Event]) -> ReadableSpan:
+        """The span `record` stands for, with `events`, within the provider's limits."""
+        attributes: Attributes = record.attributes
         limits = self._limits
         if (
-            len(attributes) > (limits.max_span_attributes or len(attributes))
+            len(record.attributes) > self._max_attributes
             or limits.max_span_attribute_length is not None
         ):
-            kept = BoundedAttributes(
+            attributes = BoundedAttributes(
                 limits.max_span_attributes,
-                attributes,
+                record.attributes,
                 immutable=True,
                 max_value_len=limits.max_span_attribute_length,
             )
-        return ReadableSpan(
-            name,
-            context,
-            parent=parent,
-            resource=self._resource,
-            attributes=kept,
-            events=events,
-            kind=kind,
-            status=status,
-            start_time=start_time,
-            end_time=end_time,
-            instrumentation_scope=self._scope,
-        )
+        return record.as_span(attributes, events)
 
 
 class ChildSpans:
@@ -380,15 +453,8 @@ class ChildSpans:
             end_time = now if end_time is None else end_time
         trace_id, flags, state = child
         context = valid_context(trace_id, recorder._new_span_id(), flags, state)
-        recorder._emit(
-            recorder._finished(
-                name,
-                context,
-                self._parent,
-                attributes,
-                start_time=start_time,
-                end_time=end_time,
-            )
+        recorder._hand_on(
+            name, context, self._parent, attributes, start_time=start_time, end_time=end_time
         )
 
 

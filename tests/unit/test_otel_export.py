@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from taskyard.otel_export import COMPILED, Compiled, SpanEncoder
-from taskyard.span_recorder import RecordingTracerProvider
+from taskyard.otel_export import COMPILED, Compiled, Exported, SpanEncoder
+from taskyard.span_recorder import RecordingTracerProvider, SpanRecord
 from taskyard.telemetry import context_from
 from taskyard.trace_context import span_context_from
 
@@ -63,19 +63,20 @@ def common_spans() -> tuple[ReadableSpan, ...]:
 
 
 def test_the_compiled_writer_writes_the_common_shape_itself_as_python_does() -> None:
-    def refused(span: ReadableSpan) -> bytes:
+    def refused(span: Exported) -> bytes:
         raise AssertionError(f"{span.name} was left to Python")
 
     assert COMPILED is not None
     compiled = COMPILED
 
-    def compiled_only(spans: Sequence[ReadableSpan], _: object, *shapes: Any) -> bytes:
+    def compiled_only(spans: Sequence[Exported], _: object, *shapes: Any) -> bytes:
         return compiled.encode(spans, refused, *shapes)
 
     spans = common_spans()
-    written = SpanEncoder(Compiled(compiled_only, compiled.group)).encode(spans)
-    assert written == SpanEncoder(None).encode(spans)
-    assert decoded(written) == encode_spans(spans)
+    for exported in (spans, as_records(spans)):
+        written = SpanEncoder(Compiled(compiled_only, compiled.group)).encode(exported)
+        assert written == SpanEncoder(None).encode(exported)
+        assert decoded(written) == encode_spans(spans)
 
 
 def spans_of(resource: Resource) -> tuple[ReadableSpan, ...]:
@@ -139,6 +140,39 @@ def test_every_shape_encodes_as_the_sdk_encodes_it(
     encoder: SpanEncoder, mixed: list[ReadableSpan]
 ) -> None:
     assert decoded(encoder.encode(mixed)) == encode_spans(mixed)
+
+
+def record_of(span: ReadableSpan) -> SpanRecord:
+    """The record that stands for `span` (which has no events or links)."""
+    assert span.context is not None
+    assert span.start_time is not None
+    assert span.end_time is not None
+    assert span.instrumentation_scope is not None
+    return SpanRecord(
+        span.name,
+        span.kind,
+        span.context,
+        span.parent,
+        span.start_time,
+        span.end_time,
+        dict(span.attributes or {}),
+        span.status,
+        span.resource,
+        span.instrumentation_scope,
+    )
+
+
+def as_records(spans: Sequence[ReadableSpan]) -> list[Exported]:
+    """Every span that a record can stand for, as its record."""
+    return [span if span.events or span.links else record_of(span) for span in spans]
+
+
+def test_records_encode_as_the_sdk_encodes_the_spans_they_stand_for(
+    encoder: SpanEncoder, mixed: list[ReadableSpan]
+) -> None:
+    records = as_records(mixed)
+    assert any(isinstance(record, SpanRecord) for record in records)
+    assert decoded(encoder.encode(records)) == encode_spans(mixed)
 
 
 def test_a_span_too_large_for_the_writers_buffers_encodes_as_the_sdk_encodes_it(

@@ -4,14 +4,14 @@ processors apply, and they join traces like the tracer's own spans."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -27,7 +27,13 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import AttributeValue
 
-from taskyard.span_recorder import RecordingTracerProvider, SpanRecorder, valid_context
+from taskyard.span_recorder import (
+    RecordingTracerProvider,
+    SpanBatcher,
+    SpanRecord,
+    SpanRecorder,
+    valid_context,
+)
 from taskyard.telemetry import context_from, current_trace_context
 from taskyard.trace_context import span_context_from, w3c_carrier
 
@@ -37,27 +43,63 @@ SAMPLED_PARENT = {"traceparent": f"00-{TRACE_ID:032x}-{PARENT_ID:016x}-01"}
 UNSAMPLED_PARENT = {"traceparent": f"00-{TRACE_ID:032x}-{PARENT_ID:016x}-00"}
 
 
-class Recorded:
-    """A provider recording into memory, its recorder, and what it exported."""
+class RecordsExporter(InMemorySpanExporter):
+    """Takes spans and `SpanRecord`s, as Taskyard's OTLP exporter does; keeps
+    the spans the records stand for, and counts the records."""
 
-    def __init__(self, **provider_options: object) -> None:
-        self.exporter = InMemorySpanExporter()
+    takes_records = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records = 0
+
+    def export(self, spans: Sequence[ReadableSpan | SpanRecord]) -> SpanExportResult:
+        self.records += sum(isinstance(span, SpanRecord) for span in spans)
+        return super().export(
+            [span.as_span() if isinstance(span, SpanRecord) else span for span in spans]
+        )
+
+
+class Recorded:
+    """A provider recording into memory, its recorder, and what it exported:
+    through a simple processor, or with `records` through a `SpanBatcher`
+    that takes records."""
+
+    def __init__(self, records: bool = False, **provider_options: object) -> None:
+        self.exporter = RecordsExporter() if records else InMemorySpanExporter()
         self.provider = RecordingTracerProvider(**provider_options)
-        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        processor = SpanBatcher(self.exporter) if records else SimpleSpanProcessor(self.exporter)
+        self.provider.add_span_processor(processor)
         self.recorder: SpanRecorder = self.provider.recorder("taskyard.test")
 
     def spans(self) -> tuple[ReadableSpan, ...]:
+        self.provider.force_flush()
         return self.exporter.get_finished_spans()
+
+    def records(self) -> int:
+        """How many spans arrived as records."""
+        self.provider.force_flush()
+        return self.exporter.records if isinstance(self.exporter, RecordsExporter) else 0
 
     def only(self) -> ReadableSpan:
         (span,) = self.spans()
         return span
 
 
-@pytest.fixture
-def recorded() -> Iterator[Recorded]:
-    recorded = Recorded()
+@pytest.fixture(params=["spans", "records"])
+def recorded(request: pytest.FixtureRequest) -> Iterator[Recorded]:
+    """Every test of the recorder runs with each way its spans are handed on."""
+    recorded = Recorded(records=request.param == "records")
     yield recorded
+    recorded.provider.shutdown()
+
+
+def test_recorded_spans_are_handed_to_a_batcher_that_takes_records_as_records() -> None:
+    recorded = Recorded(records=True)
+    recorded.recorder.record("taskyard.queue_wait", {"taskyard.task": "noop"}, None)
+    with recorded.recorder.current("taskyard.submit", {}):
+        pass
+    assert recorded.records() == 2
     recorded.provider.shutdown()
 
 
@@ -293,14 +335,30 @@ def test_the_providers_sampler_decides_for_new_traces(sampler: object) -> None:
     assert recorded.spans() == ()
 
 
-def test_the_providers_span_limits_apply() -> None:
-    recorded = Recorded(span_limits=SpanLimits(max_span_attributes=2, max_span_attribute_length=4))
+@pytest.mark.parametrize("records", [False, True])
+def test_the_providers_span_limits_apply(records: bool) -> None:
+    limits = SpanLimits(max_span_attributes=2, max_span_attribute_length=4)
+    recorded = Recorded(records, span_limits=limits)
     attributes: dict[str, AttributeValue] = {"a": 1, "b": "long value", "c": 3}
     recorded.recorder.record("taskyard.complete", attributes, None)
     recorded.provider.get_tracer("sdk").start_span("sdk", attributes=attributes).end()
     ours, sdks = recorded.spans()
     assert dict(ours.attributes or {}) == dict(sdks.attributes or {}) == {"b": "long", "c": 3}
     assert ours.dropped_attributes == sdks.dropped_attributes == 1
+    assert recorded.records() == 0  # a bounded span is built as the SDK's
+    recorded.provider.shutdown()
+
+
+def test_only_a_span_within_the_limit_on_attributes_is_handed_on_as_a_record() -> None:
+    recorded = Recorded(records=True, span_limits=SpanLimits(max_span_attributes=2))
+    recorded.recorder.record("within", {"a": 1, "b": 2}, None)
+    recorded.recorder.record("past", {"a": 1, "b": 2, "c": 3}, None)
+    within, past = recorded.spans()
+    assert recorded.records() == 1
+    assert dict(within.attributes or {}) == {"a": 1, "b": 2}
+    assert dict(past.attributes or {}) == {"b": 2, "c": 3}
+    assert past.dropped_attributes == 1
+    recorded.provider.shutdown()
 
 
 class TaskDataError(Exception):
