@@ -392,13 +392,19 @@ class SpanRecorder:
         status: Status = _UNSET,
         kind: SpanKind = SpanKind.INTERNAL,
     ) -> None:
-        """Hand a sampled span that ended to the provider's span processors:
-        as a record if they take one and the span needs no more, else built."""
+        """Hand a span that ended to the provider's span processors: as a
+        record if they take one and the span needs no more, else built (a
+        span the sampler only records is theirs to drop)."""
         fields = (name, kind, context, parent, start_time, end_time, attributes, status)
         # The tuple its type declares, past the generated constructor.
         record = tuple.__new__(SpanRecord, (*fields, self._resource, self._scope))
         take = self._take
-        if take is not None and not events and len(attributes) <= self._max_attributes:
+        if (
+            take is not None
+            and not events
+            and len(attributes) <= self._max_attributes
+            and context.trace_flags.sampled
+        ):
             take(record)
         else:
             self._emit(self._finished(record, events))

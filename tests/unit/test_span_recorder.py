@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
+    Decision,
     ParentBased,
     ParentBasedTraceIdRatio,
     Sampler,
@@ -346,6 +347,24 @@ def test_the_providers_span_limits_apply(records: bool) -> None:
     assert dict(ours.attributes or {}) == dict(sdks.attributes or {}) == {"b": "long", "c": 3}
     assert ours.dropped_attributes == sdks.dropped_attributes == 1
     assert recorded.records() == 0  # a bounded span is built as the SDK's
+    recorded.provider.shutdown()
+
+
+class RecordOnly(Sampler):
+    """Records every span and samples none (RECORD_ONLY)."""
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        return SamplingResult(Decision.RECORD_ONLY)
+
+    def get_description(self) -> str:
+        return "RecordOnly"
+
+
+def test_a_span_the_sampler_only_records_is_not_exported() -> None:
+    recorded = Recorded(records=True, sampler=RecordOnly())
+    with recorded.recorder.current("taskyard.submit", {}) as span:
+        assert span.is_recording()
+    assert recorded.spans() == ()
     recorded.provider.shutdown()
 
 
