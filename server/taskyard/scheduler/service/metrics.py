@@ -10,11 +10,38 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from opentelemetry import metrics
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from taskyard.scheduler.domain import WorkRequest
 
 meter = metrics.get_meter("taskyard.scheduler")
+
+
+class Tally:
+    """A counter the scheduler keeps itself, by a fixed tuple of attribute
+    values, which an observable counter reads when metrics are collected.
+
+    For what is counted on every request: a synchronous counter's `add`
+    costs the SDK about 7 us (a measurement, its attributes hashed, a lock,
+    an exemplar offered) where this updates a dict. Rare events keep the
+    SDK's counters, whose exemplars point at the trace that counted them.
+    """
+
+    def __init__(self, meter: Meter, name: str, keys: tuple[str, ...], description: str) -> None:
+        self._keys = keys
+        self._counts: Counter[tuple[str, ...]] = Counter()
+        meter.create_observable_counter(name, [self._observe], description=description)
+
+    def add(self, *values: str) -> None:
+        """Count one, with these values of the attribute keys, in order."""
+        self._counts[values] += 1
+
+    def _observe(self, _options: CallbackOptions) -> Iterable[Observation]:
+        # Read from the exporting thread: copying the items is one step
+        # under the GIL, so an `add` in between cannot break it.
+        counted = list(self._counts.items())
+        return [Observation(n, dict(zip(self._keys, values, strict=True))) for values, n in counted]
+
 
 queue_time = meter.create_histogram(
     "taskyard.work_request.queue_time", unit="s", description="submit to start of an attempt"
@@ -22,8 +49,11 @@ queue_time = meter.create_histogram(
 run_duration = meter.create_histogram(
     "taskyard.work_request.run_duration", unit="s", description="start to end of an attempt"
 )
-outcomes = meter.create_counter(
-    "taskyard.work_request.outcomes", description="ended attempts, by task and result"
+outcomes = Tally(
+    meter,
+    "taskyard.work_request.outcomes",
+    ("taskyard.task", "taskyard.result"),
+    description="ended attempts, by task and result",
 )
 artifact_bytes = meter.create_counter(
     "taskyard.artifact.bytes_received", unit="By", description="artifact content received"
@@ -45,14 +75,11 @@ def started(work_request: WorkRequest) -> None:
 
 def finished(work_request: WorkRequest) -> None:
     """An attempt ended: record its duration and outcome."""
-    labels = {
-        "taskyard.task": work_request.task_name,
-        "taskyard.result": work_request.result.value or work_request.state.value,
-    }
-    outcomes.add(1, labels)
+    task, result = work_request.task_name, work_request.result.value or work_request.state.value
+    outcomes.add(task, result)
     if work_request.started_at is not None and work_request.completed_at is not None:
         duration = (work_request.completed_at - work_request.started_at).total_seconds()
-        run_duration.record(duration, labels)
+        run_duration.record(duration, {"taskyard.task": task, "taskyard.result": result})
 
 
 def observe(

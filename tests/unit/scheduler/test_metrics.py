@@ -1,0 +1,85 @@
+"""The scheduler's metrics, read through the SDK's metric reader as an exporter reads them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader, Sum
+
+from taskyard.scheduler.domain import Result, State, WorkRequest
+from taskyard.scheduler.service import metrics
+from taskyard.scheduler.service.metrics import Tally
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+OUTCOMES = "taskyard.work_request.outcomes"
+
+KEYS = ("taskyard.task", "taskyard.result")
+
+
+@pytest.fixture
+def provider() -> Iterator[tuple[MeterProvider, InMemoryMetricReader]]:
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    yield meter_provider, reader
+    meter_provider.shutdown()
+
+
+def collected(reader: InMemoryMetricReader, name: str) -> Any:
+    """The data of metric `name`, collected now."""
+    data = reader.get_metrics_data()
+    assert data is not None
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == name:
+                    return metric.data
+    raise AssertionError(f"no metric {name}")
+
+
+def by_attributes(data: Any, value: str) -> dict[frozenset[tuple[str, Any]], Any]:
+    """Each data point's `value` field, by the point's attributes."""
+    return {frozenset(p.attributes.items()): getattr(p, value) for p in data.data_points}
+
+
+def key(task: str, result: str) -> frozenset[tuple[str, Any]]:
+    return frozenset(zip(KEYS, (task, result), strict=True))
+
+
+def test_a_tally_is_read_as_a_cumulative_monotonic_sum_by_its_attributes(
+    provider: tuple[MeterProvider, InMemoryMetricReader],
+) -> None:
+    meter_provider, reader = provider
+    tally = Tally(meter_provider.get_meter("test"), OUTCOMES, KEYS, "ended attempts")
+    for task, result in (("noop", "success"), ("noop", "success"), ("sbuild", "failure")):
+        tally.add(task, result)
+    data = collected(reader, OUTCOMES)
+    assert by_attributes(data, "value") == {key("noop", "success"): 2, key("sbuild", "failure"): 1}
+    assert isinstance(data, Sum)
+    assert data.is_monotonic
+    assert data.aggregation_temporality is AggregationTemporality.CUMULATIVE
+    tally.add("noop", "success")
+    again = by_attributes(collected(reader, OUTCOMES), "value")
+    assert again == {key("noop", "success"): 3, key("sbuild", "failure"): 1}  # not reset
+
+
+def test_an_ended_attempt_counts_its_outcome_and_duration_by_task_and_result(
+    provider: tuple[MeterProvider, InMemoryMetricReader], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    meter_provider, reader = provider
+    meter = meter_provider.get_meter("test")
+    monkeypatch.setattr(metrics, "outcomes", Tally(meter, OUTCOMES, KEYS, "ended"))
+    monkeypatch.setattr(metrics, "run_duration", meter.create_histogram("duration", unit="s"))
+    running = WorkRequest("wr", "noop", "{}", 0, NOW, "wr", state=State.RUNNING, started_at=NOW)
+    later = NOW + timedelta(seconds=2)
+    failed = running.with_changes(state=State.COMPLETED, result=Result.FAILURE, completed_at=later)
+    metrics.finished(failed)
+    metrics.finished(running.with_changes(state=State.ABORTED, completed_at=later))
+    ended = {key("noop", "failure"): 1, key("noop", "aborted"): 1}
+    assert by_attributes(collected(reader, OUTCOMES), "value") == ended
+    durations = collected(reader, "duration")
+    assert by_attributes(durations, "count") == ended
+    assert set(by_attributes(durations, "sum").values()) == {2.0}
