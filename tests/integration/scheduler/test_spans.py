@@ -1,16 +1,19 @@
 """The spans of a work request's life in the scheduler say what operators
-read them for: why it waited, how it was matched, how it ended."""
+read them for: why it waited, how it was matched, how it ended; and its
+metrics lead to its trace."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from taskyard.scheduler.service import tracing
+from taskyard.scheduler.service import metrics, tracing
 from taskyard.span_recorder import RecordingTracerProvider
 from taskyard.v1 import work_requests_pb2 as pb
 from taskyard.v1 import workers_pb2
@@ -26,6 +29,20 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     monkeypatch.setattr(tracing, "recorder", lambda: provider.recorder(tracing.SCOPE))
     yield exporter
+    provider.shutdown()
+
+
+@pytest.fixture
+def measured(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemoryMetricReader]:
+    """The scheduler's latency histograms, measured into memory (as `recorded`
+    does for spans: the process-wide meter provider can be set only once)."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    meter = provider.get_meter("test")
+    monkeypatch.setattr(metrics, "measuring", lambda: True)
+    for name in ("queue_time", "run_duration"):
+        monkeypatch.setattr(metrics, name, meter.create_histogram(name, unit="s"))
+    yield reader
     provider.shutdown()
 
 
@@ -116,3 +133,31 @@ async def test_the_waiting_requests_of_a_batch_share_their_refusal_counts(
     for span in submits:
         assert span.attributes is not None
         assert span.attributes["taskyard.workers.not-connected"] == 1
+
+
+async def test_a_request_s_latencies_have_exemplars_in_its_own_trace(
+    harness: Harness, recorded: InMemorySpanExporter, measured: InMemoryMetricReader
+) -> None:
+    worker = await harness.new_worker("builder")
+    await worker.connect()
+    await harness.submit("noop")
+    lease = (await worker.expect("assignment")).lease
+    worker.report(started_report(lease), completion(lease, workers_pb2.WORK_OUTCOME_SUCCESS))
+    await worker.expect("ack")
+    (submit,) = named(recorded, "taskyard.submit")
+    assert submit.context is not None
+    data = measured.get_metrics_data()
+    assert data is not None
+    [scope] = data.resource_metrics[0].scope_metrics
+    exemplars = {
+        metric.name: [e for point in metric.data.data_points for e in point.exemplars]
+        for metric in scope.metrics
+    }
+    # Measured in the worker's session call, which is not in the request's trace.
+    for name in ("queue_time", "run_duration"):
+        [exemplar] = exemplars[name]
+        assert (exemplar.trace_id, exemplar.span_id) == (
+            submit.context.trace_id,
+            submit.context.span_id,
+        ), name
+    await worker.disconnect()

@@ -7,8 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader, Sum
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from taskyard.scheduler.domain import Result, State, WorkRequest
 from taskyard.scheduler.service import metrics
@@ -17,6 +20,7 @@ from taskyard.scheduler.service.metrics import Tally
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 OUTCOMES = "taskyard.work_request.outcomes"
 
+SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 KEYS = ("taskyard.task", "taskyard.result")
 
 
@@ -76,10 +80,27 @@ def test_an_ended_attempt_counts_its_outcome_and_duration_by_task_and_result(
     running = WorkRequest("wr", "noop", "{}", 0, NOW, "wr", state=State.RUNNING, started_at=NOW)
     later = NOW + timedelta(seconds=2)
     failed = running.with_changes(state=State.COMPLETED, result=Result.FAILURE, completed_at=later)
-    metrics.finished(failed)
-    metrics.finished(running.with_changes(state=State.ABORTED, completed_at=later))
+    metrics.finished(failed, Context())
+    metrics.finished(running.with_changes(state=State.ABORTED, completed_at=later), Context())
     ended = {key("noop", "failure"): 1, key("noop", "aborted"): 1}
     assert by_attributes(collected(reader, OUTCOMES), "value") == ended
     durations = collected(reader, "duration")
     assert by_attributes(durations, "count") == ended
     assert set(by_attributes(durations, "sum").values()) == {2.0}
+
+
+def test_a_latency_s_exemplar_names_the_trace_it_is_measured_in_not_the_current_span(
+    provider: tuple[MeterProvider, InMemoryMetricReader], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    meter_provider, reader = provider
+    queue_time = meter_provider.get_meter("test").create_histogram("queue_time", unit="s")
+    monkeypatch.setattr(metrics, "queue_time", queue_time)
+    request = SpanContext(0x5B8AA5A2D2C872E8321CF37308D69DF2, 0x051581BF3CB55C13, True, SAMPLED)
+    session = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0x00F067AA0BA902B7, False, SAMPLED)
+    started = WorkRequest("wr", "noop", "{}", 0, NOW, "wr", started_at=NOW + timedelta(seconds=1))
+    with trace.use_span(NonRecordingSpan(session)):  # a worker's session call, say
+        metrics.started(started, trace.set_span_in_context(NonRecordingSpan(request)))
+    [point] = collected(reader, "queue_time").data_points
+    [exemplar] = point.exemplars
+    assert (exemplar.trace_id, exemplar.span_id) == (request.trace_id, request.span_id)
+    assert exemplar.value == 1.0

@@ -441,7 +441,9 @@ class Dispatcher:
                 tracing.record(
                     "taskyard.lease_expired", work_request, {"taskyard.worker": worker_name}
                 )
-                metrics.lease_expiries.add(1, {"taskyard.task": work_request.task_name})
+                metrics.lease_expiries.add(
+                    1, {"taskyard.task": work_request.task_name}, tracing.context_of(work_request)
+                )
         live.busy.clear()
 
     # -- Reports ------------------------------------------------------------
@@ -571,13 +573,15 @@ class Dispatcher:
 
 
 def _observe(before: WorkRequest, after: WorkRequest) -> None:
-    """Count a committed transition in the metrics."""
+    """Count a committed transition in the metrics, in the request's trace."""
+    if not metrics.measuring():
+        return
     if after.state is State.RUNNING:
-        metrics.started(after)
+        metrics.started(after, tracing.context_of(after))
     elif after.state in FINAL_STATES:
-        metrics.finished(after)
+        metrics.finished(after, tracing.context_of(after))
     elif after.state is State.PENDING and before.state in ACTIVE_STATES:
-        metrics.requeues.add(1, {"taskyard.task": after.task_name})
+        metrics.requeues.add(1, {"taskyard.task": after.task_name}, tracing.context_of(before))
 
 
 def _save_hello(

@@ -6,11 +6,14 @@ meter makes every call here free.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Iterable
 
 from opentelemetry import metrics
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.context import Context
+from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 
 from taskyard.scheduler.domain import WorkRequest
 
@@ -66,20 +69,33 @@ requeues = meter.create_counter(
 )
 
 
-def started(work_request: WorkRequest) -> None:
-    """An attempt started: record how long the request waited."""
+def measuring() -> bool:
+    """Whether measurements are kept (the SDK's meter provider is installed):
+    if not, what they would be made in need not even be looked up."""
+    return _is_sdk(metrics.get_meter_provider())
+
+
+@functools.lru_cache(maxsize=4)
+def _is_sdk(provider: MeterProvider) -> bool:
+    return isinstance(provider, SdkMeterProvider)
+
+
+def started(work_request: WorkRequest, context: Context) -> None:
+    """An attempt started: record how long the request waited. `context` is
+    the request's trace, which the measurement's exemplar names."""
     if work_request.started_at is not None:
         waited = (work_request.started_at - work_request.created_at).total_seconds()
-        queue_time.record(waited, {"taskyard.task": work_request.task_name})
+        queue_time.record(waited, {"taskyard.task": work_request.task_name}, context)
 
 
-def finished(work_request: WorkRequest) -> None:
-    """An attempt ended: record its duration and outcome."""
+def finished(work_request: WorkRequest, context: Context) -> None:
+    """An attempt ended: record its duration and outcome (in `context`, as `started`)."""
     task, result = work_request.task_name, work_request.result.value or work_request.state.value
     outcomes.add(task, result)
     if work_request.started_at is not None and work_request.completed_at is not None:
         duration = (work_request.completed_at - work_request.started_at).total_seconds()
-        run_duration.record(duration, {"taskyard.task": task, "taskyard.result": result})
+        attributes = {"taskyard.task": task, "taskyard.result": result}
+        run_duration.record(duration, attributes, context)
 
 
 def observe(

@@ -13,7 +13,8 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanContext
+from opentelemetry.context import Context
+from opentelemetry.trace import NonRecordingSpan, SpanContext
 from opentelemetry.util.types import AttributeValue
 
 from taskyard.scheduler.domain import WorkRequest
@@ -23,6 +24,7 @@ from taskyard.trace_context import span_context_from, w3c_carrier
 SCOPE = "taskyard.scheduler"
 
 Attributes = dict[str, AttributeValue]
+_NO_TRACE = Context()  # no span in it
 
 
 def recorder() -> SpanRecorder | None:
@@ -47,9 +49,21 @@ class RequestSpans:
     and what every span says of the request are found once for all of the
     attempt's spans (its assignment makes three, its completion one)."""
 
-    def __init__(self, spans: ChildSpans, task_name: str, attempt: int) -> None:
+    def __init__(
+        self, spans: ChildSpans, parent: SpanContext, task_name: str, attempt: int
+    ) -> None:
         self._spans = spans
+        self._parent = parent
+        self._context: Context | None = None
         self._request: Attributes = {"taskyard.task": task_name, "taskyard.attempt": attempt}
+
+    @property
+    def context(self) -> Context:
+        """The request's trace as a context, its submit span current (made
+        when first asked for: only metrics ask)."""
+        if self._context is None:
+            self._context = trace.set_span_in_context(NonRecordingSpan(self._parent))
+        return self._context
 
     def record(
         self,
@@ -96,7 +110,16 @@ def _attempt_spans(
     parent = _parsed(traceparent, tracestate)
     if spans.drops_child_of(parent):
         return None
-    return RequestSpans(spans.under(parent), task_name, attempt)
+    return RequestSpans(spans.under(parent), parent, task_name, attempt)
+
+
+def context_of(work_request: WorkRequest) -> Context:
+    """What a measurement of `work_request` is made in: its trace, with its
+    submit span current, so that a metric's exemplar names the request's
+    trace rather than whichever RPC is running (a worker's long session);
+    with no span at all when the request's spans are not kept."""
+    spans = spans_of(work_request)
+    return _NO_TRACE if spans is None else spans.context
 
 
 def span(name: str, attributes: Attributes) -> AbstractContextManager[trace.Span]:
