@@ -64,6 +64,7 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes, AttributeValue
 
 _UNSET = Status(StatusCode.UNSET)
+_INTERNAL = SpanKind.INTERNAL
 # The flags of a sampled child, by whether its trace id is random.
 _SAMPLED_CHILD = {
     False: TraceFlags(TraceFlags.SAMPLED),
@@ -459,9 +460,17 @@ class ChildSpans:
             end_time = now if end_time is None else end_time
         trace_id, flags, state = child
         context = valid_context(trace_id, recorder._new_span_id(), flags, state)
-        recorder._hand_on(
-            name, context, self._parent, attributes, start_time=start_time, end_time=end_time
-        )
+        parent = self._parent
+        take = recorder._take
+        if take is None or len(attributes) > recorder._max_attributes:
+            recorder._hand_on(
+                name, context, parent, attributes, start_time=start_time, end_time=end_time
+            )
+            return
+        # Sampled, internal, no status or events: taken as a record past the
+        # general checks of `_hand_on`, as it runs for every recorded span.
+        record = (name, _INTERNAL, context, parent, start_time, end_time, attributes, _UNSET)
+        take(tuple.__new__(SpanRecord, (*record, recorder._resource, recorder._scope)))
 
 
 def valid_context(trace_id: int, span_id: int, flags: TraceFlags, state: TraceState) -> SpanContext:

@@ -368,10 +368,17 @@ def test_a_span_the_sampler_only_records_is_not_exported() -> None:
     recorded.provider.shutdown()
 
 
-def test_only_a_span_within_the_limit_on_attributes_is_handed_on_as_a_record() -> None:
+@pytest.mark.parametrize(
+    "parent",
+    [None, span_context_from(SAMPLED_PARENT)],
+    ids=["new trace", "child of a sampled parent"],  # asked of the sampler, or not
+)
+def test_only_a_span_within_the_limit_on_attributes_is_handed_on_as_a_record(
+    parent: SpanContext | None,
+) -> None:
     recorded = Recorded(records=True, span_limits=SpanLimits(max_span_attributes=2))
-    recorded.recorder.record("within", {"a": 1, "b": 2}, None)
-    recorded.recorder.record("past", {"a": 1, "b": 2, "c": 3}, None)
+    recorded.recorder.record("within", {"a": 1, "b": 2}, parent)
+    recorded.recorder.record("past", {"a": 1, "b": 2, "c": 3}, parent)
     within, past = recorded.spans()
     assert recorded.records() == 1
     assert dict(within.attributes or {}) == {"a": 1, "b": 2}
