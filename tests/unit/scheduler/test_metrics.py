@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader, Sum
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
@@ -104,3 +105,11 @@ def test_a_latency_s_exemplar_names_the_trace_it_is_measured_in_not_the_current_
     [exemplar] = point.exemplars
     assert (exemplar.trace_id, exemplar.span_id) == (request.trace_id, request.span_id)
     assert exemplar.value == 1.0
+
+
+def test_measurements_are_kept_only_under_the_sdks_meter_provider(
+    provider: tuple[MeterProvider, InMemoryMetricReader],
+) -> None:
+    meter_provider, _ = provider
+    assert metrics._is_sdk(meter_provider)
+    assert not metrics._is_sdk(NoOpMeterProvider())

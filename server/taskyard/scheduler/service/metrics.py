@@ -1,19 +1,20 @@
 """The scheduler's metrics, through the OpenTelemetry metrics API.
 
-Exported over OTLP when telemetry is configured; otherwise the API's no-op
-meter makes every call here free.
+Exported over OTLP when telemetry is configured; otherwise the dispatcher
+measures nothing (`measuring`), and the API's no-op meter makes any call
+here free.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
 
 from opentelemetry import metrics
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
-from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 
 from taskyard.scheduler.domain import WorkRequest
 
@@ -77,7 +78,9 @@ def measuring() -> bool:
 
 @functools.lru_cache(maxsize=4)
 def _is_sdk(provider: MeterProvider) -> bool:
-    return isinstance(provider, SdkMeterProvider)
+    # Not imported here: the SDK is loaded only when metrics are exported.
+    sdk = sys.modules.get("opentelemetry.sdk.metrics")
+    return sdk is not None and isinstance(provider, sdk.MeterProvider)
 
 
 def started(work_request: WorkRequest, context: Context) -> None:
