@@ -91,8 +91,16 @@ class UnavailableError(TaskyardError):
     default_reason = "UNAVAILABLE"
 
 
+class ResourceExhaustedError(UnavailableError):
+    """A quota or a resource (the disk, a size limit) ran out. Transient like
+    UNAVAILABLE (retrying later may succeed), but its own status code."""
+
+    default_reason = "RESOURCE_EXHAUSTED"
+
+
 #: The categories, each the direct subclass of TaskyardError an error derives from.
 CATEGORIES: tuple[type[TaskyardError], ...] = (
+    ResourceExhaustedError,  # before UnavailableError, which it refines
     InvalidArgumentError,
     NotFoundError,
     AlreadyExistsError,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 
 from opentelemetry import trace
@@ -55,3 +56,26 @@ def configure_logging(level: int = logging.INFO, log_format: str = "text") -> No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+class RateLimitedLog:
+    """Logs at most one line per `interval` seconds for each key, saying how
+    many were left out since: what a caller's mistakes cost the log."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
+        self._logger = logger
+        self._interval = interval
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def warning(self, key: str, message: str, *args: object) -> None:
+        """Log `message` unless a line with `key` went out within the interval."""
+        now = time.monotonic()
+        last, skipped = self._last.get(key, (-self._interval, 0))
+        if now - last < self._interval:
+            self._last[key] = (last, skipped + 1)
+            return
+        if len(self._last) > 1000:  # keys come from callers: keep the table small
+            self._last.clear()
+        self._last[key] = (now, 0)
+        suffix = f" ({skipped} more like it not logged)" if skipped else ""
+        self._logger.warning(message + suffix, *args)

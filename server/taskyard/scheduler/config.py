@@ -31,8 +31,10 @@ class SchedulerConfig:
     #: Largest artifact file and artifact, in bytes.
     max_file_size: int = 10 * 1024**3
     max_artifact_size: int = 50 * 1024**3
-    #: Seconds after which an unfinished upload is removed.
-    partial_upload_max_age: float = 24 * 3600.0
+    #: Seconds without progress after which an unfinished upload is removed.
+    partial_upload_max_age: float = 3600.0
+    #: Bytes of unfinished uploads one caller may have declared at once.
+    upload_quota: int = 10 * 1024**3
 
     def database_url(self) -> str:
         """The database to use."""

@@ -105,6 +105,8 @@ class WorkRequest:
     updated_at: datetime | None = None
     #: Set when a user aborts active work: the attempt ends ABORTED, not requeued.
     abort_requested_at: datetime | None = None
+    #: Who submitted it (`token:<id>`); fixed at submit.
+    owner: str = ""
 
     @property
     def lease(self) -> Lease:
@@ -203,6 +205,8 @@ class Artifact:
     data_json: str = "{}"
     work_request_id: str = ""
     expires_at: datetime | None = None
+    #: Who declared it (`token:<id>` or `worker:<name>`): only they upload to it.
+    created_by: str = ""
 
     @property
     def complete(self) -> bool:

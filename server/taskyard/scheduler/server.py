@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +135,7 @@ def build_scheduler(config: SchedulerConfig) -> Scheduler:
         max_file_size=config.max_file_size,
         max_artifact_size=config.max_artifact_size,
         partial_max_age=config.partial_upload_max_age,
+        upload_quota=config.upload_quota,
     )
     return Scheduler(
         SqlStore(config.database_url()),
@@ -141,6 +144,25 @@ def build_scheduler(config: SchedulerConfig) -> Scheduler:
         blobs=LocalBlobStore(config.data_dir / "blobs"),
         limits=limits,
     )
+
+
+def secure_data_dir(data_dir: Path) -> None:
+    """Keep task data and artifacts to the scheduler's user: the data dir
+    0700, everything in it created 0600 (directories 0700), and files left
+    readable by an older version closed."""
+    token = data_dir / "admin.token"
+    if token.exists() and token.stat().st_mode & 0o077:
+        log.warning("%s was readable by other users; it is 0600 now", token)
+    os.umask(0o077)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    for root, directories, files in os.walk(data_dir):
+        for name in directories + files:
+            path = Path(root, name)
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode) or not mode & 0o077:
+                continue
+            path.chmod(0o700 if stat.S_ISDIR(mode) else 0o600)
 
 
 def _announce(line: str) -> None:
@@ -153,7 +175,7 @@ async def serve(config: SchedulerConfig, announce: Callable[[str], None] = _anno
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(config.data_dir)
     scheduler = build_scheduler(config)
     running = await start_server(scheduler, config)
     await scheduler.tokens.ensure_admin_token(config.data_dir / "admin.token")

@@ -26,6 +26,7 @@ CODES: dict[type[errors.TaskyardError], grpc.StatusCode] = {
     errors.UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
     errors.PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
     errors.UnavailableError: grpc.StatusCode.UNAVAILABLE,
+    errors.ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.TaskyardError: grpc.StatusCode.INTERNAL,
 }
 CATEGORIES: dict[grpc.StatusCode, type[errors.TaskyardError]] = {
@@ -85,7 +86,7 @@ def from_rpc_error(error: grpc.aio.AioRpcError | grpc.RpcError) -> errors.Taskya
     """The TaskyardError a failed call stands for, with reason and violations."""
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     category = CATEGORIES.get(code, errors.TaskyardError)
-    if code in {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}:
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         category = errors.UnavailableError
     message = error.details() if hasattr(error, "details") else str(error)
     reason, metadata, violations = code.name if code else "UNKNOWN", {}, []

@@ -34,7 +34,8 @@ class ArtifactFile(_message.Message):
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     path: _builtins.str
     """Relative, normalized path inside the artifact (`logs/stdout.txt`): no
-    leading `/`, no `.` or `..` components, no empty components, no NUL.
+    leading `/`, no `.` or `..` components, no empty components, no NUL; at
+    most 1024 characters.
     """
     size: _builtins.int
     """Size in bytes."""
@@ -127,9 +128,11 @@ class CreateArtifactRequest(_message.Message):
     FILES_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     category: _builtins.str
-    """Category of the new artifact."""
+    """Category of the new artifact, at most 200 characters. Categories starting
+    with `taskyard:` are reserved for workers.
+    """
     data_json: _builtins.str
-    """JSON object describing the artifact; empty means `{}`."""
+    """JSON object describing the artifact, at most 64 KiB; empty means `{}`."""
     work_request_id: _builtins.str
     """Work request the artifact belongs to; empty for a client upload."""
     @_builtins.property
@@ -140,11 +143,11 @@ class CreateArtifactRequest(_message.Message):
 
     @_builtins.property
     def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___ArtifactFile]:
-        """The manifest: every file with its size and digest."""
+        """The manifest: every file with its size and digest; at most 10,000 files."""
 
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp:
-        """Optional expiry time."""
+        """Optional expiry time, in the future and at most 10 years ahead."""
 
     def __init__(
         self,
@@ -377,7 +380,10 @@ class ListArtifactsRequest(_message.Message):
     category: _builtins.str
     """Only artifacts of this category, if set."""
     page_size: _builtins.int
-    """Maximum number of artifacts to return; 0 means the server default (100)."""
+    """Maximum number of artifacts to return; 0 means the server default (100),
+    more than 1000 means 1000; negative is invalid. A page also ends before
+    its artifacts add up to 3 MiB.
+    """
     page_token: _builtins.str
     """`next_page_token` of the previous page; empty for the first page."""
     def __init__(

@@ -35,8 +35,15 @@ class ArtifactServiceStub:
     committed size and resumes from there. The artifact becomes visible to
     GetArtifact, ListArtifacts and DownloadArtifact once every file is complete.
 
-    Workers authenticate with their worker token and must hold the lease of the
-    work request they upload for; clients need the `submit` role.
+    Who may do what. Clients need the `submit` (or `admin`) role; they read
+    every artifact, and attach artifacts only to requests they submitted (an
+    admin to any) and never in the reserved `taskyard:` categories. Workers
+    must be enabled; they upload and read only for work requests whose current
+    lease they hold. An upload in progress is seen, resumed or queried only by
+    whoever created its artifact. A refused upload stream leaves nothing
+    behind. Unfinished uploads count against a quota per caller (the manifest
+    sizes still missing; RESOURCE_EXHAUSTED beyond it, 10 GiB by default) and
+    are removed after an hour without progress (by default).
     """
 
     def __init__(self, channel):
@@ -87,8 +94,15 @@ class ArtifactServiceServicer:
     committed size and resumes from there. The artifact becomes visible to
     GetArtifact, ListArtifacts and DownloadArtifact once every file is complete.
 
-    Workers authenticate with their worker token and must hold the lease of the
-    work request they upload for; clients need the `submit` role.
+    Who may do what. Clients need the `submit` (or `admin`) role; they read
+    every artifact, and attach artifacts only to requests they submitted (an
+    admin to any) and never in the reserved `taskyard:` categories. Workers
+    must be enabled; they upload and read only for work requests whose current
+    lease they hold. An upload in progress is seen, resumed or queried only by
+    whoever created its artifact. A refused upload stream leaves nothing
+    behind. Unfinished uploads count against a quota per caller (the manifest
+    sizes still missing; RESOURCE_EXHAUSTED beyond it, 10 GiB by default) and
+    are removed after an hour without progress (by default).
     """
 
     def CreateArtifact(self, request, context):
@@ -184,8 +198,15 @@ class ArtifactService:
     committed size and resumes from there. The artifact becomes visible to
     GetArtifact, ListArtifacts and DownloadArtifact once every file is complete.
 
-    Workers authenticate with their worker token and must hold the lease of the
-    work request they upload for; clients need the `submit` role.
+    Who may do what. Clients need the `submit` (or `admin`) role; they read
+    every artifact, and attach artifacts only to requests they submitted (an
+    admin to any) and never in the reserved `taskyard:` categories. Workers
+    must be enabled; they upload and read only for work requests whose current
+    lease they hold. An upload in progress is seen, resumed or queried only by
+    whoever created its artifact. A refused upload stream leaves nothing
+    behind. Unfinished uploads count against a quota per caller (the manifest
+    sizes still missing; RESOURCE_EXHAUSTED beyond it, 10 GiB by default) and
+    are removed after an hour without progress (by default).
     """
 
     @staticmethod

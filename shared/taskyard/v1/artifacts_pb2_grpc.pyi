@@ -38,8 +38,15 @@ class ArtifactServiceStub:
     committed size and resumes from there. The artifact becomes visible to
     GetArtifact, ListArtifacts and DownloadArtifact once every file is complete.
 
-    Workers authenticate with their worker token and must hold the lease of the
-    work request they upload for; clients need the `submit` role.
+    Who may do what. Clients need the `submit` (or `admin`) role; they read
+    every artifact, and attach artifacts only to requests they submitted (an
+    admin to any) and never in the reserved `taskyard:` categories. Workers
+    must be enabled; they upload and read only for work requests whose current
+    lease they hold. An upload in progress is seen, resumed or queried only by
+    whoever created its artifact. A refused upload stream leaves nothing
+    behind. Unfinished uploads count against a quota per caller (the manifest
+    sizes still missing; RESOURCE_EXHAUSTED beyond it, 10 GiB by default) and
+    are removed after an hour without progress (by default).
     """
 
     @_typing.overload
@@ -70,8 +77,15 @@ class ArtifactServiceAsyncStub(ArtifactServiceStub):
     committed size and resumes from there. The artifact becomes visible to
     GetArtifact, ListArtifacts and DownloadArtifact once every file is complete.
 
-    Workers authenticate with their worker token and must hold the lease of the
-    work request they upload for; clients need the `submit` role.
+    Who may do what. Clients need the `submit` (or `admin`) role; they read
+    every artifact, and attach artifacts only to requests they submitted (an
+    admin to any) and never in the reserved `taskyard:` categories. Workers
+    must be enabled; they upload and read only for work requests whose current
+    lease they hold. An upload in progress is seen, resumed or queried only by
+    whoever created its artifact. A refused upload stream leaves nothing
+    behind. Unfinished uploads count against a quota per caller (the manifest
+    sizes still missing; RESOURCE_EXHAUSTED beyond it, 10 GiB by default) and
+    are removed after an hour without progress (by default).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -98,8 +112,15 @@ class ArtifactServiceServicer(metaclass=_abc_1.ABCMeta):
     committed size and resumes from there. The artifact becomes visible to
     GetArtifact, ListArtifacts and DownloadArtifact once every file is complete.
 
-    Workers authenticate with their worker token and must hold the lease of the
-    work request they upload for; clients need the `submit` role.
+    Who may do what. Clients need the `submit` (or `admin`) role; they read
+    every artifact, and attach artifacts only to requests they submitted (an
+    admin to any) and never in the reserved `taskyard:` categories. Workers
+    must be enabled; they upload and read only for work requests whose current
+    lease they hold. An upload in progress is seen, resumed or queried only by
+    whoever created its artifact. A refused upload stream leaves nothing
+    behind. Unfinished uploads count against a quota per caller (the manifest
+    sizes still missing; RESOURCE_EXHAUSTED beyond it, 10 GiB by default) and
+    are removed after an hour without progress (by default).
     """
 
     @_abc_1.abstractmethod

@@ -130,17 +130,27 @@ class ListWorkersRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     CONNECTED_ONLY_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum number of workers to return; 0 means 100, more than 1000 means
+    1000. A page also ends before its workers add up to 3 MiB.
+    """
+    page_token: _builtins.str
+    """`next_page_token` of the previous page; empty for the first page."""
     connected_only: _builtins.bool
     """Only connected workers, if true."""
     def __init__(
         self,
         *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
         connected_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected_only", b"connected_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected_only", b"connected_only", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -152,7 +162,10 @@ class ListWorkersResponse(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     WORKERS_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token of the next page; empty on the last page."""
     @_builtins.property
     def workers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Worker]:
         """The workers, sorted by name."""
@@ -160,11 +173,12 @@ class ListWorkersResponse(_message.Message):
     def __init__(
         self,
         *,
+        next_page_token: _builtins.str = ...,
         workers: _abc.Iterable[Global___Worker] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["workers", b"workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -273,7 +287,9 @@ class SetWorkerMetadataRequest(_message.Message):
     name: _builtins.str
     """Name of the worker."""
     static_metadata_json: _builtins.str
-    """The new static metadata, a JSON object as text; `{}` clears it."""
+    """The new static metadata, a JSON object as text of at most 256 KiB; `{}`
+    clears it.
+    """
     def __init__(
         self,
         *,
@@ -549,10 +565,10 @@ class CreateTokenRequest(_message.Message):
     role: Global___TokenRole.ValueType
     """What the token allows."""
     description: _builtins.str
-    """Free text saying what the token is for."""
+    """Free text saying what the token is for, at most 1000 characters."""
     @_builtins.property
     def ttl(self) -> _duration_pb2.Duration:
-        """How long the token stays valid; unset means forever."""
+        """How long the token stays valid, at most 10 years; unset means forever."""
 
     def __init__(
         self,
@@ -603,12 +619,23 @@ class ListTokensRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum number of tokens to return; 0 means 100, more than 1000 means
+    1000. A page also ends before its tokens add up to 3 MiB.
+    """
+    page_token: _builtins.str
+    """`next_page_token` of the previous page; empty for the first page."""
     def __init__(
         self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -620,7 +647,10 @@ class ListTokensResponse(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     TOKENS_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token of the next page; empty on the last page."""
     @_builtins.property
     def tokens(self) -> _containers.RepeatedCompositeFieldContainer[Global___Token]:
         """Every token, newest first."""
@@ -628,11 +658,12 @@ class ListTokensResponse(_message.Message):
     def __init__(
         self,
         *,
+        next_page_token: _builtins.str = ...,
         tokens: _abc.Iterable[Global___Token] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tokens", b"tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "tokens", b"tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -205,6 +205,7 @@ class WorkRequest(_message.Message):
     STARTED_AT_FIELD_NUMBER: _builtins.int
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Scheduler-assigned id; it never changes, also across retries."""
     task_name: _builtins.str
@@ -229,6 +230,8 @@ class WorkRequest(_message.Message):
     """Name of the worker of the current attempt; empty while pending."""
     idempotency_key: _builtins.str
     """The client's idempotency key, if it gave one."""
+    owner: _builtins.str
+    """Who submitted it: `token:<token id>`."""
     @_builtins.property
     def error(self) -> Global___WorkRequestError:
         """Set when `result` is ERROR or `state` is ABORTED."""
@@ -278,10 +281,11 @@ class WorkRequest(_message.Message):
         started_at: _timestamp_pb2.Timestamp | None = ...,
         completed_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        owner: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["assigned_at", b"assigned_at", "completed_at", b"completed_at", "created_at", b"created_at", "error", b"error", "started_at", b"started_at", "timeout", b"timeout", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned_at", b"assigned_at", "attempt", b"attempt", "completed_at", b"completed_at", "created_at", b"created_at", "error", b"error", "id", b"id", "idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "output_json", b"output_json", "priority", b"priority", "result", b"result", "started_at", b"started_at", "state", b"state", "task_data_json", b"task_data_json", "task_name", b"task_name", "timeout", b"timeout", "updated_at", b"updated_at", "worker_name", b"worker_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned_at", b"assigned_at", "attempt", b"attempt", "completed_at", b"completed_at", "created_at", b"created_at", "error", b"error", "id", b"id", "idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "output_json", b"output_json", "owner", b"owner", "priority", b"priority", "result", b"result", "started_at", b"started_at", "state", b"state", "task_data_json", b"task_data_json", "task_name", b"task_name", "timeout", b"timeout", "updated_at", b"updated_at", "worker_name", b"worker_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -300,23 +304,29 @@ class SubmitRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
     task_name: _builtins.str
-    """Name of a registered task (case-insensitive)."""
+    """Name of a registered task (case-insensitive); at most 200 characters."""
     task_data_json: _builtins.str
-    """Task data, a JSON object as text; empty means `{}`. It must pass the
+    """Task data, a JSON object as text of at most 1 MiB (1,048,576
+    characters); empty means `{}`. It must pass the
     task's JSON schema and `configure()`, or the call fails with
     INVALID_ARGUMENT and google.rpc.BadRequest field violations.
     """
     priority: _builtins.int
     """Higher runs first; default 0."""
     idempotency_key: _builtins.str
-    """Optional key chosen by the client: submitting again with the same key
-    returns the work request created the first time instead of a new one.
+    """Optional key chosen by the client, at most 200 characters: submitting
+    again with the same key returns the work request created the first time
+    instead of a new one.
     """
     max_attempts: _builtins.int
-    """Attempts allowed when workers are lost; 0 means the scheduler default (3)."""
+    """Attempts allowed when workers are lost, at most 100; 0 means the
+    scheduler default (3).
+    """
     @_builtins.property
     def timeout(self) -> _duration_pb2.Duration:
-        """Execution timeout of each attempt; unset means the task's default."""
+        """Execution timeout of each attempt, more than 0 and at most 30 days;
+        unset means the task's default.
+        """
 
     def __init__(
         self,
@@ -511,14 +521,20 @@ class ListRequest(_message.Message):
     WORKER_NAME_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
     task_name: _builtins.str
     """Only requests of this task, if set."""
     worker_name: _builtins.str
     """Only requests whose current attempt ran on this worker, if set."""
     page_size: _builtins.int
-    """Maximum number of requests to return; 0 means the server default (100)."""
+    """Maximum number of requests to return; 0 means the server default (100),
+    more than 1000 means 1000; negative is invalid. A page also ends before
+    its requests add up to 3 MiB, so it may hold fewer.
+    """
     page_token: _builtins.str
     """`next_page_token` of the previous page; empty for the first page."""
+    owner: _builtins.str
+    """Only requests with this `owner` (`token:<token id>`), if set."""
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[Global___WorkRequestState.ValueType]:
         """Only requests in one of these states; empty means any state."""
@@ -531,10 +547,11 @@ class ListRequest(_message.Message):
         worker_name: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        owner: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "states", b"states", "task_name", b"task_name", "worker_name", b"worker_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["owner", b"owner", "page_size", b"page_size", "page_token", b"page_token", "states", b"states", "task_name", b"task_name", "worker_name", b"worker_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -637,7 +654,7 @@ class AbortRequest(_message.Message):
     id: _builtins.str
     """Id of the work request."""
     reason: _builtins.str
-    """Why, for the record; optional."""
+    """Why, for the record; optional, at most 4096 characters."""
     def __init__(
         self,
         *,

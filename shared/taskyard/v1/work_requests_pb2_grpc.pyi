@@ -30,7 +30,16 @@ class WorkRequestServiceStub:
     """Submitting, inspecting and controlling work requests.
 
     Every call needs a bearer token in the `authorization` metadata with the
-    `submit` or `admin` role. A client that sends a W3C `traceparent` in its
+    `submit` or `admin` role. A `submit` token may abort and retry only the
+    requests it submitted; an `admin` token any.
+
+    Limits (every Taskyard request): a string field holds at most 1024
+    characters unless its comment says otherwise, and no NUL character; a
+    repeated field at most 1000 items; an enum only its defined values; JSON
+    text is a JSON object nested at most 32 levels, with numbers of at most 100
+    characters, no NaN or Infinity, and no lone surrogate escape. A request over
+    a limit fails with INVALID_ARGUMENT and a google.rpc.BadRequest naming each
+    field; bytes that do not parse as the request message fail the same way. A client that sends a W3C `traceparent` in its
     metadata has its trace continued by the scheduler.
     """
 
@@ -66,7 +75,16 @@ class WorkRequestServiceAsyncStub(WorkRequestServiceStub):
     """Submitting, inspecting and controlling work requests.
 
     Every call needs a bearer token in the `authorization` metadata with the
-    `submit` or `admin` role. A client that sends a W3C `traceparent` in its
+    `submit` or `admin` role. A `submit` token may abort and retry only the
+    requests it submitted; an `admin` token any.
+
+    Limits (every Taskyard request): a string field holds at most 1024
+    characters unless its comment says otherwise, and no NUL character; a
+    repeated field at most 1000 items; an enum only its defined values; JSON
+    text is a JSON object nested at most 32 levels, with numbers of at most 100
+    characters, no NaN or Infinity, and no lone surrogate escape. A request over
+    a limit fails with INVALID_ARGUMENT and a google.rpc.BadRequest naming each
+    field; bytes that do not parse as the request message fail the same way. A client that sends a W3C `traceparent` in its
     metadata has its trace continued by the scheduler.
     """
 
@@ -98,7 +116,16 @@ class WorkRequestServiceServicer(metaclass=_abc_1.ABCMeta):
     """Submitting, inspecting and controlling work requests.
 
     Every call needs a bearer token in the `authorization` metadata with the
-    `submit` or `admin` role. A client that sends a W3C `traceparent` in its
+    `submit` or `admin` role. A `submit` token may abort and retry only the
+    requests it submitted; an `admin` token any.
+
+    Limits (every Taskyard request): a string field holds at most 1024
+    characters unless its comment says otherwise, and no NUL character; a
+    repeated field at most 1000 items; an enum only its defined values; JSON
+    text is a JSON object nested at most 32 levels, with numbers of at most 100
+    characters, no NaN or Infinity, and no lone surrogate escape. A request over
+    a limit fails with INVALID_ARGUMENT and a google.rpc.BadRequest naming each
+    field; bytes that do not parse as the request message fail the same way. A client that sends a W3C `traceparent` in its
     metadata has its trace continued by the scheduler.
     """
 

@@ -125,17 +125,21 @@ class RegisterRequest(_message.Message):
     TOKEN_FIELD_NUMBER: _builtins.int
     ACTIVATION_TOKEN_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Name the worker would like, usually its host name. If another worker has
-    it, the scheduler makes it unique (`name-2`, ...).
+    """Name the worker would like, usually its host name: 1-100 letters,
+    digits, `.`, `_` or `-`. If another worker has it, the scheduler makes
+    it unique by adding `-` and 8 hex digits.
     """
     token: _builtins.str
-    """A random secret of at least 256 bits the worker generated and keeps. The
+    """A random secret the worker generated and keeps, 32-256 characters (the
+    Python worker uses 256 random bits). The
     scheduler stores only its SHA-256; registering again with the same token
     returns the same worker.
     """
     activation_token: _builtins.str
     """Optional single-use activation token created by an operator; a worker that
-    presents a valid one is enabled at once.
+    presents a valid one is enabled at once. Registering gives an identity,
+    not access: until it is enabled, every call of the worker but Register
+    and Session (which says so) fails with PERMISSION_DENIED.
     """
     def __init__(
         self,
@@ -360,10 +364,11 @@ class WorkerHello(_message.Message):
     metadata_json: _builtins.str
     """Dynamic metadata, a JSON object as text: the merged result of
     `Task.analyze_worker_all_tasks()` (keys `<task>:<key>`) plus system facts
-    under `system:` (`system:cpu_count`, `system:architecture`, ...).
+    under `system:` (`system:cpu_count`, `system:architecture`, ...). At most
+    256 KiB.
     """
     slots: _builtins.int
-    """How many work requests the worker runs at once."""
+    """How many work requests the worker runs at once, 1-256."""
     taskyard_version: _builtins.str
     """Version of the Taskyard worker software."""
     @_builtins.property
@@ -372,6 +377,7 @@ class WorkerHello(_message.Message):
         with a completed report not yet acknowledged (sent right after the hello).
         The scheduler keeps these leases if they are still current, aborts the
         others, and requeues current leases of this worker that are not listed.
+        At most 256.
         """
 
     def __init__(
@@ -399,7 +405,7 @@ class WorkerHeartbeat(_message.Message):
     RUNNING_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def running(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Lease]:
-        """Work the worker is running now."""
+        """Work the worker is running now; at most 256."""
 
     def __init__(
         self,
@@ -422,7 +428,9 @@ class MetadataUpdate(_message.Message):
 
     METADATA_JSON_FIELD_NUMBER: _builtins.int
     metadata_json: _builtins.str
-    """The complete dynamic metadata, a JSON object as text (not a delta)."""
+    """The complete dynamic metadata, a JSON object as text (not a delta), at
+    most 256 KiB.
+    """
     def __init__(
         self,
         *,
@@ -482,7 +490,9 @@ class WorkCompleted(_message.Message):
     outcome: Global___WorkOutcome.ValueType
     """How it ended."""
     output_json: _builtins.str
-    """Output data of the task, a JSON object as text; empty when there is none."""
+    """Output data of the task, a JSON object as text of at most 1 MiB; empty
+    when there is none. `error.message` holds at most 64 KiB.
+    """
     @_builtins.property
     def lease(self) -> _common_pb2.Lease:
         """Lease of the assignment."""

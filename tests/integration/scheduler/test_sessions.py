@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import grpc
 import pytest
 
 from taskyard.v1 import common_pb2, workers_pb2
@@ -82,8 +83,10 @@ async def test_a_report_that_says_nothing_ends_the_session(harness: Harness) -> 
     worker = await harness.new_worker()
     await worker.connect()
     worker.report(workers_pb2.WorkReport())
-    with pytest.raises(AssertionError, match="session ended"):
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
         await worker.expect("ack")
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "started, completed or declined" in (caught.value.details() or "")
 
 
 async def test_work_waiting_before_the_worker_connects_is_pushed_on_connect(

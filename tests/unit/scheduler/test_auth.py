@@ -37,7 +37,7 @@ def credentials() -> Credentials:
 def test_tokens_become_principals() -> None:
     known = credentials()
     assert known.authenticate("admin-secret", NOW) == ClientPrincipal("admin", Role.ADMIN)
-    assert known.authenticate("worker-secret", NOW) == WorkerPrincipal("w1")
+    assert known.authenticate("worker-secret", NOW) == WorkerPrincipal("w1", enabled=False)
 
 
 @pytest.mark.parametrize("secret", [None, "", "nope", "expired", "revoked", "activation"])

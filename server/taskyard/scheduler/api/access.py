@@ -17,20 +17,25 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from taskyard.errors import TaskyardError
+from taskyard.errors import InvalidArgumentError, TaskyardError
+from taskyard.logs import RateLimitedLog
 from taskyard.rpc import status as rpc_status
 from taskyard.rpc.credentials import bearer_of
-from taskyard.rpc.handlers import Continuation, Handler, rewrapped
+from taskyard.rpc.handlers import Continuation, Handler
+from taskyard.scheduler.api import validation
 from taskyard.scheduler.domain import Role
 from taskyard.scheduler.service.auth import (
     Principal,
     WorkerPrincipal,
+    require_enabled,
     require_role,
     require_worker,
 )
 from taskyard.scheduler.service.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
+#: A client's mistakes: one line now and then, never a traceback.
+_mistakes = RateLimitedLog(log)
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
@@ -100,18 +105,57 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             require_role(caller, Role.SUBMIT)
         elif access is Access.ADMIN:
             require_role(caller, Role.ADMIN)
-        elif access is Access.WORKER_OR_SUBMIT and not isinstance(caller, WorkerPrincipal):
-            require_role(caller, Role.SUBMIT)
+        elif access is Access.WORKER_OR_SUBMIT:
+            if isinstance(caller, WorkerPrincipal):
+                require_enabled(caller)
+            else:
+                require_role(caller, Role.SUBMIT)
         _PRINCIPAL.set(caller)
 
 
 Admit = Callable[[Context], None]
 
 
+class Undecodable:
+    """A request whose bytes did not parse: refused once the caller is admitted."""
+
+    def __init__(self, error: Exception) -> None:
+        self.description = f"the request is not a valid message: {error}"
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+    """`deserializer`, answering bad bytes with Undecodable instead of raising
+    (gRPC would fail the call with UNKNOWN and a logged traceback)."""
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data) if deserializer else data
+        except Exception as error:
+            return Undecodable(error)
+
+    return parse
+
+
+def checked(request: Any) -> Any:
+    """`request` if it decoded and every field is within its limits;
+    INVALID_ARGUMENT otherwise."""
+    if isinstance(request, Undecodable):
+        raise InvalidArgumentError(request.description, reason="UNDECODABLE")
+    validation.check(request)
+    return request
+
+
+async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield checked(request)
+
+
 async def _fail(error: BaseException, context: Context) -> None:
     """End the call with the status `error` stands for."""
     if isinstance(error, TaskyardError):
         status = rpc_status.to_status(error)
+        if isinstance(error, InvalidArgumentError):
+            _mistakes.warning(error.reason, "refused a call: %s", error.message[:200])
     else:
         log.error("unexpected %s", type(error).__name__, exc_info=error)
         status = rpc_status.internal_status()
@@ -119,19 +163,30 @@ async def _fail(error: BaseException, context: Context) -> None:
 
 
 def _wrap(handler: Handler, admit: Admit) -> Handler:
-    """The same handler, with admission and error mapping around its behaviour."""
-    return rewrapped(
-        handler,
-        lambda behaviour: _unary(behaviour, admit),
-        lambda behaviour: _streaming(behaviour, admit),
-    )
+    """The same handler, with admission, request checks and error mapping
+    around its behaviour."""
+    kwargs = {
+        "request_deserializer": _tolerant(handler.request_deserializer),
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        call = _unary(handler.unary_unary, admit, checked)
+        return grpc.unary_unary_rpc_method_handler(call, **kwargs)
+    if handler.unary_stream:
+        stream = _streaming(handler.unary_stream, admit, checked)
+        return grpc.unary_stream_rpc_method_handler(stream, **kwargs)
+    if handler.stream_unary:
+        call = _unary(handler.stream_unary, admit, _checked_stream)
+        return grpc.stream_unary_rpc_method_handler(call, **kwargs)
+    stream = _streaming(handler.stream_stream, admit, _checked_stream)
+    return grpc.stream_stream_rpc_method_handler(stream, **kwargs)
 
 
-def _unary(behaviour: Any, admit: Admit) -> Any:
+def _unary(behaviour: Any, admit: Admit, check: Callable[[Any], Any]) -> Any:
     async def call(request: Any, context: Context) -> Any:
         try:
             admit(context)
-            return await behaviour(request, context)
+            return await behaviour(check(request), context)
         except grpc.aio.AbortError:
             raise
         except Exception as error:
@@ -140,11 +195,11 @@ def _unary(behaviour: Any, admit: Admit) -> Any:
     return call
 
 
-def _streaming(behaviour: Any, admit: Admit) -> Any:
+def _streaming(behaviour: Any, admit: Admit, check: Callable[[Any], Any]) -> Any:
     async def call(request: Any, context: Context) -> AsyncIterator[Any]:
         try:
             admit(context)
-            async for response in behaviour(request, context):
+            async for response in behaviour(check(request), context):
                 yield response
         except grpc.aio.AbortError:
             raise

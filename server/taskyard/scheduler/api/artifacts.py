@@ -58,24 +58,27 @@ class ArtifactServicer(artifacts_pb2_grpc.ArtifactServiceServicer):
     async def GetArtifact(
         self, request: pb.GetArtifactRequest, context: Context
     ) -> pb.GetArtifactResponse:
-        artifact = await self._use.get(request.artifact_id)
+        artifact = await self._use.get(principal(), request.artifact_id)
         return pb.GetArtifactResponse(artifact=convert.artifact_to_proto(artifact))
 
     async def ListArtifacts(
         self, request: pb.ListArtifactsRequest, context: Context
     ) -> pb.ListArtifactsResponse:
         page, token = await self._use.page(
-            request.work_request_id, request.category, request.page_size, request.page_token
+            principal(),
+            request.work_request_id,
+            request.category,
+            request.page_size,
+            request.page_token,
         )
-        return pb.ListArtifactsResponse(
-            artifacts=[convert.artifact_to_proto(a) for a in page], next_page_token=token
-        )
+        artifacts, cut = convert.fit(page, convert.artifact_to_proto, lambda a: a.id)
+        return pb.ListArtifactsResponse(artifacts=artifacts, next_page_token=cut or token)
 
     async def DownloadArtifact(
         self, request: pb.DownloadArtifactRequest, context: Context
     ) -> AsyncIterator[pb.DownloadArtifactResponse]:
         async for file, offset, data in self._use.download(
-            request.artifact_id, list(request.paths)
+            principal(), request.artifact_id, list(request.paths)
         ):
             if file is not None:
                 yield pb.DownloadArtifactResponse(file=convert.artifact_file_to_proto(file))

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import cast
+from typing import TypeVar, cast
 
 from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf.message import Message
 
+from taskyard import limits
 from taskyard.errors import TaskyardError
 from taskyard.rpc import status as rpc_status
 from taskyard.rpc.batching import batches
@@ -28,8 +31,12 @@ from taskyard.scheduler.domain import (
 )
 from taskyard.scheduler.explain import Eligibility, Explanation
 from taskyard.scheduler.service import messages
+from taskyard.scheduler.service.auth import Principal, owner_of
 from taskyard.scheduler.service.work_requests import SubmitSpec
 from taskyard.v1 import artifacts_pb2, common_pb2, operator_pb2, work_requests_pb2, workers_pb2
+
+T = TypeVar("T")
+M = TypeVar("M", bound=Message)
 
 STATES = {
     State.PENDING: work_requests_pb2.WORK_REQUEST_STATE_PENDING,
@@ -88,13 +95,41 @@ def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return stamp
 
 
+#: The longest Duration protobuf allows (10,000 years), in seconds.
+_MAX_DURATION = 315_576_000_000
+
+
 def duration(seconds: float | None) -> duration_pb2.Duration | None:
-    """A Duration, or None to leave the field unset."""
-    if seconds is None:
+    """A Duration, or None to leave the field unset. A value beyond
+    protobuf's range (which nothing accepted today can store) is clamped to
+    it, so no stored row can fail a read."""
+    if seconds is None or math.isnan(seconds):
         return None
     result = duration_pb2.Duration()
-    result.FromNanoseconds(round(seconds * 1e9))
+    clamped = max(-_MAX_DURATION, min(_MAX_DURATION, seconds))
+    result.FromNanoseconds(round(clamped * 1e9))
     return result
+
+
+def fit(
+    items: Sequence[T],
+    to_proto: Callable[[T], M],
+    key: Callable[[T], str],
+    budget: int = limits.MAX_PAGE_BYTES,
+) -> tuple[list[M], str]:
+    """The wire forms of the first `items` that add up to at most `budget`
+    bytes (at least one), and the key of the last one taken when some were
+    left out, else "": a page stays under the message limit whatever its
+    records hold."""
+    taken: list[M] = []
+    used = 0
+    for index, item in enumerate(items):
+        message = to_proto(item)
+        used += message.ByteSize()
+        if taken and used > budget:
+            return taken, key(items[index - 1])
+        taken.append(message)
+    return taken, ""
 
 
 def lease_to_proto(lease: Lease) -> common_pb2.Lease:
@@ -134,6 +169,7 @@ def work_request_to_proto(work_request: WorkRequest) -> work_requests_pb2.WorkRe
         started_at=timestamp(work_request.started_at),
         completed_at=timestamp(work_request.completed_at),
         updated_at=timestamp(work_request.updated_at),
+        owner=work_request.owner,
     )
 
 
@@ -161,8 +197,8 @@ def artifact_to_proto(artifact: Artifact) -> artifacts_pb2.Artifact:
     )
 
 
-def submit_spec(request: work_requests_pb2.SubmitRequest) -> SubmitSpec:
-    """The domain form of a submit request."""
+def submit_spec(request: work_requests_pb2.SubmitRequest, caller: Principal) -> SubmitSpec:
+    """The domain form of a submit request by `caller`."""
     return SubmitSpec(
         task_name=request.task_name,
         task_data_json=request.task_data_json,
@@ -172,6 +208,7 @@ def submit_spec(request: work_requests_pb2.SubmitRequest) -> SubmitSpec:
         else None,
         idempotency_key=request.idempotency_key,
         max_attempts=request.max_attempts,
+        owner=owner_of(caller),
     )
 
 

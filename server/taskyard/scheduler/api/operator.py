@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from taskyard import limits
 from taskyard.errors import invalid
 from taskyard.scheduler.api import convert
 from taskyard.scheduler.api.access import Context
@@ -41,8 +42,15 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     async def ListWorkers(
         self, request: pb.ListWorkersRequest, context: Context
     ) -> pb.ListWorkersResponse:
-        found = self._workers.list(request.connected_only)
-        return pb.ListWorkersResponse(workers=[convert.worker_to_proto(*f) for f in found])
+        found = [
+            f
+            for f in self._workers.list(request.connected_only)
+            if not request.page_token or f[0].name > request.page_token
+        ]
+        page = found[: limits.page_size(request.page_size)]
+        workers, cut = convert.fit(page, lambda f: convert.worker_to_proto(*f), lambda f: f[0].name)
+        more = len(found) > len(page) and page[-1][0].name
+        return pb.ListWorkersResponse(workers=workers, next_page_token=cut or more or "")
 
     async def EnableWorker(
         self, request: pb.EnableWorkerRequest, context: Context
@@ -95,8 +103,15 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     async def ListTokens(
         self, request: pb.ListTokensRequest, context: Context
     ) -> pb.ListTokensResponse:
-        tokens = await self._tokens.list()
-        return pb.ListTokensResponse(tokens=[convert.token_to_proto(t) for t in tokens])
+        found = [
+            t
+            for t in sorted(await self._tokens.list(), key=lambda t: t.id, reverse=True)
+            if not request.page_token or t.id < request.page_token
+        ]
+        page = found[: limits.page_size(request.page_size)]
+        tokens, cut = convert.fit(page, convert.token_to_proto, lambda t: t.id)
+        more = len(found) > len(page) and page[-1].id
+        return pb.ListTokensResponse(tokens=tokens, next_page_token=cut or more or "")
 
     async def RevokeToken(
         self, request: pb.RevokeTokenRequest, context: Context

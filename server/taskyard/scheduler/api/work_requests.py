@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from taskyard.errors import TaskyardError
+from taskyard.limits import MAX_PAGE_BYTES
 from taskyard.scheduler.api import convert
-from taskyard.scheduler.api.access import Context
+from taskyard.scheduler.api.access import Context, principal
 from taskyard.scheduler.service.artifacts import Artifacts
 from taskyard.scheduler.service.work_requests import Submitted, WorkRequests
 from taskyard.scheduler.store.port import WorkRequestFilter
@@ -15,11 +16,14 @@ from taskyard.v1 import work_requests_pb2 as pb
 from taskyard.v1 import work_requests_pb2_grpc
 
 
-def _filter(states: Any, task_name: str, worker_name: str = "") -> WorkRequestFilter:
+def _filter(
+    states: Any, task_name: str, worker_name: str = "", owner: str = ""
+) -> WorkRequestFilter:
     return WorkRequestFilter(
         states=frozenset(convert.STATES_FROM_PROTO[s] for s in states if s),
         task_name=task_name.lower(),
         worker_name=worker_name,
+        owner=owner,
     )
 
 
@@ -39,7 +43,7 @@ class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
         self._artifacts = artifacts
 
     async def Submit(self, request: pb.SubmitRequest, context: Context) -> pb.SubmitResponse:
-        submitted = await self._use.submit(convert.submit_spec(request))
+        submitted = await self._use.submit(convert.submit_spec(request, principal()))
         return pb.SubmitResponse(
             work_request=convert.work_request_to_proto(submitted.work_request),
             created=submitted.created,
@@ -48,25 +52,23 @@ class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
     async def BatchSubmit(
         self, request: pb.BatchSubmitRequest, context: Context
     ) -> pb.BatchSubmitResponse:
-        specs = [convert.submit_spec(item) for item in request.requests]
+        caller = principal()
+        specs = [convert.submit_spec(item, caller) for item in request.requests]
         outcomes = await self._use.batch_submit(specs)
         return pb.BatchSubmitResponse(results=[_batch_result(o) for o in outcomes])
 
     async def Get(self, request: pb.GetRequest, context: Context) -> pb.GetResponse:
-        work_request = await self._use.get(request.id)
-        artifacts, _ = await self._artifacts.page(work_request.id, "", 1000, "")
-        return pb.GetResponse(
-            work_request=convert.work_request_to_proto(work_request),
-            artifacts=[convert.artifact_to_proto(a) for a in reversed(artifacts)],
-        )
+        work_request = convert.work_request_to_proto(await self._use.get(request.id))
+        found, _ = await self._artifacts.page(principal(), work_request.id, "", 1000, "")
+        budget = MAX_PAGE_BYTES - work_request.ByteSize()
+        artifacts, _ = convert.fit(found, convert.artifact_to_proto, lambda a: a.id, budget)
+        return pb.GetResponse(work_request=work_request, artifacts=reversed(artifacts))
 
     async def List(self, request: pb.ListRequest, context: Context) -> pb.ListResponse:
-        where = _filter(request.states, request.task_name, request.worker_name)
+        where = _filter(request.states, request.task_name, request.worker_name, request.owner)
         page, next_token = await self._use.list(where, request.page_size, request.page_token)
-        return pb.ListResponse(
-            work_requests=[convert.work_request_to_proto(w) for w in page],
-            next_page_token=next_token,
-        )
+        items, cut = convert.fit(page, convert.work_request_to_proto, lambda w: w.id)
+        return pb.ListResponse(work_requests=items, next_page_token=cut or next_token)
 
     async def Watch(
         self, request: pb.WatchRequest, context: Context
@@ -79,11 +81,11 @@ class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
             yield pb.WatchResponse(work_request=convert.work_request_to_proto(change))
 
     async def Abort(self, request: pb.AbortRequest, context: Context) -> pb.AbortResponse:
-        work_request = await self._use.abort(request.id, request.reason)
+        work_request = await self._use.abort(principal(), request.id, request.reason)
         return pb.AbortResponse(work_request=convert.work_request_to_proto(work_request))
 
     async def Retry(self, request: pb.RetryRequest, context: Context) -> pb.RetryResponse:
-        work_request = await self._use.retry(request.id)
+        work_request = await self._use.retry(principal(), request.id)
         return pb.RetryResponse(work_request=convert.work_request_to_proto(work_request))
 
     async def Explain(self, request: pb.ExplainRequest, context: Context) -> pb.ExplainResponse:

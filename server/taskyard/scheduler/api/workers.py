@@ -10,6 +10,7 @@ from functools import partial
 import grpc
 
 from taskyard.errors import InvalidArgumentError, TaskyardError
+from taskyard.logs import RateLimitedLog
 from taskyard.scheduler.api import convert
 from taskyard.scheduler.api.access import Context, principal
 from taskyard.scheduler.domain import Lease, WorkError
@@ -57,6 +58,8 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
         finally:
             reader.cancel()
             self._dispatcher.close_session(session)
+        if session.failure is not None:  # the worker broke the protocol: say how
+            raise session.failure
 
     async def _read(
         self, requests: AsyncIterator[pb.SessionRequest], session: WorkerSession
@@ -75,7 +78,7 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
         except (asyncio.CancelledError, grpc.aio.AioRpcError):
             pass
         except TaskyardError as error:  # a message that breaks the protocol
-            log.warning("closing the session of %s: %s", session.worker_name, error.message)
+            _refuse(session, error)
         except Exception:
             log.exception("session of %s failed", session.worker_name)
         finally:
@@ -106,6 +109,8 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
             await asyncio.gather(previous, return_exceptions=True)
         try:
             await step()
+        except TaskyardError as error:
+            _refuse(session, error)
         except Exception:
             log.exception("could not handle a message from %s", session.worker_name)
             session.close()
@@ -153,6 +158,19 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
 
 
 Step = Callable[[], Awaitable[None]]
+_mistakes = RateLimitedLog(log)
+
+
+def _refuse(session: WorkerSession, error: TaskyardError) -> None:
+    """End a session whose worker sent what the protocol does not allow; the
+    stream ends with the error's status."""
+    _mistakes.warning(
+        error.reason, "closing the session of %s: %s", session.worker_name, error.message[:200]
+    )
+    session.failure = session.failure or error
+    session.close()
+
+
 #: A report to record: a completion, a decline, or None for a start alone.
 Report = pb.WorkCompleted | pb.WorkDeclined | None
 

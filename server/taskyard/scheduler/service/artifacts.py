@@ -13,23 +13,29 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 
+from taskyard import limits
 from taskyard.errors import (
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
+    ResourceExhaustedError,
     UnavailableError,
     invalid,
 )
+from taskyard.limits import MAX_TTL
 from taskyard.scheduler.blobs.port import BlobStore
 from taskyard.scheduler.domain import ACTIVE_STATES, Artifact, ArtifactFile, Lease
 from taskyard.scheduler.service import metrics
-from taskyard.scheduler.service.auth import Principal, WorkerPrincipal
+from taskyard.scheduler.service.auth import Principal, WorkerPrincipal, owner_of
 from taskyard.scheduler.service.core import Core
-from taskyard.scheduler.store.port import StoreTransaction
+from taskyard.scheduler.service.work_requests import check_owner
+from taskyard.scheduler.store.port import DISK_FULL_MESSAGE, StoreTransaction
 
 log = logging.getLogger(__name__)
 
 MAX_CHUNK = 1024 * 1024
+#: Categories only workers may create (debug logs and the like).
+RESERVED_PREFIX = "taskyard:"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -42,7 +48,9 @@ class Limits:
     max_files: int = 10_000
     max_path_length: int = 1024
     #: Uploads untouched for this long are removed with their artifact.
-    partial_max_age: float = 24 * 3600.0
+    partial_max_age: float = 3600.0
+    #: Bytes of unfinished uploads one caller may have declared at once.
+    upload_quota: int = 10 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -117,20 +125,20 @@ class Artifacts:
         """Declare an artifact; return it and the paths whose content must be sent."""
         if not category:
             raise invalid("category", "is required")
-        try:
-            data = json.loads(data_json or "{}")
-        except json.JSONDecodeError as error:
-            raise invalid("data_json", f"not valid JSON: {error}") from error
-        if not isinstance(data, dict):
+        if not isinstance(json.loads(data_json or "{}"), dict):  # checked JSON at the edge
             raise invalid("data_json", "must be a JSON object")
         check_manifest(files, self.limits)
-        await self._check_producer(caller, work_request_id, lease)
+        now = self._core.clock()
+        if expires_at is not None and not now < expires_at <= now + timedelta(seconds=MAX_TTL):
+            raise invalid("expires_at", "must be in the future and at most 10 years ahead")
+        await self._check_producer(caller, category, work_request_id, lease)
         have = await asyncio.gather(
             *(asyncio.to_thread(self._blobs.has, f.sha256, f.size) for f in files)
         )
         files = [
             dataclasses.replace(f, complete=present) for f, present in zip(files, have, strict=True)
         ]
+        await self._check_quota(caller, sum(f.size for f in files if not f.complete))
         artifact = Artifact(
             id=self._core.new_id(),
             category=category,
@@ -139,14 +147,31 @@ class Artifacts:
             data_json=data_json or "{}",
             work_request_id=work_request_id,
             expires_at=expires_at,
+            created_by=owner_of(caller),
         )
         await self._core.db.run(lambda tx: tx.insert_artifact(artifact))
         return artifact, [f.path for f in artifact.files if not f.complete]
 
+    async def _check_quota(self, caller: Principal, wanted: int) -> None:
+        """RESOURCE_EXHAUSTED if the caller's unfinished uploads would pass the quota."""
+        if wanted == 0:
+            return
+        who = owner_of(caller)
+        unfinished = await self._core.db.run(lambda tx: tx.incomplete_artifacts_of(who))
+        pending = sum(f.size for a in unfinished for f in a.files if not f.complete)
+        if pending + wanted > self.limits.upload_quota:
+            raise ResourceExhaustedError(
+                f"unfinished uploads would hold {pending + wanted} bytes; the quota is "
+                f"{self.limits.upload_quota}: finish or let expire the ones under way",
+                reason="UPLOAD_QUOTA",
+            )
+
     async def _check_producer(
-        self, caller: Principal, work_request_id: str, lease: Lease | None
+        self, caller: Principal, category: str, work_request_id: str, lease: Lease | None
     ) -> None:
-        """Workers upload only for requests whose current lease they hold."""
+        """Workers upload only for requests whose current lease they hold;
+        clients only for their own requests (admins any), never in the
+        reserved categories."""
         if isinstance(caller, WorkerPrincipal):
             current = self._core.dispatcher.active.get(work_request_id)
             holds = (
@@ -161,12 +186,19 @@ class Artifacts:
                     f"worker {caller.worker_name} does not hold the lease of {work_request_id!r}",
                     reason="LEASE_NOT_HELD",
                 )
-        elif work_request_id:
+            return
+        if category.startswith(RESERVED_PREFIX):
+            raise PermissionDeniedError(
+                f"categories starting with {RESERVED_PREFIX!r} are for workers only",
+                reason="CATEGORY_RESERVED",
+            )
+        if work_request_id:
             found = await self._core.db.run(lambda tx: tx.get_work_request(work_request_id))
             if found is None:
                 raise NotFoundError(
                     f"no work request {work_request_id!r}", reason="WORK_REQUEST_NOT_FOUND"
                 )
+            check_owner(caller, found)
 
     async def _incomplete(
         self, caller: Principal, artifact_id: str, path: str
@@ -179,6 +211,7 @@ class Artifacts:
             raise NotFoundError(
                 f"artifact {artifact_id} has no file {path!r}", reason="FILE_NOT_FOUND"
             )
+        _check_uploader(caller, artifact)
         if isinstance(caller, WorkerPrincipal):
             current = self._core.dispatcher.active.get(artifact.work_request_id)
             if current is None or current.worker_name != caller.worker_name:
@@ -196,6 +229,7 @@ class Artifacts:
             raise NotFoundError(
                 f"no file {path!r} in artifact {artifact_id!r}", reason="FILE_NOT_FOUND"
             )
+        _check_uploader(caller, artifact)
         if file.complete:
             return file.size, True
         return await asyncio.to_thread(self._blobs.committed, upload_key(artifact_id, file)), False
@@ -208,21 +242,27 @@ class Artifacts:
         file: ArtifactFile | None = None
         key = ""
         committed = 0
-        async for chunk in chunks:
-            if artifact is None:
-                artifact, file = await self._incomplete(caller, chunk.artifact_id, chunk.path)
-                key = upload_key(artifact.id, file)
-                if file.complete:
-                    return file.size, artifact.complete
-            assert file is not None
-            if (chunk.artifact_id or artifact.id, chunk.path or file.path) != (
-                artifact.id,
-                file.path,
-            ):
-                raise invalid("path", "one upload stream carries one file", "WRONG_FILE")
-            committed = await self._write(artifact, file, key, chunk)
-            if chunk.finish:
-                return file.size, await self._finish(artifact, file, key)
+        try:
+            async for chunk in chunks:
+                if artifact is None:
+                    artifact, file = await self._incomplete(caller, chunk.artifact_id, chunk.path)
+                    key = upload_key(artifact.id, file)
+                    if file.complete:
+                        return file.size, artifact.complete
+                assert file is not None
+                if (chunk.artifact_id or artifact.id, chunk.path or file.path) != (
+                    artifact.id,
+                    file.path,
+                ):
+                    raise invalid("path", "one upload stream carries one file", "WRONG_FILE")
+                committed = await self._write(artifact, file, key, chunk)
+                if chunk.finish:
+                    return file.size, await self._finish(artifact, file, key)
+        except InvalidArgumentError:
+            # The uploader's stream broke the protocol: its upload goes whole.
+            if artifact is not None:
+                await self._abandon(artifact, key)
+            raise
         return committed, False
 
     async def _write(self, artifact: Artifact, file: ArtifactFile, key: str, chunk: Chunk) -> int:
@@ -284,18 +324,36 @@ class Artifacts:
 
     # -- Reading ----------------------------------------------------------
 
-    async def get(self, artifact_id: str) -> Artifact:
+    async def get(self, caller: Principal, artifact_id: str) -> Artifact:
         """A complete artifact; NOT_FOUND until every file has arrived."""
         artifact = await self._core.db.run(lambda tx: tx.get_artifact(artifact_id))
         if artifact is None or not artifact.complete:
             raise NotFoundError(f"no artifact {artifact_id!r}", reason="ARTIFACT_NOT_FOUND")
+        self._check_reader(caller, artifact.work_request_id)
         return artifact
 
+    def _check_reader(self, caller: Principal, work_request_id: str) -> None:
+        """Clients read every artifact; a worker only those of work it holds."""
+        if not isinstance(caller, WorkerPrincipal):
+            return
+        current = self._core.dispatcher.active.get(work_request_id) if work_request_id else None
+        if current is None or current.worker_name != caller.worker_name:
+            raise PermissionDeniedError(
+                f"worker {caller.worker_name} reads only the artifacts of work it holds",
+                reason="LEASE_NOT_HELD",
+            )
+
     async def page(
-        self, work_request_id: str, category: str, page_size: int, page_token: str
+        self,
+        caller: Principal,
+        work_request_id: str,
+        category: str,
+        page_size: int,
+        page_token: str,
     ) -> tuple[list[Artifact], str]:
         """A page of complete artifacts, newest first, and the next page's token."""
-        limit = min(page_size or 100, 1000)
+        self._check_reader(caller, work_request_id)
+        limit = limits.page_size(page_size)
         found = await self._core.db.run(
             lambda tx: tx.list_artifacts(
                 work_request_id=work_request_id,
@@ -307,11 +365,11 @@ class Artifacts:
         return found[:limit], found[limit - 1].id if len(found) > limit else ""
 
     async def download(
-        self, artifact_id: str, paths: list[str]
+        self, caller: Principal, artifact_id: str, paths: list[str]
     ) -> AsyncIterator[tuple[ArtifactFile | None, int, bytes]]:
         """Chunks of the chosen files (all when `paths` is empty), in path order;
         the first chunk of each file carries its manifest entry."""
-        artifact = await self.get(artifact_id)
+        artifact = await self.get(caller, artifact_id)
         chosen = [f for f in artifact.files if not paths or f.path in paths]
         unknown = sorted(set(paths) - {f.path for f in chosen})
         if unknown:
@@ -329,11 +387,17 @@ class Artifacts:
                 offset += len(data)
 
 
+def _check_uploader(caller: Principal, artifact: Artifact) -> None:
+    """Only whoever declared an artifact sees or touches its upload."""
+    if artifact.created_by != owner_of(caller):
+        raise PermissionDeniedError(
+            f"artifact {artifact.id} is being uploaded by someone else", reason="NOT_UPLOADER"
+        )
+
+
 def _io_error(error: OSError) -> UnavailableError:
     if error.errno == errno.ENOSPC:
-        return UnavailableError(
-            "the scheduler's disk is full; the upload was dropped", reason="DISK_FULL"
-        )
+        return ResourceExhaustedError(DISK_FULL_MESSAGE, reason="DISK_FULL")
     return UnavailableError(
         f"the scheduler could not store the upload: {error.strerror}", reason="IO_ERROR"
     )

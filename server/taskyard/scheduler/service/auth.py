@@ -30,9 +30,12 @@ class ClientPrincipal:
 
 @dataclass(frozen=True)
 class WorkerPrincipal:
-    """A worker authenticated by its own token."""
+    """A worker authenticated by its own token. Registering gives an
+    identity, not access: until an operator enables it, a worker may only
+    open the session that tells it so."""
 
     worker_name: str
+    enabled: bool = True
 
 
 Principal = ClientPrincipal | WorkerPrincipal
@@ -50,7 +53,7 @@ class Credentials:
 
     def __init__(self) -> None:
         self._tokens: dict[str, Token] = {}
-        self._workers: dict[str, str] = {}
+        self._workers: dict[str, Worker] = {}
 
     def load(self, tokens: list[Token], workers: list[Worker]) -> None:
         """Fill the caches from the store."""
@@ -64,8 +67,8 @@ class Credentials:
         self._tokens[token.secret_sha256] = token
 
     def remember_worker(self, worker: Worker) -> None:
-        """Record a registered worker's token."""
-        self._workers[worker.token_sha256] = worker.name
+        """Record a registered or changed worker (its token, whether enabled)."""
+        self._workers[worker.token_sha256] = worker
 
     def authenticate(self, bearer: str | None, now: datetime) -> Principal:
         """The principal behind a bearer secret; UNAUTHENTICATED if none."""
@@ -74,9 +77,9 @@ class Credentials:
                 "no bearer token in the `authorization` metadata", reason="TOKEN_MISSING"
             )
         key = digest(bearer)
-        worker_name = self._workers.get(key)
-        if worker_name is not None:
-            return WorkerPrincipal(worker_name)
+        worker = self._workers.get(key)
+        if worker is not None:
+            return WorkerPrincipal(worker.name, worker.enabled)
         token = self._tokens.get(key)
         if token is None or token.role is Role.WORKER_ACTIVATION or not token.valid_at(now):
             raise UnauthenticatedError("unknown, revoked or expired token", reason="TOKEN_INVALID")
@@ -115,3 +118,26 @@ def require_worker(principal: Principal) -> WorkerPrincipal:
     if not isinstance(principal, WorkerPrincipal):
         raise PermissionDeniedError("this call is for workers", reason="WORKER_REQUIRED")
     return principal
+
+
+def require_enabled(principal: Principal) -> None:
+    """PERMISSION_DENIED for a worker an operator has not enabled."""
+    if isinstance(principal, WorkerPrincipal) and not principal.enabled:
+        raise PermissionDeniedError(
+            f"worker {principal.worker_name} is not enabled; an operator must run: "
+            f"taskyard workers enable {principal.worker_name}",
+            reason="WORKER_DISABLED",
+            metadata={"worker_name": principal.worker_name},
+        )
+
+
+def owner_of(principal: Principal) -> str:
+    """Who a principal is, as recorded on what it creates: `token:ID` or `worker:NAME`."""
+    if isinstance(principal, WorkerPrincipal):
+        return f"worker:{principal.worker_name}"
+    return f"token:{principal.token_id}"
+
+
+def is_admin(principal: Principal) -> bool:
+    """Whether the principal holds the admin role."""
+    return isinstance(principal, ClientPrincipal) and principal.role is Role.ADMIN

@@ -10,12 +10,47 @@ a schema reassigned at run time is validated again.
 
 from __future__ import annotations
 
-import functools
 import json
+from collections.abc import Hashable
+from typing import Any
 
+from cachetools import LRUCache
+
+from taskyard.limits import MIB
 from taskyard.scheduler.domain import WorkRequest
 from taskyard.scheduler.matching import Shape, fingerprint
 from taskyard.tasks import Task
+
+#: Bytes the two caches may hold: keyed by task-data text, they are counted
+#: by its size (parsed data takes a few times its text), not by entries.
+CACHE_BYTES = 32 * MIB
+_ENTRY_OVERHEAD = 1000
+
+
+class _SizedCache:
+    """An LRU cache bounded by the estimated bytes of its entries."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._entries: LRUCache[Hashable, tuple[Any, int]] = LRUCache(
+            max_bytes, getsizeof=lambda entry: entry[1]
+        )
+
+    def get(self, key: Hashable) -> Any:
+        found = self._entries.get(key)
+        return None if found is None else found[0]
+
+    def put(self, key: Hashable, value: Any, size: int) -> None:
+        if size <= self._entries.maxsize:  # a larger one is not kept at all
+            self._entries[key] = (value, size)
+
+    @property
+    def bytes(self) -> float:
+        """The estimated bytes held now."""
+        return self._entries.currsize
+
+
+tasks = _SizedCache(CACHE_BYTES)
+shapes = _SizedCache(CACHE_BYTES // 4)
 
 
 def configured(task_name: str, task_data_json: str) -> Task:
@@ -28,10 +63,13 @@ def configured(task_name: str, task_data_json: str) -> Task:
     return _configured(task_class, id(task_class.TASK_DATA_SCHEMA), task_data_json or "{}")
 
 
-@functools.lru_cache(maxsize=4096)
-def _configured(task_class: type[Task], _schema: int, task_data_json: str) -> Task:
-    task = task_class()
-    task.configure(json.loads(task_data_json))
+def _configured(task_class: type[Task], schema: int, task_data_json: str) -> Task:
+    key = (task_class, schema, task_data_json)
+    task: Task | None = tasks.get(key)
+    if task is None:
+        task = task_class()
+        task.configure(json.loads(task_data_json))
+        tasks.put(key, task, 4 * len(task_data_json) + _ENTRY_OVERHEAD)
     return task
 
 
@@ -41,6 +79,10 @@ def shape_of(work_request: WorkRequest) -> Shape:
     return _shape(work_request.task_name, work_request.task_data_json)
 
 
-@functools.lru_cache(maxsize=4096)
 def _shape(task_name: str, task_data_json: str) -> Shape:
-    return Shape(task_name, fingerprint(json.loads(task_data_json or "{}")))
+    key = (task_name, task_data_json)
+    shape: Shape | None = shapes.get(key)
+    if shape is None:
+        shape = Shape(task_name, fingerprint(json.loads(task_data_json or "{}")))
+        shapes.put(key, shape, len(task_data_json) + _ENTRY_OVERHEAD)
+    return shape

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from taskyard.errors import TaskyardError
 from taskyard.scheduler.domain import Worker
 from taskyard.scheduler.explain import WorkerStatus
 from taskyard.scheduler.matching import WorkerView, fingerprint
@@ -27,6 +28,8 @@ class Session:
         self.draining = False
         self.outbox: asyncio.Queue[messages.SessionMessage | None] = asyncio.Queue()
         self.closed = False
+        #: Why the scheduler ended the session, when the worker broke the protocol.
+        self.failure: TaskyardError | None = None
         self._on_silence = on_silence
         self._silence = silence
         self._loop = asyncio.get_running_loop()

@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from taskyard import limits
 from taskyard.errors import (
     FailedPreconditionError,
     FieldViolation,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
     TaskyardError,
     invalid,
 )
@@ -21,6 +23,7 @@ from taskyard.scheduler.domain import FINAL_STATES, Result, State, WorkRequest
 from taskyard.scheduler.explain import Explanation, explain
 from taskyard.scheduler.matching import Shape
 from taskyard.scheduler.service import tracing
+from taskyard.scheduler.service.auth import Principal, is_admin, owner_of
 from taskyard.scheduler.service.configured import configured, shape_of
 from taskyard.scheduler.service.core import Core
 from taskyard.scheduler.service.dispatch import configured_task
@@ -29,8 +32,6 @@ from taskyard.scheduler.store.port import StoreTransaction, WorkRequestFilter
 from taskyard.tasks import Task, TaskConfigError, UnknownTaskError
 
 MAX_BATCH = 1000
-MAX_PAGE = 1000
-DEFAULT_PAGE = 100
 MAX_ATTEMPTS_LIMIT = 100
 
 #: Span attributes of refusal counts, by request shape.
@@ -47,6 +48,8 @@ class SubmitSpec:
     timeout_seconds: float | None = None
     idempotency_key: str = ""
     max_attempts: int = 0
+    #: Who submits it (`token:<id>`), set from the caller.
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,7 @@ class WorkRequests:
             timeout_seconds=spec.timeout_seconds,
             idempotency_key=spec.idempotency_key,
             trace_context=trace_context,
+            owner=spec.owner,
         )
         dispatcher = core.dispatcher
         reserved = dispatcher.reserve(task, shape_of(work_request))
@@ -199,7 +203,7 @@ class WorkRequests:
         """A page of matching requests, newest first, and the next page's token."""
         if page_size < 0:
             raise invalid("page_size", "must not be negative")
-        limit = min(page_size or DEFAULT_PAGE, MAX_PAGE)
+        limit = limits.page_size(page_size)
         found = await self._core.db.run(
             lambda tx: tx.list_work_requests(where, limit=limit + 1, before_id=page_token)
         )
@@ -228,17 +232,23 @@ class WorkRequests:
             async for change in changes:
                 yield change
 
-    async def abort(self, work_request_id: str, reason: str = "") -> WorkRequest:
+    async def owned(self, caller: Principal, work_request_id: str) -> WorkRequest:
+        """A request the caller may control: its own, or any for an admin."""
+        current = await self.get(work_request_id)
+        check_owner(caller, current)
+        return current
+
+    async def abort(self, caller: Principal, work_request_id: str, reason: str = "") -> WorkRequest:
         """Abort a pending request at once, or tell the worker of an active one."""
         core = self._core
-        current = await self.get(work_request_id)
+        current = await self.owned(caller, work_request_id)
         now = core.clock()
         message = reason or "aborted by a user"
         if current.state is State.PENDING:
             aborted = lifecycle.abort(current, now, message)
             if await core.dispatcher.commit(current, aborted):
                 return aborted
-            return await self.abort(work_request_id, reason)
+            return await self.abort(caller, work_request_id, reason)
         if current.state in FINAL_STATES:
             raise FailedPreconditionError(
                 f"work request {work_request_id} is {current.state} already",
@@ -246,14 +256,14 @@ class WorkRequests:
             )
         requested = current.with_changes(abort_requested_at=now, updated_at=now)
         if not await core.dispatcher.commit(current, requested):
-            return await self.abort(work_request_id, reason)
+            return await self.abort(caller, work_request_id, reason)
         core.dispatcher.send_abort(requested, AbortReason.USER, message)
         return requested
 
-    async def retry(self, work_request_id: str) -> WorkRequest:
+    async def retry(self, caller: Principal, work_request_id: str) -> WorkRequest:
         """Start a new attempt of a failed, errored or aborted request (same id)."""
         core = self._core
-        current = await self.get(work_request_id)
+        current = await self.owned(caller, work_request_id)
         retryable = current.state is State.ABORTED or (
             current.state is State.COMPLETED and current.result in {Result.FAILURE, Result.ERROR}
         )
@@ -279,6 +289,17 @@ class WorkRequests:
         task = configured_task(current)
         statuses = [live.status() for live in self._core.dispatcher.workers.values()]
         return current, explain(task, statuses)
+
+
+def check_owner(caller: Principal, work_request: WorkRequest) -> None:
+    """PERMISSION_DENIED unless `caller` submitted the request or is an admin."""
+    if not is_admin(caller) and work_request.owner != owner_of(caller):
+        raise PermissionDeniedError(
+            f"work request {work_request.id} belongs to another token; "
+            "only its owner or an admin may change it",
+            reason="NOT_OWNER",
+            metadata={"id": work_request.id},
+        )
 
 
 def _insert_once(tx: StoreTransaction, work_request: WorkRequest) -> WorkRequest:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from taskyard.errors import (
+    AlreadyExistsError,
     NotFoundError,
     PermissionDeniedError,
     invalid,
@@ -62,7 +63,7 @@ class Workers:
             worker = tx.get_worker_by_token(digest(token))
             if worker is None:
                 worker = Worker(
-                    name=_unique_name(tx, name),
+                    name=_unique_name(tx, name, digest(token)),
                     token_sha256=digest(token),
                     registered_at=now,
                     enabled=core.auto_enable_workers,
@@ -124,6 +125,7 @@ class Workers:
             return updated
 
         worker = await self._core.db.run(save)
+        self._core.credentials.remember_worker(worker)
         self._core.dispatcher.worker_changed(worker)
         return worker
 
@@ -152,10 +154,16 @@ class Workers:
         )
 
 
-def _unique_name(tx: StoreTransaction, wanted: str) -> str:
-    """`wanted`, or `wanted-2`, `wanted-3`... whichever is free."""
-    name, suffix = wanted, 1
-    while tx.get_worker(name) is not None:
-        suffix += 1
-        name = f"{wanted}-{suffix}"
+def _unique_name(tx: StoreTransaction, wanted: str, token_sha256: str) -> str:
+    """`wanted` if it is free, else `wanted-` and a few hex digits of the
+    worker's token digest: two look-ups whatever the name, however many
+    workers asked for it (probing `-2`, `-3`... cost one look-up each)."""
+    if tx.get_worker(wanted) is None:
+        return wanted
+    name = f"{wanted[:90]}-{token_sha256[:8]}"
+    if tx.get_worker(name) is not None:
+        raise AlreadyExistsError(
+            f"worker names {wanted!r} and {name!r} are taken; choose another name",
+            reason="WORKER_NAME_TAKEN",
+        )
     return name

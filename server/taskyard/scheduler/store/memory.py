@@ -144,6 +144,13 @@ class MemoryTransaction:
         ]
         return sorted(found, key=lambda a: a.id, reverse=True)[:limit]
 
+    def incomplete_artifacts_of(self, created_by: str) -> list[Artifact]:
+        return [
+            a
+            for a in self.tables.artifacts.values()
+            if not a.complete and a.created_by == created_by
+        ]
+
     def incomplete_artifacts(self, created_before: datetime) -> list[Artifact]:
         return [
             a

@@ -12,7 +12,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from taskyard.errors import ResourceExhaustedError
 from taskyard.scheduler.domain import Artifact, State, Token, Worker, WorkRequest
+
+DISK_FULL_MESSAGE = "the scheduler's disk is full; nothing was stored, try again later"
+
+
+class StorageFullError(ResourceExhaustedError):
+    """The store could not write: its disk is full. Nothing of the
+    transaction was kept; the same call succeeds once space returns."""
+
+    default_reason = "DISK_FULL"
+
+    def __init__(self) -> None:
+        super().__init__(DISK_FULL_MESSAGE)
 
 
 @dataclass(frozen=True)
@@ -22,6 +35,7 @@ class WorkRequestFilter:
     states: frozenset[State] = field(default_factory=frozenset)
     task_name: str = ""
     worker_name: str = ""
+    owner: str = ""
 
     def matches(self, work_request: WorkRequest) -> bool:
         """Whether `work_request` passes the filter."""
@@ -29,6 +43,7 @@ class WorkRequestFilter:
             (not self.states or work_request.state in self.states)
             and (not self.task_name or work_request.task_name == self.task_name)
             and (not self.worker_name or work_request.worker_name == self.worker_name)
+            and (not self.owner or work_request.owner == self.owner)
         )
 
 
@@ -112,6 +127,9 @@ class StoreTransaction(Protocol):
 
     def incomplete_artifacts(self, created_before: datetime) -> list[Artifact]:
         """Artifacts still missing content, created before `created_before`."""
+
+    def incomplete_artifacts_of(self, created_by: str) -> list[Artifact]:
+        """Artifacts still missing content that `created_by` declared."""
 
 
 class Store(Protocol):

@@ -20,7 +20,15 @@ from taskyard.scheduler.domain import (
 
 #: The columns fixed at submit: a transition never writes them.
 FIXED_COLUMNS = frozenset(
-    {"id", "task_name", "task_data_json", "created_at", "idempotency_key", "trace_context_json"}
+    {
+        "id",
+        "task_name",
+        "task_data_json",
+        "created_at",
+        "idempotency_key",
+        "trace_context_json",
+        "owner",
+    }
 )
 
 
@@ -34,6 +42,7 @@ def work_request_row(work_request: WorkRequest) -> dict[str, Any]:
         "idempotency_key": work_request.idempotency_key or None,
         "trace_context_json": json.dumps(work_request.trace_context),
         "created_at": work_request.created_at,
+        "owner": work_request.owner,
     }
 
 
@@ -89,6 +98,7 @@ def work_request_from(row: Mapping[Any, Any]) -> WorkRequest:
         completed_at=row["completed_at"],
         updated_at=row["updated_at"],
         abort_requested_at=row["abort_requested_at"],
+        owner=row["owner"],
     )
 
 
@@ -162,6 +172,7 @@ def artifact_row(artifact: Artifact) -> dict[str, Any]:
         "created_at": artifact.created_at,
         "expires_at": artifact.expires_at,
         "complete": artifact.complete,
+        "created_by": artifact.created_by,
     }
 
 
@@ -189,6 +200,7 @@ def artifact_from(row: Mapping[Any, Any], files: list[Mapping[Any, Any]]) -> Art
         work_request_id=row["work_request_id"],
         created_at=row["created_at"],
         expires_at=row["expires_at"],
+        created_by=row["created_by"],
         files=tuple(
             ArtifactFile(f["path"], f["size"], f["sha256"], f["content_type"], f["complete"])
             for f in sorted(files, key=lambda f: f["path"])

@@ -69,8 +69,10 @@ work_requests = Table(
     Column("completed_at", UtcDateTime),
     Column("updated_at", UtcDateTime),
     Column("abort_requested_at", UtcDateTime),
+    Column("owner", String(120), nullable=False, server_default=""),
     Index("ix_work_requests_state", "state"),
     Index("ix_work_requests_task_name", "task_name"),
+    Index("ix_work_requests_owner", "owner"),
 )
 
 workers = Table(
@@ -111,7 +113,9 @@ artifacts = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime),
     Column("complete", Boolean, nullable=False),
+    Column("created_by", String(120), nullable=False, server_default=""),
     Index("ix_artifacts_work_request_id", "work_request_id"),
+    Index("ix_artifacts_created_by", "created_by"),
 )
 
 artifact_files = Table(

@@ -23,12 +23,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from taskyard.errors import AlreadyExistsError
 from taskyard.scheduler.domain import Artifact, State, Token, Worker, WorkRequest
 from taskyard.scheduler.store import rows
-from taskyard.scheduler.store.port import WorkRequestFilter
+from taskyard.scheduler.store.port import StorageFullError, WorkRequestFilter
 from taskyard.scheduler.store.prepared import Prepared
 from taskyard.scheduler.store.schema import (
     artifact_files,
@@ -64,6 +64,23 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+#: SQLite's result code for a full disk or database (SQLITE_FULL), and
+#: PostgreSQL's SQLSTATE `disk_full`.
+_SQLITE_FULL = 13
+_PG_DISK_FULL = "53100"
+
+
+def _disk_full(error: DBAPIError) -> bool:
+    """Whether a database error says the disk is full."""
+    original = error.orig
+    code = getattr(original, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF == _SQLITE_FULL:
+        return True
+    return getattr(original, "sqlstate", None) == _PG_DISK_FULL or (
+        "No space left on device" in str(original)
+    )
 
 
 def _sqlite_begin(connection: Connection) -> None:
@@ -175,6 +192,8 @@ class SqlTransaction:
             query = query.where(_WR.task_name == where.task_name)
         if where.worker_name:
             query = query.where(_WR.worker_name == where.worker_name)
+        if where.owner:
+            query = query.where(_WR.owner == where.owner)
         if before_id:
             query = query.where(_WR.id < before_id)
         return [rows.work_request_from(r) for r in self._db.execute(query).mappings()]
@@ -271,6 +290,12 @@ class SqlTransaction:
             query = query.where(artifacts.c.id < before_id)
         return self._with_files(list(self._db.execute(query).mappings()))
 
+    def incomplete_artifacts_of(self, created_by: str) -> list[Artifact]:
+        query = select(artifacts).where(
+            artifacts.c.complete.is_(False), artifacts.c.created_by == created_by
+        )
+        return self._with_files(list(self._db.execute(query).mappings()))
+
     def incomplete_artifacts(self, created_before: datetime) -> list[Artifact]:
         query = select(artifacts).where(
             artifacts.c.complete.is_(False), artifacts.c.created_at < created_before
@@ -315,8 +340,13 @@ class SqlStore:
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
         connection = self._connection()
-        with connection.begin():
-            yield SqlTransaction(connection, self._hot)
+        try:
+            with connection.begin():
+                yield SqlTransaction(connection, self._hot)
+        except DBAPIError as error:
+            if _disk_full(error):
+                raise StorageFullError() from error
+            raise
 
     def close(self) -> None:
         with self._lock:
