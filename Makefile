@@ -7,7 +7,7 @@ BUF_VERSION := 1.75.0
 PROTO_FILES := $(sort $(wildcard protos/taskyard/v1/*.proto))
 STUBS_DIR := shared
 
-.PHONY: all run test lint protos protos-check bench clean
+.PHONY: all run test lint protos protos-check bench fuzz clean
 
 all: lint test
 
@@ -58,6 +58,13 @@ BENCHMARKS := configure matching latency throughput upload
 
 bench: $(STAMP)
 	@for b in $(BENCHMARKS); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
+
+# The fuzz suite at length: about 100,000 messages (make test runs a short share).
+FUZZ_EXAMPLES ?= 80000
+
+fuzz: $(STAMP)
+	TASKYARD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) TASKYARD_FUZZ_REPORT=fuzz-report.txt \
+		$(BIN)/pytest -q -s -p no:cacheprovider tests/fuzz
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

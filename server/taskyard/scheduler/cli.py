@@ -43,6 +43,14 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("--heartbeat-interval", type=float, help="seconds (default 10)")
     parser.add_argument("--lease-grace", type=float, help="seconds (default 30)")
     parser.add_argument("--max-attempts", type=int, help="default attempts per request (3)")
+    parser.add_argument(
+        "--upload-quota", type=int, help="bytes of unfinished uploads per caller (10 GiB)"
+    )
+    parser.add_argument(
+        "--partial-upload-max-age",
+        type=float,
+        help="seconds an upload may go without progress before it is removed (3600)",
+    )
     parser.add_argument("--config", type=Path, help="TOML file with a [scheduler] table")
     parser.add_argument(
         "--otlp-endpoint", help="export telemetry here (OTEL_EXPORTER_OTLP_ENDPOINT)"

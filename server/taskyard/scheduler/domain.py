@@ -33,9 +33,11 @@ class Result(enum.StrEnum):
 
 #: Every allowed transition. Requeue (lost worker) goes ASSIGNED/RUNNING ->
 #: PENDING; retry goes COMPLETED/ABORTED -> PENDING; ASSIGNED -> COMPLETED is a
-#: task that fails before it starts (unknown task, bad data, timeout).
+#: task that fails before it starts (unknown task, bad data, timeout);
+#: PENDING -> COMPLETED a request found at start that can no longer run (its
+#: task is gone, or what was stored of it cannot be used).
 TRANSITIONS: dict[State, frozenset[State]] = {
-    State.PENDING: frozenset({State.ASSIGNED, State.ABORTED}),
+    State.PENDING: frozenset({State.ASSIGNED, State.ABORTED, State.COMPLETED}),
     State.ASSIGNED: frozenset({State.RUNNING, State.COMPLETED, State.PENDING, State.ABORTED}),
     State.RUNNING: frozenset({State.COMPLETED, State.PENDING, State.ABORTED}),
     State.COMPLETED: frozenset({State.PENDING}),

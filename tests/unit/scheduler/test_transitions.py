@@ -18,6 +18,7 @@ from taskyard.scheduler.domain import (
 ALLOWED = {
     (State.PENDING, State.ASSIGNED),
     (State.PENDING, State.ABORTED),
+    (State.PENDING, State.COMPLETED),
     (State.ASSIGNED, State.RUNNING),
     (State.ASSIGNED, State.COMPLETED),
     (State.ASSIGNED, State.PENDING),

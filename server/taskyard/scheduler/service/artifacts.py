@@ -311,16 +311,28 @@ class Artifacts:
         log.info("artifact %s abandoned (upload %s refused or failed)", artifact.id, key)
 
     async def sweep(self) -> int:
-        """Remove uploads untouched for `partial_max_age`, with their artifacts."""
-        cutoff = self._core.clock() - timedelta(seconds=self.limits.partial_max_age)
-        stale = await self._core.db.run(lambda tx: tx.incomplete_artifacts(cutoff))
+        """Remove uploads untouched for `partial_max_age`, with their artifacts
+        (an artifact older than that whose upload still makes progress stays)."""
+        age = self.limits.partial_max_age
+        cutoff = self._core.clock() - timedelta(seconds=age)
+        old = await self._core.db.run(lambda tx: tx.incomplete_artifacts(cutoff))
+        untouched = set(await asyncio.to_thread(self._blobs.partial_keys_older_than, age))
+        stale = [a for a in old if not await self._progressing(a, untouched)]
         for artifact in stale:
             await self._abandon(artifact, "(stale)")
-        for key in await asyncio.to_thread(
-            self._blobs.partial_keys_older_than, self.limits.partial_max_age
-        ):
+        for key in untouched:
             await asyncio.to_thread(self._blobs.discard, key)
         return len(stale)
+
+    async def _progressing(self, artifact: Artifact, untouched: set[str]) -> bool:
+        """Whether a file of `artifact` received content within the max age."""
+        for file in artifact.files:
+            key = upload_key(artifact.id, file)
+            if file.complete or key in untouched:
+                continue
+            if await asyncio.to_thread(self._blobs.committed, key) > 0:
+                return True
+        return False
 
     # -- Reading ----------------------------------------------------------
 

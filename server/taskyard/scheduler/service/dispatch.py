@@ -34,6 +34,7 @@ from taskyard.scheduler.matching import (
     PendingIndex,
     Shape,
     VerdictCache,
+    WorkerView,
     pick,
 )
 from taskyard.scheduler.service import messages, metrics, tracing
@@ -136,21 +137,32 @@ class Dispatcher:
 
     # -- State loading and bookkeeping ------------------------------------
 
-    def load(self, workers: Iterable[Worker], requests: Iterable[WorkRequest]) -> list[WorkRequest]:
+    def load(
+        self, workers: Iterable[Worker], requests: Iterable[WorkRequest]
+    ) -> list[tuple[WorkRequest, WorkError]]:
         """Rebuild the live state from the store at start-up.
 
-        Returns the pending requests whose task is no longer registered.
+        Returns the requests that cannot run any more, with why: their task
+        is no longer registered, or what was stored cannot be used (set
+        aside, logged once, so that the scheduler starts and serves the rest).
         """
         unrunnable = []
         for worker in workers:
-            self.workers[worker.name] = LiveWorker(worker, view_of(worker))
+            self.workers[worker.name] = LiveWorker(worker, _readable_view(worker))
         for request in requests:
-            if request.state in ACTIVE_STATES:
-                self._hold(request)
-            elif Task.is_valid_task_name(request.task_name):
-                self.enqueue(request, configured_task(request))
-            else:
-                unrunnable.append(request)
+            if not Task.is_valid_task_name(request.task_name):
+                why = f"task {request.task_name!r} is not registered"
+                unrunnable.append((request, WorkError("unknown-task", why)))
+                continue
+            try:
+                if request.state in ACTIVE_STATES:
+                    self._hold(request)
+                else:
+                    self.enqueue(request, configured_task(request))
+            except Exception as error:
+                log.error("request %s cannot be used as stored (%r); set aside", request.id, error)
+                why = f"set aside at start: what was stored cannot be used ({error!r:.200})"
+                unrunnable.append((request, WorkError("quarantined", why)))
         for live in self.workers.values():
             if live.busy:
                 self._start_grace(live)
@@ -582,6 +594,16 @@ def _observe(before: WorkRequest, after: WorkRequest) -> None:
         metrics.finished(after, tracing.context_of(after))
     elif after.state is State.PENDING and before.state in ACTIVE_STATES:
         metrics.requeues.add(1, {"taskyard.task": after.task_name}, tracing.context_of(before))
+
+
+def _readable_view(worker: Worker) -> WorkerView:
+    """The matching view of a stored worker, or, should its metadata be
+    unusable, the view of the worker without it (logged once)."""
+    try:
+        return view_of(worker)
+    except Exception as error:
+        log.error("worker %s: stored metadata cannot be used (%r); set aside", worker.name, error)
+        return view_of(dataclasses.replace(worker, dynamic_metadata={}, static_metadata={}))
 
 
 def _save_hello(

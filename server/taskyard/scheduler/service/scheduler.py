@@ -15,7 +15,6 @@ from taskyard.scheduler.domain import (
     State,
     Token,
     Worker,
-    WorkError,
     WorkRequest,
 )
 from taskyard.scheduler.service.artifacts import Artifacts, Limits
@@ -84,8 +83,7 @@ class Scheduler:
         tokens, workers, requests = await self.core.db.run(load)
         self.core.credentials.load(tokens, workers)
         unrunnable = self.core.dispatcher.load(workers, requests)
-        for work_request in unrunnable:
-            error = WorkError("unknown-task", f"task {work_request.task_name!r} is not registered")
+        for work_request, error in unrunnable:
             failed = lifecycle.complete(work_request, Result.ERROR, self.core.clock(), error=error)
             await self.core.dispatcher.commit(work_request, failed)
         self.core.dispatcher.start()
@@ -97,7 +95,9 @@ class Scheduler:
         if removed:
             log.info("removed %d abandoned artifact upload(s)", removed)
         loop = asyncio.get_running_loop()
-        self._sweeper = loop.call_later(3600, self._sweep_later)
+        # Often enough that an upload goes soon after its max age.
+        every = max(10.0, min(3600.0, self.artifacts.limits.partial_max_age / 4))
+        self._sweeper = loop.call_later(every, self._sweep_later)
 
     def _sweep_later(self) -> None:
         self._sweeping = asyncio.get_running_loop().create_task(self._sweep())

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from taskyard.errors import AlreadyExistsError
+from taskyard.logs import RateLimitedLog
 from taskyard.scheduler.domain import Artifact, State, Token, Worker, WorkRequest
 from taskyard.scheduler.store import rows
 from taskyard.scheduler.store.port import StorageFullError, WorkRequestFilter
@@ -39,6 +40,8 @@ from taskyard.scheduler.store.schema import (
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
+_unreadable = RateLimitedLog(logging.getLogger(__name__), interval=3600.0)
 
 
 def normalize_url(url: str) -> str:
@@ -131,6 +134,29 @@ def _refusing_duplicates(what: str) -> Iterator[None]:
         raise AlreadyExistsError(f"{what} exists already") from error
 
 
+def _readable(convert: Callable[[Any], T], found: Iterable[Any]) -> list[T]:
+    """The rows of `found` as domain objects; a row that cannot be read
+    (written by something else, or damaged) is logged and set aside, so it
+    breaks neither a listing nor a start."""
+    readable = []
+    for row in found:
+        item = _readable_one(convert, row)
+        if item is not None:
+            readable.append(item)
+    return readable
+
+
+def _readable_one(convert: Callable[[Any], T], row: Any) -> T | None:
+    if row is None:
+        return None
+    try:
+        return convert(row)
+    except Exception as error:
+        key = next(iter(row.values()), "?")
+        _unreadable.warning(str(key), "set aside an unreadable row %s: %r", key, error)
+        return None
+
+
 class SqlTransaction:
     """StoreTransaction on one SQLAlchemy connection inside a transaction.
 
@@ -159,11 +185,11 @@ class SqlTransaction:
 
     def get_work_request(self, work_request_id: str) -> WorkRequest | None:
         row = self._first(_WORK_REQUEST_BY_ID, b_id=work_request_id)
-        return rows.work_request_from(row) if row else None
+        return _readable_one(rows.work_request_from, row)
 
     def get_work_request_by_idempotency_key(self, key: str) -> WorkRequest | None:
         row = self._first(_WORK_REQUEST_BY_KEY, b_key=key)
-        return rows.work_request_from(row) if row else None
+        return _readable_one(rows.work_request_from, row)
 
     def _compare_and_set(
         self, statement: Prepared, work_request: WorkRequest, state: State, attempt: int
@@ -196,13 +222,13 @@ class SqlTransaction:
             query = query.where(_WR.owner == where.owner)
         if before_id:
             query = query.where(_WR.id < before_id)
-        return [rows.work_request_from(r) for r in self._db.execute(query).mappings()]
+        return _readable(rows.work_request_from, self._db.execute(query).mappings())
 
     def work_requests_in_states(self, states: Collection[State]) -> list[WorkRequest]:
         query = (
             select(work_requests).where(_WR.state.in_([s.value for s in states])).order_by(_WR.id)
         )
-        return [rows.work_request_from(r) for r in self._db.execute(query).mappings()]
+        return _readable(rows.work_request_from, self._db.execute(query).mappings())
 
     def insert_worker(self, worker: Worker) -> None:
         self._insert(_INSERT_WORKER, rows.worker_row(worker), f"worker {worker.name}")
@@ -212,14 +238,14 @@ class SqlTransaction:
 
     def get_worker(self, name: str) -> Worker | None:
         row = self._first(_WORKER_BY_NAME, b_name=name)
-        return rows.worker_from(row) if row else None
+        return _readable_one(rows.worker_from, row)
 
     def get_worker_by_token(self, token_sha256: str) -> Worker | None:
         row = self._first(_WORKER_BY_TOKEN, b_token=token_sha256)
-        return rows.worker_from(row) if row else None
+        return _readable_one(rows.worker_from, row)
 
     def list_workers(self) -> list[Worker]:
-        return [rows.worker_from(r) for r in self._db.execute(_ALL_WORKERS).mappings()]
+        return _readable(rows.worker_from, self._db.execute(_ALL_WORKERS).mappings())
 
     def insert_token(self, token: Token) -> None:
         self._insert(_INSERT_TOKEN, rows.token_row(token), f"token {token.id}")
@@ -229,14 +255,14 @@ class SqlTransaction:
 
     def get_token(self, token_id: str) -> Token | None:
         row = self._first(_TOKEN_BY_ID, b_id=token_id)
-        return rows.token_from(row) if row else None
+        return _readable_one(rows.token_from, row)
 
     def get_token_by_hash(self, secret_sha256: str) -> Token | None:
         row = self._first(_TOKEN_BY_HASH, b_hash=secret_sha256)
-        return rows.token_from(row) if row else None
+        return _readable_one(rows.token_from, row)
 
     def list_tokens(self) -> list[Token]:
-        return [rows.token_from(r) for r in self._db.execute(_ALL_TOKENS).mappings()]
+        return _readable(rows.token_from, self._db.execute(_ALL_TOKENS).mappings())
 
     def insert_artifact(self, artifact: Artifact) -> None:
         self._insert(insert(artifacts), rows.artifact_row(artifact), f"artifact {artifact.id}")
@@ -249,13 +275,14 @@ class SqlTransaction:
         files: dict[str, list[Any]] = {row["id"]: [] for row in found}
         for file_row in self._db.execute(_FILES_OF, {"b_ids": list(files)}).mappings():
             files[file_row["artifact_id"]].append(file_row)
-        return [rows.artifact_from(row, files[row["id"]]) for row in found]
+        return _readable(lambda row: rows.artifact_from(row, files[row["id"]]), found)
 
     def get_artifact(self, artifact_id: str) -> Artifact | None:
         row = self._first(
             select(artifacts).where(artifacts.c.id == bindparam("b_id")), b_id=artifact_id
         )
-        return self._with_files([row])[0] if row else None
+        found = self._with_files([row]) if row else []
+        return found[0] if found else None
 
     def complete_file(self, artifact_id: str, path: str) -> None:
         self._db.execute(

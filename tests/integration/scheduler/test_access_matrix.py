@@ -1,0 +1,202 @@
+"""Every RPC against every kind of caller, from one table.
+
+`ALLOWED` says who may call each method. An RPC added to the protos without
+an entry fails `test_every_rpc_has_an_entry`, and the README's role table
+must say the same (`test_the_readme_table_matches`). A caller is refused by
+access when the call ends UNAUTHENTICATED or PERMISSION_DENIED with one of the
+access reasons; a refusal about the object (a lease not held, another
+owner's request) is not the matrix's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import message_factory
+from google.protobuf.descriptor import MethodDescriptor
+
+from taskyard.rpc import status as rpc_status
+from taskyard.rpc.credentials import bearer_metadata, new_token
+from taskyard.scheduler.domain import Role
+from taskyard.scheduler.server import SERVICES
+from taskyard.v1 import artifacts_pb2, operator_pb2, work_requests_pb2, workers_pb2
+from tests.integration.scheduler.harness import Harness
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+CLIENTS = frozenset({"submit", "admin"})
+EVERYONE = frozenset(
+    {
+        "anonymous",
+        "garbage",
+        "revoked",
+        "expired",
+        "activation",
+        "used-activation",
+        "submit",
+        "admin",
+        "worker",
+        "new-worker",
+        "disabled-worker",
+        "not-bearer",
+        "revoked-admin",
+    }
+)
+WORKERS = frozenset({"worker"})
+
+#: Who may call each method: the one table.
+ALLOWED: dict[str, frozenset[str]] = {
+    "WorkRequestService.Submit": CLIENTS,
+    "WorkRequestService.BatchSubmit": CLIENTS,
+    "WorkRequestService.Get": CLIENTS,
+    "WorkRequestService.List": CLIENTS,
+    "WorkRequestService.Watch": CLIENTS,
+    "WorkRequestService.Abort": CLIENTS,
+    "WorkRequestService.Retry": CLIENTS,
+    "WorkRequestService.Explain": CLIENTS,
+    "WorkerService.Register": EVERYONE,
+    "WorkerService.Session": WORKERS,
+    "OperatorService.ListWorkers": frozenset({"admin"}),
+    "OperatorService.EnableWorker": frozenset({"admin"}),
+    "OperatorService.DisableWorker": frozenset({"admin"}),
+    "OperatorService.SetWorkerMetadata": frozenset({"admin"}),
+    "OperatorService.SetWorkerTaskFilter": frozenset({"admin"}),
+    "OperatorService.RefreshWorkerMetadata": frozenset({"admin"}),
+    "OperatorService.ListTasks": CLIENTS,
+    "OperatorService.CreateToken": frozenset({"admin"}),
+    "OperatorService.ListTokens": frozenset({"admin"}),
+    "OperatorService.RevokeToken": frozenset({"admin"}),
+    "ArtifactService.CreateArtifact": CLIENTS | WORKERS,
+    "ArtifactService.UploadFile": CLIENTS | WORKERS,
+    "ArtifactService.QueryUploadStatus": CLIENTS | WORKERS,
+    "ArtifactService.GetArtifact": CLIENTS | WORKERS,
+    "ArtifactService.ListArtifacts": CLIENTS | WORKERS,
+    "ArtifactService.DownloadArtifact": CLIENTS | WORKERS,
+}
+ACCESS_REASONS = {
+    "TOKEN_MISSING",
+    "TOKEN_INVALID",
+    "ROLE_REQUIRED",
+    "WORKER_REQUIRED",
+    "WORKER_DISABLED",
+}
+_FILES = (artifacts_pb2, operator_pb2, work_requests_pb2, workers_pb2)
+
+
+def methods() -> list[MethodDescriptor]:
+    found = []
+    for module in _FILES:
+        for service in module.DESCRIPTOR.services_by_name.values():
+            if service.full_name in SERVICES:
+                found.extend(service.methods)
+    return found
+
+
+def key(method: MethodDescriptor) -> str:
+    return f"{method.containing_service.name}.{method.name}"
+
+
+def test_every_rpc_has_an_entry() -> None:
+    assert sorted(key(m) for m in methods()) == sorted(ALLOWED)
+
+
+def test_the_readme_table_matches() -> None:
+    """Each row of the README's table: a method (or `Service.*`) and its callers."""
+    text = README.read_text()
+    section = text.split("### Who may do what", 1)[1].split("\n#", 1)[0]
+    rows = re.findall(r"^\| `([\w.*]+)` \| ([^|]+) \|", section, re.MULTILINE)
+    documented = {name: {c.strip() for c in callers.split(",")} for name, callers in rows}
+    words = {"clients": CLIENTS, "enabled workers": WORKERS, "admin": {"admin"}}
+    for name, allowed in ALLOWED.items():
+        row = documented.get(name) or documented.get(name.split(".")[0] + ".*")
+        assert row is not None, f"{name} is not in the README's table"
+        expected: set[str] = set()
+        for word in row:
+            expected |= EVERYONE if word == "anyone" else set(words[word])
+        assert expected == set(allowed), name
+
+
+async def callers(harness: Harness) -> dict[str, tuple[tuple[str, str], ...]]:
+    tokens = harness.running.scheduler.tokens
+    workers = harness.running.scheduler.workers
+    revoked, revoked_secret = await tokens.create(Role.SUBMIT, "revoked")
+    await tokens.revoke(revoked.id)
+    _, expired_secret = await tokens.create(Role.SUBMIT, "expired", ttl_seconds=0.001)
+    _, activation = await tokens.create(Role.WORKER_ACTIVATION, "activation")
+    _, used = await tokens.create(Role.WORKER_ACTIVATION, "used")
+    await workers.register("activated", new_token(), used)
+    found = {"anonymous": (), "garbage": bearer_metadata("ty_garbage")}
+    for name, secret in [
+        ("revoked", revoked_secret),
+        ("expired", expired_secret),
+        ("activation", activation),
+        ("used-activation", used),
+    ]:
+        found[name] = bearer_metadata(secret)
+    found["submit"], found["admin"] = harness.submitter, harness.admin
+    for name, enabled in [("worker", True), ("new-worker", False), ("disabled-worker", True)]:
+        client = await harness.new_worker(name, enable=enabled)
+        found[name] = client.metadata
+    await workers.change("disabled-worker", enabled=False)
+    found["not-bearer"] = (("authorization", "Basic " + harness.admin[0][1].split()[1]),)
+    revoked_admin, revoked_admin_secret = await tokens.create(Role.ADMIN, "revoked admin")
+    await tokens.revoke(revoked_admin.id)
+    found["revoked-admin"] = bearer_metadata(revoked_admin_secret)
+    await asyncio.sleep(0.01)  # the expired token's TTL
+    return found
+
+
+async def attempt(harness: Harness, method: MethodDescriptor, metadata: Any) -> grpc.StatusCode:
+    """Call `method` with a harmless request; the code it ends with, or OK
+    once it streams (a stream that is admitted may run on)."""
+    path = f"/{method.containing_service.full_name}/{method.name}"
+    request_class = message_factory.GetMessageClass(method.input_type)
+    request = request_class()
+    if method.name == "Session":
+        request = workers_pb2.SessionRequest(hello=workers_pb2.WorkerHello(slots=1))
+    serialize, parse = request_class.SerializeToString, lambda data: data
+
+    async def one() -> AsyncIterator[Any]:
+        yield request
+        await asyncio.sleep(0.3)
+
+    channel = harness.channel
+    try:
+        if method.client_streaming and method.server_streaming:
+            call: Any = channel.stream_stream(path, serialize, parse)(one(), metadata=metadata)
+            await asyncio.wait_for(anext(aiter(call)), 2)
+            call.cancel()
+        elif method.client_streaming:
+            await channel.stream_unary(path, serialize, parse)(one(), metadata=metadata)
+        elif method.server_streaming:
+            call = channel.unary_stream(path, serialize, parse)(request, metadata=metadata)
+            with contextlib.suppress(TimeoutError, StopAsyncIteration):
+                await asyncio.wait_for(anext(aiter(call)), 0.3)
+            call.cancel()
+        else:
+            await channel.unary_unary(path, serialize, parse)(request, metadata=metadata)
+    except grpc.aio.AioRpcError as error:
+        reason = rpc_status.from_rpc_error(error).reason
+        refused = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
+        if error.code() in refused and reason in ACCESS_REASONS:
+            return error.code()
+        return grpc.StatusCode.OK
+    return grpc.StatusCode.OK
+
+
+async def test_the_matrix_holds(harness: Harness) -> None:
+    kinds = await callers(harness)
+    assert set(kinds) == EVERYONE
+    wrong = []
+    for method in methods():
+        for caller, metadata in kinds.items():
+            code = await attempt(harness, method, metadata)
+            admitted = code is grpc.StatusCode.OK
+            if admitted != (caller in ALLOWED[key(method)]):
+                wrong.append(f"{key(method)} by {caller}: {code.name}")
+    assert wrong == []
