@@ -77,6 +77,9 @@ def add_parsers(subparsers: Subparsers) -> None:
         "--state", action="append", default=[], help="pending, running, ... (repeatable)"
     )
     listing.add_argument("--task", default="", help="only this task")
+    listing.add_argument(
+        "--owner", default="", help="only requests submitted with this token (token:ID)"
+    )
     listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
 
 
@@ -177,7 +180,10 @@ def _state(text: str) -> pb.WorkRequestState.ValueType:
 
 async def _list(connection: Connection, args: argparse.Namespace) -> int:
     request = pb.ListRequest(
-        states=[_state(s) for s in args.state], task_name=args.task, page_size=args.limit
+        states=[_state(s) for s in args.state],
+        task_name=args.task,
+        page_size=args.limit,
+        owner=args.owner,
     )
     response = await connection.work_requests.List(request, metadata=connection.metadata)
     if args.json:
