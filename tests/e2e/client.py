@@ -22,7 +22,11 @@ class Client:
     """Admin access to a scheduler process."""
 
     def __init__(self, scheduler: SchedulerProcess) -> None:
-        self.channel = grpc.insecure_channel(scheduler.address)
+        # A subchannel of its own: one shared with a client of a scheduler
+        # that died would still be waiting out its reconnection backoff.
+        self.channel = grpc.insecure_channel(
+            scheduler.address, options=[("grpc.use_local_subchannel_pool", 1)]
+        )
         self.metadata = bearer_metadata((scheduler.data_dir / "admin.token").read_text().strip())
         self.work_requests = work_requests_pb2_grpc.WorkRequestServiceStub(self.channel)
         self.operator = operator_pb2_grpc.OperatorServiceStub(self.channel)
@@ -78,8 +82,11 @@ class Client:
     def wait_connected(self, count: int, timeout: float = 30) -> list[operator_pb2.Worker]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            connected = [w for w in self.workers() if w.connected]
+            try:
+                connected = [w for w in self.workers() if w.connected]
+            except grpc.RpcError:  # a scheduler still starting
+                connected = []
             if len(connected) >= count:
                 return connected
-            time.sleep(0.1)
+            time.sleep(0.05)
         raise AssertionError(f"fewer than {count} workers connected")

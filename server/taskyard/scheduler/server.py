@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import signal
+import socket
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from taskyard.errors import InvalidArgumentError
+from taskyard.errors import FailedPreconditionError, InvalidArgumentError
 from taskyard.rpc.credentials import CHANNEL_OPTIONS
 from taskyard.rpc.tracing import server_interceptors
 from taskyard.scheduler.api.access import AccessInterceptor
@@ -87,7 +90,10 @@ async def start_server(scheduler: Scheduler, config: SchedulerConfig) -> Running
     """Start the scheduler and serve it on `config.listen` (port 0 picks a free port)."""
     await scheduler.start()
     interceptors = [*server_interceptors(), AccessInterceptor(scheduler)]  # RPC spans outermost
-    server = grpc.aio.server(interceptors=interceptors, options=CHANNEL_OPTIONS)
+    # No SO_REUSEPORT: a second scheduler on a served port must fail, not
+    # share it (clients would be split between the two).
+    options = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
+    server = grpc.aio.server(interceptors=interceptors, options=options)
     core = scheduler.core
     work_requests_pb2_grpc.add_WorkRequestServiceServicer_to_server(
         WorkRequestServicer(scheduler.work_requests, scheduler.artifacts), server
@@ -112,12 +118,21 @@ async def start_server(scheduler: Scheduler, config: SchedulerConfig) -> Running
         server,
     )
     credentials = _credentials(config)
-    if credentials is None:
-        port = server.add_insecure_port(config.listen)
-    else:
-        port = server.add_secure_port(config.listen, credentials)
+    try:
+        _check_free(config.listen)
+        if credentials is None:
+            port = server.add_insecure_port(config.listen)
+        else:
+            port = server.add_secure_port(config.listen, credentials)
+    except (RuntimeError, OSError):
+        port = 0
     if port == 0:
-        raise InvalidArgumentError(f"cannot listen on {config.listen}")
+        await scheduler.stop()
+        scheduler.close()
+        raise FailedPreconditionError(
+            f"cannot listen on {config.listen}: the address is in use or not valid here",
+            reason="ADDRESS_IN_USE",
+        )
     await server.start()
     for service in ("", *SERVICES):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -165,6 +180,39 @@ def secure_data_dir(data_dir: Path) -> None:
             path.chmod(0o700 if stat.S_ISDIR(mode) else 0o600)
 
 
+def _check_free(listen: str) -> None:
+    """OSError if something already listens on `listen` (asked before gRPC
+    binds, which would log its own error line)."""
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return
+    found = socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM)
+    for family, kind, protocol, _, address in found:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold the data dir for this process's life: one scheduler per data dir
+    (two would both serve its workers, which would flip between them)."""
+    holder = open(data_dir / "scheduler.lock", "a+", encoding="utf-8")  # noqa: SIM115
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder.seek(0)
+        other = holder.read().strip() or "another process"
+        holder.close()
+        raise FailedPreconditionError(
+            f"the data dir {data_dir} is in use by another scheduler (pid {other})",
+            reason="DATA_DIR_IN_USE",
+        ) from None
+    holder.truncate(0)
+    holder.write(f"{os.getpid()}\n")
+    holder.flush()
+    return holder
+
+
 def _announce(line: str) -> None:
     print(line, flush=True)
 
@@ -176,12 +224,18 @@ async def serve(config: SchedulerConfig, announce: Callable[[str], None] = _anno
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     secure_data_dir(config.data_dir)
+    lock = lock_data_dir(config.data_dir)
     scheduler = build_scheduler(config)
-    running = await start_server(scheduler, config)
+    try:
+        running = await start_server(scheduler, config)
+    except BaseException:
+        lock.close()
+        raise
     await scheduler.tokens.ensure_admin_token(config.data_dir / "admin.token")
     host = config.listen.rsplit(":", 1)[0]
     announce(f"taskyard scheduler listening on {host}:{running.port}")
     await stop.wait()
     log.info("shutting down: telling workers, draining calls for up to %ss", config.shutdown_grace)
     await running.stop(config.shutdown_grace)
+    lock.close()
     log.info("scheduler stopped")

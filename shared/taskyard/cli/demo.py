@@ -3,7 +3,9 @@
 Starts a scheduler on a SQLite file in the data directory and two workers,
 submits a few `noop` and `command` requests, shows how each ended and where
 the commands' artifacts, then leaves everything running in the foreground
-until Ctrl-C, which stops the workers, then the scheduler.
+until Ctrl-C (or SIGTERM, or SIGHUP: the terminal closed), which stops the
+workers, then the scheduler. Should the demo itself be killed, its children
+get SIGTERM from the kernel (`taskyard.lifetime`): nothing is left behind.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import grpc
 from taskyard.cli.errors import CliError
 from taskyard.cli.output import state_name
 from taskyard.cli.parsing import Subparsers
+from taskyard.lifetime import die_with_parent_of
 from taskyard.rpc.credentials import CHANNEL_OPTIONS, bearer_metadata
 from taskyard.v1 import operator_pb2, operator_pb2_grpc, work_requests_pb2_grpc
 from taskyard.v1 import work_requests_pb2 as pb
@@ -52,6 +55,8 @@ def _spawn(args: list[str], log: Path | None = None) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [*TASKYARD, *args], stdout=output, stderr=output if log else None,
             text=True, start_new_session=True,
+            # The demo starts its children before any thread of its own.
+            preexec_fn=die_with_parent_of(os.getpid()),  # noqa: PLW1509
         )  # fmt: skip
     finally:
         if log and not isinstance(output, int):
@@ -114,7 +119,8 @@ def _interrupt(signum: int, frame: object) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo until Ctrl-C or SIGTERM (what `make` forwards when it is
     killed), either of which stops everything cleanly at any point."""
-    signal.signal(signal.SIGTERM, _interrupt)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     if isinstance(sys.stdout, io.TextIOWrapper):  # show each line at once, even through a pipe
         sys.stdout.reconfigure(line_buffering=True)
     data_dir: Path = args.data_dir.resolve()
@@ -156,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
 def _stop(process: subprocess.Popen[str]) -> None:
     """SIGTERM a process we started, ignoring further Ctrl-C or SIGTERM while
     it stops."""
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in stops}
     try:
         if process.poll() is None:
             os.kill(process.pid, signal.SIGTERM)

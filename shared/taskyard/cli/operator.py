@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime
 
 from taskyard.cli.connection import Connection, add_connection_arguments
 from taskyard.cli.json_arg import parse_json_object
@@ -77,7 +78,11 @@ def _print_worker(worker: pb.Worker, json_output: bool) -> None:
     state = "enabled" if worker.enabled else "disabled"
     link = "connected" if worker.connected else "offline"
     busy = len(worker.running)
-    print(f"{worker.name:<24} {state:<9} {link:<10} slots={worker.slots} running={busy}")
+    seen = ""
+    if worker.HasField("last_seen_at"):
+        ago = (datetime.now(UTC) - worker.last_seen_at.ToDatetime(UTC)).total_seconds()
+        seen = f" last seen {max(ago, 0):.0f}s ago"
+    print(f"{worker.name:<24} {state:<9} {link:<10} slots={worker.slots} running={busy}{seen}")
 
 
 async def _list_workers(connection: Connection, args: argparse.Namespace) -> int:

@@ -94,6 +94,9 @@ class Task(ABC):
         self.work_request_id: str | None = None
         self.server_access: ServerAccess | None = None
         self._aborted = threading.Event()
+        #: Seconds the task has, from `abort()`, to stop every process it
+        #: started; the worker sets it from its abort grace.
+        self.abort_grace: float = 10.0
         self._debug_log_dir: Path | None = None
         self._debug_log_files: dict[str, IO[Any]] = {}
 

@@ -12,18 +12,26 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 from taskyard.errors import FieldViolation, PermissionDeniedError
+from taskyard.tasks import process_groups
 from taskyard.tasks.base import Task
 from taskyard.tasks.errors import TaskConfigError
 
 OUTPUT_CATEGORY = "taskyard:command-output"
 ALLOWED_ENV = "TASKYARD_ALLOWED_COMMANDS"
+
+
+def _exited(pid: int) -> bool:
+    """Whether the child `pid` has exited, leaving it unreaped."""
+    found = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    return found is not None
 
 
 def allowed_commands() -> list[str]:
@@ -78,8 +86,6 @@ class Command(Task):
         },
         "additionalProperties": False,
     }
-    #: Seconds the program gets between SIGTERM and SIGKILL when stopped.
-    STOP_GRACE: ClassVar[float] = 5.0
 
     def configure(self, task_data: dict[str, Any]) -> None:
         """Validate the data, and that output paths stay inside the directory."""
@@ -130,6 +136,7 @@ class Command(Task):
             self.create_debug_log_file("stderr.txt", mode="wb") as stderr,
         ):
             try:
+                # A group of its own: stopping the program stops its children.
                 process = subprocess.Popen(
                     argv,
                     cwd=directory,
@@ -137,25 +144,42 @@ class Command(Task):
                     stdin=subprocess.DEVNULL,
                     stdout=stdout,
                     stderr=stderr,
+                    process_group=0,
                 )
             except OSError as error:
                 stderr.write(f"taskyard: cannot start {argv[0]}: {error}\n".encode())
                 return None
-            deadline = time.monotonic() + timeout if timeout else None
-            while process.poll() is None:
-                if self.wait_for_abort(0.05) or (deadline and time.monotonic() > deadline):
-                    why = "aborted" if self.aborted else f"timed out after {timeout:g}s"
-                    stderr.write(f"\ntaskyard: {why}; stopping {argv[0]}\n".encode())
-                    self._stop(process)
+            process_groups.started(process.pid)
+            try:
+                self._supervise(process, argv[0], timeout, stderr)
+            finally:
+                # Whatever the program left in its group goes with it. The
+                # program is still unreaped here, so its pid (the group id)
+                # cannot have been reused.
+                process_groups.signal_group(process.pid, signal.SIGKILL)
+                process.wait()
+                process_groups.ended(process.pid)
             return process.returncode
 
-    def _stop(self, process: subprocess.Popen[bytes]) -> None:
-        process.terminate()
-        try:
-            process.wait(self.STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    def _supervise(
+        self, process: subprocess.Popen[bytes], name: str, timeout: float | None, stderr: IO[bytes]
+    ) -> None:
+        """Wait for the program to exit (without reaping it); stop its group
+        on abort or timeout: SIGTERM, then SIGKILL once the grace is over."""
+        deadline = time.monotonic() + timeout if timeout else None
+        stop_at: float | None = None
+        while not _exited(process.pid):
+            if stop_at is None and (
+                self.wait_for_abort(0.05) or (deadline and time.monotonic() > deadline)
+            ):
+                why = "aborted" if self.aborted else f"timed out after {timeout:g}s"
+                stderr.write(f"\ntaskyard: {why}; stopping {name}\n".encode())
+                process_groups.signal_group(process.pid, signal.SIGTERM)
+                stop_at = time.monotonic() + self.abort_grace
+            elif stop_at is not None:
+                if time.monotonic() >= stop_at:
+                    process_groups.signal_group(process.pid, signal.SIGKILL)
+                time.sleep(0.02)
 
     def _upload_outputs(self, directory: Path) -> None:
         outputs = self.data.get("outputs", []) if self.data else []

@@ -3,20 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
 from taskyard.worker.runner import Job, TaskRunner
 
 
-def job(task: str, data: str = "{}", work_request_id: str = "wr1") -> Job:
-    return Job(work_request_id=work_request_id, attempt=1, task_name=task, task_data_json=data)
+def job(task: str, data: str = "{}", work_request_id: str = "wr1", attempt: int = 1) -> Job:
+    return Job(
+        work_request_id=work_request_id, attempt=attempt, task_name=task, task_data_json=data
+    )
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids of live processes whose command line holds `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker in (entry / "cmdline").read_text():
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 @pytest.fixture
 async def runner() -> AsyncIterator[TaskRunner]:
-    runner = TaskRunner(slots=2, abort_grace=30.0, kill_grace=1.0)
+    runner = TaskRunner(slots=2, abort_grace=30.0)
     await runner.start()
     try:
         yield runner
@@ -51,7 +70,7 @@ async def test_abort_reaches_the_task_itself(runner: TaskRunner) -> None:
     executors = {slot.executor.pid for slot in runner._slots}
     running = asyncio.create_task(runner.run(job("noop", '{"sleep": 600}')))
     await until(lambda: bool(runner.running()))
-    await runner.abort("wr1")
+    await runner.abort("wr1", 1)
     assert (await running).outcome == "aborted"
     # noop stopped on task.abort(): no process had to be stopped or replaced.
     assert {slot.executor.pid for slot in runner._slots} == executors
@@ -62,7 +81,7 @@ async def test_two_slots_run_at_once(runner: TaskRunner) -> None:
     second = asyncio.create_task(runner.run(job("noop", '{"sleep": 600}', "b")))
     await until(lambda: len(runner.running()) == 2)
     assert runner.free_slots() == 0
-    await asyncio.gather(runner.abort("a"), runner.abort("b"))
+    await asyncio.gather(runner.abort("a", 1), runner.abort("b", 1))
     assert [(await first).outcome, (await second).outcome] == ["aborted", "aborted"]
 
 
@@ -80,3 +99,43 @@ async def test_a_program_the_worker_does_not_allow_is_refused_even_if_assigned(
     assert report.error is not None
     assert report.error["reason"] == "command-not-allowed"
     assert "'true'" in report.error["message"]
+
+
+async def test_a_late_abort_spares_the_next_attempt(runner: TaskRunner) -> None:
+    running = asyncio.create_task(runner.run(job("noop", '{"sleep": 600}', attempt=2)))
+    await until(lambda: bool(runner.running()))
+    await runner.abort("wr1", 1)  # the previous attempt's abort, arriving late
+    assert runner.holds("wr1", 2)
+    assert not running.done()
+    await runner.abort("wr1", 2)
+    assert (await running).outcome == "aborted"
+
+
+@pytest.mark.parametrize("grace", [1.0, 3.0])
+async def test_the_abort_grace_bounds_children_that_ignore_sigterm(
+    monkeypatch: pytest.MonkeyPatch, grace: float
+) -> None:
+    monkeypatch.setenv("TASKYARD_ALLOWED_COMMANDS", "sh")
+    marker = f"61.{int(grace * 10)}7"
+    script = (
+        f"trap '' TERM; (trap '' TERM; sleep {marker}; :) & "
+        f"(trap '' TERM; (sleep {marker}; :) & wait) & sleep {marker}; wait"
+    )
+    runner = TaskRunner(slots=1, abort_grace=grace)
+    await runner.start()
+    try:
+        running = asyncio.create_task(
+            runner.run(job("command", json.dumps({"command": ["sh", "-c", script]})))
+        )
+        await until(lambda: len(processes_with(marker)) >= 3)
+        started = time.monotonic()
+        await runner.abort("wr1", 1)
+        report = await running
+        while processes_with(marker) and time.monotonic() - started < grace + 5:
+            await asyncio.sleep(0.02)
+        gone = time.monotonic() - started
+    finally:
+        await runner.stop()
+    assert report.outcome == "aborted"
+    assert processes_with(marker) == []
+    assert gone <= grace + 1.0, f"{gone:.2f}s with grace {grace}s"

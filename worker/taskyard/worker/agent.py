@@ -1,7 +1,8 @@
 """The worker agent: the connection loop and what it does with each message.
 
-It registers, opens one session at a time and keeps reopening it with capped
-exponential backoff and jitter. Jobs outlive sessions: a job that finishes
+It registers, opens one session at a time and keeps reopening it, whatever
+went wrong (`reconnect.py`): it never gives up by itself. Jobs outlive
+sessions: a job that finishes
 while the scheduler is away goes to the outbox on disk and is delivered after
 the next hello. On stop it takes no more work, lets running jobs finish up to
 the drain timeout (then aborts them), delivers what it can and returns.
@@ -12,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
-from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
-from taskyard.errors import TaskyardError, UnavailableError
+from taskyard.errors import UnavailableError
 from taskyard.rpc import transfer
 from taskyard.rpc.batching import batches
 from taskyard.rpc.credentials import bearer_metadata
@@ -31,6 +32,7 @@ from taskyard.worker.client import SchedulerClient
 from taskyard.worker.config import WorkerConfig
 from taskyard.worker.metadata import worker_metadata
 from taskyard.worker.outbox import Outbox, Result
+from taskyard.worker.reconnect import Reconnect
 from taskyard.worker.runner import Job, TaskRunner
 
 log = logging.getLogger(__name__)
@@ -42,13 +44,6 @@ OUTCOMES = {
     "error": workers_pb2.WORK_OUTCOME_ERROR,
     "aborted": workers_pb2.WORK_OUTCOME_ABORTED,
 }
-
-
-def _retryable(error: BaseException) -> bool:
-    """Connection trouble and a disabled worker are waited out; nothing else is."""
-    return isinstance(error, UnavailableError) or (
-        isinstance(error, TaskyardError) and error.reason == "WORKER_DISABLED"
-    )
 
 
 #: Stands in the queue for the reports gathered since it was queued.
@@ -110,7 +105,6 @@ class Agent:
         self.draining = False
         self._link = Link()
         self._jobs: dict[str, asyncio.Task[None]] = {}
-        self._said_disabled = False
         self._metadata: dict[str, Any] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -133,21 +127,15 @@ class Agent:
         await self.runner.stop()
 
     async def _serve(self) -> None:
-        await self._with_backoff(self._register)
+        """Register, then keep a session open for good. Each welcomed session
+        that ends starts a fresh run of retries: the backoff resets."""
+        reconnect = Reconnect(self.config.scheduler, self.config.max_backoff)
+        await reconnect.run(self._register)
         while True:
-            await self._with_backoff(self._session)
-
-    async def _with_backoff(self, step: Any) -> None:
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(_retryable),
-            wait=wait_random_exponential(multiplier=0.5, max=self.config.max_backoff),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                await step()
+            await reconnect.run(self._session)
 
     async def _register(self) -> None:
+        await self.client.wait_reachable()
         activation = ""
         if self.config.activation_token_file:
             with open(self.config.activation_token_file, encoding="utf-8") as file:
@@ -164,7 +152,7 @@ class Agent:
                 list(self._jobs.values()), timeout=self.config.drain_timeout
             )
             for job in self.runner.running():
-                await self.runner.abort(job.work_request_id)
+                await self.runner.abort(job.work_request_id, job.attempt)
             await asyncio.gather(*late, return_exceptions=True)
         if self._link.open and self.outbox.pending():
             await asyncio.sleep(0.5)  # let the last reports go out and be acknowledged
@@ -172,6 +160,9 @@ class Agent:
     # -- The session ------------------------------------------------------
 
     async def _session(self) -> None:
+        """One session; returns once a welcomed session has ended, raises if
+        the scheduler could not be reached or refused it."""
+        await self.client.wait_reachable()
         self._link = link = Link()
         link.open = True
         held = [common_pb2.Lease(work_request_id=j.work_request_id, attempt=j.attempt)
@@ -189,6 +180,7 @@ class Agent:
         if self.draining:
             link.send(draining=workers_pb2.Draining())
         heartbeat: asyncio.Task[None] | None = None
+        pause = 0.0
         try:
             async for message in self.client.session(self.token, link.outgoing()):
                 kind = message.WhichOneof("message")
@@ -196,21 +188,21 @@ class Agent:
                     heartbeat = self._welcomed(message.welcome, link)
                 elif kind == "closing":
                     log.info("scheduler closing the session: %s", message.closing.reason)
+                    pause = min(message.closing.reconnect_after.ToNanoseconds() / 1e9, 5.0)
                     break
                 else:
                     self._handle(kind, message)
-        except TaskyardError as error:
-            self._report_refusal(error)
-            raise
         finally:
             link.close()
             if heartbeat is not None:
                 heartbeat.cancel()
-        raise UnavailableError("the session ended")
+        if heartbeat is None:
+            raise UnavailableError("the session ended before the scheduler welcomed it")
+        log.warning("the session with %s ended; reconnecting", self.config.scheduler)
+        await asyncio.sleep(max(pause, random.uniform(0, 0.2)))  # never a tight loop
 
     def _welcomed(self, welcome: workers_pb2.SessionWelcome, link: Link) -> asyncio.Task[None]:
         log.info("connected to %s as %s", self.config.scheduler, welcome.worker_name)
-        self._said_disabled = False
         for result in self.outbox.pending():
             self._send_result(result)
         interval = max(welcome.heartbeat_interval.ToNanoseconds() / 1e9, 0.05)
@@ -225,28 +217,15 @@ class Agent:
             ]
             link.send(heartbeat=workers_pb2.WorkerHeartbeat(running=running))
 
-    def _report_refusal(self, error: TaskyardError) -> None:
-        if error.reason == "WORKER_DISABLED":
-            if not self._said_disabled:
-                log.warning(
-                    "worker %s is disabled; an operator must run: taskyard workers enable %s",
-                    self.name,
-                    self.name,
-                )
-                self._said_disabled = True
-        elif isinstance(error, UnavailableError):
-            log.warning("scheduler %s unavailable: %s", self.config.scheduler, error.message)
-        else:
-            log.error("the scheduler refused the session: %s", error.message)
-
     def _handle(self, kind: str | None, message: workers_pb2.SessionResponse) -> None:
         if kind == "assignments":
             for assignment in message.assignments.assignments:
                 self._start(assignment)
         elif kind == "abort":
             lease = message.abort.lease
-            log.info("abort of %s: %s", lease.work_request_id, message.abort.message)
-            self._spawn(self.runner.abort(lease.work_request_id))
+            if self.runner.holds(lease.work_request_id, lease.attempt):
+                log.info("abort of %s: %s", lease.work_request_id, message.abort.message)
+                self._spawn(self.runner.abort(lease.work_request_id, lease.attempt))
         elif kind == "metadata_refresh":
             self._spawn(self._send_metadata(force=True))
         elif kind == "acks":
@@ -321,7 +300,7 @@ class Agent:
         if timeout > 0:
             loop = asyncio.get_running_loop()
             timer = loop.call_later(
-                timeout, lambda: self._spawn(self.runner.abort(job.work_request_id))
+                timeout, lambda: self._spawn(self.runner.abort(job.work_request_id, job.attempt))
             )
         try:
             report = await self.runner.run(job)

@@ -28,5 +28,5 @@ class WorkerConfig:
     drain_timeout: float = 60.0
     #: Seconds an aborted task gets before its processes are stopped.
     abort_grace: float = 10.0
-    #: Longest wait between reconnection attempts.
-    max_backoff: float = 30.0
+    #: Longest wait between reconnection attempts after transient trouble.
+    max_backoff: float = 2.0

@@ -12,14 +12,21 @@ JSON object per line (the task's own stdout and stderr are left alone):
 The task runs in a thread so that this process's main thread stays free to
 receive an abort and call `task.abort()` at once. The worker puts the process
 in its own process group, so that stopping the group stops the task's children.
+
+A task never outlives its worker: when the commands pipe reaches its end
+(the worker is gone, SIGKILL included: the kernel closes its end) or SIGTERM
+arrives, the executor kills at once every process group the task's programs
+lead (`taskyard.tasks.process_groups`) and its own group, itself included.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,7 +37,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from taskyard.errors import TaskyardError, UnavailableError
 from taskyard.logs import configure_logging
-from taskyard.tasks import ServerAccess, Task, TaskConfigError, UnknownTaskError
+from taskyard.tasks import ServerAccess, Task, TaskConfigError, UnknownTaskError, process_groups
 from taskyard.tasks.loading import import_task_modules
 from taskyard.telemetry import Telemetry, configure, context_from, current_trace_context
 
@@ -150,13 +157,14 @@ class _LoggedException(logging.Handler):
 
 
 def _send(out: IO[str], lock: threading.Lock, message: dict[str, Any]) -> None:
-    with lock:
+    with lock, contextlib.suppress(BrokenPipeError):  # the worker is gone: so are we, soon
         out.write(json.dumps(message) + "\n")
         out.flush()
 
 
-def serve(commands: IO[str], out: IO[str], telemetry: Telemetry) -> None:
-    """Read commands until the worker closes the pipe."""
+def serve(commands: IO[str], out: IO[str], telemetry: Telemetry, linger: float = 1.0) -> None:
+    """Read commands until the worker closes the pipe; then give a running
+    task up to `linger` seconds."""
     lock = threading.Lock()
     running: dict[str, Task] = {}
     worker_thread: threading.Thread | None = None
@@ -174,11 +182,19 @@ def serve(commands: IO[str], out: IO[str], telemetry: Telemetry) -> None:
             worker_thread = threading.Thread(target=execute, args=(command,), daemon=True)
             worker_thread.start()
         elif command["op"] == "abort" and "task" in running:
-            running["task"].abort()
+            task = running["task"]
+            task.abort_grace = float(command.get("grace", task.abort_grace))
+            task.abort()
         elif command["op"] in {"uploaded", "upload-failed"}:
             access.answer(command)
     if worker_thread is not None:
-        worker_thread.join(timeout=1)
+        worker_thread.join(timeout=linger)
+
+
+def stop_everything(*_: object) -> None:
+    """Kill what the task started and this executor's whole group, at once."""
+    process_groups.kill_all()
+    os.killpg(0, signal.SIGKILL)
 
 
 def main() -> None:
@@ -187,14 +203,18 @@ def main() -> None:
     parser.add_argument("--reports-fd", type=int, required=True)
     args = parser.parse_args()
     configure_logging(logging.INFO, os.environ.get("TASKYARD_LOG_FORMAT", "text"))
+    signal.signal(signal.SIGTERM, stop_everything)  # a handler: children get SIG_DFL back
     import_task_modules()
     telemetry = configure("taskyard-worker")
     with (
         open(args.commands_fd, encoding="utf-8") as commands,
         open(args.reports_fd, "w", encoding="utf-8") as out,
     ):
-        serve(commands, out, telemetry)
-    telemetry.shutdown()
+        serve(commands, out, telemetry, linger=0)
+    # The worker closed the pipe: it stopped, or it died.
+    with contextlib.suppress(Exception):
+        telemetry.shutdown()
+    stop_everything()
 
 
 if __name__ == "__main__":

@@ -2,9 +2,12 @@
 
 A task runs in its slot's executor, never in the worker, so a hung or
 crashing task cannot take the connection down. An abort reaches the task at
-once (`task.abort()`); a task still running after the grace period has its
-executor's whole process group stopped (SIGTERM, then SIGKILL), and the slot
-gets a fresh executor.
+once (`task.abort()`, with the grace it has to stop its processes); a task
+still running when the grace is over has its executor stopped with every
+process it started (the executor kills the process groups of the task's
+programs), and the slot gets a fresh executor: from the abort to the last
+process gone takes at most the grace and a second. Aborts are bound to a
+lease (request, attempt): a late one never touches the slot's next job.
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ from typing import Any
 from taskyard.worker.processes import group_members, stop_group
 
 log = logging.getLogger(__name__)
+
+#: What a task may take past its grace to report that it stopped.
+TASK_MARGIN = 0.3
+#: Seconds an executor gets from SIGTERM (on which it kills what its task
+#: started) to SIGKILL.
+KILL_GRACE = 0.5
 
 
 @dataclass(frozen=True)
@@ -154,7 +163,6 @@ class TaskRunner:
         self,
         slots: int,
         abort_grace: float = 10.0,
-        kill_grace: float = 5.0,
         uploader: Uploader | None = None,
         scratch: Path | None = None,
     ) -> None:
@@ -162,7 +170,6 @@ class TaskRunner:
         self._slots = [Slot(Executor(self._scratch_of(n))) for n in range(slots)]
         self.uploader = uploader
         self.abort_grace = abort_grace
-        self.kill_grace = kill_grace
 
     async def start(self) -> None:
         """Start every executor (once: they are reused)."""
@@ -205,26 +212,39 @@ class TaskRunner:
 
     async def _replace_executor(self, slot: Slot) -> None:
         scratch = slot.executor.scratch
-        await slot.executor.stop(self.kill_grace)
+        await slot.executor.stop(KILL_GRACE)
         slot.executor = Executor(scratch)
         await slot.executor.start()
 
-    async def abort(self, work_request_id: str) -> None:
-        """Stop a running job: ask the task, then stop its process group."""
-        slot = next(
-            (s for s in self._slots if s.job and s.job.work_request_id == work_request_id), None
-        )
-        if slot is None:
+    def _slot_of(self, work_request_id: str, attempt: int) -> Slot | None:
+        for slot in self._slots:
+            job = slot.job
+            if job and (job.work_request_id, job.attempt) == (work_request_id, attempt):
+                return slot
+        return None
+
+    def holds(self, work_request_id: str, attempt: int) -> bool:
+        """Whether this attempt of the request runs here now."""
+        return self._slot_of(work_request_id, attempt) is not None
+
+    async def abort(self, work_request_id: str, attempt: int) -> None:
+        """Stop the job of this lease: ask the task (which has the grace to
+        stop its programs), then stop its executor with everything it
+        started. Nothing happens when the lease does not run here (any more)."""
+        slot = self._slot_of(work_request_id, attempt)
+        if slot is None or slot.aborting:
             return
+        job, executor = slot.job, slot.executor
         slot.aborting = True
-        slot.executor.send({"op": "abort"})
+        executor.send({"op": "abort", "grace": self.abort_grace})
         try:
-            await asyncio.wait_for(slot.finished.wait(), self.abort_grace)
+            await asyncio.wait_for(slot.finished.wait(), self.abort_grace + TASK_MARGIN)
         except TimeoutError:
-            log.warning("task of %s ignored the abort; stopping its processes", work_request_id)
-            await stop_group(slot.executor.pid, self.kill_grace)
+            if slot.job is job and slot.executor is executor:
+                log.warning("task of %s ignored the abort; stopping its processes", job)
+                await stop_group(executor.pid, KILL_GRACE)
 
     async def stop(self) -> None:
         """Stop every executor."""
         for slot in self._slots:
-            await slot.executor.stop(self.kill_grace)
+            await slot.executor.stop(KILL_GRACE)

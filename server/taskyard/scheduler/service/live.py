@@ -41,6 +41,10 @@ class Session:
         re-arms itself when it fires, so a message costs no timer churn)."""
         self._heard = self._loop.time()
 
+    def quiet_for(self) -> float:
+        """Seconds since the worker last said anything on this session."""
+        return self._loop.time() - self._heard
+
     def _check(self) -> None:
         quiet = self._loop.time() - self._heard
         if quiet >= self._silence:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from taskyard.errors import (
@@ -102,15 +103,21 @@ class Workers:
         return await self._core.dispatcher.open_session(live.worker, metadata, slots, running)
 
     def list(self, connected_only: bool = False) -> list[tuple[Worker, bool, list[Lease]]]:
-        """Every known worker with whether it is connected and what it runs."""
+        """Every known worker with whether it is connected and what it runs;
+        a connected worker was last seen when it last spoke on its session."""
         dispatcher = self._core.dispatcher
+        now = self._core.clock()
         found = []
         for name in sorted(dispatcher.workers):
             live = dispatcher.workers[name]
             if connected_only and not live.connected:
                 continue
             leases = [w.lease for w in dispatcher.active.values() if w.worker_name == name]
-            found.append((live.worker, live.connected, leases))
+            worker = live.worker
+            if live.session is not None:
+                heard = now - timedelta(seconds=live.session.quiet_for())
+                worker = dataclasses.replace(worker, last_seen_at=heard)
+            found.append((worker, live.connected, leases))
         return found
 
     async def change(self, name: str, **changes: Any) -> Worker:
