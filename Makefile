@@ -11,7 +11,7 @@ STUBS_DIR := shared
 
 all: lint test
 
-$(STAMP): pyproject.toml hatch_build.py shared/taskyard/_span_wire.c
+$(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 		|| { echo "Taskyard needs Python 3.11 or newer; set PYTHON=..." >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)

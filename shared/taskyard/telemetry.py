@@ -10,6 +10,7 @@ collector that is not listening never delays or fails a process.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,13 @@ def _enabled(signal: str) -> bool:
 def tracing_enabled() -> bool:
     """Whether traces are exported (read after `configure`)."""
     return _enabled("traces")
+
+
+def traces_recorded() -> bool:
+    """Whether the SDK's tracer provider is installed, so that spans made now
+    are kept (and worth making)."""
+    sdk = sys.modules.get("opentelemetry.sdk.trace")  # not imported here: loaded only to export
+    return sdk is not None and isinstance(trace.get_tracer_provider(), sdk.TracerProvider)
 
 
 @dataclass
@@ -68,25 +76,26 @@ def configure(service_name: str, otlp_endpoint: str = "") -> Telemetry:
         "service.name": os.environ.get("OTEL_SERVICE_NAME") or service_name,
         "process.pid": os.getpid(),
     }
-    # The SDK and exporters are imported only when something is exported.
+    # The SDK and exporters are imported only when something is exported:
+    # the standard pipeline, the SDK's batch processor and OTLP exporter.
     if _enabled("traces"):
-        from taskyard.otel_export import FastOTLPSpanExporter  # noqa: PLC0415
-        from taskyard.otel_resource import ProcessResource  # noqa: PLC0415
-        from taskyard.span_recorder import RecordingTracerProvider, SpanBatcher  # noqa: PLC0415
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter  # noqa: PLC0415
+        from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
+        from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
 
-        tracer_provider = RecordingTracerProvider(resource=ProcessResource(identity))
-        tracer_provider.add_span_processor(SpanBatcher(FastOTLPSpanExporter()))
+        tracer_provider = TracerProvider(resource=Resource.create(identity))
+        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(tracer_provider)
         telemetry.shutdowns.append(tracer_provider.shutdown)
     if _enabled("metrics"):
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter  # noqa: PLC0415
         from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader  # noqa: PLC0415
-
-        from taskyard.otel_resource import ProcessResource  # noqa: PLC0415
+        from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
 
         reader = PeriodicExportingMetricReader(OTLPMetricExporter())
-        meter_provider = MeterProvider(resource=ProcessResource(identity), metric_readers=[reader])
+        meter_provider = MeterProvider(resource=Resource.create(identity), metric_readers=[reader])
         metrics.set_meter_provider(meter_provider)
         telemetry.shutdowns.append(meter_provider.shutdown)
     return telemetry

@@ -18,6 +18,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+from opentelemetry import trace
 
 from taskyard.errors import FailedPreconditionError, InvalidArgumentError
 from taskyard.rpc.credentials import CHANNEL_OPTIONS
@@ -29,10 +30,14 @@ from taskyard.scheduler.api.work_requests import WorkRequestServicer
 from taskyard.scheduler.api.workers import WorkerServicer
 from taskyard.scheduler.blobs.local import LocalBlobStore
 from taskyard.scheduler.config import SchedulerConfig
+from taskyard.scheduler.service import metrics
 from taskyard.scheduler.service.artifacts import Limits
-from taskyard.scheduler.service.dispatch import Settings
 from taskyard.scheduler.service.scheduler import Scheduler
+from taskyard.scheduler.service.sessions import Settings
+from taskyard.scheduler.service.tracing import SCOPE as TRACING_SCOPE
+from taskyard.scheduler.service.tracing import SpanObserver
 from taskyard.scheduler.store.sql import SqlStore
+from taskyard.telemetry import traces_recorded
 from taskyard.v1 import (
     artifacts_pb2,
     artifacts_pb2_grpc,
@@ -152,13 +157,18 @@ def build_scheduler(config: SchedulerConfig) -> Scheduler:
         partial_max_age=config.partial_upload_max_age,
         upload_quota=config.upload_quota,
     )
-    return Scheduler(
+    scheduler = Scheduler(
         SqlStore(config.database_url()),
         settings=settings,
         auto_enable_workers=config.auto_enable_workers,
         blobs=LocalBlobStore(config.data_dir / "blobs"),
         limits=limits,
     )
+    if traces_recorded():  # observers only when exported: otherwise they cost for nothing
+        scheduler.observe_with(SpanObserver(trace.get_tracer(TRACING_SCOPE)), submissions=True)
+    if metrics.measuring():
+        scheduler.observe_with(metrics.MetricsObserver())
+    return scheduler
 
 
 def secure_data_dir(data_dir: Path) -> None:

@@ -8,11 +8,9 @@ server failed. The caller's context (its `traceparent`, through the
 configured propagators) is the parent, and the span is current while the
 method runs, so the application's spans and log lines nest under it.
 
-opentelemetry-instrumentation-grpc's server interceptor does the same at
-about 100 us a call, through the SDK's general span (locks, bounded
-attributes) and a wrapper around the servicer context. This one records
-through the `SpanRecorder` at a tenth of that: a traced `Submit` pays it
-on every request. The client side still uses that instrumentation.
+opentelemetry-instrumentation-grpc's server interceptor wraps the servicer
+context of every call as well; this one only opens the span, through the
+public tracer API. The client side uses that instrumentation.
 """
 
 from __future__ import annotations
@@ -27,27 +25,21 @@ from urllib.parse import unquote
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.semconv._incubating.attributes.rpc_attributes import (
-    RPC_GRPC_STATUS_CODE,
-    RPC_METHOD,
-    RPC_SERVICE,
-    RPC_SYSTEM,
-)
-from opentelemetry.semconv.attributes.network_attributes import (
-    NETWORK_PEER_ADDRESS,
-    NETWORK_PEER_PORT,
-)
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from taskyard.rpc.handlers import Continuation, Handler, rewrapped
-from taskyard.span_recorder import SpanRecorder
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 Attributes: TypeAlias = dict[str, AttributeValue]
 _Open: TypeAlias = tuple[trace.Span, Token[otel_context.Context]]
 Opener: TypeAlias = Callable[[Context], _Open]
 _NEW_TRACE = otel_context.Context()
+# The RPC and network semantic conventions' attribute names (the rpc ones are
+# still "incubating" in opentelemetry-semantic-conventions, a private module).
+RPC_SYSTEM, RPC_SERVICE, RPC_METHOD = "rpc.system", "rpc.service", "rpc.method"
+RPC_GRPC_STATUS_CODE = "rpc.grpc.status_code"
+NETWORK_PEER_ADDRESS, NETWORK_PEER_PORT = "network.peer.address", "network.peer.port"
 
 # The codes for which a server span's status is ERROR (the others are the
 # caller's doing: its status stays unset).
@@ -66,8 +58,8 @@ SERVER_ERRORS = frozenset(
 class ServerSpans(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Opens a SERVER span for each call, made current while it runs."""
 
-    def __init__(self, spans: SpanRecorder) -> None:
-        self._spans = spans
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self._tracer = tracer
         # The metadata keys the configured propagators read: a call that has
         # none of them (most have none) starts a trace without asking them.
         self._fields = frozenset(propagate.get_global_textmap().fields)
@@ -100,7 +92,9 @@ class ServerSpans(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         }
         parent = propagate.extract(carrier) if carrier else _NEW_TRACE
         attributes = {**method, **_peer(context.peer())}
-        span = self._spans.start(name, attributes, parent, kind=SpanKind.SERVER)
+        span = self._tracer.start_span(
+            name, context=parent, kind=SpanKind.SERVER, attributes=attributes
+        )
         return span, otel_context.attach(trace.set_span_in_context(span, parent))
 
 

@@ -3,7 +3,7 @@
 Server spans come from our own interceptor (`server_spans`), client spans
 from opentelemetry-instrumentation-grpc. Both follow the RPC semantic
 conventions and carry the trace context in call metadata. They are installed
-only when traces are exported: even doing nothing, they wrap every call and
+only when traces are recorded: even doing nothing, they wrap every call and
 stream message.
 """
 
@@ -15,18 +15,14 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from taskyard.rpc.server_spans import ServerSpans
-from taskyard.span_recorder import RecordingTracerProvider
-from taskyard.telemetry import tracing_enabled
+from taskyard.telemetry import traces_recorded, tracing_enabled
 
 SCOPE = "taskyard.rpc"
 
 
 def server_interceptors() -> list[Any]:
-    """The interceptor that opens a server span per RPC, if traces are exported."""
-    provider = trace.get_tracer_provider()
-    if isinstance(provider, RecordingTracerProvider):  # what `configure` installs to export
-        return [ServerSpans(provider.recorder(SCOPE))]
-    return []
+    """The interceptor that opens a server span per RPC, if traces are recorded."""
+    return [ServerSpans(trace.get_tracer(SCOPE))] if traces_recorded() else []
 
 
 def client_interceptors() -> list[Any]:

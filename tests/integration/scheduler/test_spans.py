@@ -9,39 +9,39 @@ from collections.abc import Iterator
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from taskyard.scheduler.service import metrics, tracing
-from taskyard.span_recorder import RecordingTracerProvider
 from taskyard.v1 import work_requests_pb2 as pb
 from taskyard.v1 import workers_pb2
 from tests.integration.scheduler.harness import Harness, completion, started_report
 
 
 @pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+def recorded(harness: Harness) -> Iterator[InMemorySpanExporter]:
     """The scheduler's spans, recorded into memory (the process-wide tracer
-    provider can be set only once, so the scheduler is given its recorder)."""
+    provider can be set only once, so the scheduler is given a tracer)."""
     exporter = InMemorySpanExporter()
-    provider = RecordingTracerProvider()
+    provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(tracing, "recorder", lambda: provider.recorder(tracing.SCOPE))
+    observer = tracing.SpanObserver(provider.get_tracer(tracing.SCOPE))
+    harness.running.scheduler.observe_with(observer, submissions=True)
     yield exporter
     provider.shutdown()
 
 
 @pytest.fixture
-def measured(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemoryMetricReader]:
+def measured(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemoryMetricReader]:
     """The scheduler's latency histograms, measured into memory (as `recorded`
     does for spans: the process-wide meter provider can be set only once)."""
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     meter = provider.get_meter("test")
-    monkeypatch.setattr(metrics, "measuring", lambda: True)
     for name in ("queue_time", "run_duration"):
         monkeypatch.setattr(metrics, name, meter.create_histogram(name, unit="s"))
+    harness.running.scheduler.observe_with(metrics.MetricsObserver())
     yield reader
     provider.shutdown()
 

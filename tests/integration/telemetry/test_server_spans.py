@@ -9,13 +9,12 @@ from typing import Any
 import grpc
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from taskyard.rpc.server_spans import ServerSpans
-from taskyard.span_recorder import RecordingTracerProvider
 
 SERVICE = "test.v1.Probe"
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
@@ -66,9 +65,9 @@ class Probe:
 @pytest.fixture
 def exported() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    provider = RecordingTracerProvider()
+    provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    exporter.recorder = provider.recorder("taskyard.rpc")  # type: ignore[attr-defined]
+    exporter.tracer = provider.get_tracer("taskyard.rpc")  # type: ignore[attr-defined]
     yield exporter
     provider.shutdown()
 
@@ -76,7 +75,7 @@ def exported() -> Iterator[InMemorySpanExporter]:
 @pytest.fixture
 async def served(exported: InMemorySpanExporter) -> AsyncIterator[tuple[grpc.aio.Channel, Probe]]:
     probe = Probe()
-    server = grpc.aio.server(interceptors=[ServerSpans(exported.recorder)])  # type: ignore[attr-defined]
+    server = grpc.aio.server(interceptors=[ServerSpans(exported.tracer)])  # type: ignore[attr-defined]
     server.add_generic_rpc_handlers((probe.handler(),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import State, Worker, WorkRequest
 from taskyard.scheduler.service.committer import GroupCommitter
-from taskyard.scheduler.service.dispatch import Dispatcher, Settings
+from taskyard.scheduler.service.dispatch import Dispatcher
 from taskyard.scheduler.service.feed import ChangeFeed
 from taskyard.scheduler.service.live import Session
+from taskyard.scheduler.service.sessions import Settings
 from taskyard.scheduler.store.memory import MemoryStore
 from taskyard.tasks import Task
 

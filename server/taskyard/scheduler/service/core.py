@@ -8,9 +8,10 @@ from datetime import datetime
 
 from taskyard.scheduler.service.auth import Credentials
 from taskyard.scheduler.service.committer import GroupCommitter
-from taskyard.scheduler.service.dispatch import Dispatcher, Settings
+from taskyard.scheduler.service.dispatch import Dispatcher
 from taskyard.scheduler.service.feed import ChangeFeed
 from taskyard.scheduler.service.ids import IdFactory
+from taskyard.scheduler.service.sessions import Settings
 
 
 @dataclass

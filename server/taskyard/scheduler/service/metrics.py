@@ -1,8 +1,9 @@
 """The scheduler's metrics, through the OpenTelemetry metrics API.
 
-Exported over OTLP when telemetry is configured; otherwise the dispatcher
-measures nothing (`measuring`), and the API's no-op meter makes any call
-here free.
+Exported over OTLP when telemetry is configured. The measurements of work
+requests are made by an observer of the dispatcher (`MetricsObserver`),
+installed only then (`measuring`), in each request's trace, so that an
+exemplar names the request rather than whichever RPC is running.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from opentelemetry import metrics
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
-from taskyard.scheduler.domain import WorkRequest
+from taskyard.scheduler.domain import ACTIVE_STATES, FINAL_STATES, State, WorkRequest
+from taskyard.scheduler.service.observers import Observer
+from taskyard.scheduler.service.tracing import context_of
 
 meter = metrics.get_meter("taskyard.scheduler")
 
@@ -124,3 +127,18 @@ def observe(
     meter.create_observable_gauge("taskyard.workers.connected", [connected])
     meter.create_observable_gauge("taskyard.workers.enabled", [enabled])
     meter.create_observable_gauge("taskyard.workers.free_slots", [free_slots])
+
+
+class MetricsObserver(Observer):
+    """Measures what happens to work requests, in their traces."""
+
+    def transitioned(self, before: WorkRequest, after: WorkRequest) -> None:
+        if after.state is State.RUNNING:
+            started(after, context_of(after))
+        elif after.state in FINAL_STATES:
+            finished(after, context_of(after))
+        elif after.state is State.PENDING and before.state in ACTIVE_STATES:
+            requeues.add(1, {"taskyard.task": after.task_name}, context_of(before))
+
+    def lease_expired(self, work_request: WorkRequest, worker: str) -> None:
+        lease_expiries.add(1, {"taskyard.task": work_request.task_name}, context_of(work_request))

@@ -21,9 +21,11 @@ from taskyard.scheduler.service.artifacts import Artifacts, Limits
 from taskyard.scheduler.service.auth import Credentials, Principal
 from taskyard.scheduler.service.committer import GroupCommitter
 from taskyard.scheduler.service.core import Core
-from taskyard.scheduler.service.dispatch import Dispatcher, Settings
+from taskyard.scheduler.service.dispatch import Dispatcher
 from taskyard.scheduler.service.feed import ChangeFeed
 from taskyard.scheduler.service.ids import IdFactory, SortableIds
+from taskyard.scheduler.service.observers import Observer
+from taskyard.scheduler.service.sessions import Settings
 from taskyard.scheduler.service.tokens import Tokens
 from taskyard.scheduler.service.work_requests import WorkRequests
 from taskyard.scheduler.service.workers import Workers
@@ -101,6 +103,14 @@ class Scheduler:
 
     def _sweep_later(self) -> None:
         self._sweeping = asyncio.get_running_loop().create_task(self._sweep())
+
+    def observe_with(self, observer: Observer, *, submissions: bool = False) -> None:
+        """Tell `observer` of what the dispatcher does (and, with
+        `submissions`, let it follow each submission: one observer may).
+        Tracing and metrics watch the scheduler this way, not from inside."""
+        self.core.dispatcher.observers.append(observer)
+        if submissions:
+            self.work_requests.observer = observer
 
     def authenticate(self, bearer: str | None) -> Principal:
         """The principal behind a bearer secret."""

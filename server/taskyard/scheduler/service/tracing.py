@@ -1,157 +1,138 @@
-"""Application spans of the scheduler, each a child of the work request's trace.
+"""A work request's trace, as an observer of the scheduler's use cases.
 
-The submit span's W3C trace context is stored with the work request, so spans
-made later, after a restart, or for another attempt, still join that one
-trace.
+Every work request is one trace: the submit span (a child of the client's
+span when it sent a `traceparent`) is stored with the request as W3C trace
+context, so the spans of its queue wait, matching, assignment and completion
+join that trace later, after a restart too, for every attempt. Spans are made
+through the OpenTelemetry API only; a span whose start and end are known
+afterwards is started with `start_time` and ended with `end_time`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import NonRecordingSpan, SpanContext
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
-from taskyard.scheduler.domain import WorkRequest
-from taskyard.span_recorder import ChildSpans, RecordingTracerProvider, SpanRecorder
-from taskyard.trace_context import span_context_from, w3c_carrier
+from taskyard.scheduler import lifecycle
+from taskyard.scheduler.domain import State, WorkRequest
+from taskyard.scheduler.service.observers import Decision, Observer, SubmitWatch
+
+if TYPE_CHECKING:
+    from taskyard.scheduler.service.work_requests import Submitted
 
 SCOPE = "taskyard.scheduler"
-
 Attributes = dict[str, AttributeValue]
-_NO_TRACE = Context()  # no span in it
-
-
-def recorder() -> SpanRecorder | None:
-    """What records the scheduler's spans: only when traces are exported.
-
-    Without it nothing is made, not even the API's no-op spans, which still
-    cost tens of microseconds each, on every request.
-    """
-    return _recorder_of(trace.get_tracer_provider())
-
-
-@functools.lru_cache(maxsize=4)
-def _recorder_of(provider: trace.TracerProvider) -> SpanRecorder | None:
-    """Found once per provider (a traced request looks three times)."""
-    if isinstance(provider, RecordingTracerProvider):
-        return provider.recorder(SCOPE)
-    return None
-
-
-class RequestSpans:
-    """Records spans in one attempt of a work request's trace: the parent
-    and what every span says of the request are found once for all of the
-    attempt's spans (its assignment makes three, its completion one)."""
-
-    def __init__(
-        self, spans: ChildSpans, parent: SpanContext, task_name: str, attempt: int
-    ) -> None:
-        self._spans = spans
-        self._parent = parent
-        self._context: Context | None = None
-        self._request: Attributes = {"taskyard.task": task_name, "taskyard.attempt": attempt}
-
-    @property
-    def context(self) -> Context:
-        """The request's trace as a context, its submit span current (made
-        when first asked for: only metrics ask)."""
-        if self._context is None:
-            self._context = trace.set_span_in_context(NonRecordingSpan(self._parent))
-        return self._context
-
-    def record(
-        self,
-        name: str,
-        attributes: Attributes | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-    ) -> None:
-        """A span from `start` (default: now) to `end` (default: now). The
-        trace (whose submit span names the request) identifies the request;
-        each span adds its task and attempt, and what varies."""
-        self._spans.record(
-            name,
-            {**self._request, **attributes} if attributes else dict(self._request),
-            _nanos(start) if start else None,
-            _nanos(end) if end else None,
-        )
-
-
-def spans_of(work_request: WorkRequest) -> RequestSpans | None:
-    """What records spans of `work_request`'s current attempt, or None when
-    none would be kept: nothing records spans, or the sampler is sure to drop
-    them (an unsampled request's are dropped before their attributes are even
-    gathered)."""
-    spans = recorder()
-    if spans is None:
-        return None
-    carrier = work_request.trace_context
-    return _attempt_spans(
-        spans,
-        carrier.get("traceparent", ""),
-        carrier.get("tracestate", ""),
-        work_request.task_name,
-        work_request.attempt,
-    )
+#: Stored trace context is W3C's, whatever OTEL_PROPAGATORS says for RPCs.
+_W3C = TraceContextTextMapPropagator()
 
 
 @functools.lru_cache(maxsize=4096)
-def _attempt_spans(
-    spans: SpanRecorder, traceparent: str, tracestate: str, task_name: str, attempt: int
-) -> RequestSpans | None:
-    """Made once for an attempt's assignment and completion (they hold
-    nothing that changes; the least recently used go first)."""
-    parent = _parsed(traceparent, tracestate)
-    if spans.drops_child_of(parent):
-        return None
-    return RequestSpans(spans.under(parent), parent, task_name, attempt)
-
-
-def context_of(work_request: WorkRequest) -> Context:
-    """What a measurement of `work_request` is made in: its trace, with its
-    submit span current, so that a metric's exemplar names the request's
-    trace rather than whichever RPC is running (a worker's long session);
-    with no span at all when the request's spans are not kept."""
-    spans = spans_of(work_request)
-    return _NO_TRACE if spans is None else spans.context
-
-
-def span(name: str, attributes: Attributes) -> AbstractContextManager[trace.Span]:
-    """A span made current for a block (as the SDK's `use_span`: an exception
-    that escapes is recorded on it), when anything records spans."""
-    spans = recorder()
-    if spans is None:
-        return contextlib.nullcontext(trace.INVALID_SPAN)
-    return spans.current(name, attributes)
-
-
-def _nanos(moment: datetime) -> int:
-    return int(moment.timestamp() * 1e9)
-
-
-def record(name: str, work_request: WorkRequest, attributes: Attributes) -> None:
-    """A span, ending now, in the work request's trace."""
-    spans = spans_of(work_request)
-    if spans is not None:
-        spans.record(name, attributes)
-
-
-def stored_context(submit: trace.Span) -> dict[str, str]:
-    """What to store with a work request submitted in the span `submit`: its
-    W3C trace context (empty when nothing records spans)."""
-    context = submit.get_span_context()
-    return w3c_carrier(context) if context.is_valid else {}
-
-
-def _parsed(traceparent: str, tracestate: str) -> SpanContext:
-    """A stored trace context: the parent of spans in the request's trace."""
+def parent_of(traceparent: str, tracestate: str) -> Context:
+    """The context of a stored submit span: the parent of the request's spans."""
     carrier = {"traceparent": traceparent}
     if tracestate:
         carrier["tracestate"] = tracestate
-    return span_context_from(carrier)
+    return _W3C.extract(carrier)
+
+
+def context_of(work_request: WorkRequest) -> Context:
+    """The request's trace, its submit span current (for a metric's exemplar)."""
+    carrier = work_request.trace_context
+    return parent_of(carrier.get("traceparent", ""), carrier.get("tracestate", ""))
+
+
+def _nanos(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1e9)
+
+
+class _SubmitSpan(SubmitWatch):
+    def __init__(self, span: trace.Span) -> None:
+        self._span = span
+
+    def trace_context(self) -> dict[str, str]:
+        carrier: dict[str, str] = {}
+        _W3C.inject(carrier, trace.set_span_in_context(self._span))
+        return carrier
+
+    def stored(self, submitted: Submitted, refusals: Callable[[], dict[str, int]]) -> None:
+        span = self._span
+        span.set_attribute("taskyard.work_request.id", submitted.work_request.id)
+        span.set_attribute("taskyard.created", submitted.created)
+        if span.is_recording() and submitted.work_request.state is State.PENDING:
+            span.set_attributes({f"taskyard.workers.{r}": n for r, n in refusals().items()})
+
+
+class SpanObserver(Observer):
+    """Records the spans of each work request's trace with `tracer`."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self._tracer = tracer
+
+    @contextmanager
+    def submitting(self, task_name: str) -> Iterator[SubmitWatch]:
+        attributes = {"taskyard.task": task_name}
+        with self._tracer.start_as_current_span("taskyard.submit", attributes=attributes) as span:
+            yield _SubmitSpan(span)
+
+    def _record(
+        self,
+        name: str,
+        work_request: WorkRequest,
+        attributes: Attributes,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> None:
+        """A span in the request's trace, from `start` to `end` (default: now)."""
+        request: Attributes = {
+            "taskyard.task": work_request.task_name,
+            "taskyard.attempt": work_request.attempt,
+        }
+        span = self._tracer.start_span(
+            name,
+            context=context_of(work_request),
+            attributes={**request, **attributes},
+            start_time=_nanos(start),
+        )
+        span.end(end_time=_nanos(end))
+
+    def assigned(
+        self,
+        assigned: WorkRequest,
+        worker: str,
+        queued_since: datetime,
+        decision: Decision,
+        pending: int,
+    ) -> None:
+        self._record("taskyard.queue_wait", assigned, {}, queued_since, assigned.assigned_at)
+        match: Attributes = {
+            "taskyard.worker": worker,
+            "taskyard.candidates": decision.candidates,
+            "taskyard.cache_hits": decision.cache_hits,
+            "taskyard.pending": pending,
+        }
+        self._record("taskyard.match", assigned, match)
+        self._record("taskyard.assign", assigned, {"taskyard.worker": worker})
+
+    def completed(self, finished: WorkRequest, outcome: lifecycle.Outcome) -> None:
+        attributes: Attributes = {
+            "taskyard.outcome": outcome.value,
+            "taskyard.state": finished.state.value,
+        }
+        if finished.result.value:
+            attributes["taskyard.result"] = finished.result.value
+        self._record("taskyard.complete", finished, attributes)
+
+    def declined(self, work_request: WorkRequest, worker: str, reason: str) -> None:
+        attributes: Attributes = {"taskyard.worker": worker, "taskyard.reason": reason}
+        self._record("taskyard.declined", work_request, attributes)
+
+    def lease_expired(self, work_request: WorkRequest, worker: str) -> None:
+        self._record("taskyard.lease_expired", work_request, {"taskyard.worker": worker})

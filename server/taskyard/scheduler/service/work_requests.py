@@ -22,12 +22,12 @@ from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import FINAL_STATES, Result, State, WorkRequest
 from taskyard.scheduler.explain import Explanation, explain
 from taskyard.scheduler.matching import Shape
-from taskyard.scheduler.service import tracing
 from taskyard.scheduler.service.auth import Principal, is_admin, owner_of
 from taskyard.scheduler.service.configured import configured, shape_of
 from taskyard.scheduler.service.core import Core
 from taskyard.scheduler.service.dispatch import configured_task
 from taskyard.scheduler.service.messages import AbortReason
+from taskyard.scheduler.service.observers import Observer
 from taskyard.scheduler.store.port import StoreTransaction, WorkRequestFilter
 from taskyard.tasks import Task, TaskConfigError, UnknownTaskError
 
@@ -100,33 +100,31 @@ class WorkRequests:
 
     def __init__(self, core: Core) -> None:
         self._core = core
+        #: What follows each submission (tracing, when configured).
+        self.observer = Observer()
 
     async def submit(self, spec: SubmitSpec) -> Submitted:
         """Validate, store (acknowledged once committed) and queue one request.
 
-        The submit span's trace context is stored with the request: its whole
-        life (every attempt) is one trace.
+        An observer's trace context (the submit span's) is stored with the
+        request: its whole life (every attempt) is one trace.
         """
         return await self._submit(spec, {})
 
     async def _submit(self, spec: SubmitSpec, refusals: Refusals) -> Submitted:
-        with tracing.span("taskyard.submit", {"taskyard.task": spec.task_name}) as span:
+        with self.observer.submitting(spec.task_name) as watch:
             task = validate(spec)
-            submitted = await self._store(spec, task, tracing.stored_context(span))
-            span.set_attribute("taskyard.work_request.id", submitted.work_request.id)
-            span.set_attribute("taskyard.created", submitted.created)
-            if span.is_recording() and submitted.work_request.state is State.PENDING:
-                span.set_attributes(self._refusals(submitted.work_request, task, refusals))
+            submitted = await self._store(spec, task, watch.trace_context())
+            watch.stored(submitted, lambda: self._refusals(submitted.work_request, task, refusals))
             return submitted
 
     def _refusals(self, work_request: WorkRequest, task: Task, known: Refusals) -> dict[str, int]:
-        """Why no worker took the pending request at once: span attributes
-        counting the workers by reason, kept in `known` for others of its shape."""
+        """Why no worker took the pending request at once, counting the
+        workers by reason; kept in `known` for others of its shape."""
         shape = shape_of(work_request)
         found = known.get(shape)
         if found is None:
-            counts = self._core.dispatcher.refusals(task, shape)
-            found = known[shape] = {f"taskyard.workers.{r}": n for r, n in counts.items()}
+            found = known[shape] = self._core.dispatcher.refusals(task, shape)
         return found
 
     async def batch_submit(self, specs: Sequence[SubmitSpec]) -> list[Submitted | TaskyardError]:

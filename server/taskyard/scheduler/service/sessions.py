@@ -1,0 +1,276 @@
+"""The worker side of dispatching: sessions opening and closing, leases
+outliving them for a grace period, and what workers report.
+
+Part of the dispatcher (`Dispatcher` derives from `WorkerSessions`); apart
+only to keep each module readable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from taskyard.errors import FailedPreconditionError, NotFoundError
+from taskyard.scheduler import lifecycle
+from taskyard.scheduler.domain import Lease, State, Worker, WorkError, WorkRequest
+from taskyard.scheduler.service import messages
+from taskyard.scheduler.service.committer import GroupCommitter
+from taskyard.scheduler.service.live import LiveWorker, Session, view_of
+from taskyard.scheduler.service.observers import Observer
+from taskyard.scheduler.store.port import StoreTransaction
+
+log = logging.getLogger("taskyard.scheduler.service.dispatch")
+
+Clock = Callable[[], datetime]
+
+
+class StaleLeaseError(FailedPreconditionError):
+    """A report names an attempt the worker no longer holds."""
+
+    default_reason = "STALE_LEASE"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Timing and policy of the dispatcher."""
+
+    heartbeat_interval: float = 10.0
+    #: How long a worker's leases outlive its session.
+    lease_grace: float = 30.0
+    #: Missed heartbeat intervals before a silent session is closed.
+    missed_heartbeats: int = 3
+    default_max_attempts: int = 3
+
+
+class WorkerSessions:
+    """Sessions, leases and reports; the state is the dispatcher's."""
+
+    db: GroupCommitter
+    clock: Clock
+    settings: Settings
+    workers: dict[str, LiveWorker]
+    active: dict[str, WorkRequest]
+    observers: list[Observer]
+
+    def kick(self) -> None:
+        raise NotImplementedError
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        raise NotImplementedError
+
+    async def commit(
+        self, before: WorkRequest, after: WorkRequest, via: WorkRequest | None = None
+    ) -> bool:
+        raise NotImplementedError
+
+    # -- Sessions -----------------------------------------------------------
+
+    async def open_session(
+        self, worker: Worker, metadata: dict[str, Any], slots: int, running: Iterable[Lease]
+    ) -> Session:
+        """Open a worker's session after its hello and reconcile what it runs."""
+        updated = await self.db.run(
+            lambda tx: _save_hello(tx, worker.name, metadata, slots, self.clock())
+        )
+        live = self.workers.setdefault(updated.name, LiveWorker(updated, view_of(updated)))
+        live.worker, live.view = updated, view_of(updated)
+        if live.session is not None:
+            live.session.close(messages.Closing("replaced by a newer session", 0.0))
+        if live.grace is not None:
+            live.grace.cancel()
+            live.grace = None
+        silence = self.settings.heartbeat_interval * self.settings.missed_heartbeats
+        session = Session(updated.name, self._silent, silence)
+        live.session = session
+        session.send(
+            messages.Welcome(
+                updated.name, self.settings.heartbeat_interval, self.settings.lease_grace
+            )
+        )
+        await self._reconcile(live, {lease.work_request_id: lease for lease in running})
+        self.kick()
+        return session
+
+    async def _reconcile(self, live: LiveWorker, reported: dict[str, Lease]) -> None:
+        """Keep the leases the worker still holds; requeue the ones it lost; abort the rest."""
+        held = [w for w in self.active.values() if w.worker_name == live.worker.name]
+        live.busy = set()
+        for work_request in held:
+            if reported.pop(work_request.id, None) == work_request.lease:
+                live.busy.add(work_request.id)
+                continue
+            lost = lifecycle.requeue_or_fail(
+                work_request, self.clock(), "worker-lost", "the worker came back without it"
+            )
+            await self.commit(work_request, lost)
+        for lease in reported.values():
+            if live.session is not None:
+                why = "the scheduler no longer assigns this attempt to you"
+                live.session.send(messages.AbortWork(lease, messages.AbortReason.LEASE_LOST, why))
+
+    def close_session(self, session: Session) -> None:
+        """The session's stream ended: its leases survive for the grace period."""
+        session.close()
+        live = self.workers.get(session.worker_name)
+        if live is None or live.session is not session:
+            return
+        live.session = None
+        self._start_grace(live)
+
+    def _silent(self, session: Session) -> None:
+        log.warning("worker %s sent nothing for too long; closing its session", session.worker_name)
+        session.close()
+
+    def _start_grace(self, live: LiveWorker) -> None:
+        loop = asyncio.get_running_loop()
+        name = live.worker.name
+        live.grace = loop.call_later(
+            self.settings.lease_grace, lambda: self._spawn(self._expire_leases(name))
+        )
+
+    async def _expire_leases(self, worker_name: str) -> None:
+        live = self.workers[worker_name]
+        live.grace = None
+        if live.session is not None:
+            return
+        for work_request in [w for w in self.active.values() if w.worker_name == worker_name]:
+            lost = lifecycle.requeue_or_fail(
+                work_request, self.clock(), "worker-lost", f"worker {worker_name} was lost"
+            )
+            log.warning("lease of %s on %s expired: %s", work_request.id, worker_name, lost.state)
+            if await self.commit(work_request, lost):
+                for observer in self.observers:
+                    observer.lease_expired(work_request, worker_name)
+        live.busy.clear()
+
+    # -- Reports ------------------------------------------------------------
+
+    def _current(self, session: Session, lease: Lease) -> WorkRequest:
+        current = self.active.get(lease.work_request_id)
+        if current is None or current.lease != lease or current.worker_name != session.worker_name:
+            raise StaleLeaseError(
+                f"lease {lease.work_request_id}#{lease.attempt} is not held by "
+                f"worker {session.worker_name}",
+                metadata={"work_request_id": lease.work_request_id},
+            )
+        return current
+
+    async def started(self, session: Session, lease: Lease) -> None:
+        """The worker started an assignment."""
+        current = self._current(session, lease)
+        if current.state is State.ASSIGNED:
+            await self.commit(current, lifecycle.start(current, self.clock()))
+
+    async def declined(self, session: Session, lease: Lease, reason: str) -> None:
+        """The worker gave back an assignment it did not start."""
+        current = self._current(session, lease)
+        if current.state is not State.ASSIGNED:
+            raise FailedPreconditionError(
+                f"work request {lease.work_request_id} has started; it can only be completed now",
+                reason="ALREADY_STARTED",
+            )
+        live = self.workers.get(session.worker_name)
+        if live is not None:
+            live.busy.discard(lease.work_request_id)
+        if not await self.commit(current, lifecycle.decline(current, self.clock())):
+            raise StaleLeaseError(f"work request {lease.work_request_id} changed meanwhile")
+        log.info("%s gave back %s: %s", session.worker_name, current.id, reason)
+        for observer in self.observers:
+            observer.declined(current, session.worker_name, reason)
+        self.kick()
+
+    def draining(self, session: Session) -> None:
+        """The worker is stopping: give it no new work."""
+        if not session.draining:
+            session.draining = True
+            log.info("worker %s is stopping; it gets no new work", session.worker_name)
+
+    async def completed(
+        self,
+        session: Session,
+        lease: Lease,
+        outcome: lifecycle.Outcome,
+        output_json: str,
+        error: WorkError | None,
+        *,
+        started: bool = False,
+    ) -> None:
+        """The worker finished an assignment (and, with `started`, reported its
+        start in the same message). A resent report of a recorded result is
+        accepted again (its first acknowledgement may have been lost)."""
+        live = self.workers.get(session.worker_name)
+        if live is not None:
+            live.busy.discard(lease.work_request_id)
+            self.kick()
+        try:
+            current = self._current(session, lease)
+        except StaleLeaseError:
+            if await self._already_recorded(session, lease, outcome):
+                return
+            raise
+        now = self.clock()
+        running = None
+        if started and current.state is State.ASSIGNED:
+            running = lifecycle.start(current, now)
+        finished = lifecycle.finish(
+            running or current, outcome, now, output_json=output_json, error=error
+        )
+        if not await self.commit(current, finished, via=running):
+            raise StaleLeaseError(f"work request {lease.work_request_id} changed meanwhile")
+        for observer in self.observers:
+            observer.completed(finished, outcome)
+
+    async def _already_recorded(
+        self, session: Session, lease: Lease, outcome: lifecycle.Outcome
+    ) -> bool:
+        """Whether this exact report was recorded before (a resend after a lost ack)."""
+        stored = await self.db.run(lambda tx: tx.get_work_request(lease.work_request_id))
+        if stored is None or stored.lease != lease or stored.worker_name != session.worker_name:
+            return False
+        if outcome is lifecycle.Outcome.ABORTED:
+            return stored.state is State.ABORTED
+        return stored.state is State.COMPLETED and stored.result.value == outcome.value
+
+    async def metadata_changed(self, session: Session, metadata: dict[str, Any]) -> None:
+        """The worker sent new dynamic metadata."""
+        live = self.workers[session.worker_name]
+        updated = await self.db.run(
+            lambda tx: _save_hello(
+                tx, session.worker_name, metadata, live.worker.slots, self.clock()
+            )
+        )
+        self.worker_changed(updated)
+
+    def refresh_metadata(self, name: str) -> None:
+        """Ask a connected worker to send its dynamic metadata again."""
+        live = self.workers.get(name)
+        if live is None:
+            raise NotFoundError(f"no worker named {name!r}", reason="WORKER_NOT_FOUND")
+        if live.session is None:
+            raise FailedPreconditionError(
+                f"worker {name} is not connected", reason="WORKER_OFFLINE"
+            )
+        live.session.send(messages.RefreshMetadata())
+
+    def worker_changed(self, worker: Worker) -> None:
+        """An operator or the worker changed a worker's record."""
+        live = self.workers.setdefault(worker.name, LiveWorker(worker, view_of(worker)))
+        live.worker, live.view = worker, view_of(worker)
+        self.kick()
+
+
+def _save_hello(
+    tx: StoreTransaction, name: str, metadata: dict[str, Any], slots: int, now: datetime
+) -> Worker:
+    """Store what a worker said about itself; return the updated record."""
+    worker = tx.get_worker(name)
+    if worker is None:
+        raise NotFoundError(f"worker {name} is not registered", reason="UNKNOWN_WORKER")
+    updated = dataclasses.replace(worker, dynamic_metadata=metadata, slots=slots, last_seen_at=now)
+    tx.replace_worker(updated)
+    return updated
