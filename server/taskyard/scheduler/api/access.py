@@ -150,15 +150,21 @@ async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield checked(request)
 
 
-async def _fail(error: BaseException, context: Context) -> None:
-    """End the call with the status `error` stands for."""
+def _status_of(error: BaseException) -> grpc.Status:
+    """The status `error` stands for (logged when it is not the caller's doing)."""
     if isinstance(error, TaskyardError):
-        status = rpc_status.to_status(error)
         if isinstance(error, InvalidArgumentError):
             _mistakes.warning(error.reason, "refused a call: %s", error.message[:200])
-    else:
-        log.error("unexpected %s", type(error).__name__, exc_info=error)
-        status = rpc_status.internal_status()
+        return rpc_status.to_status(error)
+    log.error("unexpected %s", type(error).__name__, exc_info=error)
+    return rpc_status.internal_status()
+
+
+async def _fail(status: grpc.Status, context: Context) -> None:
+    """End the call with `status`. Called after the `except` block that
+    caught the error: an abort raised inside it would chain the error, whose
+    traceback holds the frame that holds it, a cycle only a full garbage
+    collection frees (a flood of bad calls would pile them up)."""
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
@@ -190,7 +196,9 @@ def _unary(behaviour: Any, admit: Admit, check: Callable[[Any], Any]) -> Any:
         except grpc.aio.AbortError:
             raise
         except Exception as error:
-            await _fail(error, context)
+            status = _status_of(error)
+        await _fail(status, context)  # raises AbortError
+        return None
 
     return call
 
@@ -201,9 +209,11 @@ def _streaming(behaviour: Any, admit: Admit, check: Callable[[Any], Any]) -> Any
             admit(context)
             async for response in behaviour(check(request), context):
                 yield response
+            return
         except grpc.aio.AbortError:
             raise
         except Exception as error:
-            await _fail(error, context)
+            status = _status_of(error)
+        await _fail(status, context)
 
     return call

@@ -167,7 +167,7 @@ def _refuse(session: WorkerSession, error: TaskyardError) -> None:
     _mistakes.warning(
         error.reason, "closing the session of %s: %s", session.worker_name, error.message[:200]
     )
-    session.failure = session.failure or error
+    session.failure = session.failure or error.with_traceback(None)  # no frame kept alive
     session.close()
 
 
