@@ -69,6 +69,7 @@ TASK_DATA = JsonLimits(max_length=1 * MIB)
 OUTPUT = JsonLimits(max_length=1 * MIB)
 METADATA = JsonLimits(max_length=256 * KIB)
 ARTIFACT_DATA = JsonLimits(max_length=64 * KIB)
+DETAILS = JsonLimits(max_length=64 * KIB)
 
 _ID = Rule(max_length=64)
 _NAME = Rule(max_length=200)
@@ -113,6 +114,11 @@ RULES: dict[str, Rule] = {
     "taskyard.v1.DownloadArtifactRequest.paths": Rule(max_items=10_000),
     "taskyard.v1.ListWorkersRequest.page_size": _PAGE,
     "taskyard.v1.ListTokensRequest.page_size": _PAGE,
+    "taskyard.v1.WorkCompleted.details_json": Rule(json=DETAILS),
+    "taskyard.v1.TaskOutput.offset": _SIZE,
+    "taskyard.v1.TaskOutput.chunks": Rule(max_items=64),
+    "taskyard.v1.OutputChunk.data": Rule(max_length=64 * KIB),
+    "taskyard.v1.LogsRequest.offset": _SIZE,
 }
 
 

@@ -51,6 +51,9 @@ def add_parser(subparsers: Subparsers) -> None:
         type=float,
         help="seconds an upload may go without progress before it is removed (3600)",
     )
+    parser.add_argument(
+        "--log-cap", type=int, help="bytes of each attempt's live log kept (64 MiB)"
+    )
     parser.add_argument("--config", type=Path, help="TOML file with a [scheduler] table")
     parser.add_argument(
         "--otlp-endpoint", help="export telemetry here (OTEL_EXPORTER_OTLP_ENDPOINT)"

@@ -35,6 +35,8 @@ class SchedulerConfig:
     partial_upload_max_age: float = 3600.0
     #: Bytes of unfinished uploads one caller may have declared at once.
     upload_quota: int = 10 * 1024**3
+    #: Bytes of one attempt's live log kept (the rest is cut, and it says so).
+    log_cap: int = 64 * 1024**2
 
     def database_url(self) -> str:
         """The database to use."""

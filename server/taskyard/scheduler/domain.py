@@ -109,6 +109,8 @@ class WorkRequest:
     abort_requested_at: datetime | None = None
     #: Who submitted it (`token:<id>`); fixed at submit.
     owner: str = ""
+    #: How the last attempt ended, as its task reported it (a JSON object).
+    details_json: str = ""
 
     @property
     def lease(self) -> Lease:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from datetime import datetime
 
 from taskyard.scheduler.domain import Result, State, WorkError, WorkRequest
@@ -40,10 +41,17 @@ def complete(
     *,
     output_json: str = "",
     error: WorkError | None = None,
+    details_json: str = "",
 ) -> WorkRequest:
     """The request completed with `result`."""
     return work_request.moved_to(
-        State.COMPLETED, now, result=result, output_json=output_json, error=error, completed_at=now
+        State.COMPLETED,
+        now,
+        result=result,
+        output_json=output_json,
+        error=error,
+        completed_at=now,
+        details_json=details_json,
     )
 
 
@@ -78,22 +86,45 @@ def requeue_or_fail(
     )
 
 
-def finish(
-    work_request: WorkRequest,
-    outcome: Outcome,
-    now: datetime,
-    *,
-    output_json: str = "",
-    error: WorkError | None = None,
-) -> WorkRequest:
-    """The request after its worker reported how the attempt ended."""
+@dataclass(frozen=True)
+class Ending:
+    """How a worker says an attempt ended."""
+
+    outcome: Outcome
+    output_json: str = ""
+    error: WorkError | None = None
+    #: What the task reported of it: a JSON object (`{"exit_code": 3}`).
+    details_json: str = ""
+
+
+def finish(work_request: WorkRequest, ending: Ending, now: datetime) -> WorkRequest:
+    """The request after its worker reported how the attempt ended (a
+    failure keeps its reason: `exit-code`, `signal`...)."""
+    outcome, output_json, error = ending.outcome, ending.output_json, ending.error
+    details_json = ending.details_json
     if outcome is Outcome.SUCCESS:
-        return complete(work_request, Result.SUCCESS, now, output_json=output_json)
+        return complete(
+            work_request, Result.SUCCESS, now, output_json=output_json, details_json=details_json
+        )
     if outcome is Outcome.FAILURE:
-        return complete(work_request, Result.FAILURE, now, output_json=output_json)
+        return complete(
+            work_request,
+            Result.FAILURE,
+            now,
+            output_json=output_json,
+            error=error,
+            details_json=details_json,
+        )
     if outcome is Outcome.ERROR:
         error = error or WorkError("task-error", "the task failed without saying why")
-        return complete(work_request, Result.ERROR, now, output_json=output_json, error=error)
+        return complete(
+            work_request,
+            Result.ERROR,
+            now,
+            output_json=output_json,
+            error=error,
+            details_json=details_json,
+        )
     message = "the worker stopped the task before it finished"
     return requeue_or_fail(work_request, now, "worker-lost", message)
 

@@ -29,6 +29,7 @@ from taskyard.scheduler.api.operator import OperatorServicer
 from taskyard.scheduler.api.work_requests import WorkRequestServicer
 from taskyard.scheduler.api.workers import WorkerServicer
 from taskyard.scheduler.blobs.local import LocalBlobStore
+from taskyard.scheduler.blobs.logs import LogFiles
 from taskyard.scheduler.config import SchedulerConfig
 from taskyard.scheduler.service import metrics
 from taskyard.scheduler.service.artifacts import Limits
@@ -101,10 +102,10 @@ async def start_server(scheduler: Scheduler, config: SchedulerConfig) -> Running
     server = grpc.aio.server(interceptors=interceptors, options=options)
     core = scheduler.core
     work_requests_pb2_grpc.add_WorkRequestServiceServicer_to_server(
-        WorkRequestServicer(scheduler.work_requests, scheduler.artifacts), server
+        WorkRequestServicer(scheduler.work_requests, scheduler.artifacts, scheduler.logs), server
     )
     workers_pb2_grpc.add_WorkerServiceServicer_to_server(
-        WorkerServicer(scheduler.workers, core.dispatcher), server
+        WorkerServicer(scheduler.workers, core.dispatcher, scheduler.logs), server
     )
     operator_pb2_grpc.add_OperatorServiceServicer_to_server(
         OperatorServicer(scheduler.workers, scheduler.tokens), server
@@ -163,6 +164,8 @@ def build_scheduler(config: SchedulerConfig) -> Scheduler:
         auto_enable_workers=config.auto_enable_workers,
         blobs=LocalBlobStore(config.data_dir / "blobs"),
         limits=limits,
+        logs=LogFiles(config.data_dir / "logs"),
+        log_cap=config.log_cap,
     )
     if traces_recorded():  # observers only when exported: otherwise they cost for nothing
         scheduler.observe_with(SpanObserver(trace.get_tracer(TRACING_SCOPE)), submissions=True)

@@ -45,6 +45,8 @@ def describe(work_request: work_requests_pb2.WorkRequest) -> str:
     if work_request.HasField("error"):
         error = work_request.error
         lines.append(f"error:     {error.reason}: {error.message}")
+    if work_request.details_json:
+        lines.append(f"details:   {work_request.details_json}")
     return "\n".join(lines)
 
 

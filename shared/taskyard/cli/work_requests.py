@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
+from taskyard.cli import logs
 from taskyard.cli.connection import Connection, add_connection_arguments, cli_error
 from taskyard.cli.errors import CliError
 from taskyard.cli.json_arg import parse_json_object
@@ -38,7 +39,7 @@ def client_command(
     return run
 
 
-def _add(
+def add_command(
     subparsers: Subparsers,
     name: str,
     help_text: str,
@@ -53,7 +54,7 @@ def _add(
 
 def add_parsers(subparsers: Subparsers) -> None:
     """Register the work-request commands."""
-    submit = _add(subparsers, "submit", "queue a work request", _submit)
+    submit = add_command(subparsers, "submit", "queue a work request", _submit)
     submit.add_argument("task", help="task name")
     submit.add_argument("--data", default="{}", help="task data: JSON object, or @FILE")
     submit.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
@@ -64,6 +65,14 @@ def add_parsers(subparsers: Subparsers) -> None:
     submit.add_argument(
         "--wait", action="store_true", help="follow it to the end; exit 1 unless it succeeds"
     )
+    submit.add_argument(
+        "--follow",
+        action="store_true",
+        help="with --wait: print its output live; exit with the task's exit status",
+    )
+    logs.add_arguments(
+        add_command(subparsers, "logs", "print a work request's output", logs.logs_command)
+    )
     for name, help_text, action in (
         ("get", "show a work request", _get),
         ("watch", "follow a work request until it ends", _watch),
@@ -71,8 +80,8 @@ def add_parsers(subparsers: Subparsers) -> None:
         ("retry", "start a new attempt of a failed or aborted request", _retry),
         ("explain", "say why a pending request is not running", _explain),
     ):
-        _add(subparsers, name, help_text, action).add_argument("id", help="work request id")
-    listing = _add(subparsers, "list", "list work requests, newest first", _list)
+        add_command(subparsers, name, help_text, action).add_argument("id", help="work request id")
+    listing = add_command(subparsers, "list", "list work requests, newest first", _list)
     listing.add_argument(
         "--state", action="append", default=[], help="pending, running, ... (repeatable)"
     )
@@ -99,6 +108,8 @@ async def _submit(connection: Connection, args: argparse.Namespace) -> int:
         print(as_json(work_request) if args.json else work_request.id)
         return 0
     print(f"submitted {work_request.id}", file=sys.stderr)
+    if args.follow:
+        return await logs.follow_to_the_end(connection, work_request.id)
     return await _follow(connection, work_request.id, args.json)
 
 

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
@@ -97,6 +98,12 @@ class Task(ABC):
         #: Seconds the task has, from `abort()`, to stop every process it
         #: started; the worker sets it from its abort grace.
         self.abort_grace: float = 10.0
+        #: How the task ended, beside `_execute()`'s bool (see `report()`).
+        self.result_details: dict[str, Any] = {}
+        #: Why the task failed or erred, in kebab-case (see `report()`).
+        self.result_reason: str | None = None
+        self.result_message: str = ""
+        self._output: Callable[[str, bytes], None] | None = None
         self._debug_log_dir: Path | None = None
         self._debug_log_files: dict[str, IO[Any]] = {}
 
@@ -183,6 +190,32 @@ class Task(ABC):
     def configure_server_access(self, access: ServerAccess) -> None:
         """Set the object through which the running task reaches the scheduler."""
         self.server_access = access
+
+    # -- How it ended, and its output as it goes --------------------------
+
+    def report(self, reason: str | None = None, message: str = "", **details: Any) -> None:
+        """Say how the task ended, alongside the bool `_execute()` returns.
+
+        `details` (JSON values) become the work request's `details`, e.g.
+        `exit_code=3`; `reason` (kebab-case, e.g. `exit-code`) and `message`
+        say why a failure failed. The last call wins for each key.
+        """
+        self.result_details.update(details)
+        if reason is not None:
+            self.result_reason = reason
+        if message:
+            self.result_message = message
+
+    def configure_output(self, sink: Callable[[str, bytes], None]) -> None:
+        """Set where `emit_output()` sends the task's live output (the worker
+        streams it to the scheduler)."""
+        self._output = sink
+
+    def emit_output(self, stream: str, data: bytes) -> None:
+        """Send output as it is produced: `stream` is `stdout`, `stderr` or
+        `log`. Without a sink (run locally, or on the scheduler) it goes nowhere."""
+        if self._output is not None and data:
+            self._output(stream, data)
 
     # -- Abort ------------------------------------------------------------
 

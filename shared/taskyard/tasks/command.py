@@ -15,11 +15,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, ClassVar
 
-from taskyard.errors import FieldViolation, PermissionDeniedError
+from taskyard.errors import FieldViolation, PermissionDeniedError, UnavailableError
 from taskyard.tasks import process_groups
 from taskyard.tasks.base import Task
 from taskyard.tasks.errors import TaskConfigError
@@ -57,10 +58,40 @@ class CommandNotAllowedError(PermissionDeniedError):
     default_reason = "COMMAND_NOT_ALLOWED"
 
 
+class CommandTimeoutError(UnavailableError):
+    """The program ran longer than the task data's `timeout`: the attempt
+    ends as error/timeout, as with the request's own timeout."""
+
+    default_reason = "TIMEOUT"
+
+
+class _Stream:
+    """One of the program's output streams: kept as a debug log file and
+    sent live, byte for byte the same."""
+
+    def __init__(self, task: Task, name: str, file: IO[bytes]) -> None:
+        self._task, self._name, self._file = task, name, file
+        self._lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            self._file.write(data)
+            self._file.flush()
+            self._task.emit_output(self._name, data)
+
+    def pump(self, pipe: IO[bytes] | None) -> None:
+        """Copy the pipe here until its end (every writer gone)."""
+        assert pipe is not None
+        with pipe:
+            while data := os.read(pipe.fileno(), 64 * 1024):
+                self.write(data)
+
+
 class Command(Task):
     """Run a program with arguments in a fresh temporary directory."""
 
     TASK_VERSION = 1
+    _timed_out = False
     TASK_DATA_SCHEMA: ClassVar[dict[str, Any]] = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
@@ -126,15 +157,37 @@ class Command(Task):
         with tempfile.TemporaryDirectory(prefix="taskyard-command-") as directory:
             code = self._run(argv, Path(directory))
             self._upload_outputs(Path(directory))
+        if self._timed_out:
+            raise CommandTimeoutError(f"{argv[0]} ran longer than its {self.data['timeout']:g}s")
+        self._report_exit(argv[0], code)
         return code == 0
+
+    def _report_exit(self, program: str, code: int | None) -> None:
+        """Record how the program ended: its exit code, or the signal."""
+        if code is None:
+            self.report("not-started", f"{program} could not be started")
+        elif code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            self.report(
+                "signal", f"{program} was ended by {name}", signal=name, signal_number=-code
+            )
+        elif code:
+            self.report("exit-code", f"{program} exited with {code}", exit_code=code)
+        else:
+            self.report(exit_code=0)
 
     def _run(self, argv: list[str], directory: Path) -> int | None:
         env = {**os.environ, **self.data.get("env", {})} if self.data else dict(os.environ)
         timeout = self.data.get("timeout") if self.data else None
+        self._timed_out = False
         with (
             self.create_debug_log_file("stdout.txt", mode="wb") as stdout,
             self.create_debug_log_file("stderr.txt", mode="wb") as stderr,
         ):
+            logs = {
+                "stdout": _Stream(self, "stdout", stdout),
+                "stderr": _Stream(self, "stderr", stderr),
+            }
             try:
                 # A group of its own: stopping the program stops its children.
                 process = subprocess.Popen(
@@ -142,27 +195,35 @@ class Command(Task):
                     cwd=directory,
                     env=env,
                     stdin=subprocess.DEVNULL,
-                    stdout=stdout,
-                    stderr=stderr,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
                     process_group=0,
                 )
             except OSError as error:
-                stderr.write(f"taskyard: cannot start {argv[0]}: {error}\n".encode())
+                logs["stderr"].write(f"taskyard: cannot start {argv[0]}: {error}\n".encode())
                 return None
             process_groups.started(process.pid)
+            pumps = [
+                threading.Thread(target=logs[name].pump, args=(pipe,), daemon=True)
+                for name, pipe in (("stdout", process.stdout), ("stderr", process.stderr))
+            ]
+            for pump in pumps:
+                pump.start()
             try:
-                self._supervise(process, argv[0], timeout, stderr)
+                self._supervise(process, argv[0], timeout, logs["stderr"])
             finally:
                 # Whatever the program left in its group goes with it. The
                 # program is still unreaped here, so its pid (the group id)
                 # cannot have been reused.
                 process_groups.signal_group(process.pid, signal.SIGKILL)
+                for pump in pumps:
+                    pump.join()
                 process.wait()
                 process_groups.ended(process.pid)
             return process.returncode
 
     def _supervise(
-        self, process: subprocess.Popen[bytes], name: str, timeout: float | None, stderr: IO[bytes]
+        self, process: subprocess.Popen[bytes], name: str, timeout: float | None, notes: _Stream
     ) -> None:
         """Wait for the program to exit (without reaping it); stop its group
         on abort or timeout: SIGTERM, then SIGKILL once the grace is over."""
@@ -172,8 +233,9 @@ class Command(Task):
             if stop_at is None and (
                 self.wait_for_abort(0.05) or (deadline and time.monotonic() > deadline)
             ):
+                self._timed_out = not self.aborted
                 why = "aborted" if self.aborted else f"timed out after {timeout:g}s"
-                stderr.write(f"\ntaskyard: {why}; stopping {name}\n".encode())
+                notes.write(f"\ntaskyard: {why}; stopping {name}\n".encode())
                 process_groups.signal_group(process.pid, signal.SIGTERM)
                 stop_at = time.monotonic() + self.abort_grace
             elif stop_at is not None:

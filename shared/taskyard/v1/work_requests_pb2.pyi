@@ -96,6 +96,38 @@ worker, it timed out, or its worker was lost too many times.
 """
 Global___WorkRequestResult: _TypeAlias = WorkRequestResult  # noqa: Y015
 
+class _LogStream:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LogStreamEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LogStream.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOG_STREAM_UNSPECIFIED: _LogStream.ValueType  # 0
+    """Never used."""
+    LOG_STREAM_STDOUT: _LogStream.ValueType  # 1
+    """The standard output of the task's program."""
+    LOG_STREAM_STDERR: _LogStream.ValueType  # 2
+    """The standard error of the task's program."""
+    LOG_STREAM_LOG: _LogStream.ValueType  # 3
+    """A line the task's own code logged (its `logger`)."""
+    LOG_STREAM_TASKYARD: _LogStream.ValueType  # 4
+    """A note from Taskyard, e.g. that the log was cut at its size limit."""
+
+class LogStream(_LogStream, metaclass=_LogStreamEnumTypeWrapper):
+    """Where a chunk of a task's output came from."""
+
+LOG_STREAM_UNSPECIFIED: LogStream.ValueType  # 0
+"""Never used."""
+LOG_STREAM_STDOUT: LogStream.ValueType  # 1
+"""The standard output of the task's program."""
+LOG_STREAM_STDERR: LogStream.ValueType  # 2
+"""The standard error of the task's program."""
+LOG_STREAM_LOG: LogStream.ValueType  # 3
+"""A line the task's own code logged (its `logger`)."""
+LOG_STREAM_TASKYARD: LogStream.ValueType  # 4
+"""A note from Taskyard, e.g. that the log was cut at its size limit."""
+Global___LogStream: _TypeAlias = LogStream  # noqa: Y015
+
 class _Eligibility:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -160,7 +192,9 @@ class WorkRequestError(_message.Message):
     reason: _builtins.str
     """Stable machine-readable reason in kebab-case: `task-raised`,
     `configure-failed`, `unknown-task`, `timeout`, `worker-lost`,
-    `command-not-allowed`, `aborted`.
+    `command-not-allowed`, `aborted`, `executor-died`, `quarantined`; for a
+    FAILURE `exit-code` (a program exited non-zero) or `signal` (a signal
+    ended it), or `task-failed` when the task said no more.
     """
     type: _builtins.str
     """Class name of the exception the task raised, if any."""
@@ -206,6 +240,7 @@ class WorkRequest(_message.Message):
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
+    DETAILS_JSON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Scheduler-assigned id; it never changes, also across retries."""
     task_name: _builtins.str
@@ -232,9 +267,14 @@ class WorkRequest(_message.Message):
     """The client's idempotency key, if it gave one."""
     owner: _builtins.str
     """Who submitted it: `token:<token id>`."""
+    details_json: _builtins.str
+    """How the attempt ended, as the task reported it: a JSON object, e.g.
+    `{"exit_code": 3}` or `{"signal": "SIGKILL", "signal_number": 9}` for a
+    `command`; empty until an attempt ends, and when the task said nothing.
+    """
     @_builtins.property
     def error(self) -> Global___WorkRequestError:
-        """Set when `result` is ERROR or `state` is ABORTED."""
+        """Set when `result` is ERROR or FAILURE, or `state` is ABORTED."""
 
     @_builtins.property
     def timeout(self) -> _duration_pb2.Duration:
@@ -282,14 +322,87 @@ class WorkRequest(_message.Message):
         completed_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         owner: _builtins.str = ...,
+        details_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["assigned_at", b"assigned_at", "completed_at", b"completed_at", "created_at", b"created_at", "error", b"error", "started_at", b"started_at", "timeout", b"timeout", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned_at", b"assigned_at", "attempt", b"attempt", "completed_at", b"completed_at", "created_at", b"created_at", "error", b"error", "id", b"id", "idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "output_json", b"output_json", "owner", b"owner", "priority", b"priority", "result", b"result", "started_at", b"started_at", "state", b"state", "task_data_json", b"task_data_json", "task_name", b"task_name", "timeout", b"timeout", "updated_at", b"updated_at", "worker_name", b"worker_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned_at", b"assigned_at", "attempt", b"attempt", "completed_at", b"completed_at", "created_at", b"created_at", "details_json", b"details_json", "error", b"error", "id", b"id", "idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "output_json", b"output_json", "owner", b"owner", "priority", b"priority", "result", b"result", "started_at", b"started_at", "state", b"state", "task_data_json", b"task_data_json", "task_name", b"task_name", "timeout", b"timeout", "updated_at", b"updated_at", "worker_name", b"worker_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WorkRequest: _TypeAlias = WorkRequest  # noqa: Y015
+
+@_typing.final
+class LogsRequest(_message.Message):
+    """Request of WorkRequestService.Logs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    FOLLOW_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Id of the work request."""
+    attempt: _builtins.int
+    """Attempt whose output to read; 0 means the current one."""
+    offset: _builtins.int
+    """Where to start: 0, or a `next_offset` received before."""
+    follow: _builtins.bool
+    """Keep streaming new output until the attempt has ended."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        offset: _builtins.int = ...,
+        follow: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "follow", b"follow", "id", b"id", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogsRequest: _TypeAlias = LogsRequest  # noqa: Y015
+
+@_typing.final
+class LogChunk(_message.Message):
+    """A piece of one attempt's output."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    NEXT_OFFSET_FIELD_NUMBER: _builtins.int
+    STREAM_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    attempt: _builtins.int
+    """The attempt it belongs to."""
+    offset: _builtins.int
+    """Where this chunk starts in the attempt's log."""
+    next_offset: _builtins.int
+    """Where the next chunk starts: pass it as `LogsRequest.offset` to resume."""
+    stream: Global___LogStream.ValueType
+    """Which stream the bytes came from."""
+    data: _builtins.bytes
+    """The bytes, as the program wrote them (at most 64 KiB)."""
+    def __init__(
+        self,
+        *,
+        attempt: _builtins.int = ...,
+        offset: _builtins.int = ...,
+        next_offset: _builtins.int = ...,
+        stream: Global___LogStream.ValueType = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "data", b"data", "next_offset", b"next_offset", "offset", b"offset", "stream", b"stream"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogChunk: _TypeAlias = LogChunk  # noqa: Y015
 
 @_typing.final
 class SubmitRequest(_message.Message):

@@ -88,6 +88,11 @@ class WorkRequestServiceStub:
                 request_serializer=taskyard_dot_v1_dot_work__requests__pb2.ExplainRequest.SerializeToString,
                 response_deserializer=taskyard_dot_v1_dot_work__requests__pb2.ExplainResponse.FromString,
                 _registered_method=True)
+        self.Logs = channel.unary_stream(
+                '/taskyard.v1.WorkRequestService/Logs',
+                request_serializer=taskyard_dot_v1_dot_work__requests__pb2.LogsRequest.SerializeToString,
+                response_deserializer=taskyard_dot_v1_dot_work__requests__pb2.LogChunk.FromString,
+                _registered_method=True)
 
 
 class WorkRequestServiceServicer:
@@ -166,6 +171,16 @@ class WorkRequestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Logs(self, request, context):
+        """Streams the output of one attempt (stdout, stderr and the task's log
+        lines, as they were produced) from an offset: what is stored so far,
+        then, with `follow`, each new chunk until the attempt has ended and all
+        of it was sent. Resume a broken stream at the last `next_offset`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkRequestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -208,6 +223,11 @@ def add_WorkRequestServiceServicer_to_server(servicer, server):
                     servicer.Explain,
                     request_deserializer=taskyard_dot_v1_dot_work__requests__pb2.ExplainRequest.FromString,
                     response_serializer=taskyard_dot_v1_dot_work__requests__pb2.ExplainResponse.SerializeToString,
+            ),
+            'Logs': grpc.unary_stream_rpc_method_handler(
+                    servicer.Logs,
+                    request_deserializer=taskyard_dot_v1_dot_work__requests__pb2.LogsRequest.FromString,
+                    response_serializer=taskyard_dot_v1_dot_work__requests__pb2.LogChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -440,6 +460,33 @@ class WorkRequestService:
             '/taskyard.v1.WorkRequestService/Explain',
             taskyard_dot_v1_dot_work__requests__pb2.ExplainRequest.SerializeToString,
             taskyard_dot_v1_dot_work__requests__pb2.ExplainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/taskyard.v1.WorkRequestService/Logs',
+            taskyard_dot_v1_dot_work__requests__pb2.LogsRequest.SerializeToString,
+            taskyard_dot_v1_dot_work__requests__pb2.LogChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -69,6 +69,12 @@ class WorkRequestServiceStub:
     """
     Explain: _grpc.UnaryUnaryMultiCallable[_work_requests_pb2.ExplainRequest, _work_requests_pb2.ExplainResponse]
     """Says, for a pending work request, why each known worker has not taken it."""
+    Logs: _grpc.UnaryStreamMultiCallable[_work_requests_pb2.LogsRequest, _work_requests_pb2.LogChunk]
+    """Streams the output of one attempt (stdout, stderr and the task's log
+    lines, as they were produced) from an offset: what is stored so far,
+    then, with `follow`, each new chunk until the attempt has ended and all
+    of it was sent. Resume a broken stream at the last `next_offset`.
+    """
 
 @_typing.type_check_only
 class WorkRequestServiceAsyncStub(WorkRequestServiceStub):
@@ -111,6 +117,12 @@ class WorkRequestServiceAsyncStub(WorkRequestServiceStub):
     """
     Explain: _aio.UnaryUnaryMultiCallable[_work_requests_pb2.ExplainRequest, _work_requests_pb2.ExplainResponse]  # type: ignore[assignment]
     """Says, for a pending work request, why each known worker has not taken it."""
+    Logs: _aio.UnaryStreamMultiCallable[_work_requests_pb2.LogsRequest, _work_requests_pb2.LogChunk]  # type: ignore[assignment]
+    """Streams the output of one attempt (stdout, stderr and the task's log
+    lines, as they were produced) from an offset: what is stored so far,
+    then, with `follow`, each new chunk until the attempt has ended and all
+    of it was sent. Resume a broken stream at the last `next_offset`.
+    """
 
 class WorkRequestServiceServicer(metaclass=_abc_1.ABCMeta):
     """Submitting, inspecting and controlling work requests.
@@ -198,5 +210,17 @@ class WorkRequestServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_work_requests_pb2.ExplainResponse, _abc.Awaitable[_work_requests_pb2.ExplainResponse]]:
         """Says, for a pending work request, why each known worker has not taken it."""
+
+    @_abc_1.abstractmethod
+    def Logs(
+        self,
+        request: _work_requests_pb2.LogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_work_requests_pb2.LogChunk], _abc.AsyncIterator[_work_requests_pb2.LogChunk]]:
+        """Streams the output of one attempt (stdout, stderr and the task's log
+        lines, as they were produced) from an offset: what is stored so far,
+        then, with `follow`, each new chunk until the attempt has ended and all
+        of it was sent. Resume a broken stream at the last `next_offset`.
+        """
 
 def add_WorkRequestServiceServicer_to_server(servicer: WorkRequestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -195,6 +195,7 @@ class SessionRequest(_message.Message):
     METADATA_UPDATE_FIELD_NUMBER: _builtins.int
     REPORTS_FIELD_NUMBER: _builtins.int
     DRAINING_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___WorkerHello:
         """First message of every session."""
@@ -215,6 +216,10 @@ class SessionRequest(_message.Message):
     def draining(self) -> Global___Draining:
         """The worker is stopping: assign it nothing more."""
 
+    @_builtins.property
+    def output(self) -> Global___TaskOutput:
+        """Output of a running task, in order."""
+
     def __init__(
         self,
         *,
@@ -223,12 +228,13 @@ class SessionRequest(_message.Message):
         metadata_update: Global___MetadataUpdate | None = ...,
         reports: Global___WorkReports | None = ...,
         draining: Global___Draining | None = ...,
+        output: Global___TaskOutput | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["draining", b"draining", "heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "metadata_update", b"metadata_update", "reports", b"reports"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["draining", b"draining", "heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "metadata_update", b"metadata_update", "output", b"output", "reports", b"reports"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["draining", b"draining", "heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "metadata_update", b"metadata_update", "reports", b"reports"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["draining", b"draining", "heartbeat", b"heartbeat", "hello", b"hello", "message", b"message", "metadata_update", b"metadata_update", "output", b"output", "reports", b"reports"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "heartbeat", "metadata_update", "reports", "draining"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "heartbeat", "metadata_update", "reports", "draining", "output"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
@@ -397,6 +403,135 @@ class WorkerHello(_message.Message):
 Global___WorkerHello: _TypeAlias = WorkerHello  # noqa: Y015
 
 @_typing.final
+class TaskOutput(_message.Message):
+    """A task's output as it is produced, with the offset of its first chunk in
+    the attempt's log. Each chunk is one framed record of the log (a 5-byte
+    header, stream then length, and the data), so offsets count those bytes.
+    The worker sends from the last offset the scheduler acknowledged; chunks
+    the scheduler already has are skipped, so resending is harmless.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    CHUNKS_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    offset: _builtins.int
+    """Offset of the first chunk in the attempt's log."""
+    end: _builtins.bool
+    """The attempt has ended and this is the last of its output (a follower
+    of its log stops here).
+    """
+    @_builtins.property
+    def lease(self) -> _common_pb2.Lease:
+        """The attempt the output belongs to."""
+
+    @_builtins.property
+    def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutputChunk]:
+        """The chunks, in order; at most 64, each at most 64 KiB of data."""
+
+    def __init__(
+        self,
+        *,
+        lease: _common_pb2.Lease | None = ...,
+        offset: _builtins.int = ...,
+        chunks: _abc.Iterable[Global___OutputChunk] | None = ...,
+        end: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "end", b"end", "lease", b"lease", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskOutput: _TypeAlias = TaskOutput  # noqa: Y015
+
+@_typing.final
+class OutputChunk(_message.Message):
+    """One chunk of a task's output."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    stream: _work_requests_pb2.LogStream.ValueType
+    """Which stream the bytes came from."""
+    data: _builtins.bytes
+    """The bytes, at most 64 KiB."""
+    def __init__(
+        self,
+        *,
+        stream: _work_requests_pb2.LogStream.ValueType = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "stream", b"stream"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutputChunk: _TypeAlias = OutputChunk  # noqa: Y015
+
+@_typing.final
+class OutputAcks(_message.Message):
+    """Acknowledgements of task output."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def acks(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutputAck]:
+        """One per lease whose output arrived."""
+
+    def __init__(
+        self,
+        *,
+        acks: _abc.Iterable[Global___OutputAck] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acks", b"acks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutputAcks: _TypeAlias = OutputAcks  # noqa: Y015
+
+@_typing.final
+class OutputAck(_message.Message):
+    """What the scheduler has stored of one attempt's output."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_FIELD_NUMBER: _builtins.int
+    COMMITTED_FIELD_NUMBER: _builtins.int
+    CLOSED_FIELD_NUMBER: _builtins.int
+    committed: _builtins.int
+    """Bytes of the log stored: send from here."""
+    closed: _builtins.bool
+    """True when the scheduler takes no more of this attempt's output (the log
+    reached its size limit, or the lease is not current): stop sending.
+    """
+    @_builtins.property
+    def lease(self) -> _common_pb2.Lease:
+        """The attempt."""
+
+    def __init__(
+        self,
+        *,
+        lease: _common_pb2.Lease | None = ...,
+        committed: _builtins.int = ...,
+        closed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "committed", b"committed", "lease", b"lease"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutputAck: _TypeAlias = OutputAck  # noqa: Y015
+
+@_typing.final
 class WorkerHeartbeat(_message.Message):
     """Liveness signal from the worker."""
 
@@ -487,11 +622,16 @@ class WorkCompleted(_message.Message):
     OUTPUT_JSON_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
+    DETAILS_JSON_FIELD_NUMBER: _builtins.int
     outcome: Global___WorkOutcome.ValueType
     """How it ended."""
     output_json: _builtins.str
     """Output data of the task, a JSON object as text of at most 1 MiB; empty
     when there is none. `error.message` holds at most 64 KiB.
+    """
+    details_json: _builtins.str
+    """How the attempt ended, as the task reported it: a JSON object of at
+    most 64 KiB, e.g. `{"exit_code": 3}`; empty when the task said nothing.
     """
     @_builtins.property
     def lease(self) -> _common_pb2.Lease:
@@ -513,10 +653,11 @@ class WorkCompleted(_message.Message):
         output_json: _builtins.str = ...,
         error: _work_requests_pb2.WorkRequestError | None = ...,
         finished_at: _timestamp_pb2.Timestamp | None = ...,
+        details_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "finished_at", b"finished_at", "lease", b"lease"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "finished_at", b"finished_at", "lease", b"lease", "outcome", b"outcome", "output_json", b"output_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details_json", b"details_json", "error", b"error", "finished_at", b"finished_at", "lease", b"lease", "outcome", b"outcome", "output_json", b"output_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -534,6 +675,7 @@ class SessionResponse(_message.Message):
     METADATA_REFRESH_FIELD_NUMBER: _builtins.int
     ACKS_FIELD_NUMBER: _builtins.int
     CLOSING_FIELD_NUMBER: _builtins.int
+    OUTPUT_ACKS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___SessionWelcome:
         """Answer to the hello: the session is open."""
@@ -558,6 +700,10 @@ class SessionResponse(_message.Message):
     def closing(self) -> Global___SessionClosing:
         """The scheduler is shutting down; reconnect later."""
 
+    @_builtins.property
+    def output_acks(self) -> Global___OutputAcks:
+        """How much of a task's output the scheduler has stored."""
+
     def __init__(
         self,
         *,
@@ -567,12 +713,13 @@ class SessionResponse(_message.Message):
         metadata_refresh: Global___MetadataRefresh | None = ...,
         acks: Global___ReportAcks | None = ...,
         closing: Global___SessionClosing | None = ...,
+        output_acks: Global___OutputAcks | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["abort", b"abort", "acks", b"acks", "assignments", b"assignments", "closing", b"closing", "message", b"message", "metadata_refresh", b"metadata_refresh", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["abort", b"abort", "acks", b"acks", "assignments", b"assignments", "closing", b"closing", "message", b"message", "metadata_refresh", b"metadata_refresh", "output_acks", b"output_acks", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["abort", b"abort", "acks", b"acks", "assignments", b"assignments", "closing", b"closing", "message", b"message", "metadata_refresh", b"metadata_refresh", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abort", b"abort", "acks", b"acks", "assignments", b"assignments", "closing", b"closing", "message", b"message", "metadata_refresh", b"metadata_refresh", "output_acks", b"output_acks", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["welcome", "assignments", "abort", "metadata_refresh", "acks", "closing"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["welcome", "assignments", "abort", "metadata_refresh", "acks", "closing", "output_acks"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 

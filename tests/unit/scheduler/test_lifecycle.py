@@ -29,15 +29,22 @@ def running(attempt: int = 1, max_attempts: int = 3) -> WorkRequest:
     ],
 )
 def test_finish_records_the_result(outcome: lifecycle.Outcome, result: Result) -> None:
-    done = lifecycle.finish(running(), outcome, NOW, output_json='{"n": 1}')
+    ending = lifecycle.Ending(outcome, '{"n": 1}', details_json='{"exit_code": 0}')
+    done = lifecycle.finish(running(), ending, NOW)
     assert (done.state, done.result, done.output_json) == (State.COMPLETED, result, '{"n": 1}')
-    assert done.completed_at == NOW
+    assert (done.completed_at, done.details_json) == (NOW, '{"exit_code": 0}')
 
 
 def test_an_error_keeps_its_reason() -> None:
     error = WorkError("task-raised", "boom", "RuntimeError")
-    done = lifecycle.finish(running(), lifecycle.Outcome.ERROR, NOW, error=error)
+    done = lifecycle.finish(running(), lifecycle.Ending(lifecycle.Outcome.ERROR, error=error), NOW)
     assert done.error == error
+
+
+def test_a_failure_keeps_its_reason() -> None:
+    error = WorkError("exit-code", "sh exited with 3")
+    ending = lifecycle.Ending(lifecycle.Outcome.FAILURE, error=error)
+    assert lifecycle.finish(running(), ending, NOW).error == error
 
 
 def test_a_lost_attempt_is_requeued_with_the_next_attempt_number() -> None:
@@ -56,15 +63,21 @@ def test_the_last_lost_attempt_completes_with_error_worker_lost() -> None:
 def test_a_requested_abort_wins_over_a_requeue() -> None:
     asked = dataclasses.replace(running(), abort_requested_at=NOW)
     assert lifecycle.requeue_or_fail(asked, NOW, "worker-lost", "gone").state is State.ABORTED
-    assert lifecycle.finish(asked, lifecycle.Outcome.ABORTED, NOW).state is State.ABORTED
+    assert (
+        lifecycle.finish(asked, lifecycle.Ending(lifecycle.Outcome.ABORTED), NOW).state
+        is State.ABORTED
+    )
 
 
 def test_an_unrequested_abort_by_the_worker_requeues() -> None:
-    assert lifecycle.finish(running(), lifecycle.Outcome.ABORTED, NOW).state is State.PENDING
+    assert (
+        lifecycle.finish(running(), lifecycle.Ending(lifecycle.Outcome.ABORTED), NOW).state
+        is State.PENDING
+    )
 
 
 def test_retry_starts_a_fresh_attempt_at_the_back_of_the_queue() -> None:
-    failed = lifecycle.finish(running(attempt=3), lifecycle.Outcome.FAILURE, NOW)
+    failed = lifecycle.finish(running(attempt=3), lifecycle.Ending(lifecycle.Outcome.FAILURE), NOW)
     again = lifecycle.retry(failed, NOW, "later", budget=3)
     assert (again.id, again.state, again.attempt, again.max_attempts) == ("wr", State.PENDING, 4, 6)
     assert (again.result, again.error, again.queue_key) == (Result.NONE, None, "later")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from taskyard.tasks import Command, TaskConfigError
-from taskyard.tasks.command import OUTPUT_CATEGORY, CommandNotAllowedError
+from taskyard.tasks.command import OUTPUT_CATEGORY, CommandNotAllowedError, CommandTimeoutError
 from tests.unit.tasks.fakes import FakeServerAccess
 
 
@@ -59,9 +59,11 @@ def test_environment_and_outputs(tmp_path: Path) -> None:
     assert outputs.contents == {"out/greeting.txt": b"hi"}
 
 
-def test_the_timeout_stops_the_program() -> None:
+def test_the_timeout_stops_the_program_and_is_an_error() -> None:
     access = FakeServerAccess()
-    assert command({"command": ["sh", "-c", "sleep 30"], "timeout": 0.3}, access).execute() is False
+    with pytest.raises(CommandTimeoutError) as caught:
+        command({"command": ["sh", "-c", "sleep 30"], "timeout": 0.3}, access).execute()
+    assert caught.value.reason == "TIMEOUT"  # error/timeout, as a request's own timeout
     assert b"timed out after 0.3s" in access.uploads[0].contents["stderr.txt"]
 
 
@@ -88,3 +90,40 @@ def test_can_run_on_needs_the_program_allowed_and_available(program: str, expect
     task.configure({"command": [program]})
     metadata = {"command:version": 1, "command:available": {"sh": ""}}
     assert task.can_run_on(metadata) is expected
+
+
+def test_the_exit_code_is_reported_with_the_failure() -> None:
+    task = command({"command": ["sh", "-c", "exit 3"]})
+    assert task.execute() is False
+    assert (task.result_reason, task.result_details) == ("exit-code", {"exit_code": 3})
+    success = command({"command": ["sh", "-c", "exit 0"]})
+    assert success.execute() is True
+    assert success.result_details == {"exit_code": 0}
+
+
+def test_a_signal_that_ends_the_program_is_reported() -> None:
+    task = command({"command": ["sh", "-c", "kill -KILL $$"]})
+    assert task.execute() is False
+    assert task.result_reason == "signal"
+    assert task.result_details == {"signal": "SIGKILL", "signal_number": 9}
+
+
+def test_a_timeout_in_the_task_data_is_an_error_timeout() -> None:
+    task = command({"command": ["sh", "-c", "sleep 30"], "timeout": 0.2})
+    with pytest.raises(CommandTimeoutError) as caught:
+        task.execute()
+    assert caught.value.reason == "TIMEOUT"
+
+
+def test_live_output_is_the_debug_logs_byte_for_byte() -> None:
+    access = FakeServerAccess()
+    streamed: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+    task = command({"command": ["sh", "-c", "seq 1 20000; echo oops >&2; seq 5 >&2"]}, access)
+    task.configure_output(
+        lambda stream, data: streamed.__setitem__(stream, streamed[stream] + data)
+    )
+    assert task.execute() is True
+    [logs] = access.uploads
+    assert streamed["stdout"] == logs.contents["stdout.txt"]
+    assert streamed["stderr"] == logs.contents["stderr.txt"] == b"oops\n1\n2\n3\n4\n5\n"
+    assert len(streamed["stdout"]) > 64 * 1024  # it came in several chunks

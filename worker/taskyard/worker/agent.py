@@ -32,6 +32,7 @@ from taskyard.worker.client import SchedulerClient
 from taskyard.worker.config import WorkerConfig
 from taskyard.worker.metadata import worker_metadata
 from taskyard.worker.outbox import Outbox, Result
+from taskyard.worker.output import OutputPump
 from taskyard.worker.reconnect import Reconnect
 from taskyard.worker.runner import Job, TaskRunner
 
@@ -102,6 +103,10 @@ class Agent:
         self.token = token
         self.name = config.name
         runner.uploader = self.upload
+        self.output = OutputPump(config.data_dir / "output")
+        runner.output = lambda job, stream, data: self.output.output(
+            (job.work_request_id, job.attempt), stream, data
+        )
         self.draining = False
         self._link = Link()
         self._jobs: dict[str, asyncio.Task[None]] = {}
@@ -119,11 +124,13 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then drain."""
         await self.runner.start()
+        pumping = asyncio.create_task(self.output.run())
         serving = asyncio.create_task(self._serve())
         await stop.wait()
         await self._drain()
         serving.cancel()
-        await asyncio.gather(serving, return_exceptions=True)
+        pumping.cancel()
+        await asyncio.gather(serving, pumping, return_exceptions=True)
         await self.runner.stop()
 
     async def _serve(self) -> None:
@@ -194,6 +201,7 @@ class Agent:
                     self._handle(kind, message)
         finally:
             link.close()
+            self.output.connected(None)
             if heartbeat is not None:
                 heartbeat.cancel()
         if heartbeat is None:
@@ -203,6 +211,7 @@ class Agent:
 
     def _welcomed(self, welcome: workers_pb2.SessionWelcome, link: Link) -> asyncio.Task[None]:
         log.info("connected to %s as %s", self.config.scheduler, welcome.worker_name)
+        self.output.connected(link.send)
         for result in self.outbox.pending():
             self._send_result(result)
         interval = max(welcome.heartbeat_interval.ToNanoseconds() / 1e9, 0.05)
@@ -231,6 +240,9 @@ class Agent:
         elif kind == "acks":
             for ack in message.acks.acks:
                 self._acknowledged(ack)
+        elif kind == "output_acks":
+            for output_ack in message.output_acks.acks:
+                self.output.acknowledged(output_ack)
 
     def _acknowledged(self, ack: workers_pb2.ReportAck) -> None:
         lease = ack.lease
@@ -308,8 +320,15 @@ class Agent:
             if timer is not None:
                 timer.cancel()
             self._jobs.pop(job.work_request_id, None)
+        self.output.ended((job.work_request_id, job.attempt))
+        details = json.dumps(report.details) if report.details else ""
         result = Result(
-            job.work_request_id, job.attempt, report.outcome, report.output_json, report.error
+            job.work_request_id,
+            job.attempt,
+            report.outcome,
+            report.output_json,
+            report.error,
+            details,
         )
         log.info("finished %s: %s", job.work_request_id, report.outcome)
         self._deliver(result)
@@ -336,6 +355,7 @@ class Agent:
                 outcome=OUTCOMES[result.outcome],
                 output_json=result.output_json,
                 error=error,
+                details_json=result.details_json,
             )
         )
 

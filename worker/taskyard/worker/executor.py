@@ -7,7 +7,12 @@ JSON object per line (the task's own stdout and stderr are left alone):
   `{"op": "uploaded", "artifact_id": ...}` or `{"op": "upload-failed", ...}`
 - executor -> worker: `{"op": "upload", "category": ..., "files": {...}}` (the
   task's server access: the worker uploads through its own connection),
-  `{"op": "done", "outcome": ..., "error": ..., "output_json": ...}`
+  `{"op": "output", "stream": ..., "data": <base64>}` (the task's live output:
+  its program's stdout and stderr, its logger's lines), and
+  `{"op": "done", "outcome": ..., "error": ..., "output_json": ..., "details": {...}}`
+
+The pipe is the back-pressure: a worker that does not read holds up the
+task's output, and so the task's program, not this process's memory.
 
 The task runs in a thread so that this process's main thread stays free to
 receive an abort and call `task.abort()` at once. The worker puts the process
@@ -28,7 +33,8 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Mapping
+from base64 import b64encode
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -87,7 +93,10 @@ def _error(reason: str, error: BaseException) -> dict[str, Any]:
 
 
 def run_assignment(
-    command: dict[str, Any], running: dict[str, Task], access: ServerAccess | None = None
+    command: dict[str, Any],
+    running: dict[str, Task],
+    access: ServerAccess | None = None,
+    output: Callable[[str, bytes], None] | None = None,
 ) -> dict[str, Any]:
     """Run the assignment in a span of its work request's trace; return the report."""
     attributes = {
@@ -100,7 +109,7 @@ def run_assignment(
         context=context_from(command.get("trace_context", {})),
         attributes=attributes,
     ) as span:
-        report = _run(command, running, access)
+        report = _run(command, running, access, output)
         span.set_attribute("taskyard.result", report["outcome"])
         if "task" in running:
             span.set_attribute("taskyard.task.version", running["task"].TASK_VERSION or 0)
@@ -110,7 +119,10 @@ def run_assignment(
 
 
 def _run(
-    command: dict[str, Any], running: dict[str, Task], access: ServerAccess | None
+    command: dict[str, Any],
+    running: dict[str, Task],
+    access: ServerAccess | None,
+    output: Callable[[str, bytes], None] | None,
 ) -> dict[str, Any]:
     """Configure and execute the task of an assignment; return the report."""
     try:
@@ -120,17 +132,23 @@ def _run(
     task.work_request_id = command["work_request_id"]
     if access is not None:
         task.configure_server_access(access)
+    if output is not None:
+        task.configure_output(output)
     try:
         task.configure(json.loads(command["task_data_json"] or "{}"))
     except (TaskConfigError, ValueError) as error:
         return {"outcome": "error", "error": _error("configure-failed", error)}
     running["task"] = task
     caught = _LoggedException()
+    lines = _OutputLines(task)
     task.logger.addHandler(caught)
+    task.logger.addHandler(lines)
     try:
         succeeded = task.execute_logging_exceptions()
     finally:
         task.logger.removeHandler(caught)
+        task.logger.removeHandler(lines)
+    report: dict[str, Any] = {"details": task.result_details}
     raised = caught.error
     if raised is not None:
         reason = (
@@ -138,10 +156,27 @@ def _run(
             if isinstance(raised, TaskyardError)
             else "task-raised"
         )
-        return {"outcome": "error", "error": _error(reason, raised)}
+        return {**report, "outcome": "error", "error": _error(reason, raised)}
     if task.aborted:
-        return {"outcome": "aborted"}
-    return {"outcome": "success" if succeeded else "failure"}
+        return {**report, "outcome": "aborted"}
+    if succeeded:
+        return {**report, "outcome": "success"}
+    reason = task.result_reason or "task-failed"
+    message = task.result_message or f"{task.name} returned False"
+    failed = {"reason": reason, "type": "", "message": message}
+    return {**report, "outcome": "failure", "error": failed}
+
+
+class _OutputLines(logging.Handler):
+    """The task's log lines, sent live as its `log` stream."""
+
+    def __init__(self, task: Task) -> None:
+        super().__init__(logging.INFO)
+        self._task = task
+        self.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._task.emit_output("log", (self.format(record) + "\n").encode())
 
 
 class _LoggedException(logging.Handler):
@@ -170,8 +205,11 @@ def serve(commands: IO[str], out: IO[str], telemetry: Telemetry, linger: float =
     worker_thread: threading.Thread | None = None
     access = PipeServerAccess(out, lock)
 
+    def output(stream: str, data: bytes) -> None:
+        _send(out, lock, {"op": "output", "stream": stream, "data": b64encode(data).decode()})
+
     def execute(command: dict[str, Any]) -> None:
-        report = run_assignment(command, running, access)
+        report = run_assignment(command, running, access, output)
         running.clear()
         telemetry.flush()  # the run span leaves before the worker reports
         _send(out, lock, {"op": "done", **report})

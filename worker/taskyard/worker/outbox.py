@@ -23,6 +23,7 @@ class Result:
     outcome: str
     output_json: str = ""
     error: dict[str, str] | None = None
+    details_json: str = ""
 
 
 class Outbox:

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import sys
+from base64 import b64decode
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,8 @@ class Job:
 
 #: Uploads an artifact for a job: (job, category, files, request) -> artifact id.
 Uploader = Callable[[Job, str, dict[str, Path], dict[str, Any]], Awaitable[str]]
+#: Takes a job's live output: (job, stream, data).
+OutputSink = Callable[[Job, str, bytes], None]
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class Report:
     outcome: str
     error: dict[str, str] | None = None
     output_json: str = ""
+    #: How the task said it ended (`Task.report()`).
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Executor:
@@ -94,7 +99,7 @@ class Executor:
         os.close(commands_read)
         os.close(reports_write)
         loop = asyncio.get_running_loop()
-        self._reports = asyncio.StreamReader()
+        self._reports = asyncio.StreamReader(limit=4 * 1024 * 1024)  # base64 output lines
         protocol = asyncio.StreamReaderProtocol(self._reports)
         await loop.connect_read_pipe(lambda: protocol, os.fdopen(reports_read, "rb"))
 
@@ -105,17 +110,26 @@ class Executor:
         except (BrokenPipeError, OSError):
             log.warning("executor %s is gone", self.pid)
 
-    async def run(self, job: Job, uploader: Uploader | None) -> Report | None:
-        """Run a job, serving its uploads; None if the executor died before reporting."""
+    async def run(
+        self, job: Job, uploader: Uploader | None, output: OutputSink | None = None
+    ) -> Report | None:
+        """Run a job, serving its uploads and passing on its output; None if
+        the executor died before reporting."""
         assert self._reports is not None
         self.send({"op": "run", **job.__dict__})
         while line := await self._reports.readline():
             message = json.loads(line)
-            if message["op"] == "done":
+            if message["op"] == "output":
+                if output is not None:
+                    output(job, message["stream"], b64decode(message["data"]))
+            elif message["op"] == "done":
                 return Report(
-                    message["outcome"], message.get("error"), message.get("output_json", "")
+                    message["outcome"],
+                    message.get("error"),
+                    message.get("output_json", ""),
+                    message.get("details") or {},
                 )
-            if message["op"] == "upload":
+            elif message["op"] == "upload":
                 self.send(await self._upload(job, message, uploader))
         return None
 
@@ -169,6 +183,7 @@ class TaskRunner:
         self._scratch = scratch
         self._slots = [Slot(Executor(self._scratch_of(n))) for n in range(slots)]
         self.uploader = uploader
+        self.output: OutputSink | None = None
         self.abort_grace = abort_grace
 
     async def start(self) -> None:
@@ -189,7 +204,7 @@ class TaskRunner:
         slot.job, slot.aborting = job, False
         slot.finished.clear()
         try:
-            report = await slot.executor.run(job, self.uploader)
+            report = await slot.executor.run(job, self.uploader, self.output)
             if report is None or slot.aborting:
                 report = self._aborted_or_lost(slot, report)
             if report is None or slot.executor.strays():

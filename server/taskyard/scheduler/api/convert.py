@@ -170,6 +170,7 @@ def work_request_to_proto(work_request: WorkRequest) -> work_requests_pb2.WorkRe
         completed_at=timestamp(work_request.completed_at),
         updated_at=timestamp(work_request.updated_at),
         owner=work_request.owner,
+        details_json=work_request.details_json,
     )
 
 
@@ -288,6 +289,12 @@ def session_responses(
         elif kind is messages.Ack:
             for acks in batches(map(ack_to_proto, cast(Iterator[messages.Ack], run))):
                 yield workers_pb2.SessionResponse(acks=workers_pb2.ReportAcks(acks=acks))
+        elif kind is messages.OutputAck:
+            outputs = map(output_ack_to_proto, cast(Iterator[messages.OutputAck], run))
+            for output_acks in batches(outputs):
+                yield workers_pb2.SessionResponse(
+                    output_acks=workers_pb2.OutputAcks(acks=output_acks)
+                )
         else:
             yield from map(_solo_to_proto, run)
 
@@ -313,6 +320,12 @@ def ack_to_proto(message: messages.Ack) -> workers_pb2.ReportAck:
         lease=lease_to_proto(message.lease),
         kind=REPORT_KINDS[message.kind],
         problem=problem(message.problem) if message.problem else None,
+    )
+
+
+def output_ack_to_proto(message: messages.OutputAck) -> workers_pb2.OutputAck:
+    return workers_pb2.OutputAck(
+        lease=lease_to_proto(message.lease), committed=message.committed, closed=message.closed
     )
 
 
@@ -343,5 +356,5 @@ def _solo_to_proto(message: messages.SessionMessage) -> workers_pb2.SessionRespo
                     reason=message.reason, reconnect_after=duration(message.reconnect_after)
                 )
             )
-        case messages.Assign() | messages.Ack():
+        case messages.Assign() | messages.Ack() | messages.OutputAck():
             return next(session_responses([message]))

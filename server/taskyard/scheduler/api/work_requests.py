@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from taskyard.errors import TaskyardError
+from taskyard.errors import TaskyardError, invalid
 from taskyard.limits import MAX_PAGE_BYTES
 from taskyard.scheduler.api import convert
 from taskyard.scheduler.api.access import Context, principal
+from taskyard.scheduler.domain import Lease
 from taskyard.scheduler.service.artifacts import Artifacts
+from taskyard.scheduler.service.task_logs import TaskLogs
 from taskyard.scheduler.service.work_requests import Submitted, WorkRequests
 from taskyard.scheduler.store.port import WorkRequestFilter
 from taskyard.v1 import work_requests_pb2 as pb
@@ -38,9 +40,10 @@ def _batch_result(outcome: Submitted | TaskyardError) -> pb.BatchSubmitResult:
 class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
     """Submitting, inspecting and controlling work requests."""
 
-    def __init__(self, work_requests: WorkRequests, artifacts: Artifacts) -> None:
+    def __init__(self, work_requests: WorkRequests, artifacts: Artifacts, logs: TaskLogs) -> None:
         self._use = work_requests
         self._artifacts = artifacts
+        self._logs = logs
 
     async def Submit(self, request: pb.SubmitRequest, context: Context) -> pb.SubmitResponse:
         submitted = await self._use.submit(convert.submit_spec(request, principal()))
@@ -87,6 +90,23 @@ class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
     async def Retry(self, request: pb.RetryRequest, context: Context) -> pb.RetryResponse:
         work_request = await self._use.retry(principal(), request.id)
         return pb.RetryResponse(work_request=convert.work_request_to_proto(work_request))
+
+    async def Logs(self, request: pb.LogsRequest, context: Context) -> AsyncIterator[pb.LogChunk]:
+        work_request = await self._use.get(request.id)
+        attempt = request.attempt or work_request.attempt
+        if attempt > work_request.attempt:
+            raise invalid("attempt", f"{request.id} has had {work_request.attempt} attempt(s)")
+        lease = Lease(work_request.id, attempt)
+        async for offset, next_offset, stream, data in self._logs.read(
+            lease, request.offset, request.follow
+        ):
+            yield pb.LogChunk(
+                attempt=attempt,
+                offset=offset,
+                next_offset=next_offset,
+                stream=stream,  # type: ignore[arg-type]
+                data=data,
+            )
 
     async def Explain(self, request: pb.ExplainRequest, context: Context) -> pb.ExplainResponse:
         work_request, explanation = await self._use.explain(request.id)

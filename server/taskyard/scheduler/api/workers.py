@@ -11,6 +11,7 @@ import grpc
 
 from taskyard.errors import InvalidArgumentError, TaskyardError
 from taskyard.logs import RateLimitedLog
+from taskyard.scheduler import lifecycle
 from taskyard.scheduler.api import convert
 from taskyard.scheduler.api.access import Context, principal
 from taskyard.scheduler.domain import Lease, WorkError
@@ -18,6 +19,7 @@ from taskyard.scheduler.service import messages
 from taskyard.scheduler.service.auth import require_worker
 from taskyard.scheduler.service.dispatch import Dispatcher
 from taskyard.scheduler.service.live import Session as WorkerSession
+from taskyard.scheduler.service.task_logs import TaskLogs
 from taskyard.scheduler.service.workers import Workers, parse_json_object
 from taskyard.v1 import common_pb2, workers_pb2_grpc
 from taskyard.v1 import workers_pb2 as pb
@@ -28,9 +30,10 @@ log = logging.getLogger(__name__)
 class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
     """What worker daemons talk to."""
 
-    def __init__(self, workers: Workers, dispatcher: Dispatcher) -> None:
+    def __init__(self, workers: Workers, dispatcher: Dispatcher, logs: TaskLogs) -> None:
         self._workers = workers
         self._dispatcher = dispatcher
+        self._logs = logs
 
     async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:
         worker = await self._workers.register(request.name, request.token, request.activation_token)
@@ -98,9 +101,21 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
                 (lease.work_request_id, partial(self._report, session, lease, started, report))
                 for lease, started, report in fold_reports(request.reports.reports)
             ]
+        if kind == "output":
+            output = request.output
+            return [(output.lease.work_request_id, partial(self._output, session, output))]
         if kind == "draining":
             self._dispatcher.draining(session)
         return []
+
+    async def _output(self, session: WorkerSession, output: pb.TaskOutput) -> None:
+        """Store a running task's output; tell the worker how much is stored."""
+        lease = convert.lease_from_proto(output.lease)
+        chunks = [(chunk.stream, chunk.data) for chunk in output.chunks]
+        committed, closed = await self._logs.append(
+            session.worker_name, lease, output.offset, chunks, output.end
+        )
+        session.send(messages.OutputAck(lease, committed, closed))
 
     async def _after(
         self, previous: asyncio.Task[None] | None, step: Step, session: WorkerSession
@@ -152,9 +167,8 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
         error = None
         if report.HasField("error"):
             error = WorkError(report.error.reason, report.error.message, report.error.type)
-        await self._dispatcher.completed(
-            session, lease, outcome, report.output_json, error, started=started
-        )
+        ending = lifecycle.Ending(outcome, report.output_json, error, report.details_json)
+        await self._dispatcher.completed(session, lease, ending, started=started)
 
 
 Step = Callable[[], Awaitable[None]]

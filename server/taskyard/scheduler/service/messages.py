@@ -67,6 +67,15 @@ class Ack:
 
 
 @dataclass(frozen=True)
+class OutputAck:
+    """How much of an attempt's output is stored; `closed`: send no more."""
+
+    lease: Lease
+    committed: int
+    closed: bool
+
+
+@dataclass(frozen=True)
 class Closing:
     """The scheduler is closing the session."""
 
@@ -74,4 +83,4 @@ class Closing:
     reconnect_after: float
 
 
-SessionMessage = Welcome | Assign | AbortWork | RefreshMetadata | Ack | Closing
+SessionMessage = Welcome | Assign | AbortWork | RefreshMetadata | Ack | OutputAck | Closing

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from taskyard.scheduler import lifecycle
+from taskyard.scheduler.blobs.logs import LogFiles
 from taskyard.scheduler.blobs.port import BlobStore
 from taskyard.scheduler.domain import (
     ACTIVE_STATES,
@@ -26,6 +27,7 @@ from taskyard.scheduler.service.feed import ChangeFeed
 from taskyard.scheduler.service.ids import IdFactory, SortableIds
 from taskyard.scheduler.service.observers import Observer
 from taskyard.scheduler.service.sessions import Settings
+from taskyard.scheduler.service.task_logs import DEFAULT_CAP, TaskLogs
 from taskyard.scheduler.service.tokens import Tokens
 from taskyard.scheduler.service.work_requests import WorkRequests
 from taskyard.scheduler.service.workers import Workers
@@ -52,6 +54,8 @@ class Scheduler:
         new_id: IdFactory | None = None,
         blobs: BlobStore,
         limits: Limits | None = None,
+        logs: LogFiles,
+        log_cap: int = DEFAULT_CAP,
     ) -> None:
         self.store = store
         settings = settings or Settings()
@@ -71,6 +75,7 @@ class Scheduler:
         self.workers = Workers(self.core)
         self.tokens = Tokens(self.core)
         self.artifacts = Artifacts(self.core, blobs, limits or Limits())
+        self.logs = TaskLogs(self.core, logs, log_cap)
         self._sweeper: asyncio.TimerHandle | None = None
         self._sweeping: asyncio.Task[None] | None = None
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from taskyard.errors import FailedPreconditionError, NotFoundError
 from taskyard.scheduler import lifecycle
-from taskyard.scheduler.domain import Lease, State, Worker, WorkError, WorkRequest
+from taskyard.scheduler.domain import Lease, State, Worker, WorkRequest
 from taskyard.scheduler.service import messages
 from taskyard.scheduler.service.committer import GroupCommitter
 from taskyard.scheduler.service.live import LiveWorker, Session, view_of
@@ -194,9 +194,7 @@ class WorkerSessions:
         self,
         session: Session,
         lease: Lease,
-        outcome: lifecycle.Outcome,
-        output_json: str,
-        error: WorkError | None,
+        ending: lifecycle.Ending,
         *,
         started: bool = False,
     ) -> None:
@@ -210,20 +208,18 @@ class WorkerSessions:
         try:
             current = self._current(session, lease)
         except StaleLeaseError:
-            if await self._already_recorded(session, lease, outcome):
+            if await self._already_recorded(session, lease, ending.outcome):
                 return
             raise
         now = self.clock()
         running = None
         if started and current.state is State.ASSIGNED:
             running = lifecycle.start(current, now)
-        finished = lifecycle.finish(
-            running or current, outcome, now, output_json=output_json, error=error
-        )
+        finished = lifecycle.finish(running or current, ending, now)
         if not await self.commit(current, finished, via=running):
             raise StaleLeaseError(f"work request {lease.work_request_id} changed meanwhile")
         for observer in self.observers:
-            observer.completed(finished, outcome)
+            observer.completed(finished, ending.outcome)
 
     async def _already_recorded(
         self, session: Session, lease: Lease, outcome: lifecycle.Outcome

@@ -68,6 +68,7 @@ def changing_columns(work_request: WorkRequest) -> dict[str, Any]:
         "completed_at": work_request.completed_at,
         "updated_at": work_request.updated_at,
         "abort_requested_at": work_request.abort_requested_at,
+        "details_json": work_request.details_json,
     }
 
 
@@ -99,6 +100,7 @@ def work_request_from(row: Mapping[Any, Any]) -> WorkRequest:
         updated_at=row["updated_at"],
         abort_requested_at=row["abort_requested_at"],
         owner=row["owner"],
+        details_json=row["details_json"],
     )
 
 

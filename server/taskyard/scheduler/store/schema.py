@@ -70,6 +70,7 @@ work_requests = Table(
     Column("updated_at", UtcDateTime),
     Column("abort_requested_at", UtcDateTime),
     Column("owner", String(120), nullable=False, server_default=""),
+    Column("details_json", Text, nullable=False, server_default=""),
     Index("ix_work_requests_state", "state"),
     Index("ix_work_requests_task_name", "task_name"),
     Index("ix_work_requests_owner", "owner"),
