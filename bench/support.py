@@ -106,7 +106,9 @@ def scheduler_process(env: dict[str, str] | None = None) -> Iterator[tuple[Child
 
 
 @contextmanager
-def real_workers(address: str, count: int, slots: int) -> Iterator[list[subprocess.Popen[str]]]:
+def real_workers(
+    address: str, count: int, slots: int, env: dict[str, str] | None = None
+) -> Iterator[list[subprocess.Popen[str]]]:
     """`count` real `taskyard worker` processes with `slots` executors each."""
     with tempfile.TemporaryDirectory(prefix="taskyard-bench-workers-") as data_dir:
         workers = [
@@ -129,6 +131,7 @@ def real_workers(address: str, count: int, slots: int) -> Iterator[list[subproce
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
                 text=True,
+                env={**os.environ, **(env or {})},
             )
             for n in range(count)
         ]

@@ -59,6 +59,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "WorkRequestService.Abort": CLIENTS,
     "WorkRequestService.Retry": CLIENTS,
     "WorkRequestService.Explain": CLIENTS,
+    "WorkRequestService.Logs": CLIENTS,
     "WorkerService.Register": EVERYONE,
     "WorkerService.Session": WORKERS,
     "OperatorService.ListWorkers": frozenset({"admin"}),

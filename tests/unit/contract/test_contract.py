@@ -27,6 +27,7 @@ EXPECTED_METHODS = {
         "Abort",
         "Retry",
         "Explain",
+        "Logs",
     },
     "taskyard.v1.OperatorService": {
         "ListWorkers",
