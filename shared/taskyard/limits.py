@@ -119,6 +119,7 @@ RULES: dict[str, Rule] = {
     "taskyard.v1.TaskOutput.chunks": Rule(max_items=64),
     "taskyard.v1.OutputChunk.data": Rule(max_length=64 * KIB),
     "taskyard.v1.LogsRequest.offset": _SIZE,
+    "taskyard.v1.PruneRequest.older_than": Rule(max_seconds=MAX_TTL),
 }
 
 

@@ -8,6 +8,9 @@ import gc
 import logging
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from taskyard.cli.errors import CliError
 from taskyard.cli.parsing import Subparsers
 from taskyard.config import load_toml, resolve
 from taskyard.scheduler.config import SchedulerConfig
@@ -54,6 +57,11 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--log-cap", type=int, help="bytes of each attempt's live log kept (64 MiB)"
     )
+    parser.add_argument(
+        "--keep-days",
+        type=float,
+        help="days finished requests, their logs and artifacts are kept (30; 0: forever)",
+    )
     parser.add_argument("--config", type=Path, help="TOML file with a [scheduler] table")
     parser.add_argument(
         "--otlp-endpoint", help="export telemetry here (OTEL_EXPORTER_OTLP_ENDPOINT)"
@@ -75,8 +83,16 @@ def config_from(args: argparse.Namespace) -> SchedulerConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until stopped, or migrate."""
+    """Serve until stopped, or migrate; a database that cannot be used is one line."""
     config = config_from(args)
+    try:
+        return _run(args, config)
+    except SQLAlchemyError as error:
+        cause = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise CliError(f"cannot use the database {config.database_url()}: {cause}", 1) from error
+
+
+def _run(args: argparse.Namespace, config: SchedulerConfig) -> int:
     import_task_modules()
     if args.action == "migrate":
         config.data_dir.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,8 @@ class SchedulerConfig:
     upload_quota: int = 10 * 1024**3
     #: Bytes of one attempt's live log kept (the rest is cut, and it says so).
     log_cap: int = 64 * 1024**2
+    #: Days finished requests (with their logs and artifacts) are kept; 0: forever.
+    keep_days: float = 30.0
 
     def database_url(self) -> str:
         """The database to use."""

@@ -69,8 +69,9 @@ def _capability(task: Task, view: WorkerView) -> tuple[Eligibility, str] | None:
         has = "does not report it" if reported is None else f"has {reported!r}"
         detail = f"scheduler has {task.name} version {task.TASK_VERSION}, worker {has}"
         return Eligibility.VERSION_MISMATCH, detail
-    if not task.can_run_on(dict(view.metadata)):
-        return Eligibility.CANNOT_RUN, f"{task.name}.can_run_on() refused the worker's metadata"
+    metadata = dict(view.metadata)
+    if not task.can_run_on(metadata):
+        return Eligibility.CANNOT_RUN, task.cannot_run_reason(metadata)
     return None
 
 
@@ -98,10 +99,9 @@ def explain(task: Task, workers: Iterable[WorkerStatus]) -> Explanation:
     if not verdicts:
         summary = "No worker is known to the scheduler; start one with `taskyard worker`."
     elif not runnable:
-        summary = (
-            f"No known worker could ever run this {task.name} request as it stands: "
-            "each one refuses it (see the verdicts)."
-        )
+        reasons = sorted({v.detail for v in verdicts})
+        said = reasons[0] if len(reasons) == 1 else f"{reasons[0]}; and {len(reasons) - 1} more"
+        summary = f"No known worker could run this {task.name} request as it stands: {said}."
     else:
         capable = sum(v.eligibility in CAPABLE for v in verdicts)
         summary = f"{capable} of {len(verdicts)} known workers could run it."

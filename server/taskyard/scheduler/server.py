@@ -108,7 +108,7 @@ async def start_server(scheduler: Scheduler, config: SchedulerConfig) -> Running
         WorkerServicer(scheduler.workers, core.dispatcher, scheduler.logs), server
     )
     operator_pb2_grpc.add_OperatorServiceServicer_to_server(
-        OperatorServicer(scheduler.workers, scheduler.tokens), server
+        OperatorServicer(scheduler.workers, scheduler.tokens, scheduler.retention), server
     )
     artifacts_pb2_grpc.add_ArtifactServiceServicer_to_server(
         ArtifactServicer(scheduler.artifacts), server
@@ -166,6 +166,7 @@ def build_scheduler(config: SchedulerConfig) -> Scheduler:
         limits=limits,
         logs=LogFiles(config.data_dir / "logs"),
         log_cap=config.log_cap,
+        keep_seconds=config.keep_days * 86400,
     )
     if traces_recorded():  # observers only when exported: otherwise they cost for nothing
         scheduler.observe_with(SpanObserver(trace.get_tracer(TRACING_SCOPE)), submissions=True)
@@ -178,6 +179,8 @@ def secure_data_dir(data_dir: Path) -> None:
     """Keep task data and artifacts to the scheduler's user: the data dir
     0700, everything in it created 0600 (directories 0700), and files left
     readable by an older version closed."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise FailedPreconditionError(f"the data dir {data_dir} is not a directory")
     token = data_dir / "admin.token"
     if token.exists() and token.stat().st_mode & 0o077:
         log.warning("%s was readable by other users; it is 0600 now", token)

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -14,10 +15,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from taskyard.cli import records
 from taskyard.cli.connection import Connection, add_connection_arguments
 from taskyard.cli.errors import CliError
 from taskyard.cli.json_arg import parse_json_object
-from taskyard.cli.output import as_json
 from taskyard.cli.parsing import Subparsers
 from taskyard.cli.work_requests import client_command
 from taskyard.rpc import transfer
@@ -26,28 +27,33 @@ from taskyard.v1 import artifacts_pb2 as pb
 
 def add_parsers(subparsers: Subparsers) -> None:
     """Register `artifacts` and its actions."""
-    parser = subparsers.add_parser("artifacts", help="list, show, download and upload artifacts")
+    parser = subparsers.add_parser(
+        "artifacts",
+        help="list, show, download and upload artifacts",
+        description="list, show, download and upload artifacts",
+    )
     actions = parser.add_subparsers(required=True, metavar="ACTION")
     listing = _action(actions, "list", "list complete artifacts, newest first", _list)
     listing.add_argument("--work-request", default="", help="only this work request's")
     listing.add_argument("--category", default="", help="only this category")
-    _action(actions, "show", "show an artifact and its files", _show).add_argument("id")
+    show = _action(actions, "show", "show an artifact and its files", _show)
+    show.add_argument("id", help="artifact id (taskyard artifacts list)")
     download = _action(actions, "download", "download files, verified", _download)
-    download.add_argument("id")
+    download.add_argument("id", help="artifact id (taskyard artifacts list)")
     download.add_argument("paths", nargs="*", help="only these files (default: all)")
     download.add_argument("-o", "--output", type=Path, default=Path("."), help="directory")
     upload = _action(actions, "upload", "upload files as one artifact", _upload)
-    upload.add_argument("--category", required=True)
+    upload.add_argument("--category", required=True, help="what kind of artifact it is")
     upload.add_argument("--data", default="{}", help="JSON object, or @FILE")
-    upload.add_argument("files", nargs="+", type=Path)
+    upload.add_argument("files", nargs="+", type=Path, help="files to upload")
 
 
 def _action(
     actions: Subparsers, name: str, help_text: str, action: object
 ) -> argparse.ArgumentParser:
-    parser = actions.add_parser(name, help=help_text)
+    parser = actions.add_parser(name, help=help_text, description=help_text)
     add_connection_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts (docs/cli.md)")
     parser.set_defaults(handler=client_command(action))  # type: ignore[arg-type]
     return parser
 
@@ -62,13 +68,16 @@ def describe(artifact: pb.Artifact) -> str:
 
 
 def _progress(json_output: bool) -> Progress:
+    """A progress bar on stderr, shown only on a terminal (scripts read stdout)."""
+    console = Console(stderr=True)
     return Progress(
         "[progress.description]{task.description}",
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        disable=json_output,
+        console=console,
+        disable=json_output or not console.is_terminal,
         transient=False,
     )
 
@@ -77,7 +86,7 @@ async def _list(connection: Connection, args: argparse.Namespace) -> int:
     request = pb.ListArtifactsRequest(work_request_id=args.work_request, category=args.category)
     response = await connection.artifacts.ListArtifacts(request, metadata=connection.metadata)
     if args.json:
-        print(as_json(list(response.artifacts)))
+        print(records.dumps([records.artifact(a) for a in response.artifacts]))
     for artifact in [] if args.json else response.artifacts:
         print(describe(artifact))
     return 0
@@ -87,7 +96,8 @@ async def _show(connection: Connection, args: argparse.Namespace) -> int:
     response = await connection.artifacts.GetArtifact(
         pb.GetArtifactRequest(artifact_id=args.id), metadata=connection.metadata
     )
-    print(as_json(response.artifact) if args.json else describe(response.artifact))
+    shown = response.artifact
+    print(records.dumps(records.artifact(shown)) if args.json else describe(shown))
     return 0
 
 
@@ -107,7 +117,7 @@ async def _download(connection: Connection, args: argparse.Namespace) -> int:
             progress=lambda n: bar.advance(task, n),
         )
     if args.json:
-        print(json.dumps([str(p) for p in written]))
+        print(records.dumps({"artifact": args.id, "written": [str(p) for p in written]}))
     for path in [] if args.json else written:
         print(path)
     return 0
@@ -131,5 +141,5 @@ async def _upload(connection: Connection, args: argparse.Namespace) -> int:
             data_json=json.dumps(data),
             progress=lambda n: bar.advance(task, n),
         )
-    print(as_json(artifact) if args.json else describe(artifact))
+    print(records.dumps(records.artifact(artifact)) if args.json else describe(artifact))
     return 0

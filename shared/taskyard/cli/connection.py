@@ -9,7 +9,7 @@ from types import TracebackType
 
 import grpc
 
-from taskyard.cli.errors import CliError
+from taskyard.cli.errors import INVALID, REFUSED, UNREACHABLE, CliError
 from taskyard.rpc import status as rpc_status
 from taskyard.rpc.credentials import CHANNEL_OPTIONS, bearer_metadata
 from taskyard.rpc.tracing import client_interceptors
@@ -40,22 +40,42 @@ def _data_dir() -> Path:
 
 def resolve_token(explicit: str | None) -> str:
     """The token to use: given, else the scheduler's admin token file."""
-    if explicit:
-        return explicit
+    if explicit is not None:
+        token = explicit.strip()
+        if not token:
+            raise CliError("the token is empty: pass --token TOKEN or unset TASKYARD_TOKEN")
+        return _checked(token, "--token")
     path = _data_dir() / "admin.token"
     try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as error:
+        return _checked(path.read_text(encoding="utf-8").strip(), str(path))
+    except (OSError, UnicodeDecodeError) as error:
         raise CliError(
             f"no token: pass --token, set TASKYARD_TOKEN, or run where {path} is readable"
         ) from error
+
+
+def _checked(token: str, source: str) -> str:
+    """A token as gRPC metadata can carry it: printable ASCII, no spaces."""
+    if not token or not all(33 <= ord(c) < 127 for c in token):
+        raise CliError(
+            f"the token from {source} has characters no token has (space, CR, non-ASCII)"
+        )
+    return token
+
+
+def parse_address(text: str) -> str:
+    """HOST:PORT with a port from 1 to 65535, or a one-line error."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise CliError(f"--scheduler {text!r} must be HOST:PORT, with a port from 1 to 65535")
+    return text
 
 
 class Connection:
     """An open channel to the scheduler with the caller's token."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.address: str = args.scheduler
+        self.address = parse_address(args.scheduler)
         self.metadata = bearer_metadata(resolve_token(args.token))
         interceptors = client_interceptors()  # client RPC spans, traceparent sent
         if args.tls_ca is not None:
@@ -85,11 +105,24 @@ class Connection:
 
 def cli_error(error: grpc.aio.AioRpcError, address: str) -> CliError:
     """One clear line for a failed call."""
-    if error.code() == grpc.StatusCode.UNAVAILABLE:
-        return CliError(f"cannot reach the scheduler at {address}: {error.details()}", 3)
+    code = error.code()
     failure = rpc_status.from_rpc_error(error)
+    if code == grpc.StatusCode.UNAVAILABLE and failure.reason == "UNAVAILABLE":
+        return CliError(
+            f"cannot reach the scheduler at {address}: {error.details()}", UNREACHABLE,
+            code=code.name, reason="UNREACHABLE",
+        )  # fmt: skip
+    # Each violation once: the message usually says the first already.
     lines = [failure.message]
     lines += [
-        f"{v.field}: {v.description}" for v in failure.violations if v.field not in failure.message
+        f"{v.field}: {v.description}"
+        for v in failure.violations
+        if v.description not in failure.message
     ]
-    return CliError("; ".join(lines), 1 if error.code() != grpc.StatusCode.INVALID_ARGUMENT else 2)
+    return CliError(
+        "; ".join(lines),
+        INVALID if code == grpc.StatusCode.INVALID_ARGUMENT else REFUSED,
+        code=code.name,
+        reason=failure.reason,
+        violations=failure.violations,
+    )

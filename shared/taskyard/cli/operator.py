@@ -6,13 +6,15 @@ import argparse
 import json
 from datetime import UTC, datetime
 
+from taskyard.cli import records
 from taskyard.cli.connection import Connection, add_connection_arguments
+from taskyard.cli.errors import CliError
 from taskyard.cli.json_arg import parse_json_object
-from taskyard.cli.output import as_json
-from taskyard.cli.parsing import Subparsers
+from taskyard.cli.parsing import Subparsers, seconds
 from taskyard.cli.work_requests import client_command
 from taskyard.v1 import operator_pb2 as pb
 
+WORKER = "worker name (taskyard workers list)"
 ROLES = {
     "submit": pb.TOKEN_ROLE_SUBMIT,
     "admin": pb.TOKEN_ROLE_ADMIN,
@@ -22,7 +24,9 @@ ROLES = {
 
 def add_parsers(subparsers: Subparsers) -> None:
     """Register `workers`, `tasks` and `token`."""
-    workers = subparsers.add_parser("workers", help="list and control workers")
+    workers = subparsers.add_parser(
+        "workers", help="list and control workers", description="list and control workers"
+    )
     actions = workers.add_subparsers(required=True, metavar="ACTION")
     listing = _action(actions, "list", "list workers", _list_workers)
     listing.add_argument("--connected", action="store_true", help="only connected workers")
@@ -30,50 +34,69 @@ def add_parsers(subparsers: Subparsers) -> None:
         ("enable", "let a worker take work"),
         ("disable", "stop giving a worker work"),
     ):
-        _action(actions, name, help_text, _toggle_worker).add_argument("name")
-    _action(actions, "refresh", "ask a worker to report its metadata again", _refresh).add_argument(
-        "name"
-    )
+        _action(actions, name, help_text, _toggle_worker).add_argument("name", help=WORKER)
+    refresh = _action(actions, "refresh", "ask a worker to report its metadata again", _refresh)
+    refresh.add_argument("name", help=WORKER)
+    remove = _action(actions, "remove", "forget a worker that is gone for good", _remove)
+    remove.add_argument("name", help=WORKER)
     metadata = _action(actions, "set-metadata", "replace a worker's static metadata", _set_metadata)
-    metadata.add_argument("name")
+    metadata.add_argument("name", help=WORKER)
     metadata.add_argument("metadata", help="JSON object, or @FILE")
     filters = _action(actions, "set-tasks", "replace a worker's task allow/deny lists", _set_tasks)
-    filters.add_argument("name")
+    filters.add_argument("name", help=WORKER)
     filters.add_argument(
         "--allow", action="append", default=[], help="task it may run (repeatable)"
     )
     filters.add_argument("--deny", action="append", default=[], help="task it must not run")
 
-    tasks = subparsers.add_parser("tasks", help="list tasks with versions and data schemas")
+    tasks = subparsers.add_parser(
+        "tasks",
+        help="list tasks with versions and data schemas",
+        description="list tasks with versions and data schemas",
+    )
     add_connection_arguments(tasks)
     tasks.add_argument("--json", action="store_true", help="print JSON for scripts")
     tasks.set_defaults(handler=client_command(_tasks))
 
-    token = subparsers.add_parser("token", help="create, list and revoke tokens")
+    prune = subparsers.add_parser(
+        "prune",
+        help="delete finished requests older than an age, with their logs and artifacts",
+        description="delete finished requests older than an age, with their logs and artifacts"
+        " (the scheduler does it by itself after --keep-days)",
+    )
+    add_connection_arguments(prune)
+    prune.add_argument("--json", action="store_true", help="print JSON for scripts (docs/cli.md)")
+    prune.add_argument("--older-than", type=seconds, required=True, help="age: 3600, 12h, 30d")
+    prune.set_defaults(handler=client_command(_prune))
+
+    token = subparsers.add_parser(
+        "token", help="create, list and revoke tokens", description="create, list and revoke tokens"
+    )
     token_actions = token.add_subparsers(required=True, metavar="ACTION")
     create = _action(
         token_actions, "create", "create a token; prints its secret once", _create_token
     )
-    create.add_argument("--role", required=True, choices=sorted(ROLES))
-    create.add_argument("--description", default="")
-    create.add_argument("--ttl", type=float, help="seconds until it expires")
-    _action(token_actions, "list", "list tokens", _list_tokens)
-    _action(token_actions, "revoke", "revoke a token", _revoke_token).add_argument("id")
+    create.add_argument("--role", required=True, choices=sorted(ROLES), help="what it allows")
+    create.add_argument("--description", default="", help="what it is for")
+    create.add_argument("--ttl", type=seconds, help="how long it lasts: 3600, 30m, 12h, 90d")
+    _action(token_actions, "list", "list tokens, with their state", _list_tokens)
+    revoke = _action(token_actions, "revoke", "revoke a token", _revoke_token)
+    revoke.add_argument("id", help="token id (taskyard token list)")
 
 
 def _action(
     subparsers: Subparsers, name: str, help_text: str, action: object
 ) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(name, help=help_text)
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
     add_connection_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts (docs/cli.md)")
     parser.set_defaults(handler=client_command(action), action_name=name)  # type: ignore[arg-type]
     return parser
 
 
 def _print_worker(worker: pb.Worker, json_output: bool) -> None:
     if json_output:
-        print(as_json(worker))
+        print(records.dumps(records.worker(worker)))
         return
     state = "enabled" if worker.enabled else "disabled"
     link = "connected" if worker.connected else "offline"
@@ -86,16 +109,32 @@ def _print_worker(worker: pb.Worker, json_output: bool) -> None:
 
 
 async def _list_workers(connection: Connection, args: argparse.Namespace) -> int:
-    response = await connection.operator.ListWorkers(
-        pb.ListWorkersRequest(connected_only=args.connected), metadata=connection.metadata
-    )
+    found: list[pb.Worker] = []
+    token = ""
+    while True:  # every page
+        response = await connection.operator.ListWorkers(
+            pb.ListWorkersRequest(connected_only=args.connected, page_size=1000, page_token=token),
+            metadata=connection.metadata,
+        )
+        found += response.workers
+        token = response.next_page_token
+        if not token:
+            break
     if args.json:
-        print(as_json(list(response.workers)))
+        print(records.dumps([records.worker(w) for w in found]))
         return 0
-    if not response.workers:
+    if not found:
         print("no workers registered yet; start one with: taskyard worker")
-    for worker in response.workers:
+    for worker in found:
         _print_worker(worker, False)
+    return 0
+
+
+async def _remove(connection: Connection, args: argparse.Namespace) -> int:
+    await connection.operator.RemoveWorker(
+        pb.RemoveWorkerRequest(name=args.name), metadata=connection.metadata
+    )
+    print(records.dumps({"removed": args.name}) if args.json else f"removed worker {args.name}")
     return 0
 
 
@@ -142,12 +181,30 @@ async def _set_tasks(connection: Connection, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _prune(connection: Connection, args: argparse.Namespace) -> int:
+    if args.older_than <= 0:
+        raise CliError("--older-than must be more than 0")
+    request = pb.PruneRequest()
+    request.older_than.FromNanoseconds(round(args.older_than * 1e9))
+    pruned = await connection.operator.Prune(request, metadata=connection.metadata)
+    counts = {
+        "work_requests": pruned.work_requests,
+        "artifacts": pruned.artifacts,
+        "blobs": pruned.blobs,
+    }
+    if args.json:
+        print(records.dumps(counts))
+    else:
+        print(", ".join(f"{n} {what.replace('_', ' ')}" for what, n in counts.items()) + " deleted")
+    return 0
+
+
 async def _tasks(connection: Connection, args: argparse.Namespace) -> int:
     response = await connection.operator.ListTasks(
         pb.ListTasksRequest(), metadata=connection.metadata
     )
     if args.json:
-        print(as_json(list(response.tasks)))
+        print(records.dumps([records.task(t) for t in response.tasks]))
         return 0
     for task in response.tasks:
         print(f"{task.name} (version {task.version}): {task.description}")
@@ -156,30 +213,45 @@ async def _tasks(connection: Connection, args: argparse.Namespace) -> int:
 
 
 async def _create_token(connection: Connection, args: argparse.Namespace) -> int:
+    if args.ttl is not None and args.ttl <= 0:
+        raise CliError("--ttl must be more than 0 seconds")
     request = pb.CreateTokenRequest(role=ROLES[args.role], description=args.description)
     if args.ttl is not None:
         request.ttl.FromNanoseconds(round(args.ttl * 1e9))
     response = await connection.operator.CreateToken(request, metadata=connection.metadata)
-    print(as_json(response) if args.json else response.secret)
+    if args.json:
+        print(records.dumps({**records.token(response.token), "secret": response.secret}))
+        return 0
+    print(f"id:     {response.token.id} (to revoke it: taskyard token revoke {response.token.id})")
+    print(f"secret: {response.secret}")
     return 0
 
 
 async def _list_tokens(connection: Connection, args: argparse.Namespace) -> int:
-    response = await connection.operator.ListTokens(
-        pb.ListTokensRequest(), metadata=connection.metadata
-    )
+    found: list[pb.Token] = []
+    token = ""
+    while True:
+        response = await connection.operator.ListTokens(
+            pb.ListTokensRequest(page_size=1000, page_token=token), metadata=connection.metadata
+        )
+        found += response.tokens
+        token = response.next_page_token
+        if not token:
+            break
     if args.json:
-        print(as_json(list(response.tokens)))
+        print(records.dumps([records.token(t) for t in found]))
         return 0
-    for token in response.tokens:
-        role = pb.TokenRole.Name(token.role).removeprefix("TOKEN_ROLE_").lower().replace("_", "-")
-        print(f"{token.id}  {role:<18} {token.description}")
+    for item in found:
+        print(
+            f"{item.id}  {records.role(item.role):<18} {records.token_state(item):<8} "
+            f"{item.description}"
+        )
     return 0
 
 
 async def _revoke_token(connection: Connection, args: argparse.Namespace) -> int:
-    await connection.operator.RevokeToken(
+    response = await connection.operator.RevokeToken(
         pb.RevokeTokenRequest(id=args.id), metadata=connection.metadata
     )
-    print(f"revoked {args.id}")
+    print(records.dumps(records.token(response.token)) if args.json else f"revoked {args.id}")
     return 0

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Literal
 
-from google.protobuf import json_format
-from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from taskyard.v1 import work_requests_pb2
-
-
-def as_json(message: Message | Sequence[Message]) -> str:
-    """JSON of one message or a list of them (field names as in the .proto)."""
-    if isinstance(message, Message):
-        return json_format.MessageToJson(message, preserving_proto_field_name=True, indent=2)
-    items = [json_format.MessageToDict(m, preserving_proto_field_name=True) for m in message]
-    return json.dumps(items, indent=2)
 
 
 def state_name(work_request: work_requests_pb2.WorkRequest) -> str:
@@ -29,15 +20,49 @@ def state_name(work_request: work_requests_pb2.WorkRequest) -> str:
     return text
 
 
+TimeField = Literal["created_at", "started_at", "completed_at"]
+
+
+def _moment(work_request: work_requests_pb2.WorkRequest, field: TimeField) -> datetime | None:
+    if not work_request.HasField(field):
+        return None
+    stamp: Timestamp = getattr(work_request, field)
+    return stamp.ToDatetime(UTC)
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else ""
+
+
+def _took(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return ""
+    seconds = max((end - start).total_seconds(), 0.0)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{rest:02d}s"
+
+
 def describe(work_request: work_requests_pb2.WorkRequest) -> str:
     """A few lines describing a work request."""
+    created, started = _moment(work_request, "created_at"), _moment(work_request, "started_at")
+    completed = _moment(work_request, "completed_at")
+    by = f" by {work_request.owner}" if work_request.owner else ""
     lines = [
         f"id:        {work_request.id}",
         f"task:      {work_request.task_name} {work_request.task_data_json}",
         f"state:     {state_name(work_request)}",
         f"priority:  {work_request.priority}",
-        f"attempt:   {work_request.attempt} of {work_request.max_attempts}",
+        f"attempt:   {work_request.attempt} "
+        f"(at most {work_request.max_attempts} if workers are lost)",
+        f"submitted: {_when(created)} UTC{by}",
     ]
+    if started is not None:
+        lines.append(f"started:   {_when(started)} UTC, after {_took(created, started)} waiting")
+    if completed is not None:
+        ran = f", ran {_took(started, completed)}" if started is not None else ""
+        lines.append(f"ended:     {_when(completed)} UTC{ran}")
     if work_request.worker_name:
         lines.append(f"worker:    {work_request.worker_name}")
     if work_request.output_json:
@@ -50,10 +75,16 @@ def describe(work_request: work_requests_pb2.WorkRequest) -> str:
     return "\n".join(lines)
 
 
-def one_line(work_request: work_requests_pb2.WorkRequest) -> str:
-    """One line per work request, for listings."""
+def one_line(work_request: work_requests_pb2.WorkRequest, now: datetime | None = None) -> str:
+    """One line per work request, for listings: when submitted, how long it
+    waited or has been waiting, how long it ran or has been running."""
+    created, started = _moment(work_request, "created_at"), _moment(work_request, "started_at")
+    completed = _moment(work_request, "completed_at")
+    now = now or datetime.now(UTC)
+    waited = _took(created, started or (now if completed is None else completed))
+    ran = _took(started, completed or now) if started is not None else "-"
     return (
-        f"{work_request.id}  {work_request.task_name:<12} {state_name(work_request):<22} "
-        f"prio={work_request.priority} attempt={work_request.attempt} "
-        f"{work_request.worker_name}"
+        f"{work_request.id}  {_when(created)}  {work_request.task_name:<12} "
+        f"{state_name(work_request):<20} waited={waited:<7} ran={ran:<7} "
+        f"attempt={work_request.attempt} {work_request.worker_name}"
     ).rstrip()

@@ -13,6 +13,7 @@ from types import FrameType
 from taskyard.cli.errors import CliError
 from taskyard.cli.json_arg import parse_json_object
 from taskyard.cli.parsing import Subparsers
+from taskyard.errors import TaskyardError
 from taskyard.tasks import Task, TaskConfigError, UnknownTaskError
 
 
@@ -43,7 +44,12 @@ def run(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGINT, abort)
     try:
-        succeeded = task.execute_logging_exceptions()
+        succeeded = task.execute()
+    except TaskyardError as error:  # the task refused (a program not allowed, a timeout...)
+        raise CliError(f"{task.name}: {error.message}", 1) from error
+    except Exception:
+        task.logger.exception("task %s failed with an exception", task.name)  # a bug in it
+        succeeded = False
     finally:
         signal.signal(signal.SIGINT, previous)
     outcome = "aborted" if task.aborted else "success" if succeeded else "failure"

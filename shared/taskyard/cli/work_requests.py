@@ -1,4 +1,5 @@
-"""Client commands about work requests: submit, get, list, watch, abort, retry, explain."""
+"""Client commands about work requests: submit, get, list, watch, abort,
+retry, explain, logs."""
 
 from __future__ import annotations
 
@@ -7,18 +8,21 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import grpc
 
-from taskyard.cli import logs
+from taskyard.cli import logs, records
 from taskyard.cli.connection import Connection, add_connection_arguments, cli_error
 from taskyard.cli.errors import CliError
 from taskyard.cli.json_arg import parse_json_object
-from taskyard.cli.output import as_json, describe, one_line, state_name
-from taskyard.cli.parsing import Subparsers
+from taskyard.cli.output import describe, one_line, state_name
+from taskyard.cli.parsing import Subparsers, int32, moment
 from taskyard.v1 import work_requests_pb2 as pb
 
 FINAL = {pb.WORK_REQUEST_STATE_COMPLETED, pb.WORK_REQUEST_STATE_ABORTED}
+STATES = ("pending", "assigned", "running", "completed", "aborted")
+RESULTS = ("success", "failure", "error")
 
 
 def client_command(
@@ -45,19 +49,20 @@ def add_command(
     help_text: str,
     action: Callable[[Connection, argparse.Namespace], Awaitable[int]],
 ) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(name, help=help_text)
+    """A client command: connection arguments, `--json`, one-line errors."""
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
     add_connection_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts (docs/cli.md)")
     parser.set_defaults(handler=client_command(action))
     return parser
 
 
 def add_parsers(subparsers: Subparsers) -> None:
     """Register the work-request commands."""
-    submit = add_command(subparsers, "submit", "queue a work request", _submit)
-    submit.add_argument("task", help="task name")
+    submit = add_command(subparsers, "submit", "queue a work request; print its id", _submit)
+    submit.add_argument("task", help="task name (taskyard tasks lists them)")
     submit.add_argument("--data", default="{}", help="task data: JSON object, or @FILE")
-    submit.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    submit.add_argument("--priority", type=int32, default=0, help="higher runs first (default 0)")
     submit.add_argument("--timeout", type=float, help="execution timeout in seconds")
     submit.add_argument(
         "--idempotency-key", default="", help="resubmitting returns the same request"
@@ -76,24 +81,44 @@ def add_parsers(subparsers: Subparsers) -> None:
     for name, help_text, action in (
         ("get", "show a work request", _get),
         ("watch", "follow a work request until it ends", _watch),
-        ("abort", "abort a work request", _abort),
-        ("retry", "start a new attempt of a failed or aborted request", _retry),
         ("explain", "say why a pending request is not running", _explain),
     ):
         add_command(subparsers, name, help_text, action).add_argument("id", help="work request id")
+    for name, help_text, action in (
+        ("abort", "abort work requests", _abort),
+        ("retry", "start a new attempt of failed, errored or aborted requests", _retry),
+    ):
+        add_command(subparsers, name, help_text, action).add_argument(
+            "ids", nargs="+", metavar="ID", help="work request ids"
+        )
+    _add_list(subparsers)
+
+
+def _add_list(subparsers: Subparsers) -> None:
     listing = add_command(subparsers, "list", "list work requests, newest first", _list)
     listing.add_argument(
-        "--state", action="append", default=[], help="pending, running, ... (repeatable)"
+        "--state",
+        action="append",
+        default=[],
+        choices=STATES,
+        help="only in this state (repeatable)",
+    )
+    listing.add_argument(
+        "--result", action="append", default=[], choices=RESULTS, help="only with this result"
     )
     listing.add_argument("--task", default="", help="only this task")
-    listing.add_argument(
-        "--owner", default="", help="only requests submitted with this token (token:ID)"
-    )
+    listing.add_argument("--worker", default="", help="only those run on this worker")
+    listing.add_argument("--owner", default="", help="only those submitted by token:ID")
+    listing.add_argument("--since", type=moment, help="submitted at or after (RFC 3339, or 2h, 3d)")
+    listing.add_argument("--until", type=moment, help="submitted before (RFC 3339, or 2h, 3d)")
     listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    listing.add_argument("--all", action="store_true", help="every matching request, page by page")
 
 
 async def _submit(connection: Connection, args: argparse.Namespace) -> int:
     data = parse_json_object(args.data, option="--data")
+    if args.timeout is not None and args.timeout <= 0:
+        raise CliError("--timeout must be more than 0 seconds")
     request = pb.SubmitRequest(
         task_name=args.task,
         task_data_json=json.dumps(data),
@@ -104,13 +129,24 @@ async def _submit(connection: Connection, args: argparse.Namespace) -> int:
         request.timeout.FromNanoseconds(round(args.timeout * 1e9))
     response = await connection.work_requests.Submit(request, metadata=connection.metadata)
     work_request = response.work_request
+    if work_request.state == pb.WORK_REQUEST_STATE_PENDING:
+        await _warn_if_unrunnable(connection, work_request.id)
     if not args.wait:
-        print(as_json(work_request) if args.json else work_request.id)
+        print(records.dumps(records.work_request(work_request)) if args.json else work_request.id)
         return 0
     print(f"submitted {work_request.id}", file=sys.stderr)
     if args.follow:
         return await logs.follow_to_the_end(connection, work_request.id)
     return await _follow(connection, work_request.id, args.json)
+
+
+async def _warn_if_unrunnable(connection: Connection, work_request_id: str) -> None:
+    """Say at once when no worker could ever run it as things stand (a worker may come)."""
+    explained = await connection.work_requests.Explain(
+        pb.ExplainRequest(id=work_request_id), metadata=connection.metadata
+    )
+    if not explained.runnable:
+        print(f"taskyard: warning: {explained.summary}", file=sys.stderr)
 
 
 async def _follow(connection: Connection, work_request_id: str, json_output: bool) -> int:
@@ -122,12 +158,21 @@ async def _follow(connection: Connection, work_request_id: str, json_output: boo
         last = change.work_request
         where = f" on {last.worker_name}" if last.worker_name else ""
         print(f"{last.id}: {state_name(last)}{where}", file=sys.stderr)
+        if last.state == pb.WORK_REQUEST_STATE_PENDING:
+            await _why_pending(connection, last.id)
     if last is None:
         raise CliError(f"the scheduler ended the watch of {work_request_id} early", 3)
-    print(as_json(last) if json_output else describe(last))
+    print(records.dumps(records.work_request(last)) if json_output else describe(last))
     if last.state not in FINAL:
         raise CliError(f"the watch of {work_request_id} ended before it did", 3)
     return 0 if last.result == pb.WORK_REQUEST_RESULT_SUCCESS else 1
+
+
+async def _why_pending(connection: Connection, work_request_id: str) -> None:
+    explained = await connection.work_requests.Explain(
+        pb.ExplainRequest(id=work_request_id), metadata=connection.metadata
+    )
+    print(f"  waiting: {explained.summary}", file=sys.stderr)
 
 
 async def _get(connection: Connection, args: argparse.Namespace) -> int:
@@ -135,7 +180,9 @@ async def _get(connection: Connection, args: argparse.Namespace) -> int:
         pb.GetRequest(id=args.id), metadata=connection.metadata
     )
     if args.json:
-        print(as_json(response))
+        found = records.work_request(response.work_request)
+        found["artifacts"] = [records.artifact(a) for a in response.artifacts]
+        print(records.dumps(found))
         return 0
     print(describe(response.work_request))
     for artifact in response.artifacts:
@@ -148,20 +195,61 @@ async def _watch(connection: Connection, args: argparse.Namespace) -> int:
     return await _follow(connection, args.id, args.json)
 
 
+async def _each(
+    connection: Connection,
+    args: argparse.Namespace,
+    call: Callable[[str], Awaitable[pb.WorkRequest]],
+    said: Callable[[pb.WorkRequest], str],
+) -> int:
+    """Do `call` for each id; a failure for one says so and the rest go on."""
+    done, failed = [], 0
+    for work_request_id in args.ids:
+        try:
+            work_request = await call(work_request_id)
+        except grpc.aio.AioRpcError as error:
+            problem = cli_error(error, connection.address)
+            if len(args.ids) == 1:
+                raise problem from error
+            failed += 1
+            print(f"taskyard: error: {work_request_id}: {problem.message}", file=sys.stderr)
+            continue
+        done.append(work_request)
+        if not args.json:
+            print(said(work_request))
+    if args.json:
+        print(records.dumps([records.work_request(w) for w in done]))
+    return 1 if failed else 0
+
+
 async def _abort(connection: Connection, args: argparse.Namespace) -> int:
-    response = await connection.work_requests.Abort(
-        pb.AbortRequest(id=args.id), metadata=connection.metadata
-    )
-    print(as_json(response.work_request) if args.json else describe(response.work_request))
-    return 0
+    async def abort(work_request_id: str) -> pb.WorkRequest:
+        response = await connection.work_requests.Abort(
+            pb.AbortRequest(id=work_request_id), metadata=connection.metadata
+        )
+        return response.work_request
+
+    def said(work_request: pb.WorkRequest) -> str:
+        if work_request.state == pb.WORK_REQUEST_STATE_ABORTED:
+            return f"{work_request.id}: aborted"
+        return (
+            f"{work_request.id}: abort requested; it is {state_name(work_request)} "
+            f"until {work_request.worker_name or 'its worker'} stops it"
+        )
+
+    return await _each(connection, args, abort, said)
 
 
 async def _retry(connection: Connection, args: argparse.Namespace) -> int:
-    response = await connection.work_requests.Retry(
-        pb.RetryRequest(id=args.id), metadata=connection.metadata
-    )
-    print(as_json(response.work_request) if args.json else describe(response.work_request))
-    return 0
+    async def retry(work_request_id: str) -> pb.WorkRequest:
+        response = await connection.work_requests.Retry(
+            pb.RetryRequest(id=work_request_id), metadata=connection.metadata
+        )
+        return response.work_request
+
+    def said(work_request: pb.WorkRequest) -> str:
+        return f"{work_request.id}: pending again (attempt {work_request.attempt})"
+
+    return await _each(connection, args, retry, said)
 
 
 async def _explain(connection: Connection, args: argparse.Namespace) -> int:
@@ -169,7 +257,7 @@ async def _explain(connection: Connection, args: argparse.Namespace) -> int:
         pb.ExplainRequest(id=args.id), metadata=connection.metadata
     )
     if args.json:
-        print(as_json(response))
+        print(records.dumps(records.explanation(response)))
         return 0
     print(describe(response.work_request))
     print()
@@ -180,25 +268,45 @@ async def _explain(connection: Connection, args: argparse.Namespace) -> int:
     return 0
 
 
-def _state(text: str) -> pb.WorkRequestState.ValueType:
-    try:
-        return pb.WorkRequestState.Value(f"WORK_REQUEST_STATE_{text.upper()}")
-    except ValueError as error:
-        raise CliError(
-            f"unknown state {text!r}; use pending, assigned, running, completed or aborted"
-        ) from error
+def _list_request(args: argparse.Namespace, page_size: int, token: str) -> pb.ListRequest:
+    request = pb.ListRequest(
+        states=[pb.WorkRequestState.Value(f"WORK_REQUEST_STATE_{s.upper()}") for s in args.state],
+        results=[
+            pb.WorkRequestResult.Value(f"WORK_REQUEST_RESULT_{r.upper()}") for r in args.result
+        ],
+        task_name=args.task,
+        worker_name=args.worker,
+        owner=args.owner,
+        page_size=page_size,
+        page_token=token,
+    )
+    for field, when in (("created_after", args.since), ("created_before", args.until)):
+        if when is not None:
+            getattr(request, field).FromDatetime(when.astimezone(UTC).replace(tzinfo=None))
+    return request
 
 
 async def _list(connection: Connection, args: argparse.Namespace) -> int:
-    request = pb.ListRequest(
-        states=[_state(s) for s in args.state],
-        task_name=args.task,
-        page_size=args.limit,
-        owner=args.owner,
-    )
-    response = await connection.work_requests.List(request, metadata=connection.metadata)
+    if args.limit < 1:
+        raise CliError("--limit must be at least 1")
+    found: list[pb.WorkRequest] = []
+    token, more = "", False
+    while True:
+        wanted = 1000 if args.all else args.limit - len(found)
+        response = await connection.work_requests.List(
+            _list_request(args, wanted, token), metadata=connection.metadata
+        )
+        found += response.work_requests
+        token = response.next_page_token
+        if not token or (not args.all and len(found) >= args.limit):
+            more = bool(token)
+            break
     if args.json:
-        print(as_json(list(response.work_requests)))
-    for work_request in [] if args.json else response.work_requests:
-        print(one_line(work_request))
+        print(records.dumps([records.work_request(w) for w in found]))
+    else:
+        now = datetime.now(UTC)
+        for work_request in found:
+            print(one_line(work_request, now))
+        if more:
+            print(f"(more match: --limit N or --all; {len(found)} shown)", file=sys.stderr)
     return 0

@@ -161,6 +161,13 @@ class Task(ABC):
         """
         return worker_metadata.get(self.prefix_with_task_name("version")) == self.TASK_VERSION
 
+    def cannot_run_reason(self, worker_metadata: dict[str, Any]) -> str:
+        """Why `can_run_on(worker_metadata)` says no, for a person (an
+        optional addition to the seed's API: `explain` and a submit's
+        warning show it). The default names the check; a task that adds
+        checks to `can_run_on()` says which of them failed."""
+        return f"{self.name}.can_run_on() refused the worker's metadata"
+
     # -- Configuration ----------------------------------------------------
 
     def configure(self, task_data: dict[str, Any]) -> None:

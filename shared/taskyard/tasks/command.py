@@ -149,6 +149,18 @@ class Command(Task):
         available = worker_metadata.get(self.prefix_with_task_name("available"), {})
         return isinstance(available, dict) and self.data["command"][0] in available
 
+    def cannot_run_reason(self, worker_metadata: dict[str, Any]) -> str:
+        """Which program the worker lacks, and whether it is not allowed or not installed."""
+        assert self.data is not None
+        program = self.data["command"][0]
+        available = worker_metadata.get(self.prefix_with_task_name("available"), {})
+        if isinstance(available, dict) and program in available:
+            return super().cannot_run_reason(worker_metadata)
+        return (
+            f"the worker does not offer {program!r}: it is not allowed there "
+            f"(taskyard worker --allow-command {program}) or not installed"
+        )
+
     def _execute(self) -> bool:
         assert self.data is not None
         argv: list[str] = self.data["command"]

@@ -51,6 +51,60 @@ TOKEN_ROLE_WORKER_ACTIVATION: TokenRole.ValueType  # 3
 Global___TokenRole: _TypeAlias = TokenRole  # noqa: Y015
 
 @_typing.final
+class PruneRequest(_message.Message):
+    """Request of OperatorService.Prune."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OLDER_THAN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def older_than(self) -> _duration_pb2.Duration:
+        """Age past which finished requests go; more than 0, at most 10 years."""
+
+    def __init__(
+        self,
+        *,
+        older_than: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["older_than", b"older_than"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["older_than", b"older_than"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PruneRequest: _TypeAlias = PruneRequest  # noqa: Y015
+
+@_typing.final
+class PruneResponse(_message.Message):
+    """Response of OperatorService.Prune."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORK_REQUESTS_FIELD_NUMBER: _builtins.int
+    ARTIFACTS_FIELD_NUMBER: _builtins.int
+    BLOBS_FIELD_NUMBER: _builtins.int
+    work_requests: _builtins.int
+    """Work requests deleted."""
+    artifacts: _builtins.int
+    """Artifacts deleted."""
+    blobs: _builtins.int
+    """Stored contents (blobs) deleted."""
+    def __init__(
+        self,
+        *,
+        work_requests: _builtins.int = ...,
+        artifacts: _builtins.int = ...,
+        blobs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifacts", b"artifacts", "blobs", b"blobs", "work_requests", b"work_requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PruneResponse: _TypeAlias = PruneResponse  # noqa: Y015
+
+@_typing.final
 class Worker(_message.Message):
     """A worker as the scheduler knows it."""
 
@@ -387,6 +441,45 @@ class SetWorkerTaskFilterResponse(_message.Message):
 Global___SetWorkerTaskFilterResponse: _TypeAlias = SetWorkerTaskFilterResponse  # noqa: Y015
 
 @_typing.final
+class RemoveWorkerRequest(_message.Message):
+    """Request of OperatorService.RemoveWorker."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the worker."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveWorkerRequest: _TypeAlias = RemoveWorkerRequest  # noqa: Y015
+
+@_typing.final
+class RemoveWorkerResponse(_message.Message):
+    """Response of OperatorService.RemoveWorker."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveWorkerResponse: _TypeAlias = RemoveWorkerResponse  # noqa: Y015
+
+@_typing.final
 class RefreshWorkerMetadataRequest(_message.Message):
     """Request of OperatorService.RefreshWorkerMetadata."""
 
@@ -519,6 +612,7 @@ class Token(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     USED_FIELD_NUMBER: _builtins.int
+    REVOKED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Id of the token (not the secret)."""
     role: Global___TokenRole.ValueType
@@ -535,6 +629,10 @@ class Token(_message.Message):
     def expires_at(self) -> _timestamp_pb2.Timestamp:
         """When it stops being valid; unset means never."""
 
+    @_builtins.property
+    def revoked_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was revoked; unset while it is not."""
+
     def __init__(
         self,
         *,
@@ -544,10 +642,11 @@ class Token(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         used: _builtins.bool = ...,
+        revoked_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "revoked_at", b"revoked_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "expires_at", b"expires_at", "id", b"id", "role", b"role", "used", b"used"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "expires_at", b"expires_at", "id", b"id", "revoked_at", b"revoked_at", "role", b"role", "used", b"used"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -66,6 +66,11 @@ class OperatorServiceStub:
                 request_serializer=taskyard_dot_v1_dot_operator__pb2.RefreshWorkerMetadataRequest.SerializeToString,
                 response_deserializer=taskyard_dot_v1_dot_operator__pb2.RefreshWorkerMetadataResponse.FromString,
                 _registered_method=True)
+        self.RemoveWorker = channel.unary_unary(
+                '/taskyard.v1.OperatorService/RemoveWorker',
+                request_serializer=taskyard_dot_v1_dot_operator__pb2.RemoveWorkerRequest.SerializeToString,
+                response_deserializer=taskyard_dot_v1_dot_operator__pb2.RemoveWorkerResponse.FromString,
+                _registered_method=True)
         self.ListTasks = channel.unary_unary(
                 '/taskyard.v1.OperatorService/ListTasks',
                 request_serializer=taskyard_dot_v1_dot_operator__pb2.ListTasksRequest.SerializeToString,
@@ -85,6 +90,11 @@ class OperatorServiceStub:
                 '/taskyard.v1.OperatorService/RevokeToken',
                 request_serializer=taskyard_dot_v1_dot_operator__pb2.RevokeTokenRequest.SerializeToString,
                 response_deserializer=taskyard_dot_v1_dot_operator__pb2.RevokeTokenResponse.FromString,
+                _registered_method=True)
+        self.Prune = channel.unary_unary(
+                '/taskyard.v1.OperatorService/Prune',
+                request_serializer=taskyard_dot_v1_dot_operator__pb2.PruneRequest.SerializeToString,
+                response_deserializer=taskyard_dot_v1_dot_operator__pb2.PruneResponse.FromString,
                 _registered_method=True)
 
 
@@ -136,6 +146,15 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RemoveWorker(self, request, context):
+        """Forgets a worker that is gone for good: its token no longer works. A
+        connected worker, or one whose leases have not expired, is refused with
+        FAILED_PRECONDITION (disable it and stop it first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListTasks(self, request, context):
         """Lists the tasks the scheduler knows, with versions and data schemas.
         """
@@ -159,6 +178,16 @@ class OperatorServiceServicer:
 
     def RevokeToken(self, request, context):
         """Revokes a token; calls made with it fail with UNAUTHENTICATED from then on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Prune(self, request, context):
+        """Deletes completed and aborted work requests that ended longer ago than
+        `older_than`, with their logs and artifacts, expired artifacts, and the
+        stored contents nothing refers to any more. Nothing pending, assigned or
+        running is touched. The scheduler also does it by itself every hour.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -197,6 +226,11 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     request_deserializer=taskyard_dot_v1_dot_operator__pb2.RefreshWorkerMetadataRequest.FromString,
                     response_serializer=taskyard_dot_v1_dot_operator__pb2.RefreshWorkerMetadataResponse.SerializeToString,
             ),
+            'RemoveWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveWorker,
+                    request_deserializer=taskyard_dot_v1_dot_operator__pb2.RemoveWorkerRequest.FromString,
+                    response_serializer=taskyard_dot_v1_dot_operator__pb2.RemoveWorkerResponse.SerializeToString,
+            ),
             'ListTasks': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTasks,
                     request_deserializer=taskyard_dot_v1_dot_operator__pb2.ListTasksRequest.FromString,
@@ -216,6 +250,11 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.RevokeToken,
                     request_deserializer=taskyard_dot_v1_dot_operator__pb2.RevokeTokenRequest.FromString,
                     response_serializer=taskyard_dot_v1_dot_operator__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'Prune': grpc.unary_unary_rpc_method_handler(
+                    servicer.Prune,
+                    request_deserializer=taskyard_dot_v1_dot_operator__pb2.PruneRequest.FromString,
+                    response_serializer=taskyard_dot_v1_dot_operator__pb2.PruneResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -393,6 +432,33 @@ class OperatorService:
             _registered_method=True)
 
     @staticmethod
+    def RemoveWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskyard.v1.OperatorService/RemoveWorker',
+            taskyard_dot_v1_dot_operator__pb2.RemoveWorkerRequest.SerializeToString,
+            taskyard_dot_v1_dot_operator__pb2.RemoveWorkerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListTasks(request,
             target,
             options=(),
@@ -490,6 +556,33 @@ class OperatorService:
             '/taskyard.v1.OperatorService/RevokeToken',
             taskyard_dot_v1_dot_operator__pb2.RevokeTokenRequest.SerializeToString,
             taskyard_dot_v1_dot_operator__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Prune(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskyard.v1.OperatorService/Prune',
+            taskyard_dot_v1_dot_operator__pb2.PruneRequest.SerializeToString,
+            taskyard_dot_v1_dot_operator__pb2.PruneResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,11 @@ class OperatorServiceStub:
     """Asks a connected worker to send its dynamic metadata again (e.g. after a
     program was installed on its machine). FAILED_PRECONDITION if offline.
     """
+    RemoveWorker: _grpc.UnaryUnaryMultiCallable[_operator_pb2.RemoveWorkerRequest, _operator_pb2.RemoveWorkerResponse]
+    """Forgets a worker that is gone for good: its token no longer works. A
+    connected worker, or one whose leases have not expired, is refused with
+    FAILED_PRECONDITION (disable it and stop it first).
+    """
     ListTasks: _grpc.UnaryUnaryMultiCallable[_operator_pb2.ListTasksRequest, _operator_pb2.ListTasksResponse]
     """Lists the tasks the scheduler knows, with versions and data schemas."""
     CreateToken: _grpc.UnaryUnaryMultiCallable[_operator_pb2.CreateTokenRequest, _operator_pb2.CreateTokenResponse]
@@ -57,6 +62,12 @@ class OperatorServiceStub:
     """Lists tokens (never their secrets)."""
     RevokeToken: _grpc.UnaryUnaryMultiCallable[_operator_pb2.RevokeTokenRequest, _operator_pb2.RevokeTokenResponse]
     """Revokes a token; calls made with it fail with UNAUTHENTICATED from then on."""
+    Prune: _grpc.UnaryUnaryMultiCallable[_operator_pb2.PruneRequest, _operator_pb2.PruneResponse]
+    """Deletes completed and aborted work requests that ended longer ago than
+    `older_than`, with their logs and artifacts, expired artifacts, and the
+    stored contents nothing refers to any more. Nothing pending, assigned or
+    running is touched. The scheduler also does it by itself every hour.
+    """
 
 @_typing.type_check_only
 class OperatorServiceAsyncStub(OperatorServiceStub):
@@ -79,6 +90,11 @@ class OperatorServiceAsyncStub(OperatorServiceStub):
     """Asks a connected worker to send its dynamic metadata again (e.g. after a
     program was installed on its machine). FAILED_PRECONDITION if offline.
     """
+    RemoveWorker: _aio.UnaryUnaryMultiCallable[_operator_pb2.RemoveWorkerRequest, _operator_pb2.RemoveWorkerResponse]  # type: ignore[assignment]
+    """Forgets a worker that is gone for good: its token no longer works. A
+    connected worker, or one whose leases have not expired, is refused with
+    FAILED_PRECONDITION (disable it and stop it first).
+    """
     ListTasks: _aio.UnaryUnaryMultiCallable[_operator_pb2.ListTasksRequest, _operator_pb2.ListTasksResponse]  # type: ignore[assignment]
     """Lists the tasks the scheduler knows, with versions and data schemas."""
     CreateToken: _aio.UnaryUnaryMultiCallable[_operator_pb2.CreateTokenRequest, _operator_pb2.CreateTokenResponse]  # type: ignore[assignment]
@@ -87,6 +103,12 @@ class OperatorServiceAsyncStub(OperatorServiceStub):
     """Lists tokens (never their secrets)."""
     RevokeToken: _aio.UnaryUnaryMultiCallable[_operator_pb2.RevokeTokenRequest, _operator_pb2.RevokeTokenResponse]  # type: ignore[assignment]
     """Revokes a token; calls made with it fail with UNAUTHENTICATED from then on."""
+    Prune: _aio.UnaryUnaryMultiCallable[_operator_pb2.PruneRequest, _operator_pb2.PruneResponse]  # type: ignore[assignment]
+    """Deletes completed and aborted work requests that ended longer ago than
+    `older_than`, with their logs and artifacts, expired artifacts, and the
+    stored contents nothing refers to any more. Nothing pending, assigned or
+    running is touched. The scheduler also does it by itself every hour.
+    """
 
 class OperatorServiceServicer(metaclass=_abc_1.ABCMeta):
     """Administration of a Taskyard installation. Every call needs a bearer token
@@ -144,6 +166,17 @@ class OperatorServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def RemoveWorker(
+        self,
+        request: _operator_pb2.RemoveWorkerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.RemoveWorkerResponse, _abc.Awaitable[_operator_pb2.RemoveWorkerResponse]]:
+        """Forgets a worker that is gone for good: its token no longer works. A
+        connected worker, or one whose leases have not expired, is refused with
+        FAILED_PRECONDITION (disable it and stop it first).
+        """
+
+    @_abc_1.abstractmethod
     def ListTasks(
         self,
         request: _operator_pb2.ListTasksRequest,
@@ -174,5 +207,17 @@ class OperatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_operator_pb2.RevokeTokenResponse, _abc.Awaitable[_operator_pb2.RevokeTokenResponse]]:
         """Revokes a token; calls made with it fail with UNAUTHENTICATED from then on."""
+
+    @_abc_1.abstractmethod
+    def Prune(
+        self,
+        request: _operator_pb2.PruneRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.PruneResponse, _abc.Awaitable[_operator_pb2.PruneResponse]]:
+        """Deletes completed and aborted work requests that ended longer ago than
+        `older_than`, with their logs and artifacts, expired artifacts, and the
+        stored contents nothing refers to any more. Nothing pending, assigned or
+        running is touched. The scheduler also does it by itself every hour.
+        """
 
 def add_OperatorServiceServicer_to_server(servicer: OperatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -635,6 +635,9 @@ class ListRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    CREATED_AFTER_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
     task_name: _builtins.str
     """Only requests of this task, if set."""
     worker_name: _builtins.str
@@ -652,6 +655,18 @@ class ListRequest(_message.Message):
     def states(self) -> _containers.RepeatedScalarFieldContainer[Global___WorkRequestState.ValueType]:
         """Only requests in one of these states; empty means any state."""
 
+    @_builtins.property
+    def results(self) -> _containers.RepeatedScalarFieldContainer[Global___WorkRequestResult.ValueType]:
+        """Only completed requests with one of these results; empty means any."""
+
+    @_builtins.property
+    def created_after(self) -> _timestamp_pb2.Timestamp:
+        """Only requests submitted at or after this time, if set."""
+
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp:
+        """Only requests submitted before this time, if set."""
+
     def __init__(
         self,
         *,
@@ -661,10 +676,13 @@ class ListRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         owner: _builtins.str = ...,
+        results: _abc.Iterable[Global___WorkRequestResult.ValueType] | None = ...,
+        created_after: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["owner", b"owner", "page_size", b"page_size", "page_token", b"page_token", "states", b"states", "task_name", b"task_name", "worker_name", b"worker_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "owner", b"owner", "page_size", b"page_size", "page_token", b"page_token", "results", b"results", "states", b"states", "task_name", b"task_name", "worker_name", b"worker_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

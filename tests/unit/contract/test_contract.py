@@ -36,10 +36,12 @@ EXPECTED_METHODS = {
         "SetWorkerMetadata",
         "SetWorkerTaskFilter",
         "RefreshWorkerMetadata",
+        "RemoveWorker",
         "ListTasks",
         "CreateToken",
         "ListTokens",
         "RevokeToken",
+        "Prune",
     },
     "taskyard.v1.ArtifactService": {
         "CreateArtifact",

@@ -8,7 +8,7 @@ import pytest
 
 from taskyard.scheduler.explain import Eligibility, WorkerStatus, explain
 from taskyard.scheduler.matching import WorkerView
-from taskyard.tasks import Noop
+from taskyard.tasks import Command, Noop
 
 
 def status(
@@ -58,7 +58,7 @@ def test_it_says_plainly_when_no_known_worker_could_ever_run_it() -> None:
     workers = [status({}, name="a"), status(NOOP, deny=("noop",), name="b")]
     explanation = explain(task, workers)
     assert not explanation.runnable
-    assert "No known worker could ever run" in explanation.summary
+    assert "No known worker could run this noop request" in explanation.summary
     assert [v.worker_name for v in explanation.verdicts] == ["a", "b"]
 
 
@@ -66,3 +66,12 @@ def test_busy_or_offline_workers_still_count_as_able() -> None:
     explanation = explain(Noop(), [status(NOOP, free=0), status(NOOP, connected=False)])
     assert explanation.runnable
     assert explain(Noop(), []).summary.startswith("No worker is known")
+
+
+def test_a_command_says_which_program_the_worker_lacks() -> None:
+    task = Command()
+    task.configure({"command": ["ls"]})
+    metadata = {"command:version": Command.TASK_VERSION, "command:available": {"echo": ""}}
+    explanation = explain(task, [status(metadata, name="w")])
+    assert "'ls'" in explanation.verdicts[0].detail
+    assert "--allow-command ls" in explanation.summary

@@ -52,6 +52,7 @@ RESULTS = {
     Result.FAILURE: work_requests_pb2.WORK_REQUEST_RESULT_FAILURE,
     Result.ERROR: work_requests_pb2.WORK_REQUEST_RESULT_ERROR,
 }
+RESULTS_FROM_PROTO = {value: key for key, value in RESULTS.items()}
 OUTCOMES = {
     workers_pb2.WORK_OUTCOME_SUCCESS: lifecycle.Outcome.SUCCESS,
     workers_pb2.WORK_OUTCOME_FAILURE: lifecycle.Outcome.FAILURE,
@@ -271,6 +272,7 @@ def token_to_proto(token: Token) -> operator_pb2.Token:
         created_at=timestamp(token.created_at),
         expires_at=timestamp(token.expires_at),
         used=token.used_at is not None,
+        revoked_at=timestamp(token.revoked_at),
     )
 
 

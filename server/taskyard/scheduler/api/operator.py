@@ -8,6 +8,7 @@ from taskyard import limits
 from taskyard.errors import invalid
 from taskyard.scheduler.api import convert
 from taskyard.scheduler.api.access import Context
+from taskyard.scheduler.service.retention import Retention
 from taskyard.scheduler.service.tokens import Tokens
 from taskyard.scheduler.service.workers import Workers
 from taskyard.tasks import Task
@@ -29,9 +30,10 @@ def task_info(task_class: type[Task]) -> pb.TaskInfo:
 class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     """Administration of workers, tasks and tokens."""
 
-    def __init__(self, workers: Workers, tokens: Tokens) -> None:
+    def __init__(self, workers: Workers, tokens: Tokens, retention: Retention) -> None:
         self._workers = workers
         self._tokens = tokens
+        self._retention = retention
 
     def _worker(self, name: str) -> pb.Worker:
         for worker, connected, running in self._workers.list():
@@ -83,6 +85,20 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     ) -> pb.RefreshWorkerMetadataResponse:
         self._workers.refresh_metadata(request.name)
         return pb.RefreshWorkerMetadataResponse(worker=self._worker(request.name))
+
+    async def RemoveWorker(
+        self, request: pb.RemoveWorkerRequest, context: Context
+    ) -> pb.RemoveWorkerResponse:
+        await self._workers.remove(request.name)
+        return pb.RemoveWorkerResponse()
+
+    async def Prune(self, request: pb.PruneRequest, context: Context) -> pb.PruneResponse:
+        if not request.HasField("older_than"):
+            raise invalid("older_than", "is required")
+        pruned = await self._retention.prune(request.older_than.ToNanoseconds() / 1e9)
+        return pb.PruneResponse(
+            work_requests=pruned.work_requests, artifacts=pruned.artifacts, blobs=pruned.blobs
+        )
 
     async def ListTasks(
         self, request: pb.ListTasksRequest, context: Context

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
+from datetime import UTC
 from typing import Any
 
 from taskyard.errors import TaskyardError, invalid
@@ -18,14 +20,23 @@ from taskyard.v1 import work_requests_pb2 as pb
 from taskyard.v1 import work_requests_pb2_grpc
 
 
-def _filter(
-    states: Any, task_name: str, worker_name: str = "", owner: str = ""
-) -> WorkRequestFilter:
+def _filter(states: Any, task_name: str) -> WorkRequestFilter:
     return WorkRequestFilter(
         states=frozenset(convert.STATES_FROM_PROTO[s] for s in states if s),
         task_name=task_name.lower(),
-        worker_name=worker_name,
-        owner=owner,
+    )
+
+
+def _list_filter(request: pb.ListRequest) -> WorkRequestFilter:
+    after = request.created_after.ToDatetime(UTC) if request.HasField("created_after") else None
+    before = request.created_before.ToDatetime(UTC) if request.HasField("created_before") else None
+    return dataclasses.replace(
+        _filter(request.states, request.task_name),
+        worker_name=request.worker_name,
+        owner=request.owner,
+        results=frozenset(convert.RESULTS_FROM_PROTO[r] for r in request.results if r),
+        created_after=after,
+        created_before=before,
     )
 
 
@@ -68,7 +79,7 @@ class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
         return pb.GetResponse(work_request=work_request, artifacts=reversed(artifacts))
 
     async def List(self, request: pb.ListRequest, context: Context) -> pb.ListResponse:
-        where = _filter(request.states, request.task_name, request.worker_name, request.owner)
+        where = _list_filter(request)
         page, next_token = await self._use.list(where, request.page_size, request.page_token)
         items, cut = convert.fit(page, convert.work_request_to_proto, lambda w: w.id)
         return pb.ListResponse(work_requests=items, next_page_token=cut or next_token)

@@ -7,10 +7,12 @@ stays in memory, and after a restart the partial prefix is hashed again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from taskyard.errors import InvalidArgumentError, invalid
@@ -36,7 +38,11 @@ class LocalBlobStore:
         return self._partial / key
 
     def has(self, sha256: str, size: int) -> bool:
-        return self._object(sha256, size).exists()
+        try:
+            os.utime(self._object(sha256, size))  # found again: not for the collector
+        except FileNotFoundError:
+            return False
+        return True
 
     def committed(self, key: str) -> int:
         try:
@@ -118,3 +124,14 @@ class LocalBlobStore:
     def partial_keys_older_than(self, seconds: float) -> list[str]:
         limit = time.time() - seconds
         return [p.name for p in self._partial.iterdir() if p.stat().st_mtime < limit]
+
+    def stored_older_than(self, seconds: float) -> Iterator[tuple[str, int]]:
+        limit = time.time() - seconds
+        for path in self._objects.glob("*/*/*"):
+            sha256, _, size = path.name.partition("-")
+            with contextlib.suppress(FileNotFoundError):
+                if size.isdigit() and path.stat().st_mtime < limit:
+                    yield sha256, int(size)
+
+    def remove(self, sha256: str, size: int) -> None:
+        self._object(sha256, size).unlink(missing_ok=True)

@@ -8,6 +8,7 @@ partial blobs as multipart uploads.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol
 
 
@@ -41,3 +42,10 @@ class BlobStore(Protocol):
 
     def partial_keys_older_than(self, seconds: float) -> list[str]:
         """Partial blobs untouched for `seconds`."""
+
+    def stored_older_than(self, seconds: float) -> Iterator[tuple[str, int]]:
+        """(sha256, size) of the stored blobs untouched for `seconds` (`has`
+        touches a blob: one just found again is not collected)."""
+
+    def remove(self, sha256: str, size: int) -> None:
+        """Delete a stored blob (nothing refers to it any more)."""

@@ -66,6 +66,10 @@ class Credentials:
         """Record a created or changed token."""
         self._tokens[token.secret_sha256] = token
 
+    def forget_worker(self, worker: Worker) -> None:
+        """A removed worker's token works no more."""
+        self._workers.pop(worker.token_sha256, None)
+
     def remember_worker(self, worker: Worker) -> None:
         """Record a registered or changed worker (its token, whether enabled)."""
         self._workers[worker.token_sha256] = worker

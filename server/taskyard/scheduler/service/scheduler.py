@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -26,6 +27,7 @@ from taskyard.scheduler.service.dispatch import Dispatcher
 from taskyard.scheduler.service.feed import ChangeFeed
 from taskyard.scheduler.service.ids import IdFactory, SortableIds
 from taskyard.scheduler.service.observers import Observer
+from taskyard.scheduler.service.retention import Pruned, Retention
 from taskyard.scheduler.service.sessions import Settings
 from taskyard.scheduler.service.task_logs import DEFAULT_CAP, TaskLogs
 from taskyard.scheduler.service.tokens import Tokens
@@ -56,6 +58,7 @@ class Scheduler:
         limits: Limits | None = None,
         logs: LogFiles,
         log_cap: int = DEFAULT_CAP,
+        keep_seconds: float = 0.0,
     ) -> None:
         self.store = store
         settings = settings or Settings()
@@ -76,7 +79,10 @@ class Scheduler:
         self.tokens = Tokens(self.core)
         self.artifacts = Artifacts(self.core, blobs, limits or Limits())
         self.logs = TaskLogs(self.core, logs, log_cap)
+        self.retention = Retention(self.core, blobs, logs)
+        self._keep = keep_seconds
         self._sweeper: asyncio.TimerHandle | None = None
+        self._next_prune = 0.0
         self._sweeping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -97,10 +103,16 @@ class Scheduler:
         await self._sweep()
 
     async def _sweep(self) -> None:
-        """Remove stale partial uploads now, and again every hour."""
+        """Remove stale partial uploads (and, with a kept age, what is
+        finished and older) now, and again and again."""
         removed = await self.artifacts.sweep()
         if removed:
             log.info("removed %d abandoned artifact upload(s)", removed)
+        if self._keep > 0 and time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + 3600
+            pruned = await self.retention.prune(self._keep)
+            if pruned != Pruned():
+                log.info("pruned what ended over %.0f days ago: %s", self._keep / 86400, pruned)
         loop = asyncio.get_running_loop()
         # Often enough that an upload goes soon after its max age.
         every = max(10.0, min(3600.0, self.artifacts.limits.partial_max_age / 4))

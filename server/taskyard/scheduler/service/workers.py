@@ -11,6 +11,7 @@ from typing import Any
 
 from taskyard.errors import (
     AlreadyExistsError,
+    FailedPreconditionError,
     NotFoundError,
     PermissionDeniedError,
     invalid,
@@ -135,6 +136,24 @@ class Workers:
         self._core.credentials.remember_worker(worker)
         self._core.dispatcher.worker_changed(worker)
         return worker
+
+    async def remove(self, name: str) -> None:
+        """Forget a worker that is gone: not connected, holding no lease."""
+        dispatcher = self._core.dispatcher
+        live = dispatcher.workers.get(name)
+        if live is None:
+            raise NotFoundError(f"no worker named {name!r}", reason="WORKER_NOT_FOUND")
+        if live.connected or live.busy:
+            raise FailedPreconditionError(
+                f"worker {name} is connected or still holds work; disable it, stop it, "
+                "and wait for its leases to expire",
+                reason="WORKER_IN_USE",
+            )
+        await self._core.db.run(lambda tx: tx.delete_worker(name))
+        if live.grace is not None:
+            live.grace.cancel()
+        del dispatcher.workers[name]
+        self._core.credentials.forget_worker(live.worker)
 
     def refresh_metadata(self, name: str) -> None:
         """Ask a connected worker to send its dynamic metadata again."""

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from taskyard.errors import AlreadyExistsError
-from taskyard.scheduler.domain import Artifact, State, Token, Worker, WorkRequest
+from taskyard.scheduler.domain import (
+    FINAL_STATES,
+    Artifact,
+    State,
+    Token,
+    Worker,
+    WorkRequest,
+)
 from taskyard.scheduler.store.port import WorkRequestFilter
 
 
@@ -94,6 +101,9 @@ class MemoryTransaction:
         found = (w for w in self.tables.workers.values() if w.token_sha256 == token_sha256)
         return next(found, None)
 
+    def delete_worker(self, name: str) -> None:
+        self.tables.workers.pop(name, None)
+
     def list_workers(self) -> list[Worker]:
         return sorted(self.tables.workers.values(), key=lambda w: w.name)
 
@@ -150,6 +160,32 @@ class MemoryTransaction:
             for a in self.tables.artifacts.values()
             if not a.complete and a.created_by == created_by
         ]
+
+    def finished_before(self, moment: datetime, limit: int) -> list[str]:
+        return [
+            w.id
+            for w in self.tables.work_requests.values()
+            if w.state in FINAL_STATES and w.completed_at is not None and w.completed_at < moment
+        ][:limit]
+
+    def artifacts_of(self, work_request_ids: Collection[str]) -> list[str]:
+        wanted = set(work_request_ids)
+        return [a.id for a in self.tables.artifacts.values() if a.work_request_id in wanted]
+
+    def expired_artifacts(self, now: datetime, limit: int) -> list[str]:
+        return [
+            a.id
+            for a in self.tables.artifacts.values()
+            if a.expires_at is not None and a.expires_at < now
+        ][:limit]
+
+    def delete_work_requests(self, work_request_ids: Collection[str]) -> None:
+        for work_request_id in work_request_ids:
+            self.tables.work_requests.pop(work_request_id, None)
+
+    def referenced_blobs(self, blobs: Collection[tuple[str, int]]) -> set[tuple[str, int]]:
+        files = {(f.sha256, f.size) for a in self.tables.artifacts.values() for f in a.files}
+        return files & set(blobs)
 
     def incomplete_artifacts(self, created_before: datetime) -> list[Artifact]:
         return [

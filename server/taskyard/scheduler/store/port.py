@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from taskyard.errors import ResourceExhaustedError
-from taskyard.scheduler.domain import Artifact, State, Token, Worker, WorkRequest
+from taskyard.scheduler.domain import Artifact, Result, State, Token, Worker, WorkRequest
 
 DISK_FULL_MESSAGE = "the scheduler's disk is full; nothing was stored, try again later"
 
@@ -36,6 +36,9 @@ class WorkRequestFilter:
     task_name: str = ""
     worker_name: str = ""
     owner: str = ""
+    results: frozenset[Result] = field(default_factory=frozenset)
+    created_after: datetime | None = None
+    created_before: datetime | None = None
 
     def matches(self, work_request: WorkRequest) -> bool:
         """Whether `work_request` passes the filter."""
@@ -44,6 +47,9 @@ class WorkRequestFilter:
             and (not self.task_name or work_request.task_name == self.task_name)
             and (not self.worker_name or work_request.worker_name == self.worker_name)
             and (not self.owner or work_request.owner == self.owner)
+            and (not self.results or work_request.result in self.results)
+            and (self.created_after is None or work_request.created_at >= self.created_after)
+            and (self.created_before is None or work_request.created_at < self.created_before)
         )
 
 
@@ -90,6 +96,9 @@ class StoreTransaction(Protocol):
     def get_worker_by_token(self, token_sha256: str) -> Worker | None:
         """Return the worker whose token has this SHA-256, or None."""
 
+    def delete_worker(self, name: str) -> None:
+        """Forget a worker."""
+
     def list_workers(self) -> list[Worker]:
         """Return every worker, sorted by name."""
 
@@ -130,6 +139,21 @@ class StoreTransaction(Protocol):
 
     def incomplete_artifacts_of(self, created_by: str) -> list[Artifact]:
         """Artifacts still missing content that `created_by` declared."""
+
+    def finished_before(self, moment: datetime, limit: int) -> list[str]:
+        """Ids of up to `limit` completed or aborted requests that ended before `moment`."""
+
+    def artifacts_of(self, work_request_ids: Collection[str]) -> list[str]:
+        """Ids of the artifacts of these requests."""
+
+    def expired_artifacts(self, now: datetime, limit: int) -> list[str]:
+        """Ids of up to `limit` artifacts whose `expires_at` has passed."""
+
+    def delete_work_requests(self, work_request_ids: Collection[str]) -> None:
+        """Forget these requests (their artifacts first)."""
+
+    def referenced_blobs(self, blobs: Collection[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Those of `blobs` (sha256, size) that some artifact file refers to."""
 
 
 class Store(Protocol):

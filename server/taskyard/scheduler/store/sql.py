@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from taskyard.errors import AlreadyExistsError
 from taskyard.logs import RateLimitedLog
-from taskyard.scheduler.domain import Artifact, State, Token, Worker, WorkRequest
+from taskyard.scheduler.domain import FINAL_STATES, Artifact, State, Token, Worker, WorkRequest
 from taskyard.scheduler.store import rows
 from taskyard.scheduler.store.port import StorageFullError, WorkRequestFilter
 from taskyard.scheduler.store.prepared import Prepared
@@ -220,6 +220,12 @@ class SqlTransaction:
             query = query.where(_WR.worker_name == where.worker_name)
         if where.owner:
             query = query.where(_WR.owner == where.owner)
+        if where.results:
+            query = query.where(_WR.result.in_([r.value for r in where.results]))
+        if where.created_after is not None:
+            query = query.where(_WR.created_at >= where.created_after)
+        if where.created_before is not None:
+            query = query.where(_WR.created_at < where.created_before)
         if before_id:
             query = query.where(_WR.id < before_id)
         return _readable(rows.work_request_from, self._db.execute(query).mappings())
@@ -243,6 +249,9 @@ class SqlTransaction:
     def get_worker_by_token(self, token_sha256: str) -> Worker | None:
         row = self._first(_WORKER_BY_TOKEN, b_token=token_sha256)
         return _readable_one(rows.worker_from, row)
+
+    def delete_worker(self, name: str) -> None:
+        self._db.execute(delete(workers).where(workers.c.name == name))
 
     def list_workers(self) -> list[Worker]:
         return _readable(rows.worker_from, self._db.execute(_ALL_WORKERS).mappings())
@@ -322,6 +331,32 @@ class SqlTransaction:
             artifacts.c.complete.is_(False), artifacts.c.created_by == created_by
         )
         return self._with_files(list(self._db.execute(query).mappings()))
+
+    def finished_before(self, moment: datetime, limit: int) -> list[str]:
+        query = (
+            select(_WR.id)
+            .where(_WR.state.in_([s.value for s in FINAL_STATES]), _WR.completed_at < moment)
+            .limit(limit)
+        )
+        return [row[0] for row in self._db.execute(query)]
+
+    def artifacts_of(self, work_request_ids: Collection[str]) -> list[str]:
+        query = select(artifacts.c.id).where(
+            artifacts.c.work_request_id.in_(list(work_request_ids))
+        )
+        return [row[0] for row in self._db.execute(query)]
+
+    def expired_artifacts(self, now: datetime, limit: int) -> list[str]:
+        query = select(artifacts.c.id).where(artifacts.c.expires_at < now).limit(limit)
+        return [row[0] for row in self._db.execute(query)]
+
+    def delete_work_requests(self, work_request_ids: Collection[str]) -> None:
+        self._db.execute(delete(work_requests).where(_WR.id.in_(list(work_request_ids))))
+
+    def referenced_blobs(self, blobs: Collection[tuple[str, int]]) -> set[tuple[str, int]]:
+        digests = list({sha256 for sha256, _ in blobs})
+        query = select(_AF.sha256, _AF.size).where(_AF.sha256.in_(digests)).distinct()
+        return {(row[0], row[1]) for row in self._db.execute(query)} & set(blobs)
 
     def incomplete_artifacts(self, created_before: datetime) -> list[Artifact]:
         query = select(artifacts).where(
