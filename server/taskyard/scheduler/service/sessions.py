@@ -96,6 +96,15 @@ class WorkerSessions:
         self.kick()
         return session
 
+    async def note_hello(self, worker: Worker, metadata: dict[str, Any], slots: int) -> None:
+        """Keep what a worker said of itself without opening its session."""
+        updated = await self.db.run(
+            lambda tx: _save_hello(tx, worker.name, metadata, slots, self.clock())
+        )
+        live = self.workers.get(updated.name)
+        if live is not None:
+            live.worker, live.view = updated, view_of(updated)
+
     async def _reconcile(self, live: LiveWorker, reported: dict[str, Lease]) -> None:
         """Keep the leases the worker still holds; requeue the ones it lost; abort the rest."""
         held = [w for w in self.active.values() if w.worker_name == live.worker.name]

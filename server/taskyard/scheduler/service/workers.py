@@ -87,21 +87,25 @@ class Workers:
     async def open_session(
         self, worker_name: str, metadata_json: str, slots: int, running: Sequence[Lease]
     ) -> Session:
-        """Open the session of an enabled worker after its hello."""
-        live = self._core.dispatcher.workers.get(worker_name)
+        """Open the session of an enabled worker after its hello. A disabled
+        worker's hello is kept (what it offers shows in `workers list` before
+        an operator enables it), and the session refused."""
+        dispatcher = self._core.dispatcher
+        live = dispatcher.workers.get(worker_name)
         if live is None:
             raise NotFoundError(f"worker {worker_name} is not registered", reason="UNKNOWN_WORKER")
+        metadata = parse_json_object(metadata_json, "hello.metadata_json")
+        if slots < 1:
+            raise invalid("hello.slots", "must be at least 1")
         if not live.worker.enabled:
+            await dispatcher.note_hello(live.worker, metadata, slots)
             raise PermissionDeniedError(
                 f"worker {worker_name} is disabled; an operator must run: "
                 f"taskyard workers enable {worker_name}",
                 reason="WORKER_DISABLED",
                 metadata={"worker_name": worker_name},
             )
-        metadata = parse_json_object(metadata_json, "hello.metadata_json")
-        if slots < 1:
-            raise invalid("hello.slots", "must be at least 1")
-        return await self._core.dispatcher.open_session(live.worker, metadata, slots, running)
+        return await dispatcher.open_session(live.worker, metadata, slots, running)
 
     def list(self, connected_only: bool = False) -> list[tuple[Worker, bool, list[Lease]]]:
         """Every known worker with whether it is connected and what it runs;
