@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 		|| { echo "Taskyard needs Python 3.11 or newer; set PYTHON=..." >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $@
 
 run: $(STAMP)
@@ -54,7 +54,7 @@ protos-check: $(STAMP)
 		|| { echo "stubs are stale: run 'make protos' and commit the result" >&2; exit 1; }
 
 # The benchmark scripts (support.py and bare_server.py are their helpers).
-BENCHMARKS := configure matching latency throughput upload faults
+BENCHMARKS := configure matching latency throughput upload faults logs peers
 
 bench: $(STAMP)
 	@for b in $(BENCHMARKS); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done

@@ -87,16 +87,17 @@ async def submit_to_assignment(samples: int, workers: int) -> tuple[list[float],
     return latencies, bare
 
 
-async def submit_to_running(samples: int, workers: int) -> list[float]:
+async def submit_to_running(samples: int, workers: int) -> tuple[list[float], list[float]]:
     """With real worker processes: seconds from Submit until the request is seen
-    RUNNING (the worker got it, started it and said so), one at a time."""
+    RUNNING (the worker got it, started it and said so), and until it is seen
+    COMPLETED (its result recorded), one at a time."""
     with scheduler_process() as (scheduler, admin):
         async with channel_to(scheduler.address) as channel:
             with real_workers(scheduler.address, workers, 1):
                 await wait_for_workers(channel, admin, workers)
                 stub = work_requests_pb2_grpc.WorkRequestServiceStub(channel)
                 metadata = bearer_metadata(admin)
-                latencies = []
+                latencies, completions = [], []
                 for number in range(samples + 20):
                     sent = time.perf_counter()
                     submitted = await stub.Submit(
@@ -111,9 +112,11 @@ async def submit_to_running(samples: int, workers: int) -> list[float]:
                             and state >= work_requests_pb2.WORK_REQUEST_STATE_RUNNING
                         ):
                             running = time.perf_counter()
+                    done = time.perf_counter()  # the watch ends as it completes
                     if number >= 20 and running is not None:
                         latencies.append(running - sent)
-    return latencies
+                        completions.append(done - sent)
+    return latencies, completions
 
 
 async def main() -> None:
@@ -122,13 +125,14 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
     taskyard, bare = await submit_to_assignment(args.samples, args.workers)
-    real = await submit_to_running(args.samples // 2, args.workers)
+    real, completed = await submit_to_running(args.samples // 2, args.workers)
     print(f"machine: {machine()}")
     print(f"{args.samples} sequential requests, {args.workers} idle simulated workers")
     print(f"{'measure':<44} {'p50 ms':>8} {'p99 ms':>8}")
     rows = (
         ("submit -> assignment received (simulated)", taskyard),
         ("submit -> seen running (real workers)", real),
+        ("submit -> seen completed (real idle workers)", completed),
         ("bare unary round trip", bare),
     )
     for label, values in rows:

@@ -68,8 +68,8 @@ def test_a_follower_sees_each_line_as_it_is_written_and_the_exit_code(tmp_path: 
             assert 2.0 <= lines[1][0] - lines[0][0] <= 4.5  # "one" came as soon as it was written
             assert code == 3
             got = json.loads(taskyard(["get", work_request_id, "--json"], env).stdout)
-            assert json.loads(got["work_request"]["details_json"]) == {"exit_code": 3}
-            assert got["work_request"]["error"]["reason"] == "exit-code"
+            assert got["details"] == {"exit_code": 3}
+            assert (got["result"], got["error"]["reason"]) == ("failure", "exit-code")
             waited = taskyard(
                 ["submit", "command", "--wait", "--follow", "--data",
                  json.dumps({"command": ["sh", "-c", "echo one; echo two; exit 3"]})],

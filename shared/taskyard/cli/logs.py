@@ -52,10 +52,25 @@ async def follow_to_the_end(connection: Connection, work_request_id: str, attemp
     return the task's exit status."""
     while True:
         followed = await print_output(connection, work_request_id, attempt, follow=True)
-        current = await _get(connection, work_request_id)
-        if current.state in FINAL or current.attempt <= followed:
-            return exit_status(current) if current.state in FINAL else 1
+        current = await _settled(connection, work_request_id, followed)
+        if current.state in FINAL:
+            return exit_status(current)
         attempt = current.attempt  # requeued: the next attempt's output follows
+
+
+async def _settled(connection: Connection, work_request_id: str, attempt: int) -> pb.WorkRequest:
+    """The request once it has ended, or moved past `attempt` (its output can
+    end a moment before its result is recorded)."""
+    stream = connection.work_requests.Watch(
+        pb.WatchRequest(id=work_request_id), metadata=connection.metadata
+    )
+    last: pb.WorkRequest | None = None
+    async for change in stream:
+        last = change.work_request
+        if last.state in FINAL or last.attempt > attempt:
+            stream.cancel()
+            break
+    return last if last is not None else await _get(connection, work_request_id)
 
 
 async def _get(connection: Connection, work_request_id: str) -> pb.WorkRequest:

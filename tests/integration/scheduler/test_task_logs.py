@@ -109,3 +109,11 @@ async def test_an_offset_between_chunks_is_refused(harness: Harness) -> None:
         await read(harness, work_request_id, offset=3)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     await worker.disconnect()
+
+
+async def test_output_for_no_request_at_all_is_turned_down(harness: Harness) -> None:
+    worker, _, _ = await running(harness)
+    for lease in (common_pb2.Lease(), common_pb2.Lease(work_request_id="../../etc", attempt=1)):
+        worker.send(output=output(lease, 0, "x"))
+        assert (await worker.expect("output_acks")).acks[0].closed
+    await worker.disconnect()

@@ -3,6 +3,7 @@ and nothing it does breaks a later read, a restart or another client."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -18,6 +19,7 @@ import sqlalchemy
 from google.protobuf import duration_pb2
 
 from taskyard.rpc import status as rpc_status
+from taskyard.rpc import transfer
 from taskyard.rpc.credentials import bearer_metadata
 from taskyard.scheduler.domain import Role
 from taskyard.scheduler.server import secure_data_dir
@@ -315,3 +317,21 @@ async def test_slots_are_bounded(harness: Harness) -> None:
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     hello = workers_pb2.WorkerHello(slots=256, metadata_json="{}")
     assert hello.slots == 256
+
+
+async def test_a_download_the_client_cancels_logs_nothing(
+    harness: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = tmp_path / "big"
+    source.write_bytes(os.urandom(8 * MIB))
+    artifact = await transfer.upload(
+        harness.artifacts, harness.submitter, category="c", files={"big": source}
+    )
+    with caplog.at_level(logging.WARNING):
+        stream = harness.artifacts.DownloadArtifact(
+            art_pb.DownloadArtifactRequest(artifact_id=artifact.id), metadata=harness.submitter
+        )
+        await anext(aiter(stream))
+        stream.cancel()
+        await asyncio.sleep(0.5)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

@@ -47,6 +47,9 @@ OUTCOMES = {
 }
 
 
+#: Seconds between looks at whether the worker's metadata changed.
+METADATA_EVERY = 300.0
+
 #: Stands in the queue for the reports gathered since it was queued.
 _REPORTS = workers_pb2.SessionRequest()
 
@@ -125,6 +128,7 @@ class Agent:
         """Serve until `stop` is set, then drain."""
         await self.runner.start()
         pumping = asyncio.create_task(self.output.run())
+        self._spawn(self._metadata_now_and_then())
         serving = asyncio.create_task(self._serve())
         await stop.wait()
         await self._drain()
@@ -208,6 +212,14 @@ class Agent:
             raise UnavailableError("the session ended before the scheduler welcomed it")
         log.warning("the session with %s ended; reconnecting", self.config.scheduler)
         await asyncio.sleep(max(pause, random.uniform(0, 0.2)))  # never a tight loop
+
+    async def _metadata_now_and_then(self) -> None:
+        """What can change under a running worker (a program installed, the
+        memory it has) is looked at again every few minutes, not after every
+        task: on the real path that cost more than the task itself."""
+        while True:
+            await asyncio.sleep(METADATA_EVERY)
+            await self._send_metadata(force=False)
 
     def _welcomed(self, welcome: workers_pb2.SessionWelcome, link: Link) -> asyncio.Task[None]:
         log.info("connected to %s as %s", self.config.scheduler, welcome.worker_name)
@@ -331,12 +343,11 @@ class Agent:
             details,
         )
         log.info("finished %s: %s", job.work_request_id, report.outcome)
-        self._deliver(result)
-        await self._send_metadata(force=False)
+        await self._deliver(result)
 
-    def _deliver(self, result: Result) -> None:
+    async def _deliver(self, result: Result) -> None:
         """Keep a result on disk, then send it; it goes again after a reconnect."""
-        self.outbox.put(result)
+        await self.outbox.put(result)
         self._send_result(result)
 
     def _send_result(self, result: Result) -> None:

@@ -40,7 +40,6 @@ class _Log:
 
     size: int
     sealed: bool
-    writer: str = ""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def touch(self) -> None:
@@ -67,19 +66,14 @@ class TaskLogs:
             found = self._logs.setdefault(lease, _Log(size, sealed))
         return found
 
-    async def _writes(self, worker: str, lease: Lease, log: _Log) -> bool:
+    async def _writes(self, worker: str, lease: Lease) -> bool:
         """Whether `worker` holds (or held, for an attempt just ended) the lease."""
-        if log.writer:
-            return log.writer == worker
         current = self._core.dispatcher.active.get(lease.work_request_id)
         if current is None:  # ended: its tail may still be on its way
             current = await self._core.db.run(lambda tx: tx.get_work_request(lease.work_request_id))
             if current is not None and current.state not in FINAL_STATES:
                 current = None
-        if current is None or current.lease != lease or current.worker_name != worker:
-            return False
-        log.writer = worker
-        return True
+        return current is not None and current.lease == lease and current.worker_name == worker
 
     async def append(
         self,
@@ -91,8 +85,10 @@ class TaskLogs:
     ) -> tuple[int, bool]:
         """Store a worker's chunks; return the stored size and whether the
         scheduler takes no more of this log."""
+        if not await self._writes(worker, lease):
+            return 0, True
         log = await self._log(lease)
-        if log.sealed or not await self._writes(worker, lease, log):
+        if log.sealed:
             return log.size, True
         if offset > log.size:
             return log.size, False  # a gap: the worker goes on from what is stored
