@@ -6,8 +6,12 @@ STAMP := $(VENV)/.installed
 BUF_VERSION := 1.75.0
 PROTO_FILES := $(sort $(wildcard protos/taskyard/v1/*.proto))
 STUBS_DIR := shared
+# The wire contract as released: `make lint` fails on any change that breaks
+# it. It changes only with a deliberate new major version (taskyard.v2):
+# then add the new package and rebuild it with `make protos-baseline`.
+BASELINE := protos/baseline/taskyard-v1.binpb
 
-.PHONY: all run test lint protos protos-check bench fuzz clean
+.PHONY: all run test lint protos protos-baseline protos-check bench fuzz clean
 
 all: lint test
 
@@ -31,6 +35,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	npx --yes @bufbuild/buf@$(BUF_VERSION) lint protos
+	npx --yes @bufbuild/buf@$(BUF_VERSION) breaking protos --against $(BASELINE)
 
 # protoc from grpcio-tools (pinned in pyproject.toml) with mypy-protobuf for .pyi stubs.
 define generate
@@ -44,6 +49,9 @@ endef
 protos: $(STAMP)
 	rm -f $(STUBS_DIR)/taskyard/v1/*_pb2*.py $(STUBS_DIR)/taskyard/v1/*_pb2*.pyi
 	$(call generate,$(STUBS_DIR))
+
+protos-baseline:
+	npx --yes @bufbuild/buf@$(BUF_VERSION) build protos -o $(BASELINE)
 
 protos-check: $(STAMP)
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \

@@ -25,6 +25,7 @@ from typing import Any
 
 import grpc
 
+from taskyard.protocol import PROTOCOL_VERSION
 from taskyard.rpc.credentials import CHANNEL_OPTIONS, bearer_metadata, new_token
 from taskyard.tasks import Task
 from taskyard.v1 import common_pb2, operator_pb2, operator_pb2_grpc, workers_pb2, workers_pb2_grpc
@@ -236,7 +237,9 @@ class SimulatedWorker:
         """Register, open the session and serve until `done`."""
         await self.stub.Register(workers_pb2.RegisterRequest(name=self.name, token=self.token))
         hello = workers_pb2.WorkerHello(
-            metadata_json=json.dumps(Task.analyze_worker_all_tasks()), slots=self.slots
+            protocol_version=PROTOCOL_VERSION,
+            metadata_json=json.dumps(Task.analyze_worker_all_tasks()),
+            slots=self.slots,
         )
         self.outgoing.put_nowait(workers_pb2.SessionRequest(hello=hello))
         call = self.stub.Session(self._requests(), metadata=bearer_metadata(self.token))

@@ -173,7 +173,7 @@ def test_no_request_breaks_the_scheduler(
 
 SESSION = next(m for m in METHODS if m.name == "Session")
 HELLO = workers_pb2.SessionRequest(
-    hello=workers_pb2.WorkerHello(metadata_json="{}", slots=2)
+    hello=workers_pb2.WorkerHello(metadata_json="{}", slots=2, protocol_version=2)
 ).SerializeToString()
 
 

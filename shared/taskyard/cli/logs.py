@@ -102,7 +102,7 @@ async def print_output(
             await asyncio.sleep(0.5)  # the scheduler is away: resume where we were
 
 
-def _write(chunk: pb.LogChunk) -> None:
+def _write(chunk: pb.LogsResponse) -> None:
     target: IO[bytes] = sys.stdout.buffer if chunk.stream == logframes.STDOUT else sys.stderr.buffer
     target.write(chunk.data)
     target.flush()

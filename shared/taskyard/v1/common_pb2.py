@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18taskyard/v1/common.proto\x12\x0btaskyard.v1\"1\n\x05Lease\x12\x17\n\x0fwork_request_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"o\n\x07Problem\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x35\n\x10\x66ield_violations\x18\x04 \x03(\x0b\x32\x1b.taskyard.v1.FieldViolation\"7\n\x0cTraceContext\x12\x13\n\x0btraceparent\x18\x01 \x01(\t\x12\x12\n\ntracestate\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18taskyard/v1/common.proto\x12\x0btaskyard.v1\"1\n\x05Lease\x12\x17\n\x0fwork_request_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"o\n\x07Problem\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x35\n\x10\x66ield_violations\x18\x04 \x03(\x0b\x32\x1b.taskyard.v1.FieldViolation\"7\n\x0cTraceContext\x12\x13\n\x0btraceparent\x18\x01 \x01(\t\x12\x12\n\ntracestate\x18\x02 \x01(\tB\x87\x01\n\x0f\x64\x65v.taskyard.v1B\x0b\x43ommonProtoP\x01Z:github.com/taskyard/taskyard/gen/go/taskyard/v1;taskyardv1\xaa\x02\x0bTaskyard.V1\xca\x02\x0bTaskyard\\V1\xea\x02\x0cTaskyard::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'taskyard.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\017dev.taskyard.v1B\013CommonProtoP\001Z:github.com/taskyard/taskyard/gen/go/taskyard/v1;taskyardv1\252\002\013Taskyard.V1\312\002\013Taskyard\\V1\352\002\014Taskyard::V1'
   _globals['_LEASE']._serialized_start=41
   _globals['_LEASE']._serialized_end=90
   _globals['_FIELDVIOLATION']._serialized_start=92

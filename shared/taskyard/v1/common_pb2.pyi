@@ -66,8 +66,9 @@ class FieldViolation(_message.Message):
     FIELD_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     field: _builtins.str
-    """Where the problem is: a request field (`task_name`) or a JSON path inside
-    a JSON field (`task_data_json: $.sleep`).
+    """Where the problem is: a request field (`task_name`, `requests[3].timeout`)
+    or a place inside a JSON field, the field's name then the JSON path
+    without its `$` (`task_data_json.sleep`, `task_data_json.command[0]`).
     """
     description: _builtins.str
     """What is wrong, for a person."""
@@ -87,7 +88,17 @@ Global___FieldViolation: _TypeAlias = FieldViolation  # noqa: Y015
 
 @_typing.final
 class Problem(_message.Message):
-    """An error carried in a response body instead of the RPC status.
+    """Errors: a failed call's status carries, in `grpc-status-details-bin`, a
+    google.rpc.Status whose details are google.rpc.ErrorInfo (the stable
+    `reason`, domain `taskyard.dev`) and, for invalid input,
+    google.rpc.BadRequest (one FieldViolation each). Where to get those
+    messages: Python `googleapis-common-protos` (with `grpcio-status`); Go
+    `google.golang.org/genproto/googleapis/rpc/errdetails`; Java
+    `com.google.api.grpc:proto-google-common-protos`; Node `@buf/googleapis` or
+    `google-proto-files` with proto-loader, or `@connectrpc/connect`'s
+    `findDetails` with `@bufbuild/protobuf`'s well-known types; Rust `tonic-types`.
+
+    An error carried in a response body instead of the RPC status.
 
     Used where one RPC carries several independent outcomes: one item of a batch
     submit, one report on the worker session stream.

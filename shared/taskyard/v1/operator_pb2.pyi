@@ -538,7 +538,11 @@ class TaskInfo(_message.Message):
     name: _builtins.str
     """Task name, lowercase."""
     version: _builtins.int
-    """The task's TASK_VERSION; workers must report the same to be matched."""
+    """The task's TASK_VERSION. A worker is given requests of this task only if
+    its hello's metadata has the key `<name>:version` with this value (e.g.
+    `{"noop:version": 1}`): a worker written in another language must report
+    it for every task it runs.
+    """
     data_schema_json: _builtins.str
     """The task's data schema (JSON Schema 2020-12), as JSON text."""
     description: _builtins.str

@@ -367,7 +367,7 @@ class LogsRequest(_message.Message):
 Global___LogsRequest: _TypeAlias = LogsRequest  # noqa: Y015
 
 @_typing.final
-class LogChunk(_message.Message):
+class LogsResponse(_message.Message):
     """A piece of one attempt's output."""
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -402,7 +402,7 @@ class LogChunk(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___LogChunk: _TypeAlias = LogChunk  # noqa: Y015
+Global___LogsResponse: _TypeAlias = LogsResponse  # noqa: Y015
 
 @_typing.final
 class SubmitRequest(_message.Message):
@@ -429,7 +429,10 @@ class SubmitRequest(_message.Message):
     idempotency_key: _builtins.str
     """Optional key chosen by the client, at most 200 characters: submitting
     again with the same key returns the work request created the first time
-    instead of a new one.
+    instead of a new one (`created` false). Reusing a key with another task,
+    other task data or another priority is refused with FAILED_PRECONDITION,
+    reason `IDEMPOTENCY_KEY_REUSED`; another `timeout` or `max_attempts` is
+    not compared: the first submission's stand.
     """
     max_attempts: _builtins.int
     """Attempts allowed when workers are lost, at most 100; 0 means the

@@ -91,7 +91,7 @@ class WorkRequestServiceStub:
         self.Logs = channel.unary_stream(
                 '/taskyard.v1.WorkRequestService/Logs',
                 request_serializer=taskyard_dot_v1_dot_work__requests__pb2.LogsRequest.SerializeToString,
-                response_deserializer=taskyard_dot_v1_dot_work__requests__pb2.LogChunk.FromString,
+                response_deserializer=taskyard_dot_v1_dot_work__requests__pb2.LogsResponse.FromString,
                 _registered_method=True)
 
 
@@ -142,7 +142,9 @@ class WorkRequestServiceServicer:
 
     def Watch(self, request, context):
         """Streams every state change of one work request, or of every request
-        matching a filter. Watching one request ends when it reaches a final state.
+        matching a filter: the request as it is now, then each change of state
+        (a state, a result, an attempt), in order, each once. Watching one request
+        ends when it reaches a final state.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -227,7 +229,7 @@ def add_WorkRequestServiceServicer_to_server(servicer, server):
             'Logs': grpc.unary_stream_rpc_method_handler(
                     servicer.Logs,
                     request_deserializer=taskyard_dot_v1_dot_work__requests__pb2.LogsRequest.FromString,
-                    response_serializer=taskyard_dot_v1_dot_work__requests__pb2.LogChunk.SerializeToString,
+                    response_serializer=taskyard_dot_v1_dot_work__requests__pb2.LogsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -486,7 +488,7 @@ class WorkRequestService:
             target,
             '/taskyard.v1.WorkRequestService/Logs',
             taskyard_dot_v1_dot_work__requests__pb2.LogsRequest.SerializeToString,
-            taskyard_dot_v1_dot_work__requests__pb2.LogChunk.FromString,
+            taskyard_dot_v1_dot_work__requests__pb2.LogsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,7 +57,9 @@ class WorkRequestServiceStub:
     """Lists work requests, newest first, with filters and pagination."""
     Watch: _grpc.UnaryStreamMultiCallable[_work_requests_pb2.WatchRequest, _work_requests_pb2.WatchResponse]
     """Streams every state change of one work request, or of every request
-    matching a filter. Watching one request ends when it reaches a final state.
+    matching a filter: the request as it is now, then each change of state
+    (a state, a result, an attempt), in order, each once. Watching one request
+    ends when it reaches a final state.
     """
     Abort: _grpc.UnaryUnaryMultiCallable[_work_requests_pb2.AbortRequest, _work_requests_pb2.AbortResponse]
     """Aborts a work request. A pending one is aborted at once; a running one is
@@ -69,7 +71,7 @@ class WorkRequestServiceStub:
     """
     Explain: _grpc.UnaryUnaryMultiCallable[_work_requests_pb2.ExplainRequest, _work_requests_pb2.ExplainResponse]
     """Says, for a pending work request, why each known worker has not taken it."""
-    Logs: _grpc.UnaryStreamMultiCallable[_work_requests_pb2.LogsRequest, _work_requests_pb2.LogChunk]
+    Logs: _grpc.UnaryStreamMultiCallable[_work_requests_pb2.LogsRequest, _work_requests_pb2.LogsResponse]
     """Streams the output of one attempt (stdout, stderr and the task's log
     lines, as they were produced) from an offset: what is stored so far,
     then, with `follow`, each new chunk until the attempt has ended and all
@@ -105,7 +107,9 @@ class WorkRequestServiceAsyncStub(WorkRequestServiceStub):
     """Lists work requests, newest first, with filters and pagination."""
     Watch: _aio.UnaryStreamMultiCallable[_work_requests_pb2.WatchRequest, _work_requests_pb2.WatchResponse]  # type: ignore[assignment]
     """Streams every state change of one work request, or of every request
-    matching a filter. Watching one request ends when it reaches a final state.
+    matching a filter: the request as it is now, then each change of state
+    (a state, a result, an attempt), in order, each once. Watching one request
+    ends when it reaches a final state.
     """
     Abort: _aio.UnaryUnaryMultiCallable[_work_requests_pb2.AbortRequest, _work_requests_pb2.AbortResponse]  # type: ignore[assignment]
     """Aborts a work request. A pending one is aborted at once; a running one is
@@ -117,7 +121,7 @@ class WorkRequestServiceAsyncStub(WorkRequestServiceStub):
     """
     Explain: _aio.UnaryUnaryMultiCallable[_work_requests_pb2.ExplainRequest, _work_requests_pb2.ExplainResponse]  # type: ignore[assignment]
     """Says, for a pending work request, why each known worker has not taken it."""
-    Logs: _aio.UnaryStreamMultiCallable[_work_requests_pb2.LogsRequest, _work_requests_pb2.LogChunk]  # type: ignore[assignment]
+    Logs: _aio.UnaryStreamMultiCallable[_work_requests_pb2.LogsRequest, _work_requests_pb2.LogsResponse]  # type: ignore[assignment]
     """Streams the output of one attempt (stdout, stderr and the task's log
     lines, as they were produced) from an offset: what is stored so far,
     then, with `follow`, each new chunk until the attempt has ended and all
@@ -180,7 +184,9 @@ class WorkRequestServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_work_requests_pb2.WatchResponse], _abc.AsyncIterator[_work_requests_pb2.WatchResponse]]:
         """Streams every state change of one work request, or of every request
-        matching a filter. Watching one request ends when it reaches a final state.
+        matching a filter: the request as it is now, then each change of state
+        (a state, a result, an attempt), in order, each once. Watching one request
+        ends when it reaches a final state.
         """
 
     @_abc_1.abstractmethod
@@ -216,7 +222,7 @@ class WorkRequestServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _work_requests_pb2.LogsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_work_requests_pb2.LogChunk], _abc.AsyncIterator[_work_requests_pb2.LogChunk]]:
+    ) -> _typing.Union[_abc.Iterator[_work_requests_pb2.LogsResponse], _abc.AsyncIterator[_work_requests_pb2.LogsResponse]]:
         """Streams the output of one attempt (stdout, stderr and the task's log
         lines, as they were produced) from an offset: what is stored so far,
         then, with `follow`, each new chunk until the attempt has ended and all

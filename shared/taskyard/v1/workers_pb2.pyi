@@ -367,16 +367,26 @@ class WorkerHello(_message.Message):
     SLOTS_FIELD_NUMBER: _builtins.int
     RUNNING_FIELD_NUMBER: _builtins.int
     TASKYARD_VERSION_FIELD_NUMBER: _builtins.int
+    PROTOCOL_VERSION_FIELD_NUMBER: _builtins.int
     metadata_json: _builtins.str
     """Dynamic metadata, a JSON object as text: the merged result of
     `Task.analyze_worker_all_tasks()` (keys `<task>:<key>`) plus system facts
     under `system:` (`system:cpu_count`, `system:architecture`, ...). At most
-    256 KiB.
+    256 KiB. Matching needs `<task>:version` equal to the scheduler's
+    `TaskInfo.version` for every task the worker runs; without it the worker
+    is never given that task (`Explain` says VERSION_MISMATCH).
     """
     slots: _builtins.int
     """How many work requests the worker runs at once, 1-256."""
     taskyard_version: _builtins.str
-    """Version of the Taskyard worker software."""
+    """Version of the Taskyard worker software (for people; not negotiated)."""
+    protocol_version: _builtins.int
+    """The version of this session protocol the worker speaks. The scheduler
+    ends a session whose version it cannot serve at once, with
+    FAILED_PRECONDITION (reason `PROTOCOL_VERSION_UNSUPPORTED`) naming both
+    versions. 2 is the protocol of this file (0, unset, is the first v1
+    contract, whose messages moved; it is refused).
+    """
     @_builtins.property
     def running(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Lease]:
         """Work the worker holds, e.g. after a reconnect: running now, or finished
@@ -393,10 +403,11 @@ class WorkerHello(_message.Message):
         slots: _builtins.int = ...,
         running: _abc.Iterable[_common_pb2.Lease] | None = ...,
         taskyard_version: _builtins.str = ...,
+        protocol_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["metadata_json", b"metadata_json", "running", b"running", "slots", b"slots", "taskyard_version", b"taskyard_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metadata_json", b"metadata_json", "protocol_version", b"protocol_version", "running", b"running", "slots", b"slots", "taskyard_version", b"taskyard_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -833,7 +844,9 @@ class Assignment(_message.Message):
 
     @_builtins.property
     def timeout(self) -> _duration_pb2.Duration:
-        """Execution timeout of this attempt; the worker aborts the task after it."""
+        """Execution timeout of this attempt; the worker aborts the task after it.
+        Unset means no timeout (the scheduler enforces the same).
+        """
 
     @_builtins.property
     def trace_context(self) -> _common_pb2.TraceContext:
@@ -928,6 +941,9 @@ class ReportAck(_message.Message):
     def problem(self) -> _common_pb2.Problem:
         """Set when the report was refused, e.g. code FAILED_PRECONDITION with
         reason `STALE_LEASE`; the report changed nothing and must not be resent.
+        A report of a kind the scheduler does not know (from a newer worker) is
+        refused this way too, with reason `REPORT_KIND_UNKNOWN` and kind
+        UNSPECIFIED: never dropped in silence.
         """
 
     def __init__(

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 
+from taskyard.protocol import PROTOCOL_VERSION
 from taskyard.rpc.credentials import bearer_metadata, new_token
 from taskyard.scheduler.blobs.port import BlobStore
 from taskyard.scheduler.config import SchedulerConfig
@@ -138,10 +139,12 @@ class SessionClient:
         slots: int = 1,
         running: list[common_pb2.Lease] | None = None,
         heartbeats: bool = True,
+        protocol_version: int = PROTOCOL_VERSION,
     ) -> workers_pb2.SessionWelcome:
         """Open the session with a hello; return the welcome. Like a real
         worker, it then sends heartbeats, unless `heartbeats` is false."""
         hello = workers_pb2.WorkerHello(
+            protocol_version=protocol_version,
             metadata_json=json.dumps(
                 Task.analyze_worker_all_tasks() if metadata is None else metadata
             ),

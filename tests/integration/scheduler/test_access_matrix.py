@@ -21,6 +21,7 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
 
+from taskyard.protocol import PROTOCOL_VERSION
 from taskyard.rpc import status as rpc_status
 from taskyard.rpc.credentials import bearer_metadata, new_token
 from taskyard.scheduler.domain import Role
@@ -161,7 +162,8 @@ async def attempt(harness: Harness, method: MethodDescriptor, metadata: Any) -> 
     request_class = message_factory.GetMessageClass(method.input_type)
     request = request_class()
     if method.name == "Session":
-        request = workers_pb2.SessionRequest(hello=workers_pb2.WorkerHello(slots=1))
+        hello = workers_pb2.WorkerHello(slots=1, protocol_version=PROTOCOL_VERSION)
+        request = workers_pb2.SessionRequest(hello=hello)
     serialize, parse = request_class.SerializeToString, lambda data: data
 
     async def one() -> AsyncIterator[Any]:

@@ -8,6 +8,7 @@ import json
 import grpc
 import pytest
 
+from taskyard.rpc import status as rpc_status
 from taskyard.v1 import common_pb2, workers_pb2
 from taskyard.v1 import work_requests_pb2 as pb
 from tests.integration.scheduler.harness import Harness, completion, started_report
@@ -79,14 +80,16 @@ async def test_reports_sent_together_are_each_recorded(harness: Harness) -> None
     await worker.disconnect()
 
 
-async def test_a_report_that_says_nothing_ends_the_session(harness: Harness) -> None:
+async def test_a_report_of_an_unknown_kind_is_refused_in_its_ack(harness: Harness) -> None:
     worker = await harness.new_worker()
     await worker.connect()
-    worker.report(workers_pb2.WorkReport())
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await worker.expect("ack")
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "started, completed or declined" in (caught.value.details() or "")
+    worker.report(workers_pb2.WorkReport())  # as a newer worker's unknown kind arrives
+    ack = await worker.expect("ack")
+    assert (ack.kind, ack.problem.reason) == (
+        workers_pb2.REPORT_KIND_UNSPECIFIED,
+        "REPORT_KIND_UNKNOWN",
+    )
+    worker.send(heartbeat=workers_pb2.WorkerHeartbeat())  # the session goes on
 
 
 async def test_work_waiting_before_the_worker_connects_is_pushed_on_connect(
@@ -347,3 +350,17 @@ async def test_only_an_unstarted_assignment_can_be_declined(harness: Harness) ->
     worker.report(declined(stale))
     assert (await worker.expect("ack")).problem.reason == "STALE_LEASE"
     await worker.disconnect()
+
+
+@pytest.mark.parametrize("version", [0, 1, 3])
+async def test_a_worker_of_another_protocol_is_refused_at_once(
+    harness: Harness, version: int
+) -> None:
+    worker = await harness.new_worker()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await worker.connect(protocol_version=version)  # 0: stubs from before the field
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    failure = rpc_status.from_rpc_error(caught.value)
+    assert failure.reason == "PROTOCOL_VERSION_UNSUPPORTED"
+    assert failure.metadata == {"scheduler_protocol": "2", "worker_protocol": str(version)}
+    assert "protocol 2" in failure.message

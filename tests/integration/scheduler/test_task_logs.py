@@ -34,7 +34,7 @@ async def running(harness: Harness) -> tuple[SessionClient, common_pb2.Lease, st
     return worker, lease, work_request_id
 
 
-async def read(harness: Harness, work_request_id: str, **fields: Any) -> list[pb.LogChunk]:
+async def read(harness: Harness, work_request_id: str, **fields: Any) -> list[pb.LogsResponse]:
     request = pb.LogsRequest(id=work_request_id, **fields)
     stream = harness.work_requests.Logs(request, metadata=harness.submitter)
     return [chunk async for chunk in stream]

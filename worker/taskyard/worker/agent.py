@@ -22,6 +22,7 @@ from typing import Any
 from opentelemetry import trace
 
 from taskyard.errors import UnavailableError
+from taskyard.protocol import PROTOCOL_VERSION
 from taskyard.rpc import transfer
 from taskyard.rpc.batching import batches
 from taskyard.rpc.credentials import bearer_metadata
@@ -182,6 +183,7 @@ class Agent:
                  for r in self.outbox.pending()]  # fmt: skip
         self._metadata = await asyncio.to_thread(worker_metadata, self.config.slots)
         hello = workers_pb2.WorkerHello(
+            protocol_version=PROTOCOL_VERSION,
             metadata_json=json.dumps(self._metadata),
             slots=self.config.slots,
             running=held,

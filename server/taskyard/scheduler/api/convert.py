@@ -84,6 +84,7 @@ REPORT_KINDS = {
     messages.ReportKind.STARTED: workers_pb2.REPORT_KIND_STARTED,
     messages.ReportKind.COMPLETED: workers_pb2.REPORT_KIND_COMPLETED,
     messages.ReportKind.DECLINED: workers_pb2.REPORT_KIND_DECLINED,
+    messages.ReportKind.UNKNOWN: workers_pb2.REPORT_KIND_UNSPECIFIED,
 }
 
 

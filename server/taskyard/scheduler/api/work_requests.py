@@ -102,7 +102,9 @@ class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
         work_request = await self._use.retry(principal(), request.id)
         return pb.RetryResponse(work_request=convert.work_request_to_proto(work_request))
 
-    async def Logs(self, request: pb.LogsRequest, context: Context) -> AsyncIterator[pb.LogChunk]:
+    async def Logs(
+        self, request: pb.LogsRequest, context: Context
+    ) -> AsyncIterator[pb.LogsResponse]:
         work_request = await self._use.get(request.id)
         attempt = request.attempt or work_request.attempt
         if attempt > work_request.attempt:
@@ -111,7 +113,7 @@ class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
         async for offset, next_offset, stream, data in self._logs.read(
             lease, request.offset, request.follow
         ):
-            yield pb.LogChunk(
+            yield pb.LogsResponse(
                 attempt=attempt,
                 offset=offset,
                 next_offset=next_offset,

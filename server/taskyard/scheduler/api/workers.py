@@ -9,8 +9,9 @@ from functools import partial
 
 import grpc
 
-from taskyard.errors import InvalidArgumentError, TaskyardError
+from taskyard.errors import FailedPreconditionError, InvalidArgumentError, TaskyardError
 from taskyard.logs import RateLimitedLog
+from taskyard.protocol import PROTOCOL_VERSION, SUPPORTED
 from taskyard.scheduler import lifecycle
 from taskyard.scheduler.api import convert
 from taskyard.scheduler.api.access import Context, principal
@@ -47,6 +48,7 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
         if first is None or first.WhichOneof("message") != "hello":
             raise InvalidArgumentError("the first message of a session must be a hello")
         hello = first.hello
+        _check_protocol(hello.protocol_version)
         session = await self._workers.open_session(
             worker_name,
             hello.metadata_json,
@@ -146,6 +148,11 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
         only on refusal for the others."""
         domain_lease = convert.lease_from_proto(lease)
         try:
+            if report is UNKNOWN_REPORT:
+                raise InvalidArgumentError(
+                    "a report of a kind this scheduler does not know (a newer worker?)",
+                    reason="REPORT_KIND_UNKNOWN",
+                )
             if isinstance(report, pb.WorkCompleted):
                 await self._completed(session, domain_lease, started, report)
             elif isinstance(report, pb.WorkDeclined):
@@ -186,15 +193,32 @@ def _refuse(session: WorkerSession, error: TaskyardError) -> None:
 
 
 #: A report to record: a completion, a decline, or None for a start alone.
-Report = pb.WorkCompleted | pb.WorkDeclined | None
+Report = pb.WorkCompleted | pb.WorkDeclined | pb.WorkReport | None
+#: Stands for a report of a kind this scheduler does not know.
+UNKNOWN_REPORT = pb.WorkReport()
 
 
 def _kind(report: Report) -> messages.ReportKind:
+    if report is UNKNOWN_REPORT:
+        return messages.ReportKind.UNKNOWN
     if isinstance(report, pb.WorkCompleted):
         return messages.ReportKind.COMPLETED
     if isinstance(report, pb.WorkDeclined):
         return messages.ReportKind.DECLINED
     return messages.ReportKind.STARTED
+
+
+def _check_protocol(version: int) -> None:
+    """Refuse at once a worker that speaks a protocol this scheduler cannot serve."""
+    if version in SUPPORTED:
+        return
+    said = f"{version}" if version else "0 (unversioned: the first v1 contract)"
+    raise FailedPreconditionError(
+        f"this scheduler serves worker protocol {PROTOCOL_VERSION}; the worker speaks "
+        f"{said}: upgrade the worker",
+        reason="PROTOCOL_VERSION_UNSUPPORTED",
+        metadata={"scheduler_protocol": str(PROTOCOL_VERSION), "worker_protocol": str(version)},
+    )
 
 
 def fold_reports(reports: Iterable[pb.WorkReport]) -> list[tuple[common_pb2.Lease, bool, Report]]:
@@ -215,6 +239,6 @@ def fold_reports(reports: Iterable[pb.WorkReport]) -> list[tuple[common_pb2.Leas
                 steps.append((lease, True, report.completed))
             else:
                 steps.append((lease, False, report.completed))
-        else:
-            raise InvalidArgumentError("a report must say started, completed or declined")
+        else:  # a kind this scheduler does not know (a newer worker): refused in its ack
+            steps.append((common_pb2.Lease(), False, UNKNOWN_REPORT))
     return steps

@@ -23,6 +23,8 @@ class ReportKind(enum.StrEnum):
     STARTED = "started"
     COMPLETED = "completed"
     DECLINED = "declined"
+    #: A report of a kind the scheduler does not know.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)

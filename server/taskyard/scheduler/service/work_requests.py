@@ -216,10 +216,14 @@ class WorkRequests:
             if current.state in FINAL_STATES:
                 return
             seen = current.updated_at
+            said = _state_of(current)
             async for change in changes:
                 # Changes committed before `current` was read are already in it.
                 if seen is not None and change.updated_at is not None and change.updated_at <= seen:
                     continue
+                if _state_of(change) == said:  # not a change of state (an abort asked, say)
+                    continue
+                said = _state_of(change)
                 yield change
                 if change.state in FINAL_STATES:
                     return
@@ -287,6 +291,10 @@ class WorkRequests:
         task = configured_task(current)
         statuses = [live.status() for live in self._core.dispatcher.workers.values()]
         return current, explain(task, statuses)
+
+
+def _state_of(work_request: WorkRequest) -> tuple[State, Result, int]:
+    return work_request.state, work_request.result, work_request.attempt
 
 
 def check_owner(caller: Principal, work_request: WorkRequest) -> None:
