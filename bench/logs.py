@@ -20,6 +20,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from taskyard.rpc.credentials import bearer_metadata
 from taskyard.v1 import work_requests_pb2 as pb
@@ -41,7 +42,8 @@ TICKER = (
     "    time.sleep(0.05)\n"
 )
 FLOOD = "head -c {size} /dev/zero{target}"
-Stub = work_requests_pb2_grpc.WorkRequestServiceAsyncStub
+if TYPE_CHECKING:
+    Stub = work_requests_pb2_grpc.WorkRequestServiceAsyncStub
 
 
 def peak_rss(pid: int) -> int:
@@ -68,7 +70,7 @@ async def finished(stub: Stub, token: str, work_request_id: str) -> pb.WorkReque
 
 async def line_latency(stub: Stub, token: str, lines: int, load: int) -> list[float]:
     flood = [
-        await submit(stub, token, ["sh", "-c", FLOOD.format(size=2 * 10**9, target="")])
+        await submit(stub, token, ["sh", "-c", FLOOD.format(size=300 * 10**6, target="")])
         for _ in range(load)
     ]
     ticker = await submit(stub, token, [sys.executable, "-c", TICKER.format(count=lines)])
@@ -84,7 +86,7 @@ async def line_latency(stub: Stub, token: str, lines: int, load: int) -> list[fl
             line, buffer = buffer.split(b"\n", 1)
             delays.append(arrived - float(line))
     for work_request_id in flood:
-        await stub.Abort(pb.AbortRequest(id=work_request_id), metadata=bearer_metadata(token))
+        await finished(stub, token, work_request_id)
     return delays
 
 
