@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,8 @@ class Spool:
     closed: bool = False
     cut: bool = False
     end_sent: bool = False
+    #: Where each message sent and not yet acknowledged ends, in order.
+    in_flight: deque[int] = field(default_factory=deque)
 
     def append(self, stream: int, data: bytes) -> None:
         if self.cut:
@@ -117,6 +120,7 @@ class OutputPump:
         self._send = send
         for spool in self._spools.values():
             spool.sent, spool.end_sent = spool.acked, False
+            spool.in_flight.clear()
         self._wake.set()
 
     def acknowledged(self, ack: workers_pb2.OutputAck) -> None:
@@ -124,11 +128,16 @@ class OutputPump:
         spool = self._spools.get(lease)
         if spool is None:
             return
-        spool.acked = ack.committed
+        committed = ack.committed
         if ack.closed:
             spool.closed = True
-        elif ack.committed < spool.sent or spool.sent < ack.committed <= spool.size:
-            spool.sent = ack.committed  # the scheduler has less (or more): go on from there
+        elif committed in spool.in_flight:  # the answer to a message sent: all is well
+            while spool.in_flight and spool.in_flight[0] <= committed:
+                spool.in_flight.popleft()
+        elif committed <= spool.size:  # it has less (a gap) or more than that: go on from there
+            spool.sent, spool.end_sent = committed, False
+            spool.in_flight.clear()
+        spool.acked = committed
         if spool.done:
             self._forget(lease)
         self._wake.set()
@@ -158,8 +167,10 @@ class OutputPump:
                 return
             send(output=_message(lease, offset, records))
             spool.sent += sum(logframes.HEADER.size + len(d) for _, d in records)
+            spool.in_flight.append(spool.sent)
         if spool.ended and not spool.end_sent and not spool.closed:
             send(output=_message(lease, spool.sent, [], end=True))
+            spool.in_flight.append(spool.sent)
             spool.end_sent = True
 
 
