@@ -23,7 +23,11 @@ log = logging.getLogger(__name__)
 
 def add_parser(subparsers: Subparsers) -> None:
     """Register the `scheduler` subcommand."""
-    parser = subparsers.add_parser("scheduler", help="run the scheduler (gRPC server)")
+    parser = subparsers.add_parser(
+        "scheduler",
+        help="run the scheduler (gRPC server)",
+        description="run the scheduler (gRPC server), or migrate its database",
+    )
     parser.add_argument(
         "action",
         nargs="?",

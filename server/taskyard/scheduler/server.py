@@ -32,7 +32,7 @@ from taskyard.scheduler.blobs.local import LocalBlobStore
 from taskyard.scheduler.blobs.logs import LogFiles
 from taskyard.scheduler.config import SchedulerConfig
 from taskyard.scheduler.service import metrics
-from taskyard.scheduler.service.artifacts import Limits
+from taskyard.scheduler.service.artifact_rules import Limits
 from taskyard.scheduler.service.scheduler import Scheduler
 from taskyard.scheduler.service.sessions import Settings
 from taskyard.scheduler.service.tracing import SCOPE as TRACING_SCOPE

@@ -44,8 +44,14 @@ FINAL = {pb.WORK_REQUEST_STATE_COMPLETED, pb.WORK_REQUEST_STATE_ABORTED}
 
 def add_parser(subparsers: Subparsers) -> None:
     """Register the `demo` subcommand."""
-    parser = subparsers.add_parser("demo", help="start a scheduler and two workers; show them work")
-    parser.add_argument("--data-dir", type=Path, default=Path(".taskyard"))
+    parser = subparsers.add_parser(
+        "demo",
+        help="start a scheduler and two workers; show them work",
+        description="start a scheduler and two workers; show them work (what `make run` does)",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(".taskyard"), help="where they keep their data"
+    )
     parser.set_defaults(handler=run)
 
 

@@ -20,7 +20,9 @@ from taskyard.tasks import Task, TaskConfigError, UnknownTaskError
 def add_parser(subparsers: Subparsers) -> None:
     """Register the `run-local` subcommand."""
     parser = subparsers.add_parser(
-        "run-local", help="run one task in this process, without a scheduler"
+        "run-local",
+        help="run one task in this process, without a scheduler",
+        description="run one task in this process, without a scheduler (to try a task)",
     )
     parser.add_argument("task", help="task name, e.g. noop")
     parser.add_argument(

@@ -12,7 +12,7 @@ import pytest
 from taskyard.errors import InvalidArgumentError
 from taskyard.scheduler.blobs.local import LocalBlobStore
 from taskyard.scheduler.domain import ArtifactFile
-from taskyard.scheduler.service.artifacts import Limits, check_manifest, check_path
+from taskyard.scheduler.service.artifact_rules import Limits, check_manifest, check_path
 
 
 def digest(data: bytes) -> str:

@@ -25,7 +25,11 @@ log = logging.getLogger(__name__)
 
 def add_parser(subparsers: Subparsers) -> None:
     """Register the `worker` subcommand."""
-    parser = subparsers.add_parser("worker", help="run a worker daemon")
+    parser = subparsers.add_parser(
+        "worker",
+        help="run a worker daemon",
+        description="run a worker daemon: register, take work, run it isolated, report it",
+    )
     parser.add_argument("--scheduler", help="HOST:PORT (default 127.0.0.1:50051)")
     parser.add_argument("--name", help="worker name (default: host name)")
     parser.add_argument("--data-dir", type=Path, help="default ~/.local/share/taskyard-worker")

@@ -42,6 +42,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from taskyard.errors import TaskyardError, UnavailableError
+from taskyard.lifetime import become_subreaper
 from taskyard.logs import configure_logging
 from taskyard.tasks import ServerAccess, Task, TaskConfigError, UnknownTaskError, process_groups
 from taskyard.tasks.loading import import_task_modules
@@ -242,6 +243,7 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging(logging.INFO, os.environ.get("TASKYARD_LOG_FORMAT", "text"))
     signal.signal(signal.SIGTERM, stop_everything)  # a handler: children get SIG_DFL back
+    become_subreaper()  # what the task's processes orphan stays ours to see
     import_task_modules()
     telemetry = configure("taskyard-worker")
     with (

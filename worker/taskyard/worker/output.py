@@ -105,12 +105,12 @@ class OutputPump:
         self._wake.set()
 
     def ended(self, lease: Lease) -> None:
-        """The attempt ended: once its output is out, say so."""
-        spool = self._spools.setdefault(
-            lease, Spool(self._directory / f"{lease[0]}.{lease[1]}.log")
-        )
-        if not spool.path.exists():
-            spool.path.touch()
+        """The attempt ended: once its output is out, say so. A task that
+        printed nothing costs nothing here (its recorded result ends a
+        follower's wait)."""
+        spool = self._spools.get(lease)
+        if spool is None:
+            return
         spool.ended = True
         self._wake.set()
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from taskyard.worker.processes import group_members, stop_group
+from taskyard.worker.processes import live_children, stop_group
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +147,9 @@ class Executor:
         return {"op": "uploaded", "artifact_id": artifact_id}
 
     def strays(self) -> list[int]:
-        """Processes left in the executor's group besides the executor itself."""
-        return [pid for pid in group_members(self.pid) if pid != self.pid]
+        """Processes the executor's task left behind (its children, and, the
+        executor being a child subreaper, their orphans)."""
+        return live_children(self.pid)
 
     async def stop(self, grace: float) -> None:
         """Stop the executor and everything in its process group."""

@@ -7,7 +7,8 @@ from datetime import UTC
 
 from taskyard.scheduler.api import convert
 from taskyard.scheduler.api.access import Context, principal
-from taskyard.scheduler.service.artifacts import Artifacts, Chunk
+from taskyard.scheduler.service.artifact_rules import Chunk
+from taskyard.scheduler.service.artifacts import Artifacts
 from taskyard.v1 import artifacts_pb2 as pb
 from taskyard.v1 import artifacts_pb2_grpc
 

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import errno
 import json
 import logging
-import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import PurePosixPath
 
 from taskyard import limits
 from taskyard.errors import (
@@ -19,86 +15,28 @@ from taskyard.errors import (
     NotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
-    UnavailableError,
     invalid,
 )
 from taskyard.limits import MAX_TTL
 from taskyard.scheduler.blobs.port import BlobStore
 from taskyard.scheduler.domain import ACTIVE_STATES, Artifact, ArtifactFile, Lease
 from taskyard.scheduler.service import metrics
+from taskyard.scheduler.service.artifact_rules import (
+    MAX_CHUNK,
+    RESERVED_PREFIX,
+    Chunk,
+    Limits,
+    check_manifest,
+    check_uploader,
+    io_error,
+    upload_key,
+)
 from taskyard.scheduler.service.auth import Principal, WorkerPrincipal, owner_of
 from taskyard.scheduler.service.core import Core
 from taskyard.scheduler.service.work_requests import check_owner
-from taskyard.scheduler.store.port import DISK_FULL_MESSAGE, StoreTransaction
+from taskyard.scheduler.store.port import StoreTransaction
 
 log = logging.getLogger(__name__)
-
-MAX_CHUNK = 1024 * 1024
-#: Categories only workers may create (debug logs and the like).
-RESERVED_PREFIX = "taskyard:"
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one artifact may hold."""
-
-    max_file_size: int = 10 * 1024**3
-    max_artifact_size: int = 50 * 1024**3
-    max_files: int = 10_000
-    max_path_length: int = 1024
-    #: Uploads untouched for this long are removed with their artifact.
-    partial_max_age: float = 3600.0
-    #: Bytes of unfinished uploads one caller may have declared at once.
-    upload_quota: int = 10 * 1024**3
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """One message of an upload stream."""
-
-    artifact_id: str
-    path: str
-    offset: int
-    data: bytes
-    finish: bool
-
-
-def check_path(path: str, limits: Limits, field: str = "path") -> None:
-    """A relative, normalized path: no `/` prefix, no empty, `.` or `..` parts, no NUL."""
-    parts = path.split("/")
-    if not path or "\0" in path or len(path) > limits.max_path_length:
-        raise invalid(field, f"must be 1-{limits.max_path_length} characters without NUL")
-    if path.startswith("/") or any(part in {"", ".", ".."} for part in parts):
-        raise invalid(field, f"{path!r} must be relative and normalized (no '', '.' or '..' parts)")
-    if PurePosixPath(path).as_posix() != path:
-        raise invalid(field, f"{path!r} is not normalized")
-
-
-def check_manifest(files: list[ArtifactFile], limits: Limits) -> None:
-    """Every path valid and unique, every size and digest plausible, totals within limits."""
-    if len(files) > limits.max_files:
-        raise invalid("files", f"at most {limits.max_files} files per artifact")
-    seen: set[str] = set()
-    for index, file in enumerate(files):
-        where = f"files[{index}]"
-        check_path(file.path, limits, f"{where}.path")
-        if file.path in seen:
-            raise invalid(f"{where}.path", f"{file.path!r} is listed twice")
-        seen.add(file.path)
-        if not 0 <= file.size <= limits.max_file_size:
-            raise invalid(f"{where}.size", f"must be 0-{limits.max_file_size} bytes", "TOO_LARGE")
-        if not _SHA256.match(file.sha256):
-            raise invalid(f"{where}.sha256", "must be 64 lowercase hexadecimal digits")
-    if sum(f.size for f in files) > limits.max_artifact_size:
-        raise invalid(
-            "files", f"at most {limits.max_artifact_size} bytes per artifact", "TOO_LARGE"
-        )
-
-
-def upload_key(artifact_id: str, file: ArtifactFile) -> str:
-    """The partial blob of one file of one artifact."""
-    return f"{artifact_id}-{file.sha256}-{file.size}"
 
 
 class Artifacts:
@@ -211,7 +149,7 @@ class Artifacts:
             raise NotFoundError(
                 f"artifact {artifact_id} has no file {path!r}", reason="FILE_NOT_FOUND"
             )
-        _check_uploader(caller, artifact)
+        check_uploader(caller, artifact)
         if isinstance(caller, WorkerPrincipal):
             current = self._core.dispatcher.active.get(artifact.work_request_id)
             if current is None or current.worker_name != caller.worker_name:
@@ -229,7 +167,7 @@ class Artifacts:
             raise NotFoundError(
                 f"no file {path!r} in artifact {artifact_id!r}", reason="FILE_NOT_FOUND"
             )
-        _check_uploader(caller, artifact)
+        check_uploader(caller, artifact)
         if file.complete:
             return file.size, True
         return await asyncio.to_thread(self._blobs.committed, upload_key(artifact_id, file)), False
@@ -280,7 +218,7 @@ class Artifacts:
             raise
         except OSError as error:
             await self._abandon(artifact, key)
-            raise _io_error(error) from error
+            raise io_error(error) from error
         metrics.artifact_bytes.add(
             len(chunk.data), {"taskyard.artifact.category": artifact.category}
         )
@@ -294,7 +232,7 @@ class Artifacts:
             raise
         except OSError as error:
             await self._abandon(artifact, key)
-            raise _io_error(error) from error
+            raise io_error(error) from error
 
         def complete(tx: StoreTransaction) -> Artifact | None:
             tx.complete_file(artifact.id, file.path)
@@ -397,19 +335,3 @@ class Artifacts:
                 )
                 yield None, offset, data
                 offset += len(data)
-
-
-def _check_uploader(caller: Principal, artifact: Artifact) -> None:
-    """Only whoever declared an artifact sees or touches its upload."""
-    if artifact.created_by != owner_of(caller):
-        raise PermissionDeniedError(
-            f"artifact {artifact.id} is being uploaded by someone else", reason="NOT_UPLOADER"
-        )
-
-
-def _io_error(error: OSError) -> UnavailableError:
-    if error.errno == errno.ENOSPC:
-        return ResourceExhaustedError(DISK_FULL_MESSAGE, reason="DISK_FULL")
-    return UnavailableError(
-        f"the scheduler could not store the upload: {error.strerror}", reason="IO_ERROR"
-    )

@@ -19,7 +19,8 @@ from taskyard.scheduler.domain import (
     Worker,
     WorkRequest,
 )
-from taskyard.scheduler.service.artifacts import Artifacts, Limits
+from taskyard.scheduler.service.artifact_rules import Limits
+from taskyard.scheduler.service.artifacts import Artifacts
 from taskyard.scheduler.service.auth import Credentials, Principal
 from taskyard.scheduler.service.committer import GroupCommitter
 from taskyard.scheduler.service.core import Core

@@ -28,8 +28,11 @@ from taskyard.scheduler.service.core import Core
 
 #: Bytes of one attempt's log the scheduler keeps, by default.
 DEFAULT_CAP = 64 * 1024 * 1024
-#: How long a follower waits for the last output of an attempt that is over.
+#: How long a follower waits for the last output of an attempt that is over
+#: (a worker says when it has sent the last of it; one whose task printed
+#: nothing says nothing).
 END_GRACE = 3.0
+SILENT_GRACE = 0.5
 #: What a follower reads at a time.
 READ_SIZE = 1024 * 1024
 
@@ -135,7 +138,8 @@ class TaskLogs:
                 return
             if self._over(lease):
                 over_since = over_since or time.monotonic()
-                if time.monotonic() - over_since > END_GRACE:
+                grace = END_GRACE if log.size else SILENT_GRACE
+                if time.monotonic() - over_since > grace:
                     return
             with contextlib.suppress(TimeoutError):  # to see the attempt end
                 await asyncio.wait_for(changed.wait(), 1.0)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -26,7 +26,6 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from taskyard.errors import AlreadyExistsError
-from taskyard.logs import RateLimitedLog
 from taskyard.scheduler.domain import FINAL_STATES, Artifact, State, Token, Worker, WorkRequest
 from taskyard.scheduler.store import rows
 from taskyard.scheduler.store.port import StorageFullError, WorkRequestFilter
@@ -38,10 +37,15 @@ from taskyard.scheduler.store.schema import (
     work_requests,
     workers,
 )
+from taskyard.scheduler.store.sql_support import (
+    disk_full,
+    readable,
+    readable_one,
+    sqlite_begin,
+    sqlite_connect,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-T = TypeVar("T")
-_unreadable = RateLimitedLog(logging.getLogger(__name__), interval=3600.0)
 
 
 def normalize_url(url: str) -> str:
@@ -55,40 +59,6 @@ def normalize_url(url: str) -> str:
 def sqlite_url(path: Path) -> str:
     """The URL of a SQLite database file."""
     return f"sqlite:///{path}"
-
-
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    # pysqlite's own transaction handling breaks SAVEPOINT: take it over (the
-    # SQLAlchemy recipe) and begin transactions ourselves in `_sqlite_begin`.
-    dbapi_connection.isolation_level = None
-    # WAL lets readers run beside the writer; FULL makes every commit durable.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
-#: SQLite's result code for a full disk or database (SQLITE_FULL), and
-#: PostgreSQL's SQLSTATE `disk_full`.
-_SQLITE_FULL = 13
-_PG_DISK_FULL = "53100"
-
-
-def _disk_full(error: DBAPIError) -> bool:
-    """Whether a database error says the disk is full."""
-    original = error.orig
-    code = getattr(original, "sqlite_errorcode", None)
-    if code is not None and code & 0xFF == _SQLITE_FULL:
-        return True
-    return getattr(original, "sqlstate", None) == _PG_DISK_FULL or (
-        "No space left on device" in str(original)
-    )
-
-
-def _sqlite_begin(connection: Connection) -> None:
-    # IMMEDIATE takes the write lock up front: no deadlock upgrading a read lock.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 # Statements are built once: building one costs more than running it on SQLite.
@@ -134,29 +104,6 @@ def _refusing_duplicates(what: str) -> Iterator[None]:
         raise AlreadyExistsError(f"{what} exists already") from error
 
 
-def _readable(convert: Callable[[Any], T], found: Iterable[Any]) -> list[T]:
-    """The rows of `found` as domain objects; a row that cannot be read
-    (written by something else, or damaged) is logged and set aside, so it
-    breaks neither a listing nor a start."""
-    readable = []
-    for row in found:
-        item = _readable_one(convert, row)
-        if item is not None:
-            readable.append(item)
-    return readable
-
-
-def _readable_one(convert: Callable[[Any], T], row: Any) -> T | None:
-    if row is None:
-        return None
-    try:
-        return convert(row)
-    except Exception as error:
-        key = next(iter(row.values()), "?")
-        _unreadable.warning(str(key), "set aside an unreadable row %s: %r", key, error)
-        return None
-
-
 class SqlTransaction:
     """StoreTransaction on one SQLAlchemy connection inside a transaction.
 
@@ -185,11 +132,11 @@ class SqlTransaction:
 
     def get_work_request(self, work_request_id: str) -> WorkRequest | None:
         row = self._first(_WORK_REQUEST_BY_ID, b_id=work_request_id)
-        return _readable_one(rows.work_request_from, row)
+        return readable_one(rows.work_request_from, row)
 
     def get_work_request_by_idempotency_key(self, key: str) -> WorkRequest | None:
         row = self._first(_WORK_REQUEST_BY_KEY, b_key=key)
-        return _readable_one(rows.work_request_from, row)
+        return readable_one(rows.work_request_from, row)
 
     def _compare_and_set(
         self, statement: Prepared, work_request: WorkRequest, state: State, attempt: int
@@ -228,13 +175,13 @@ class SqlTransaction:
             query = query.where(_WR.created_at < where.created_before)
         if before_id:
             query = query.where(_WR.id < before_id)
-        return _readable(rows.work_request_from, self._db.execute(query).mappings())
+        return readable(rows.work_request_from, self._db.execute(query).mappings())
 
     def work_requests_in_states(self, states: Collection[State]) -> list[WorkRequest]:
         query = (
             select(work_requests).where(_WR.state.in_([s.value for s in states])).order_by(_WR.id)
         )
-        return _readable(rows.work_request_from, self._db.execute(query).mappings())
+        return readable(rows.work_request_from, self._db.execute(query).mappings())
 
     def insert_worker(self, worker: Worker) -> None:
         self._insert(_INSERT_WORKER, rows.worker_row(worker), f"worker {worker.name}")
@@ -244,17 +191,17 @@ class SqlTransaction:
 
     def get_worker(self, name: str) -> Worker | None:
         row = self._first(_WORKER_BY_NAME, b_name=name)
-        return _readable_one(rows.worker_from, row)
+        return readable_one(rows.worker_from, row)
 
     def get_worker_by_token(self, token_sha256: str) -> Worker | None:
         row = self._first(_WORKER_BY_TOKEN, b_token=token_sha256)
-        return _readable_one(rows.worker_from, row)
+        return readable_one(rows.worker_from, row)
 
     def delete_worker(self, name: str) -> None:
         self._db.execute(delete(workers).where(workers.c.name == name))
 
     def list_workers(self) -> list[Worker]:
-        return _readable(rows.worker_from, self._db.execute(_ALL_WORKERS).mappings())
+        return readable(rows.worker_from, self._db.execute(_ALL_WORKERS).mappings())
 
     def insert_token(self, token: Token) -> None:
         self._insert(_INSERT_TOKEN, rows.token_row(token), f"token {token.id}")
@@ -264,14 +211,14 @@ class SqlTransaction:
 
     def get_token(self, token_id: str) -> Token | None:
         row = self._first(_TOKEN_BY_ID, b_id=token_id)
-        return _readable_one(rows.token_from, row)
+        return readable_one(rows.token_from, row)
 
     def get_token_by_hash(self, secret_sha256: str) -> Token | None:
         row = self._first(_TOKEN_BY_HASH, b_hash=secret_sha256)
-        return _readable_one(rows.token_from, row)
+        return readable_one(rows.token_from, row)
 
     def list_tokens(self) -> list[Token]:
-        return _readable(rows.token_from, self._db.execute(_ALL_TOKENS).mappings())
+        return readable(rows.token_from, self._db.execute(_ALL_TOKENS).mappings())
 
     def insert_artifact(self, artifact: Artifact) -> None:
         self._insert(insert(artifacts), rows.artifact_row(artifact), f"artifact {artifact.id}")
@@ -284,7 +231,7 @@ class SqlTransaction:
         files: dict[str, list[Any]] = {row["id"]: [] for row in found}
         for file_row in self._db.execute(_FILES_OF, {"b_ids": list(files)}).mappings():
             files[file_row["artifact_id"]].append(file_row)
-        return _readable(lambda row: rows.artifact_from(row, files[row["id"]]), found)
+        return readable(lambda row: rows.artifact_from(row, files[row["id"]]), found)
 
     def get_artifact(self, artifact_id: str) -> Artifact | None:
         row = self._first(
@@ -372,8 +319,8 @@ class SqlStore:
         self.url = normalize_url(url)
         self.engine: Engine = create_engine(self.url)
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_connect)
-            event.listen(self.engine, "begin", _sqlite_begin)
+            event.listen(self.engine, "connect", sqlite_connect)
+            event.listen(self.engine, "begin", sqlite_begin)
         self._hot = {name: Prepared(s, self.engine.dialect) for name, s in _HOT.items()}
         self._local = threading.local()
         self._opened: list[Connection] = []
@@ -406,7 +353,7 @@ class SqlStore:
             with connection.begin():
                 yield SqlTransaction(connection, self._hot)
         except DBAPIError as error:
-            if _disk_full(error):
+            if disk_full(error):
                 raise StorageFullError() from error
             raise
 
