@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-import pytest
-
-from taskyard.errors import InvalidArgumentError
 from taskyard.scheduler import lifecycle
 from taskyard.scheduler.api.convert import session_responses
-from taskyard.scheduler.api.workers import fold_reports
+from taskyard.scheduler.api.workers import UNKNOWN_REPORT, fold_reports
 from taskyard.scheduler.domain import Lease, WorkRequest
 from taskyard.scheduler.service import messages
 from taskyard.scheduler.service.live import Session
@@ -111,6 +108,6 @@ def test_a_decline_is_a_step_of_its_own() -> None:
     ]
 
 
-def test_an_empty_report_is_refused() -> None:
-    with pytest.raises(InvalidArgumentError):
-        fold_reports([workers_pb2.WorkReport()])
+def test_a_report_of_no_known_kind_becomes_a_step_to_refuse() -> None:
+    [(lease, started, report)] = fold_reports([workers_pb2.WorkReport()])
+    assert (lease.work_request_id, started, report) == ("", False, UNKNOWN_REPORT)
