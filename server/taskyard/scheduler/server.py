@@ -186,6 +186,8 @@ def secure_data_dir(data_dir: Path) -> None:
         log.warning("%s was readable by other users; it is 0600 now", token)
     os.umask(0o077)
     data_dir.mkdir(parents=True, exist_ok=True)
+    if not data_dir.stat().st_mode & 0o077:
+        return  # private already: what is in it was made so (no walk over every blob)
     data_dir.chmod(0o700)
     for root, directories, files in os.walk(data_dir):
         for name in directories + files:

@@ -6,9 +6,11 @@ import secrets
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from taskyard import limits
+
 #: Largest chunk of an upload or download; messages carry one chunk plus framing.
 MAX_CHUNK = 1024 * 1024
-MAX_MESSAGE = 4 * 1024 * 1024
+MAX_MESSAGE = limits.MAX_MESSAGE
 
 CHANNEL_OPTIONS: Sequence[tuple[str, int]] = (
     ("grpc.max_send_message_length", MAX_MESSAGE),

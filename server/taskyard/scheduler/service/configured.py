@@ -43,11 +43,6 @@ class _SizedCache:
         if size <= self._entries.maxsize:  # a larger one is not kept at all
             self._entries[key] = (value, size)
 
-    @property
-    def bytes(self) -> float:
-        """The estimated bytes held now."""
-        return self._entries.currsize
-
 
 tasks = _SizedCache(CACHE_BYTES)
 shapes = _SizedCache(CACHE_BYTES // 4)
