@@ -137,6 +137,42 @@ class WorkRequest:
 _WORK_REQUEST_FIELDS = frozenset(f.name for f in dataclasses.fields(WorkRequest))
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One ended attempt of a work request: where it ran and how it ended.
+    The request keeps only its current attempt; these are its history."""
+
+    work_request_id: str
+    attempt: int
+    worker_name: str
+    ended_at: datetime
+    #: What the request became: completed, aborted, or pending again (requeued).
+    outcome: State
+    result: Result = Result.NONE
+    assigned_at: datetime | None = None
+    started_at: datetime | None = None
+    reason: str = ""
+    message: str = ""
+
+    @classmethod
+    def ended(cls, before: WorkRequest, after: WorkRequest, why: WorkError | None) -> Attempt:
+        """The record of `before`'s attempt, which `after` ended (`why`, when
+        `after` does not say: a request sent back to the queue)."""
+        error = after.error or why
+        return cls(
+            work_request_id=before.id,
+            attempt=before.attempt,
+            worker_name=before.worker_name,
+            ended_at=after.updated_at or after.completed_at or before.created_at,
+            outcome=after.state,
+            result=after.result,
+            assigned_at=before.assigned_at,
+            started_at=after.started_at or before.started_at,
+            reason=error.reason if error else "",
+            message=error.message if error else "",
+        )
+
+
 class Role(enum.StrEnum):
     """What a client token allows."""
 

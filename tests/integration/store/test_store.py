@@ -11,7 +11,16 @@ from alembic.migration import MigrationContext
 
 from taskyard.errors import AlreadyExistsError
 from taskyard.scheduler import lifecycle
-from taskyard.scheduler.domain import Role, State, Token, Worker, WorkError, WorkRequest
+from taskyard.scheduler.domain import (
+    Attempt,
+    Result,
+    Role,
+    State,
+    Token,
+    Worker,
+    WorkError,
+    WorkRequest,
+)
 from taskyard.scheduler.store.port import Store, WorkRequestFilter
 from taskyard.scheduler.store.schema import metadata
 from taskyard.scheduler.store.sql import SqlStore
@@ -149,3 +158,30 @@ def test_the_migrations_build_exactly_the_declared_schema(sql_store: SqlStore) -
     with sql_store.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
     assert differences == []
+
+
+def test_attempts_are_kept_in_order_and_go_with_their_request(store: Store) -> None:
+    running = lifecycle.start(lifecycle.assign(request(1), "w1", NOW), NOW)
+    lost = running.moved_to(State.PENDING, NOW + timedelta(seconds=1), attempt=2)
+    gone = WorkError("worker-lost", "worker w1 was lost")
+    failed = lifecycle.complete(running, Result.FAILURE, NOW + timedelta(seconds=2))
+    with store.transaction() as tx:
+        tx.insert_work_request(request(1))
+        tx.insert_work_request(request(2, task_name="other"))
+        tx.insert_attempt(Attempt.ended(running, lost, gone))
+        tx.insert_attempt(Attempt.ended(running, failed, None))
+    with store.transaction() as tx:
+        first, second = tx.attempts_of("wr0001")
+        counts = tx.count_work_requests()
+    assert (first.outcome, first.reason, first.worker_name) == (State.PENDING, "worker-lost", "w1")
+    assert first.started_at == NOW
+    assert (second.outcome, second.result, second.ended_at) == (
+        State.COMPLETED,
+        Result.FAILURE,
+        NOW + timedelta(seconds=2),
+    )
+    assert counts == {(State.PENDING, "noop"): 1, (State.PENDING, "other"): 1}
+    with store.transaction() as tx:
+        tx.delete_work_requests(["wr0001"])
+    with store.transaction() as tx:
+        assert tx.attempts_of("wr0001") == []

@@ -19,6 +19,7 @@ from typing import Any
 from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import (
     ACTIVE_STATES,
+    Attempt,
     Lease,
     Result,
     State,
@@ -41,6 +42,7 @@ from taskyard.scheduler.service.feed import ChangeFeed
 from taskyard.scheduler.service.live import LiveWorker, view_of
 from taskyard.scheduler.service.observers import Decision, Observer
 from taskyard.scheduler.service.sessions import Clock, Settings, WorkerSessions
+from taskyard.scheduler.store.port import StoreTransaction
 from taskyard.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -174,16 +176,30 @@ class Dispatcher(WorkerSessions):
         self.feed.publish(after)
 
     async def commit(
-        self, before: WorkRequest, after: WorkRequest, via: WorkRequest | None = None
+        self,
+        before: WorkRequest,
+        after: WorkRequest,
+        via: WorkRequest | None = None,
+        why: WorkError | None = None,
     ) -> bool:
         """Compare-and-set `before -> after` in the store; on success update the
         live state. `via` is a state passed through on the way, in the same
-        write (a start reported together with the completion)."""
-        changed = await self.db.run(
-            lambda tx: tx.replace_work_request(
+        write (a start reported together with the completion). An attempt that
+        ends is recorded in the same write, with `why` when `after` says
+        nothing of it (a request sent back to the queue)."""
+        ended = None
+        if before.state in ACTIVE_STATES and after.state not in ACTIVE_STATES:
+            ended = Attempt.ended(before, after, why)
+
+        def write(tx: StoreTransaction) -> bool:
+            changed = tx.replace_work_request(
                 after, expected_state=before.state, expected_attempt=before.attempt
             )
-        )
+            if changed and ended is not None:
+                tx.insert_attempt(ended)
+            return changed
+
+        changed = await self.db.run(write)
         if changed:
             if via is not None:
                 self.feed.publish(via)

@@ -17,7 +17,7 @@ from typing import Any
 
 from taskyard.errors import FailedPreconditionError, NotFoundError
 from taskyard.scheduler import lifecycle
-from taskyard.scheduler.domain import Lease, State, Worker, WorkRequest
+from taskyard.scheduler.domain import Lease, State, Worker, WorkError, WorkRequest
 from taskyard.scheduler.service import messages
 from taskyard.scheduler.service.committer import GroupCommitter
 from taskyard.scheduler.service.live import LiveWorker, Session, view_of
@@ -64,7 +64,11 @@ class WorkerSessions:
         raise NotImplementedError
 
     async def commit(
-        self, before: WorkRequest, after: WorkRequest, via: WorkRequest | None = None
+        self,
+        before: WorkRequest,
+        after: WorkRequest,
+        via: WorkRequest | None = None,
+        why: WorkError | None = None,
     ) -> bool:
         raise NotImplementedError
 
@@ -113,10 +117,9 @@ class WorkerSessions:
             if reported.pop(work_request.id, None) == work_request.lease:
                 live.busy.add(work_request.id)
                 continue
-            lost = lifecycle.requeue_or_fail(
-                work_request, self.clock(), "worker-lost", "the worker came back without it"
-            )
-            await self.commit(work_request, lost)
+            gone = WorkError("worker-lost", "the worker came back without it")
+            lost = lifecycle.requeue_or_fail(work_request, self.clock(), gone.reason, gone.message)
+            await self.commit(work_request, lost, why=gone)
         for lease in reported.values():
             if live.session is not None:
                 why = "the scheduler no longer assigns this attempt to you"
@@ -148,11 +151,10 @@ class WorkerSessions:
         if live.session is not None:
             return
         for work_request in [w for w in self.active.values() if w.worker_name == worker_name]:
-            lost = lifecycle.requeue_or_fail(
-                work_request, self.clock(), "worker-lost", f"worker {worker_name} was lost"
-            )
+            why = WorkError("worker-lost", f"worker {worker_name} was lost")
+            lost = lifecycle.requeue_or_fail(work_request, self.clock(), why.reason, why.message)
             log.warning("lease of %s on %s expired: %s", work_request.id, worker_name, lost.state)
-            if await self.commit(work_request, lost):
+            if await self.commit(work_request, lost, why=why):
                 for observer in self.observers:
                     observer.lease_expired(work_request, worker_name)
         live.busy.clear()
@@ -186,7 +188,8 @@ class WorkerSessions:
         live = self.workers.get(session.worker_name)
         if live is not None:
             live.busy.discard(lease.work_request_id)
-        if not await self.commit(current, lifecycle.decline(current, self.clock())):
+        why = WorkError("declined", f"{session.worker_name} gave it back: {reason}")
+        if not await self.commit(current, lifecycle.decline(current, self.clock()), why=why):
             raise StaleLeaseError(f"work request {lease.work_request_id} changed meanwhile")
         log.info("%s gave back %s: %s", session.worker_name, current.id, reason)
         for observer in self.observers:

@@ -7,6 +7,7 @@ failed transaction leaves nothing behind, as in a database.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -16,6 +17,7 @@ from taskyard.errors import AlreadyExistsError
 from taskyard.scheduler.domain import (
     FINAL_STATES,
     Artifact,
+    Attempt,
     State,
     Token,
     Worker,
@@ -30,10 +32,15 @@ class _Tables:
     workers: dict[str, Worker] = field(default_factory=dict)
     tokens: dict[str, Token] = field(default_factory=dict)
     artifacts: dict[str, Artifact] = field(default_factory=dict)
+    attempts: list[Attempt] = field(default_factory=list)
 
     def copy(self) -> _Tables:
         return _Tables(
-            dict(self.work_requests), dict(self.workers), dict(self.tokens), dict(self.artifacts)
+            dict(self.work_requests),
+            dict(self.workers),
+            dict(self.tokens),
+            dict(self.artifacts),
+            list(self.attempts),
         )
 
 
@@ -182,6 +189,17 @@ class MemoryTransaction:
     def delete_work_requests(self, work_request_ids: Collection[str]) -> None:
         for work_request_id in work_request_ids:
             self.tables.work_requests.pop(work_request_id, None)
+        gone = set(work_request_ids)
+        self.tables.attempts = [a for a in self.tables.attempts if a.work_request_id not in gone]
+
+    def count_work_requests(self) -> dict[tuple[State, str], int]:
+        return dict(Counter((w.state, w.task_name) for w in self.tables.work_requests.values()))
+
+    def insert_attempt(self, attempt: Attempt) -> None:
+        self.tables.attempts.append(attempt)
+
+    def attempts_of(self, work_request_id: str) -> list[Attempt]:
+        return [a for a in self.tables.attempts if a.work_request_id == work_request_id]
 
     def referenced_blobs(self, blobs: Collection[tuple[str, int]]) -> set[tuple[str, int]]:
         files = {(f.sha256, f.size) for a in self.tables.artifacts.values() for f in a.files}

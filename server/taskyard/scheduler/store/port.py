@@ -13,7 +13,15 @@ from datetime import datetime
 from typing import Protocol
 
 from taskyard.errors import ResourceExhaustedError
-from taskyard.scheduler.domain import Artifact, Result, State, Token, Worker, WorkRequest
+from taskyard.scheduler.domain import (
+    Artifact,
+    Attempt,
+    Result,
+    State,
+    Token,
+    Worker,
+    WorkRequest,
+)
 
 DISK_FULL_MESSAGE = "the scheduler's disk is full; nothing was stored, try again later"
 
@@ -84,6 +92,15 @@ class StoreTransaction(Protocol):
     def work_requests_in_states(self, states: Collection[State]) -> list[WorkRequest]:
         """Return every work request in one of `states`, oldest first."""
 
+    def count_work_requests(self) -> dict[tuple[State, str], int]:
+        """How many requests there are, by state and task name."""
+
+    def insert_attempt(self, attempt: Attempt) -> None:
+        """Record an attempt that ended."""
+
+    def attempts_of(self, work_request_id: str) -> list[Attempt]:
+        """The ended attempts of a request, first first."""
+
     def insert_worker(self, worker: Worker) -> None:
         """Store a new worker."""
 
@@ -150,7 +167,7 @@ class StoreTransaction(Protocol):
         """Ids of up to `limit` artifacts whose `expires_at` has passed."""
 
     def delete_work_requests(self, work_request_ids: Collection[str]) -> None:
-        """Forget these requests (their artifacts first)."""
+        """With their attempts. Forget these requests (their artifacts first)."""
 
     def referenced_blobs(self, blobs: Collection[tuple[str, int]]) -> set[tuple[str, int]]:
         """Those of `blobs` (sha256, size) that some artifact file refers to."""

@@ -9,6 +9,7 @@ from typing import Any
 from taskyard.scheduler.domain import (
     Artifact,
     ArtifactFile,
+    Attempt,
     Result,
     Role,
     State,
@@ -207,4 +208,36 @@ def artifact_from(row: Mapping[Any, Any], files: list[Mapping[Any, Any]]) -> Art
             ArtifactFile(f["path"], f["size"], f["sha256"], f["content_type"], f["complete"])
             for f in sorted(files, key=lambda f: f["path"])
         ),
+    )
+
+
+def attempt_row(attempt: Attempt) -> dict[str, Any]:
+    """The row of an ended attempt."""
+    return {
+        "work_request_id": attempt.work_request_id,
+        "attempt": attempt.attempt,
+        "worker_name": attempt.worker_name,
+        "assigned_at": attempt.assigned_at,
+        "started_at": attempt.started_at,
+        "ended_at": attempt.ended_at,
+        "outcome": attempt.outcome.value,
+        "result": attempt.result.value,
+        "reason": attempt.reason,
+        "message": attempt.message,
+    }
+
+
+def attempt_from(row: Mapping[Any, Any]) -> Attempt:
+    """An ended attempt from its row."""
+    return Attempt(
+        work_request_id=row["work_request_id"],
+        attempt=row["attempt"],
+        worker_name=row["worker_name"],
+        assigned_at=row["assigned_at"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        outcome=State(row["outcome"]),
+        result=Result(row["result"]),
+        reason=row["reason"],
+        message=row["message"],
     )

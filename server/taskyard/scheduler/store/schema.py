@@ -74,6 +74,7 @@ work_requests = Table(
     Index("ix_work_requests_state", "state"),
     Index("ix_work_requests_task_name", "task_name"),
     Index("ix_work_requests_owner", "owner"),
+    Index("ix_work_requests_state_task", "state", "task_name"),
 )
 
 workers = Table(
@@ -131,4 +132,23 @@ artifact_files = Table(
     Column("content_type", String(200), nullable=False),
     Column("complete", Boolean, nullable=False),
     PrimaryKeyConstraint("artifact_id", "path"),
+)
+
+#: Ended attempts of work requests (the request row holds only its current one).
+attempts = Table(
+    "attempts",
+    metadata,
+    # An attempt given back unstarted keeps its number: it may end twice.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("work_request_id", String(40), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("worker_name", String(200), nullable=False),
+    Column("assigned_at", UtcDateTime),
+    Column("started_at", UtcDateTime),
+    Column("ended_at", UtcDateTime, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("result", String(16), nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("message", Text, nullable=False),
+    Index("ix_attempts_work_request_id", "work_request_id"),
 )

@@ -19,6 +19,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     insert,
     select,
     update,
@@ -26,13 +27,22 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from taskyard.errors import AlreadyExistsError
-from taskyard.scheduler.domain import FINAL_STATES, Artifact, State, Token, Worker, WorkRequest
+from taskyard.scheduler.domain import (
+    FINAL_STATES,
+    Artifact,
+    Attempt,
+    State,
+    Token,
+    Worker,
+    WorkRequest,
+)
 from taskyard.scheduler.store import rows
 from taskyard.scheduler.store.port import StorageFullError, WorkRequestFilter
 from taskyard.scheduler.store.prepared import Prepared
 from taskyard.scheduler.store.schema import (
     artifact_files,
     artifacts,
+    attempts,
     tokens,
     work_requests,
     workers,
@@ -92,6 +102,10 @@ _ALL_TOKENS = select(tokens).order_by(tokens.c.created_at.desc(), tokens.c.id.de
 
 
 _AF = artifact_files.c
+_INSERT_ATTEMPT = insert(attempts)
+_ATTEMPTS_OF = (
+    select(attempts).where(attempts.c.work_request_id == bindparam("b_id")).order_by(attempts.c.id)
+)
 _FILES_OF = select(artifact_files).where(_AF.artifact_id.in_(bindparam("b_ids", expanding=True)))
 
 
@@ -298,7 +312,20 @@ class SqlTransaction:
         return [row[0] for row in self._db.execute(query)]
 
     def delete_work_requests(self, work_request_ids: Collection[str]) -> None:
-        self._db.execute(delete(work_requests).where(_WR.id.in_(list(work_request_ids))))
+        ids = list(work_request_ids)
+        self._db.execute(delete(attempts).where(attempts.c.work_request_id.in_(ids)))
+        self._db.execute(delete(work_requests).where(_WR.id.in_(ids)))
+
+    def count_work_requests(self) -> dict[tuple[State, str], int]:
+        query = select(_WR.state, _WR.task_name, func.count()).group_by(_WR.state, _WR.task_name)
+        return {(State(state), task): n for state, task, n in self._db.execute(query)}
+
+    def insert_attempt(self, attempt: Attempt) -> None:
+        self._db.execute(_INSERT_ATTEMPT, rows.attempt_row(attempt))
+
+    def attempts_of(self, work_request_id: str) -> list[Attempt]:
+        found = self._db.execute(_ATTEMPTS_OF, {"b_id": work_request_id}).mappings()
+        return readable(rows.attempt_from, found)
 
     def referenced_blobs(self, blobs: Collection[tuple[str, int]]) -> set[tuple[str, int]]:
         digests = list({sha256 for sha256, _ in blobs})
