@@ -71,7 +71,10 @@ METADATA = JsonLimits(max_length=256 * KIB)
 ARTIFACT_DATA = JsonLimits(max_length=64 * KIB)
 DETAILS = JsonLimits(max_length=64 * KIB)
 
-_ID = Rule(max_length=64)
+#: The longest id (of a request, an artifact, a token).
+MAX_ID = 64
+
+_ID = Rule(max_length=MAX_ID)
 _NAME = Rule(max_length=200)
 _TEXT = Rule(max_length=4 * KIB)
 _PAGE = Rule(minimum=0)

@@ -14,16 +14,20 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import MetricReader
 
 SHUTDOWN_TIMEOUT = 3.0
 
 
 def _enabled(signal: str) -> bool:
     """Whether `signal` (traces, metrics) should be exported over OTLP."""
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    if _disabled():
         return False
     exporters = os.environ.get(f"OTEL_{signal.upper()}_EXPORTER", "").strip().lower()
     if exporters:
@@ -67,8 +71,10 @@ class Telemetry:
             worker.join(SHUTDOWN_TIMEOUT)
 
 
-def configure(service_name: str, otlp_endpoint: str = "") -> Telemetry:
-    """Install tracing and metrics for this process, as the environment says."""
+def configure(service_name: str, otlp_endpoint: str = "", *, prometheus: bool = False) -> Telemetry:
+    """Install tracing and metrics for this process, as the environment says;
+    with `prometheus`, metrics are also kept for a Prometheus scrape
+    (`prometheus_client`'s registry, served by the scheduler's `/metrics`)."""
     if otlp_endpoint:  # a shortcut for the variable, which child processes inherit
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_endpoint
     telemetry = Telemetry()
@@ -88,17 +94,33 @@ def configure(service_name: str, otlp_endpoint: str = "") -> Telemetry:
         tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(tracer_provider)
         telemetry.shutdowns.append(tracer_provider.shutdown)
-    if _enabled("metrics"):
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter  # noqa: PLC0415
+    readers = _metric_readers(prometheus=prometheus and not _disabled())
+    if readers:
         from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415
-        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader  # noqa: PLC0415
         from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
 
-        reader = PeriodicExportingMetricReader(OTLPMetricExporter())
-        meter_provider = MeterProvider(resource=Resource.create(identity), metric_readers=[reader])
+        meter_provider = MeterProvider(resource=Resource.create(identity), metric_readers=readers)
         metrics.set_meter_provider(meter_provider)
         telemetry.shutdowns.append(meter_provider.shutdown)
     return telemetry
+
+
+def _disabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+def _metric_readers(*, prometheus: bool) -> list[MetricReader]:
+    readers: list[MetricReader] = []
+    if _enabled("metrics"):
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter  # noqa: PLC0415
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader  # noqa: PLC0415
+
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    if prometheus:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader  # noqa: PLC0415
+
+        readers.append(PrometheusMetricReader())
+    return readers
 
 
 def current_trace_context() -> dict[str, str]:

@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from taskyard.cli.errors import CliError
 from taskyard.cli.parsing import Subparsers
 from taskyard.config import load_toml, resolve
+from taskyard.errors import TaskyardError
 from taskyard.scheduler.config import SchedulerConfig
 from taskyard.scheduler.server import serve
 from taskyard.scheduler.store.sql import SqlStore
@@ -66,24 +67,53 @@ def add_parser(subparsers: Subparsers) -> None:
         type=float,
         help="days finished requests, their logs and artifacts are kept (30; 0: forever)",
     )
+    parser.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="serve the status page and Prometheus /metrics here (off by default)",
+    )
+    parser.add_argument(
+        "--trace-url",
+        metavar="TEMPLATE",
+        help="link trace ids on the status page: a URL with {trace_id} in it",
+    )
     parser.add_argument("--config", type=Path, help="TOML file with a [scheduler] table")
     parser.add_argument(
         "--otlp-endpoint", help="export telemetry here (OTEL_EXPORTER_OTLP_ENDPOINT)"
     )
-    parser.set_defaults(handler=run, service_name="taskyard-scheduler")
+    parser.set_defaults(handler=run, service_name="taskyard-scheduler", prometheus=serves_http)
 
 
 #: Net allocations between collections of the youngest generation.
 YOUNG_THRESHOLD = 50_000
 
 #: Arguments that are not settings.
-IGNORED = {"handler", "config", "otlp_endpoint", "service_name", "verbose", "log_format"}
+IGNORED = {
+    "handler",
+    "config",
+    "otlp_endpoint",
+    "service_name",
+    "prometheus",
+    "verbose",
+    "log_format",
+}
 
 
 def config_from(args: argparse.Namespace) -> SchedulerConfig:
     """The configuration: flags over TASKYARD_* over the TOML file over defaults."""
     flags = {key: value for key, value in vars(args).items() if key not in IGNORED}
     return resolve(SchedulerConfig, flags, load_toml(args.config, "scheduler"))
+
+
+def serves_http(args: argparse.Namespace) -> bool:
+    """Whether this run serves `/metrics` (then telemetry keeps metrics for
+    it). Settings that cannot be read are said by `run`, not here."""
+    if args.action != "serve":
+        return False
+    try:
+        return bool(config_from(args).http)
+    except (CliError, TaskyardError):
+        return False
 
 
 def run(args: argparse.Namespace) -> int:

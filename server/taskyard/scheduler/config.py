@@ -39,6 +39,10 @@ class SchedulerConfig:
     log_cap: int = 64 * 1024**2
     #: Days finished requests (with their logs and artifacts) are kept; 0: forever.
     keep_days: float = 30.0
+    #: Serve the status page and `/metrics` here (HOST:PORT); empty: not at all.
+    http: str = ""
+    #: A trace viewer's page of one trace, with `{trace_id}` in it.
+    trace_url: str = ""
 
     def database_url(self) -> str:
         """The database to use."""

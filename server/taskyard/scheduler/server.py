@@ -38,6 +38,8 @@ from taskyard.scheduler.service.sessions import Settings
 from taskyard.scheduler.service.tracing import SCOPE as TRACING_SCOPE
 from taskyard.scheduler.service.tracing import SpanObserver
 from taskyard.scheduler.store.sql import SqlStore
+from taskyard.scheduler.web.access import is_loopback
+from taskyard.scheduler.web.app import StatusSite
 from taskyard.telemetry import traces_recorded
 from taskyard.v1 import (
     artifacts_pb2,
@@ -250,10 +252,31 @@ async def serve(config: SchedulerConfig, announce: Callable[[str], None] = _anno
         lock.close()
         raise
     await scheduler.tokens.ensure_admin_token(config.data_dir / "admin.token")
+    try:
+        site = await _serve_page(scheduler, config, announce)
+    except BaseException:
+        await running.stop(0)
+        lock.close()
+        raise
     host = config.listen.rsplit(":", 1)[0]
     announce(f"taskyard scheduler listening on {host}:{running.port}")
     await stop.wait()
     log.info("shutting down: telling workers, draining calls for up to %ss", config.shutdown_grace)
+    if site is not None:
+        await site.stop()
     await running.stop(config.shutdown_grace)
     lock.close()
     log.info("scheduler stopped")
+
+
+async def _serve_page(
+    scheduler: Scheduler, config: SchedulerConfig, announce: Callable[[str], None]
+) -> StatusSite | None:
+    """Serve the status page and `/metrics` if asked to (`--http`)."""
+    if not config.http:
+        return None
+    host = config.http.rpartition(":")[0]
+    site = StatusSite(scheduler, loopback=is_loopback(host), trace_url=config.trace_url)
+    port = await site.start(config.http)
+    announce(f"taskyard status page on http://{host}:{port}/")
+    return site

@@ -98,7 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(logging.DEBUG if args.verbose else logging.INFO, args.log_format)
     os.environ["TASKYARD_LOG_FORMAT"] = args.log_format  # for the processes this one starts
     service = getattr(args, "service_name", "taskyard-cli")
-    telemetry = configure(service, getattr(args, "otlp_endpoint", None) or "")
+    prometheus = getattr(args, "prometheus", None)  # a command serving /metrics says so
+    telemetry = configure(
+        service,
+        getattr(args, "otlp_endpoint", None) or "",
+        prometheus=prometheus is not None and prometheus(args),
+    )
     try:
         code: int = args.handler(args)
     except KeyboardInterrupt:

@@ -39,7 +39,7 @@ from taskyard.scheduler.service import messages, metrics
 from taskyard.scheduler.service.committer import GroupCommitter
 from taskyard.scheduler.service.configured import configured, shape_of
 from taskyard.scheduler.service.feed import ChangeFeed
-from taskyard.scheduler.service.live import LiveWorker, view_of
+from taskyard.scheduler.service.live import LiveWorker, count_workers, view_of
 from taskyard.scheduler.service.observers import Decision, Observer
 from taskyard.scheduler.service.sessions import Clock, Settings, WorkerSessions
 from taskyard.scheduler.store.port import StoreTransaction
@@ -76,15 +76,9 @@ class Dispatcher(WorkerSessions):
     def start(self) -> None:
         """Start matching, and publish the live state as metrics."""
         self._loop_task = asyncio.create_task(self._match_forever())
-        metrics.observe(lambda: list(self.pending.values()), self._worker_counts)
-
-    def _worker_counts(self) -> tuple[int, int, int]:
-        """Connected workers, enabled workers, free slots."""
-        live = list(self.workers.values())
-        return (
-            sum(w.connected for w in live),
-            sum(w.worker.enabled for w in live),
-            sum(w.free_slots() for w in live),
+        metrics.observe(
+            lambda: [*self.pending.values(), *self.active.values()],
+            lambda: count_workers(self.workers.values()),
         )
 
     async def stop(self) -> None:

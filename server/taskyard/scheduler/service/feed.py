@@ -1,4 +1,5 @@
-"""Change feed: every committed change of a work request, for watchers."""
+"""Change feed: every committed change of a work request, for watchers, and
+a word when a worker's state changes (for the status page)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from types import TracebackType
 from taskyard.scheduler.domain import WorkRequest
 
 Predicate = Callable[[WorkRequest], bool]
+#: Told of each change as it is published: a work request, or None when a
+#: worker connected, went away or was changed. Must not block or fail.
+Listener = Callable[[WorkRequest | None], None]
 
 
 class Subscription:
@@ -46,6 +50,12 @@ class ChangeFeed:
     def __init__(self) -> None:
         self._subscribers: dict[int, tuple[Predicate, Subscription]] = {}
         self._next_key = 0
+        self._listeners: list[Listener] = []
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` with every change from now on; return what stops it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     def subscribe(self, wanted: Predicate) -> Subscription:
         """Start receiving changes that pass `wanted`, from now on."""
@@ -63,6 +73,13 @@ class ChangeFeed:
         for wanted, subscription in self._subscribers.values():
             if wanted(work_request):
                 subscription.queue.put_nowait(work_request)
+        for listener in self._listeners:
+            listener(work_request)
+
+    def worker_changed(self) -> None:
+        """Tell listeners that a worker connected, went away or was changed."""
+        for listener in self._listeners:
+            listener(None)
 
     def close(self) -> None:
         """End every subscription (shutdown)."""

@@ -7,8 +7,9 @@ their session's silence deadline and their free-slot count.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from taskyard.errors import TaskyardError
 from taskyard.scheduler.domain import Worker
@@ -120,4 +121,29 @@ def view_of(worker: Worker) -> WorkerView:
         frozenset(worker.allowed_tasks),
         frozenset(worker.denied_tasks),
         fingerprint(metadata),
+    )
+
+
+class WorkerCounts(NamedTuple):
+    """The fleet at a glance."""
+
+    connected: int
+    enabled: int
+    #: Connected workers running at least one request.
+    busy: int
+    #: Slots of connected, enabled workers, and how many of them hold work.
+    slots: int
+    slots_in_use: int
+
+
+def count_workers(workers: Iterable[LiveWorker]) -> WorkerCounts:
+    """Count the fleet (a copy is taken first: metrics read from another thread)."""
+    live = list(workers)
+    serving = [w for w in live if w.connected and w.worker.enabled]
+    return WorkerCounts(
+        connected=sum(w.connected for w in live),
+        enabled=sum(w.worker.enabled for w in live),
+        busy=sum(bool(w.busy) for w in live if w.connected),
+        slots=sum(w.worker.slots for w in serving),
+        slots_in_use=sum(min(len(w.busy), w.worker.slots) for w in serving),
     )

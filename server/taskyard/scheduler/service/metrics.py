@@ -18,6 +18,7 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
 from taskyard.scheduler.domain import ACTIVE_STATES, FINAL_STATES, State, WorkRequest
+from taskyard.scheduler.service.live import WorkerCounts
 from taskyard.scheduler.service.observers import Observer
 from taskyard.scheduler.service.tracing import context_of
 
@@ -50,11 +51,21 @@ class Tally:
         return [Observation(n, dict(zip(self._keys, values, strict=True))) for values, n in counted]
 
 
+#: Bucket bounds in seconds, from a quick task to a long build (the SDK's
+#: default bounds are meant for milliseconds).
+SECONDS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 14400)
+
 queue_time = meter.create_histogram(
-    "taskyard.work_request.queue_time", unit="s", description="submit to start of an attempt"
+    "taskyard.work_request.queue_time",
+    unit="s",
+    description="submit to start of an attempt",
+    explicit_bucket_boundaries_advisory=SECONDS,
 )
 run_duration = meter.create_histogram(
-    "taskyard.work_request.run_duration", unit="s", description="start to end of an attempt"
+    "taskyard.work_request.run_duration",
+    unit="s",
+    description="start to end of an attempt",
+    explicit_bucket_boundaries_advisory=SECONDS,
 )
 outcomes = Tally(
     meter,
@@ -104,29 +115,45 @@ def finished(work_request: WorkRequest, context: Context) -> None:
         run_duration.record(duration, attributes, context)
 
 
-def observe(
-    pending: Callable[[], Iterable[WorkRequest]],
-    workers: Callable[[], tuple[int, int, int]],
-) -> None:
-    """Gauges read when metrics are collected: pending by task; workers; free slots."""
+def observe(live: Callable[[], Iterable[WorkRequest]], workers: Callable[[], WorkerCounts]) -> None:
+    """Gauges read when metrics are collected: requests waiting or at work,
+    by state and task; the fleet."""
 
     def pending_by_task(_options: CallbackOptions) -> Iterable[Observation]:
-        counts = Counter(w.task_name for w in pending())
+        counts = Counter(w.task_name for w in live() if w.state is State.PENDING)
         return [Observation(n, {"taskyard.task": task}) for task, n in counts.items()]
 
-    def connected(_options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(workers()[0])]
-
-    def enabled(_options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(workers()[1])]
-
-    def free_slots(_options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(workers()[2])]
+    def by_state_and_task(_options: CallbackOptions) -> Iterable[Observation]:
+        counts = Counter((w.state.value, w.task_name) for w in live())
+        return [
+            Observation(n, {"taskyard.state": state, "taskyard.task": task})
+            for (state, task), n in counts.items()
+        ]
 
     meter.create_observable_gauge("taskyard.work_requests.pending", [pending_by_task])
-    meter.create_observable_gauge("taskyard.workers.connected", [connected])
-    meter.create_observable_gauge("taskyard.workers.enabled", [enabled])
-    meter.create_observable_gauge("taskyard.workers.free_slots", [free_slots])
+    meter.create_observable_gauge(
+        "taskyard.work_requests.current",
+        [by_state_and_task],
+        description="requests pending, assigned or running, by state and task",
+    )
+    for field, description in (
+        ("connected", "workers with an open session"),
+        ("enabled", "workers an operator enabled"),
+        ("busy", "connected workers running something"),
+        ("slots", "slots of connected, enabled workers"),
+        ("slots_in_use", "of those slots, how many hold work"),
+    ):
+        meter.create_observable_gauge(
+            f"taskyard.workers.{field}",
+            [_reading(workers, field)],
+            description=description,
+        )
+
+
+def _reading(
+    workers: Callable[[], WorkerCounts], field: str
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    return lambda _options: [Observation(getattr(workers(), field))]
 
 
 class MetricsObserver(Observer):

@@ -20,6 +20,7 @@ from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import Lease, State, Worker, WorkError, WorkRequest
 from taskyard.scheduler.service import messages
 from taskyard.scheduler.service.committer import GroupCommitter
+from taskyard.scheduler.service.feed import ChangeFeed
 from taskyard.scheduler.service.live import LiveWorker, Session, view_of
 from taskyard.scheduler.service.observers import Observer
 from taskyard.scheduler.store.port import StoreTransaction
@@ -51,6 +52,7 @@ class WorkerSessions:
     """Sessions, leases and reports; the state is the dispatcher's."""
 
     db: GroupCommitter
+    feed: ChangeFeed
     clock: Clock
     settings: Settings
     workers: dict[str, LiveWorker]
@@ -97,6 +99,7 @@ class WorkerSessions:
             )
         )
         await self._reconcile(live, {lease.work_request_id: lease for lease in running})
+        self.feed.worker_changed()
         self.kick()
         return session
 
@@ -133,6 +136,7 @@ class WorkerSessions:
             return
         live.session = None
         self._start_grace(live)
+        self.feed.worker_changed()
 
     def _silent(self, session: Session) -> None:
         log.warning("worker %s sent nothing for too long; closing its session", session.worker_name)
@@ -269,6 +273,7 @@ class WorkerSessions:
         """An operator or the worker changed a worker's record."""
         live = self.workers.setdefault(worker.name, LiveWorker(worker, view_of(worker)))
         live.worker, live.view = worker, view_of(worker)
+        self.feed.worker_changed()
         self.kick()
 
 

@@ -19,7 +19,7 @@ from taskyard.errors import (
     invalid,
 )
 from taskyard.scheduler import lifecycle
-from taskyard.scheduler.domain import FINAL_STATES, Result, State, WorkRequest
+from taskyard.scheduler.domain import FINAL_STATES, Attempt, Result, State, WorkRequest
 from taskyard.scheduler.explain import Explanation, explain
 from taskyard.scheduler.matching import Shape
 from taskyard.scheduler.service.auth import Principal, is_admin, owner_of
@@ -207,6 +207,14 @@ class WorkRequests:
         )
         page = found[:limit]
         return page, page[-1].id if len(found) > limit else ""
+
+    async def counts(self) -> dict[tuple[State, str], int]:
+        """How many requests there are, by state and task."""
+        return await self._core.db.run(lambda tx: tx.count_work_requests())
+
+    async def attempts(self, work_request_id: str) -> Sequence[Attempt]:
+        """The ended attempts of a request, first first."""
+        return await self._core.db.run(lambda tx: tx.attempts_of(work_request_id))
 
     async def watch_one(self, work_request_id: str) -> AsyncIterator[WorkRequest]:
         """The request as it is now, then each change until it is final."""

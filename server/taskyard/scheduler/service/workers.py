@@ -19,7 +19,7 @@ from taskyard.errors import (
 from taskyard.scheduler.domain import Lease, Worker
 from taskyard.scheduler.service.auth import digest
 from taskyard.scheduler.service.core import Core
-from taskyard.scheduler.service.live import Session
+from taskyard.scheduler.service.live import Session, WorkerCounts, count_workers
 from taskyard.scheduler.store.port import StoreTransaction
 from taskyard.tasks import Task
 
@@ -125,6 +125,10 @@ class Workers:
             found.append((worker, live.connected, leases))
         return found
 
+    def counts(self) -> WorkerCounts:
+        """The fleet at a glance: connected, enabled, busy, slots."""
+        return count_workers(self._core.dispatcher.workers.values())
+
     async def change(self, name: str, **changes: Any) -> Worker:
         """Apply an operator's change to a worker's record."""
 
@@ -158,6 +162,7 @@ class Workers:
             live.grace.cancel()
         del dispatcher.workers[name]
         self._core.credentials.forget_worker(live.worker)
+        self._core.feed.worker_changed()
 
     def refresh_metadata(self, name: str) -> None:
         """Ask a connected worker to send its dynamic metadata again."""

@@ -1,0 +1,183 @@
+"""The status page's HTTP side: pages, their live streams, task logs,
+artifact downloads, `/metrics` and the login form, on aiohttp in the
+scheduler's own event loop.
+
+Each page is one template whose changing part is a region template; the page
+follows the scheduler by server-sent events, each carrying that region
+rendered again (`static/live.js` puts it in place). Nothing here changes
+anything: every route but the login form is a GET.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp_sse import sse_response
+
+from taskyard.errors import FailedPreconditionError, TaskyardError
+from taskyard.scheduler.domain import WorkRequest
+from taskyard.scheduler.service.scheduler import Scheduler
+from taskyard.scheduler.web import access, downloads, views
+from taskyard.scheduler.web.errors import errors
+from taskyard.scheduler.web.live import Updates, Wants, everything
+from taskyard.scheduler.web.render import environment
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[[web.Request], Awaitable[views.Context]]
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page: `name.html`, whose live part is `regions/name.html`."""
+
+    name: str
+    load: Loader
+    wants: Callable[[web.Request], Wants]
+
+
+class StatusSite:
+    """The web application over one scheduler; `start`, then `stop`."""
+
+    def __init__(self, scheduler: Scheduler, *, loopback: bool, trace_url: str = "") -> None:
+        self.scheduler = scheduler
+        self.updates = Updates(scheduler.core.feed)
+        self._loopback = loopback
+        self._trace_url = trace_url
+        self._templates = environment()
+        self.app = web.Application(middlewares=[errors(self._render), access.gate(
+            scheduler, loopback=loopback)])  # fmt: skip
+        self._runner: web.AppRunner | None = None
+        self._routes()
+
+    def _routes(self) -> None:
+        use = self.scheduler
+        for path, page in (
+            ("/", Page("overview", lambda _: views.overview(use), lambda _: everything)),
+            ("/requests", Page("requests", lambda r: views.requests(use, r.query), _listed)),
+            ("/requests/{id}", Page("request", self._request, _one)),
+            ("/workers", Page("workers", lambda _: views.workers(use), lambda _: everything)),
+        ):
+            self.app.router.add_get(path, self._page(page))
+            self.app.router.add_get("/live" + path, self._follow(page))
+        router = self.app.router
+        router.add_get("/requests/{id}/log", downloads.log_stream(use))
+        router.add_get("/artifacts/{id}/{path:.+}", downloads.artifact_file(use))
+        router.add_get("/metrics", downloads.metrics)
+        router.add_get("/login", self._login_form)
+        router.add_post("/login", self._login)
+        router.add_post("/logout", self._logout)
+        router.add_static("/static", downloads.STATIC)
+
+    async def _request(self, request: web.Request) -> views.Context:
+        caller = access.caller_of(request)
+        return await views.request(self.scheduler, caller, request.match_info["id"])
+
+    def _render(self, template: str, context: dict[str, Any], request: web.Request) -> str:
+        return self._templates.get_template(template).render(
+            **context,
+            path=request.path,
+            events="/live" + request.path_qs,
+            loopback=self._loopback,
+            trace_url=self._trace_url,
+            queue_wait=views.queue_wait,
+            run_time=views.run_time,
+        )
+
+    def _page(self, page: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def full(request: web.Request) -> web.StreamResponse:
+            context = await page.load(request)
+            html = self._render(f"{page.name}.html", context, request)
+            return web.Response(text=html, content_type="text/html")
+
+        return full
+
+    def _follow(self, page: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def stream(request: web.Request) -> web.StreamResponse:
+            page_path = request.path.removeprefix("/live") or "/"
+            wants = page.wants(request)
+            await page.load(request)  # a page that cannot load fails before the stream opens
+            async with sse_response(request) as events:
+                async for _ in self.updates.follow(wants):
+                    context = await page.load(request)
+                    html = self._render(f"regions/{page.name}.html", context, request)
+                    await events.send(html, event="update")
+                log.debug("stopped following %s", page_path)
+            return events
+
+        return stream
+
+    async def _login_form(self, request: web.Request) -> web.StreamResponse:
+        html = self._render("login.html", {"problem": "", "next": _next(request)}, request)
+        return web.Response(text=html, content_type="text/html")
+
+    async def _login(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        secret, target = str(form.get("token", "")).strip(), str(form.get("next", "/"))
+        problem = access.check_login(self.scheduler, secret)
+        if problem is not None:
+            context = {"problem": problem.message, "next": access.local_path(target)}
+            html = self._render("login.html", context, request)
+            return web.Response(text=html, content_type="text/html", status=401)
+        response = web.HTTPSeeOther(access.local_path(target))
+        response.set_cookie(
+            access.COOKIE, secret, httponly=True, samesite="Strict", secure=request.secure
+        )
+        return response
+
+    async def _logout(self, request: web.Request) -> web.StreamResponse:
+        response = web.HTTPSeeOther("/login")
+        response.del_cookie(access.COOKIE)
+        return response
+
+    async def start(self, listen: str) -> int:
+        """Serve on `listen` (HOST:PORT; port 0 picks one); return the port."""
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise FailedPreconditionError(f"--http wants HOST:PORT, not {listen!r}")
+        # A page whose reader went away stops following at once.
+        self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host.strip("[]"), int(port), shutdown_timeout=1.0)
+        try:
+            await site.start()
+        except OSError as error:
+            await self._runner.cleanup()
+            raise FailedPreconditionError(
+                f"cannot serve the status page on {listen}: {error.strerror or error}",
+                reason="ADDRESS_IN_USE",
+            ) from error
+        return int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        """End every stream and stop serving."""
+        self.updates.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+def _listed(request: web.Request) -> Wants:
+    """A list follows the changes its filter passes (and worker changes: none)."""
+    try:
+        where, _ = views.request_filter(request.query)
+    except TaskyardError:
+        return everything
+    return lambda change: change is not None and where.matches(change)
+
+
+def _one(request: web.Request) -> Wants:
+    """A request's page follows its changes, and workers' (its explanation)."""
+    wanted = request.match_info["id"]
+
+    def wants(change: WorkRequest | None) -> bool:
+        return change is None or change.id == wanted
+
+    return wants
+
+
+def _next(request: web.Request) -> str:
+    return access.local_path(request.query.get("next", "/"))
