@@ -23,6 +23,8 @@ from taskyard.scheduler.service.scheduler import Scheduler
 COOKIE = "taskyard_token"
 #: Who a caller on a loopback listener is.
 LOCAL = ClientPrincipal("local", Role.ADMIN)
+#: Who the gate admitted, for the handlers.
+CALLER = web.RequestKey("caller", ClientPrincipal)
 #: Paths anyone may fetch.
 PUBLIC = ("/login", "/static/")
 #: Paths that need more than the submit role.
@@ -43,8 +45,7 @@ def is_loopback(host: str) -> bool:
 
 def caller_of(request: web.Request) -> Principal:
     """The caller the gate admitted."""
-    principal: Principal = request["caller"]
-    return principal
+    return request[CALLER]
 
 
 def secret_of(request: web.Request) -> str:
@@ -71,7 +72,7 @@ def gate(scheduler: Scheduler, *, loopback: bool) -> Middleware:
         if path.startswith(PUBLIC):
             return await handler(request)
         try:
-            request["caller"] = _admitted(scheduler, request, loopback)
+            request[CALLER] = _admitted(scheduler, request, loopback)
         except UnauthenticatedError as error:
             if wants_page(request):
                 raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs)}") from error
@@ -81,7 +82,7 @@ def gate(scheduler: Scheduler, *, loopback: bool) -> Middleware:
     return admit
 
 
-def _admitted(scheduler: Scheduler, request: web.Request, loopback: bool) -> Principal:
+def _admitted(scheduler: Scheduler, request: web.Request, loopback: bool) -> ClientPrincipal:
     if loopback:
         return LOCAL
     secret = secret_of(request)

@@ -123,16 +123,16 @@ class StatusSite:
             context = {"problem": problem.message, "next": access.local_path(target)}
             html = self._render("login.html", context, request)
             return web.Response(text=html, content_type="text/html", status=401)
-        response = web.HTTPSeeOther(access.local_path(target))
-        response.set_cookie(
+        going = web.HTTPSeeOther(access.local_path(target))
+        going.set_cookie(
             access.COOKIE, secret, httponly=True, samesite="Strict", secure=request.secure
         )
-        return response
+        raise going
 
     async def _logout(self, request: web.Request) -> web.StreamResponse:
-        response = web.HTTPSeeOther("/login")
-        response.del_cookie(access.COOKIE)
-        return response
+        going = web.HTTPSeeOther("/login")
+        going.del_cookie(access.COOKIE)
+        raise going
 
     async def start(self, listen: str) -> int:
         """Serve on `listen` (HOST:PORT; port 0 picks one); return the port."""
@@ -140,9 +140,11 @@ class StatusSite:
         if not host or not port.isdigit():
             raise FailedPreconditionError(f"--http wants HOST:PORT, not {listen!r}")
         # A page whose reader went away stops following at once.
-        self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
+        self._runner = web.AppRunner(
+            self.app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host.strip("[]"), int(port), shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, host.strip("[]"), int(port))
         try:
             await site.start()
         except OSError as error:
