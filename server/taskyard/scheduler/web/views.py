@@ -51,7 +51,9 @@ def timing(seconds: list[float]) -> Timing | None:
     """The timing of `seconds`, or None if there are none."""
     if not seconds:
         return None
-    p95 = statistics.quantiles(seconds, n=20, method="inclusive")[-1] if len(seconds) > 1 else seconds[0]
+    p95 = seconds[0]
+    if len(seconds) > 1:
+        p95 = statistics.quantiles(seconds, n=20, method="inclusive")[-1]
     return Timing(len(seconds), statistics.median(seconds), p95, max(seconds))
 
 
