@@ -39,6 +39,8 @@ class SchedulerProcess:
     process: subprocess.Popen[str]
     address: str
     data_dir: Path
+    #: The status page's address, when it serves one (`--http`).
+    page: str = ""
 
     def env(self, **extra: str) -> dict[str, str]:
         """Environment for CLI commands talking to this scheduler as admin."""
@@ -96,8 +98,8 @@ def scheduler(
         env={**os.environ, **SAMPLE_TASKS, **(env or {})},
     )
     try:
-        match = wait_for_line(process, r"listening on (\S+)")
-        yield SchedulerProcess(process, match.group(1), data_dir)
+        match = wait_for_line(process, r"listening on (\S+)(?: \(status page: (\S+)/\))?")
+        yield SchedulerProcess(process, match.group(1), data_dir, match.group(2) or "")
     finally:
         stop(process)
 

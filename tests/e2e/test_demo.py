@@ -5,10 +5,12 @@ started: Ctrl-C, or SIGTERM (as `make` forwards when killed)."""
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,10 @@ def test_the_demo_runs_requests_and_stopping_it_stops_what_it_started(
         shown = _read_until(demo, "press Ctrl-C")
         assert shown.count("completed (success)") == 3
         assert "completed (failure)" in shown  # the demo's noop that fails on purpose
+        page = re.search(r"status page: (http://127\.0\.0\.1:\d+/)", shown)
+        assert page is not None, shown
+        with urllib.request.urlopen(page.group(1) + "requests") as response:
+            assert "completed: failure" in response.read().decode()
         started = _children(demo.pid)
         assert len(started) == 3  # a scheduler and two workers
         demo.send_signal(stop)

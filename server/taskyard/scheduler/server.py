@@ -253,13 +253,14 @@ async def serve(config: SchedulerConfig, announce: Callable[[str], None] = _anno
         raise
     await scheduler.tokens.ensure_admin_token(config.data_dir / "admin.token")
     try:
-        site = await _serve_page(scheduler, config, announce)
+        site = await _serve_page(scheduler, config)
     except BaseException:
         await running.stop(0)
         lock.close()
         raise
     host = config.listen.rsplit(":", 1)[0]
-    announce(f"taskyard scheduler listening on {host}:{running.port}")
+    page = f" (status page: {site.address})" if site is not None else ""
+    announce(f"taskyard scheduler listening on {host}:{running.port}{page}")
     await stop.wait()
     log.info("shutting down: telling workers, draining calls for up to %ss", config.shutdown_grace)
     if site is not None:
@@ -269,14 +270,11 @@ async def serve(config: SchedulerConfig, announce: Callable[[str], None] = _anno
     log.info("scheduler stopped")
 
 
-async def _serve_page(
-    scheduler: Scheduler, config: SchedulerConfig, announce: Callable[[str], None]
-) -> StatusSite | None:
+async def _serve_page(scheduler: Scheduler, config: SchedulerConfig) -> StatusSite | None:
     """Serve the status page and `/metrics` if asked to (`--http`)."""
     if not config.http:
         return None
-    host = config.http.rpartition(":")[0]
+    host = config.http.rpartition(":")[0].strip("[]")
     site = StatusSite(scheduler, loopback=is_loopback(host), trace_url=config.trace_url)
-    port = await site.start(config.http)
-    announce(f"taskyard status page on http://{host}:{port}/")
+    await site.start(config.http)
     return site

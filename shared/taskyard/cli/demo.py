@@ -52,6 +52,12 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--data-dir", type=Path, default=Path(".taskyard"), help="where they keep their data"
     )
+    parser.add_argument(
+        "--http",
+        default="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="where the scheduler serves its status page (default: a free loopback port)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -69,11 +75,12 @@ def _spawn(args: list[str], log: Path | None = None) -> subprocess.Popen[str]:
             output.close()
 
 
-def _address_of(scheduler: subprocess.Popen[str]) -> str:
+def _addresses_of(scheduler: subprocess.Popen[str]) -> tuple[str, str]:
+    """The scheduler's gRPC address and its status page's."""
     assert scheduler.stdout is not None
     for line in scheduler.stdout:
-        if match := re.search(r"listening on (\S+)", line):
-            return match.group(1)
+        if match := re.search(r"listening on (\S+) \(status page: (\S+)\)", line):
+            return match.group(1), match.group(2)
     raise CliError(f"the scheduler exited with status {scheduler.wait()}; see its log above")
 
 
@@ -132,11 +139,13 @@ def run(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     scheduler = _spawn(["scheduler", "--data-dir", str(data_dir / "scheduler"),
-                        "--listen", "127.0.0.1:0", "--auto-enable-workers"])  # fmt: skip
+                        "--listen", "127.0.0.1:0", "--http", args.http,
+                        "--auto-enable-workers"])  # fmt: skip
     workers: list[subprocess.Popen[str]] = []
     try:
-        address = _address_of(scheduler)
+        address, page = _addresses_of(scheduler)
         print(f"scheduler listening on {address} (data in {data_dir / 'scheduler'})")
+        print(f"status page: {page}  (Prometheus metrics: {page}metrics)")
         for number in range(1, WORKERS + 1):
             workers.append(_spawn(
                 ["worker", "--scheduler", address, "--name", f"demo-{number}",
@@ -153,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             "  .venv/bin/taskyard artifacts list  .venv/bin/taskyard artifacts download ID -o out"
         )
+        print(f"Watch them on the status page: {page}")
         print("Scheduler and workers keep running; press Ctrl-C to stop them.")
         scheduler.wait()
     except KeyboardInterrupt:

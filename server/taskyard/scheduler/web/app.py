@@ -52,6 +52,8 @@ class StatusSite:
         self.app = web.Application(middlewares=[errors(self._render), access.gate(
             scheduler, loopback=loopback)])  # fmt: skip
         self._runner: web.AppRunner | None = None
+        #: Where the page is served, once started (`http://host:port/`).
+        self.address = ""
         self._routes()
 
     def _routes(self) -> None:
@@ -153,7 +155,10 @@ class StatusSite:
                 f"cannot serve the status page on {listen}: {error.strerror or error}",
                 reason="ADDRESS_IN_USE",
             ) from error
-        return int(self._runner.addresses[0][1])
+        bound = int(self._runner.addresses[0][1])
+        shown = f"[{host.strip('[]')}]" if ":" in host else host
+        self.address = f"http://{shown}:{bound}/"
+        return bound
 
     async def stop(self) -> None:
         """End every stream and stop serving."""
