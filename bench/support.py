@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +57,8 @@ class Child:
 
     process: subprocess.Popen[str]
     address: str
+    #: Its status page, when it serves one (`--http`).
+    page: str = ""
 
     @property
     def pid(self) -> int:
@@ -74,8 +76,8 @@ def _spawn(command: list[str], env: dict[str, str] | None = None) -> Child:
     )
     assert process.stdout is not None
     for line in process.stdout:
-        if match := re.search(r"listening on (\S+)", line):
-            return Child(process, match.group(1))
+        if match := re.search(r"listening on (\S+)(?: \(status page: (\S+)/\))?", line):
+            return Child(process, match.group(1), match.group(2) or "")
     raise RuntimeError(f"{command[2:4]} exited with {process.wait()}")
 
 
@@ -92,11 +94,15 @@ def _stop(child: Child) -> None:
 
 
 @contextmanager
-def scheduler_process(env: dict[str, str] | None = None) -> Iterator[tuple[Child, str]]:
-    """A scheduler on SQLite in a temporary directory; yields it and the admin token."""
-    with tempfile.TemporaryDirectory(prefix="taskyard-bench-") as data_dir:
+def scheduler_process(
+    env: dict[str, str] | None = None, options: Sequence[str] = (), data_dir: str = ""
+) -> Iterator[tuple[Child, str]]:
+    """A scheduler on SQLite in `data_dir` (a temporary directory if none),
+    with more `options`; yields it and the admin token."""
+    with tempfile.TemporaryDirectory(prefix="taskyard-bench-") as temporary:
+        data_dir = data_dir or temporary
         command = [sys.executable, "-m", "taskyard.cli.main", "scheduler", "--data-dir", data_dir,
-             "--listen", "127.0.0.1:0", "--auto-enable-workers"]  # fmt: skip
+             "--listen", "127.0.0.1:0", "--auto-enable-workers", *options]  # fmt: skip
         if os.environ.get("BENCH_PROFILE"):
             command = [sys.executable, os.environ["BENCH_PROFILE"], data_dir]
         child = _spawn(command, env)

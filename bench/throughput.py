@@ -17,11 +17,14 @@ import argparse
 import asyncio
 import statistics
 import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 from taskyard.rpc.credentials import bearer_metadata
 from taskyard.v1 import work_requests_pb2, work_requests_pb2_grpc
 
 from support import (
+    Child,
     SimulatedWorker,
     bare_cpu_per_call,
     channel_to,
@@ -44,12 +47,16 @@ async def scheduler_run(
     batch: int,
     *,
     env: dict[str, str] | None = None,
+    options: Sequence[str] = (),
+    alongside: Callable[[Child], AbstractContextManager[object]] = lambda _: nullcontext(),
 ) -> tuple[float, float]:
     """Requests per second end to end, and scheduler CPU seconds per request.
 
     With `batch` > 1 clients submit with BatchSubmit, `batch` requests a call.
+    The scheduler runs with more `options`, and `alongside` it (status pages
+    open, say) while requests flow.
     """
-    with scheduler_process(env) as (scheduler, admin):
+    with scheduler_process(env, options) as (scheduler, admin), alongside(scheduler):
         async with channel_to(scheduler.address) as channel:
             done = asyncio.Event()
             simulated = [SimulatedWorker(channel, f"sim{i}", slots) for i in range(workers)]

@@ -71,9 +71,12 @@ work_requests = Table(
     Column("abort_requested_at", UtcDateTime),
     Column("owner", String(120), nullable=False, server_default=""),
     Column("details_json", Text, nullable=False, server_default=""),
-    Index("ix_work_requests_state", "state"),
-    Index("ix_work_requests_task_name", "task_name"),
-    Index("ix_work_requests_owner", "owner"),
+    # A filtered list, newest first, reads its page from one of these.
+    Index("ix_work_requests_state_id", "state", "id"),
+    Index("ix_work_requests_task_name_id", "task_name", "id"),
+    Index("ix_work_requests_owner_id", "owner", "id"),
+    Index("ix_work_requests_worker_name_id", "worker_name", "id"),
+    # Counts by state and task, from the index alone.
     Index("ix_work_requests_state_task", "state", "task_name"),
 )
 

@@ -1,4 +1,6 @@
-"""The history of each work request's attempts; counts by state and task.
+"""The history of each work request's attempts; indexes that answer a
+filtered list newest first, and counts by state and task, without sorting
+or reading every row.
 
 Revision ID: 0005
 Revises: 0004
@@ -16,6 +18,9 @@ revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
+
+#: Columns a list filters by that had an index of their own.
+LISTED_BY = ("state", "task_name", "owner")
 
 
 def upgrade() -> None:
@@ -36,10 +41,18 @@ def upgrade() -> None:
         sa.Column("message", sa.Text, nullable=False),
     )
     op.create_index("ix_attempts_work_request_id", "attempts", ["work_request_id"])
+    for column in LISTED_BY:
+        op.drop_index(f"ix_work_requests_{column}", "work_requests")
+        op.create_index(f"ix_work_requests_{column}_id", "work_requests", [column, "id"])
+    op.create_index("ix_work_requests_worker_name_id", "work_requests", ["worker_name", "id"])
     op.create_index("ix_work_requests_state_task", "work_requests", ["state", "task_name"])
 
 
 def downgrade() -> None:
     """Drop them again."""
     op.drop_index("ix_work_requests_state_task", "work_requests")
+    op.drop_index("ix_work_requests_worker_name_id", "work_requests")
+    for column in LISTED_BY:
+        op.drop_index(f"ix_work_requests_{column}_id", "work_requests")
+        op.create_index(f"ix_work_requests_{column}", "work_requests", [column])
     op.drop_table("attempts")
