@@ -155,6 +155,10 @@ def test_scheduler_mistakes_at_start_are_one_line(tmp_path: Path) -> None:
             env,
             REFUSED,
         )
+        page = ["scheduler", "--data-dir", str(tmp_path / "p"), "--listen", "127.0.0.1:0"]
+        assert "in use" in mistake([*page, "--http", f"127.0.0.1:{port}"], env, REFUSED)
+    for wrong in ("8080", "127.0.0.1:99999"):
+        assert "HOST:PORT" in mistake([*page, "--http", wrong], env, INVALID)
 
 
 def keys(record: dict[str, Any], *expected: str) -> None:

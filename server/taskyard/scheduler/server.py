@@ -251,13 +251,13 @@ async def serve(config: SchedulerConfig, announce: Callable[[str], None] = _anno
     except BaseException:
         lock.close()
         raise
-    await scheduler.tokens.ensure_admin_token(config.data_dir / "admin.token")
     try:
         site = await _serve_page(scheduler, config)
     except BaseException:
         await running.stop(0)
         lock.close()
         raise
+    await scheduler.tokens.ensure_admin_token(config.data_dir / "admin.token")
     host = config.listen.rsplit(":", 1)[0]
     page = f" (status page: {site.address})" if site is not None else ""
     announce(f"taskyard scheduler listening on {host}:{running.port}{page}")

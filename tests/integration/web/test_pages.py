@@ -11,8 +11,8 @@ import aiohttp
 
 from taskyard import logframes
 from taskyard.rpc import transfer
+from taskyard.v1 import common_pb2, workers_pb2
 from taskyard.v1 import work_requests_pb2 as pb
-from taskyard.v1 import workers_pb2
 from tests.integration.web.conftest import Site
 
 HTML = {"Accept": "text/html"}
@@ -62,7 +62,7 @@ async def test_every_page_shows_what_the_scheduler_holds(web: Site) -> None:
     running = await page(web, f"/requests/{first}")
     assert "running" in running
     assert "w1" in running
-    assert f"/requests/{first}/log?attempt=1" in running
+    assert f'data-follow="/requests/{first}/log"' in running
     why = await page(web, f"/requests/{pending}")
     assert "Why it is pending" in why
     assert "busy" in why
@@ -97,24 +97,55 @@ async def test_a_request_page_shows_its_attempts_and_why_each_ended(web: Site) -
     assert "2 of at most 3" in shown
 
 
+def said(lease: common_pb2.Lease, text: str) -> workers_pb2.TaskOutput:
+    chunk = workers_pb2.OutputChunk(stream=logframes.STDOUT, data=text.encode())  # type: ignore[arg-type]
+    return workers_pb2.TaskOutput(lease=lease, offset=0, chunks=[chunk])
+
+
 async def test_the_log_streams_as_the_worker_sends_it(web: Site) -> None:
     worker = await web.harness.new_worker("w1")
     await worker.connect()
     submitted = await web.harness.submit("noop", {"sleep": 30})
     lease = (await worker.expect("assignment")).lease
     worker.started(lease)
-    chunk = workers_pb2.OutputChunk(stream=logframes.STDOUT, data="héllo\n".encode())  # type: ignore[arg-type]
-    worker.send(output=workers_pb2.TaskOutput(lease=lease, offset=0, chunks=[chunk]))
+    worker.send(output=said(lease, "héllo\n"))
     async with web.http.get(f"{web.url}/requests/{submitted}/log") as response:
-        (data,) = await events(response, "chunk")
+        attempt, data = await events(response, "chunk")
+        assert attempt == "1"
         assert json.loads(data) == {"stream": "stdout", "text": "héllo\n"}
         worker.completed(lease, workers_pb2.WORK_OUTCOME_SUCCESS)
         await events(response, "end")
-    # Resuming from the last event id sends nothing twice.
-    resume = {"Last-Event-ID": str(logframes.HEADER.size + len("héllo\n".encode()))}
+    # A browser that reconnects says where it was: nothing comes twice.
+    sent = logframes.HEADER.size + len("héllo\n".encode())
+    resume = {"Last-Event-ID": f"1:{sent}"}
     async with web.http.get(f"{web.url}/requests/{submitted}/log", headers=resume) as response:
-        assert await events(response, "end") == [""]
+        assert await events(response, "end") == ["1", ""]
     await worker.disconnect()
+
+
+async def test_the_log_follows_a_lost_attempt_into_the_next(web: Site) -> None:
+    lost = await web.harness.new_worker("lost")
+    await lost.connect()
+    submitted = await web.harness.submit("noop", {"sleep": 30})
+    first = (await lost.expect("assignment")).lease
+    lost.started(first)
+    lost.send(output=said(first, "one\n"))
+    async with web.http.get(f"{web.url}/requests/{submitted}/log") as response:
+        assert (await events(response, "chunk"))[-1] == json.dumps(
+            {"stream": "stdout", "text": "one\n"}
+        )
+        await lost.disconnect()  # its lease expires: attempt 2 goes to the next worker
+        second_worker = await web.harness.new_worker("next")
+        await second_worker.connect()
+        second = (await second_worker.expect("assignment")).lease
+        second_worker.started(second)
+        second_worker.send(output=said(second, "two\n"))
+        attempt, data = await events(response, "chunk")
+        assert attempt == "2"
+        assert json.loads(data)["text"] == "two\n"
+        second_worker.completed(second, workers_pb2.WORK_OUTCOME_SUCCESS)
+        assert await events(response, "end") == [""]
+    await second_worker.disconnect()
 
 
 async def test_an_artifact_file_downloads(web: Site, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ anything: every route but the login form is a GET.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp_sse import sse_response
 
-from taskyard.errors import FailedPreconditionError, TaskyardError
+from taskyard.errors import FailedPreconditionError, InvalidArgumentError, TaskyardError
 from taskyard.scheduler.domain import WorkRequest
 from taskyard.scheduler.service.scheduler import Scheduler
 from taskyard.scheduler.web import access, downloads, views
@@ -139,8 +140,10 @@ class StatusSite:
     async def start(self, listen: str) -> int:
         """Serve on `listen` (HOST:PORT; port 0 picks one); return the port."""
         host, _, port = listen.rpartition(":")
-        if not host or not port.isdigit():
-            raise FailedPreconditionError(f"--http wants HOST:PORT, not {listen!r}")
+        if not host or not port.isdigit() or int(port) > 65535:
+            raise InvalidArgumentError(
+                f"--http wants HOST:PORT (a port up to 65535), not {listen!r}"
+            )
         # A page whose reader went away stops following at once.
         self._runner = web.AppRunner(
             self.app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
@@ -152,7 +155,8 @@ class StatusSite:
         except OSError as error:
             await self._runner.cleanup()
             raise FailedPreconditionError(
-                f"cannot serve the status page on {listen}: {error.strerror or error}",
+                f"cannot serve the status page on {listen}: "
+                f"{os.strerror(error.errno) if error.errno else error}",
                 reason="ADDRESS_IN_USE",
             ) from error
         bound = int(self._runner.addresses[0][1])

@@ -10,12 +10,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import web
-from aiohttp_sse import sse_response
+from aiohttp_sse import EventSourceResponse, sse_response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from taskyard import limits, logframes
 from taskyard.errors import TaskyardError, invalid
-from taskyard.scheduler.domain import Lease
+from taskyard.scheduler.domain import FINAL_STATES, Lease
 from taskyard.scheduler.service.scheduler import Scheduler
 from taskyard.scheduler.web import access
 from taskyard.scheduler.web.views import checked
@@ -33,33 +33,59 @@ def _number(name: str, text: str) -> int:
 
 
 def log_stream(scheduler: Scheduler) -> Handler:
-    """A request's log as server-sent events: `chunk` events (each with the
-    offset to resume from as its id, which the browser sends back when it
-    reconnects), then `end` once the attempt can write no more."""
+    """A request's log as server-sent events: an `attempt` event, then its
+    `chunk`s, each with `ATTEMPT:OFFSET` to resume from as its id (which the
+    browser sends back when it reconnects). Without `?attempt=`, the stream
+    follows the request: when a lost attempt is followed by another, its
+    log comes next. `end` once the request can write no more."""
 
     async def stream(request: web.Request) -> web.StreamResponse:
         work_request_id = checked("id", request.match_info["id"], limits.MAX_ID)
-        work_request = await scheduler.work_requests.get(work_request_id)
-        attempt = _number("attempt", request.query.get("attempt", "")) or work_request.attempt
-        if attempt > work_request.attempt:
-            raise invalid("attempt", f"{work_request_id} has had {work_request.attempt}")
-        offset = _number("Last-Event-ID", request.headers.get("Last-Event-ID", ""))
-        reading = scheduler.logs.read(Lease(work_request_id, attempt), offset, follow=True)
-        decoders = {name: codecs.getincrementaldecoder("utf-8")("replace")
-                    for name in logframes.NAMES.values()}  # fmt: skip
+        current = await scheduler.work_requests.get(work_request_id)
+        fixed = _number("attempt", request.query.get("attempt", ""))
+        if fixed > current.attempt:
+            raise invalid("attempt", f"{work_request_id} has had {current.attempt}")
+        attempt, offset = _resume_from(request, fixed or current.attempt)
         async with sse_response(request) as events:
-            try:
-                async for _, next_offset, kind, data in reading:
-                    name = logframes.NAMES[kind]
-                    text = decoders[name].decode(data)
-                    chunk = json.dumps({"stream": name, "text": text})
-                    await events.send(chunk, id=str(next_offset), event="chunk")
-            except TaskyardError as error:
-                await events.send(error.message, event="failed")
+            while True:
+                await events.send(str(attempt), event="attempt")
+                if not await _send_log(scheduler, events, Lease(work_request_id, attempt), offset):
+                    break
+                current = await scheduler.work_requests.get(work_request_id)
+                if fixed or current.state in FINAL_STATES or current.attempt == attempt:
+                    break
+                attempt, offset = current.attempt, 0
             await events.send("", event="end")
         return events
 
     return stream
+
+
+def _resume_from(request: web.Request, attempt: int) -> tuple[int, int]:
+    """The attempt and offset a reconnecting browser had reached, if it says."""
+    seen = request.headers.get("Last-Event-ID", "")
+    if not seen:
+        return attempt, 0
+    number, _, offset = seen.partition(":")
+    return _number("Last-Event-ID", number) or attempt, _number("Last-Event-ID", offset)
+
+
+async def _send_log(
+    scheduler: Scheduler, events: EventSourceResponse, lease: Lease, offset: int
+) -> bool:
+    """Send one attempt's log from `offset` as it grows; False if it cannot
+    be read (said in a `failed` event)."""
+    decoders = {name: codecs.getincrementaldecoder("utf-8")("replace")
+                for name in logframes.NAMES.values()}  # fmt: skip
+    try:
+        async for _, next_offset, kind, data in scheduler.logs.read(lease, offset, follow=True):
+            name = logframes.NAMES[kind]
+            chunk = json.dumps({"stream": name, "text": decoders[name].decode(data)})
+            await events.send(chunk, id=f"{lease.attempt}:{next_offset}", event="chunk")
+    except TaskyardError as error:
+        await events.send(error.message, event="failed")
+        return False
+    return True
 
 
 def artifact_file(scheduler: Scheduler) -> Handler:

@@ -11,9 +11,20 @@ function follow(url, region) {
   return source;
 }
 
-// A running task's output, appended as it arrives; `end` once it can grow no more.
+// A running task's output, appended as it arrives (a lost attempt's
+// successor's after a rule); `end` once the request can write no more.
 function followLog(log) {
   const source = new EventSource(log.dataset.follow);
+  let attempt = null;
+  source.addEventListener("attempt", (event) => {
+    if (attempt !== null && event.data !== attempt) {
+      const rule = document.createElement("span");
+      rule.className = "log";
+      rule.textContent = `\n--- attempt ${event.data} ---\n`;
+      log.append(rule);
+    }
+    attempt = event.data;
+  });
   const stick = () => log.scrollTop + log.clientHeight >= log.scrollHeight - 20;
   source.addEventListener("chunk", (event) => {
     const chunk = JSON.parse(event.data);
