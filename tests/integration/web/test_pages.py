@@ -172,3 +172,4 @@ async def test_mistakes_get_one_line_and_the_right_status(web: Site) -> None:
         assert (await response.text()).count("\n") == 1
     async with web.http.post(web.url + "/requests") as response:
         assert response.status == 405  # nothing here changes anything
+        assert "default-src 'self'" in response.headers["Content-Security-Policy"]

@@ -6,6 +6,7 @@ that a template only lays them out.
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -203,7 +204,9 @@ def _attempt_steps(
 def trace_id_of(work_request: WorkRequest) -> str:
     """The trace id in the request's stored W3C trace context, if any."""
     parts = work_request.trace_context.get("traceparent", "").split("-")
-    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else ""
+    if len(parts) != 4 or not re.fullmatch(r"[0-9a-f]{32}", parts[1]):
+        return ""
+    return parts[1]
 
 
 async def workers(scheduler: Scheduler) -> Context:
