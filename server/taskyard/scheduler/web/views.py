@@ -127,6 +127,7 @@ async def requests(scheduler: Scheduler, query: Mapping[str, str]) -> Context:
     return {
         "requests": page,
         "next": next_token,
+        "newest_first_page": not before,
         "filters": filters,
         "states": [s.value for s in STATES],
         "now": scheduler.core.clock(),
