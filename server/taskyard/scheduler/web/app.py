@@ -10,7 +10,6 @@ anything: every route but the login form is a GET.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,8 +25,6 @@ from taskyard.scheduler.web import access, downloads, views
 from taskyard.scheduler.web.errors import errors
 from taskyard.scheduler.web.live import Updates, Wants, everything
 from taskyard.scheduler.web.render import environment
-
-log = logging.getLogger(__name__)
 
 Loader = Callable[[web.Request], Awaitable[views.Context]]
 
@@ -102,7 +99,6 @@ class StatusSite:
 
     def _follow(self, page: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def stream(request: web.Request) -> web.StreamResponse:
-            page_path = request.path.removeprefix("/live") or "/"
             wants = page.wants(request)
             await page.load(request)  # a page that cannot load fails before the stream opens
             async with sse_response(request) as events:
@@ -110,7 +106,6 @@ class StatusSite:
                     context = await page.load(request)
                     html = self._render(f"regions/{page.name}.html", context, request)
                     await events.send(html, event="update")
-                log.debug("stopped following %s", page_path)
             return events
 
         return stream

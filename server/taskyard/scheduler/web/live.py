@@ -48,11 +48,6 @@ class Updates:
             if not follower.changed.is_set() and follower.wants(change):
                 follower.changed.set()
 
-    @property
-    def following(self) -> int:
-        """How many pages follow now."""
-        return len(self._followers)
-
     async def follow(self, wants: Wants) -> AsyncIterator[None]:
         """Yield once each time something `wants` accepts has changed (and
         at once, for the state the page may have missed while it connected);
