@@ -240,6 +240,42 @@ async def test_registration_takes_a_unique_name_in_one_step(harness: Harness) ->
     assert all(n.startswith("same-") and len(n) == len("same-") + 8 for n in names[1:])
 
 
+async def test_any_worker_can_be_removed_however_far_it_got(harness: Harness) -> None:
+    registered = await harness.new_worker("registered", enable=False)
+    refused = await harness.new_worker("refused", enable=False)
+    with pytest.raises(grpc.aio.AioRpcError):  # its hello is kept, its session refused
+        await refused.connect()
+    enabled = await harness.new_worker("enabled")
+    twice = await harness.new_worker("twice")
+    for client in (registered, refused, enabled):
+        await harness.operator.RemoveWorker(
+            operator_pb2.RemoveWorkerRequest(name=client.name), metadata=harness.admin
+        )
+    removals = [
+        harness.operator.RemoveWorker(
+            operator_pb2.RemoveWorkerRequest(name=twice.name), metadata=harness.admin
+        )
+        for _ in range(2)
+    ]
+    outcomes = await asyncio.gather(*removals, return_exceptions=True)
+    codes = sorted(o.code().name if isinstance(o, grpc.aio.AioRpcError) else "OK" for o in outcomes)
+    assert codes == ["NOT_FOUND", "OK"]
+    listed = await harness.operator.ListWorkers(
+        operator_pb2.ListWorkersRequest(), metadata=harness.admin
+    )
+    assert listed.workers == []
+
+
+async def test_a_worker_cannot_take_a_secret_that_is_already_a_token(harness: Harness) -> None:
+    secret = dict(harness.submitter)["authorization"].removeprefix("Bearer ")
+    error = await refusal(
+        harness.workers.Register(workers_pb2.RegisterRequest(name="thief", token=secret))
+    )
+    assert error.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert rpc_status.from_rpc_error(error).reason == "TOKEN_IN_USE"
+    await harness.submit()  # the client's token still means the client
+
+
 async def test_a_full_disk_is_resource_exhausted_and_passes(harness: Harness) -> None:
     engine = harness.running.scheduler.store.engine  # type: ignore[attr-defined]
     await harness.submit()

@@ -150,7 +150,9 @@ class WorkerSessions:
         )
 
     async def _expire_leases(self, worker_name: str) -> None:
-        live = self.workers[worker_name]
+        live = self.workers.get(worker_name)
+        if live is None:
+            return  # removed meanwhile
         live.grace = None
         if live.session is not None:
             return
@@ -250,7 +252,9 @@ class WorkerSessions:
 
     async def metadata_changed(self, session: Session, metadata: dict[str, Any]) -> None:
         """The worker sent new dynamic metadata."""
-        live = self.workers[session.worker_name]
+        live = self.workers.get(session.worker_name)
+        if live is None:
+            return  # removed meanwhile: its session is closing
         updated = await self.db.run(
             lambda tx: _save_hello(
                 tx, session.worker_name, metadata, live.worker.slots, self.clock()

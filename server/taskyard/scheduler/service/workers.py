@@ -17,6 +17,7 @@ from taskyard.errors import (
     invalid,
 )
 from taskyard.scheduler.domain import Lease, Worker
+from taskyard.scheduler.service import messages
 from taskyard.scheduler.service.auth import digest
 from taskyard.scheduler.service.core import Core
 from taskyard.scheduler.service.live import Session, WorkerCounts, count_workers
@@ -51,6 +52,11 @@ class Workers:
             raise invalid("token", f"must be at least {MIN_TOKEN_LENGTH} characters")
         if not _NAME.match(name):
             raise invalid("name", "must be 1-100 letters, digits, '.', '_' or '-'")
+        if core.credentials.token(token) is not None:
+            raise AlreadyExistsError(
+                "that secret is already in use; a worker generates a token of its own",
+                reason="TOKEN_IN_USE",
+            )
         now = core.clock()
         activation = None
         if activation_token:
@@ -146,7 +152,8 @@ class Workers:
         return worker
 
     async def remove(self, name: str) -> None:
-        """Forget a worker that is gone: not connected, holding no lease."""
+        """Forget a worker that is gone: not connected, holding no lease. Safe
+        against a concurrent removal or a session opening meanwhile."""
         dispatcher = self._core.dispatcher
         live = dispatcher.workers.get(name)
         if live is None:
@@ -157,10 +164,14 @@ class Workers:
                 "and wait for its leases to expire",
                 reason="WORKER_IN_USE",
             )
-        await self._core.db.run(lambda tx: tx.delete_worker(name))
+        removed = await self._core.db.run(lambda tx: tx.delete_worker(name))
+        live = dispatcher.workers.pop(name, None)
+        if not removed or live is None:
+            raise NotFoundError(f"no worker named {name!r}", reason="WORKER_NOT_FOUND")
         if live.grace is not None:
             live.grace.cancel()
-        del dispatcher.workers[name]
+        if live.session is not None:  # it connected while its record went
+            live.session.close(messages.Closing(f"worker {name} was removed", 5.0))
         self._core.credentials.forget_worker(live.worker)
         self._core.feed.worker_changed()
 

@@ -108,8 +108,8 @@ class MemoryTransaction:
         found = (w for w in self.tables.workers.values() if w.token_sha256 == token_sha256)
         return next(found, None)
 
-    def delete_worker(self, name: str) -> None:
-        self.tables.workers.pop(name, None)
+    def delete_worker(self, name: str) -> bool:
+        return self.tables.workers.pop(name, None) is not None
 
     def list_workers(self) -> list[Worker]:
         return sorted(self.tables.workers.values(), key=lambda w: w.name)

@@ -113,8 +113,8 @@ class StoreTransaction(Protocol):
     def get_worker_by_token(self, token_sha256: str) -> Worker | None:
         """Return the worker whose token has this SHA-256, or None."""
 
-    def delete_worker(self, name: str) -> None:
-        """Forget a worker."""
+    def delete_worker(self, name: str) -> bool:
+        """Forget a worker; False if there was none of that name."""
 
     def list_workers(self) -> list[Worker]:
         """Return every worker, sorted by name."""

@@ -211,8 +211,9 @@ class SqlTransaction:
         row = self._first(_WORKER_BY_TOKEN, b_token=token_sha256)
         return readable_one(rows.worker_from, row)
 
-    def delete_worker(self, name: str) -> None:
-        self._db.execute(delete(workers).where(workers.c.name == name))
+    def delete_worker(self, name: str) -> bool:
+        found = self._db.execute(delete(workers).where(workers.c.name == name))
+        return bool(found.rowcount)
 
     def list_workers(self) -> list[Worker]:
         return readable(rows.worker_from, self._db.execute(_ALL_WORKERS).mappings())
