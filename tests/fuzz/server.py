@@ -15,6 +15,8 @@ from taskyard.v1 import operator_pb2, operator_pb2_grpc, workers_pb2, workers_pb
 from tests.e2e.processes import TASKYARD, stop, wait_for_line
 
 Metadata = tuple[tuple[str, str], ...]
+#: Workers registered for the run: concurrent sessions share and replace them.
+WORKERS = 6
 
 
 @dataclass
@@ -25,6 +27,8 @@ class SchedulerUnderFuzz:
     data_dir: Path
     log: Path
     callers: dict[str, Metadata] = field(default_factory=dict)
+    #: Every registered (and enabled) worker's credentials.
+    workers: list[Metadata] = field(default_factory=list)
     address: str = ""
     _process: subprocess.Popen[str] | None = None
     _channel: grpc.Channel | None = None
@@ -44,14 +48,16 @@ class SchedulerUnderFuzz:
                 operator_pb2.CreateTokenRequest(role=operator_pb2.TOKEN_ROLE_SUBMIT),
                 metadata=admin,
             )
-            worker_token = new_token()
-            workers_pb2_grpc.WorkerServiceStub(channel).Register(
-                workers_pb2.RegisterRequest(name="fuzz-worker", token=worker_token)
-            )
+            worker_tokens = [new_token() for _ in range(WORKERS)]
+            for number, token in enumerate(worker_tokens):
+                workers_pb2_grpc.WorkerServiceStub(channel).Register(
+                    workers_pb2.RegisterRequest(name=f"fuzz-worker-{number}", token=token)
+                )
+        self.workers = [bearer_metadata(token) for token in worker_tokens]
         self.callers = {
             "admin": admin,
             "submit": bearer_metadata(created.secret),
-            "worker": bearer_metadata(worker_token),
+            "worker": self.workers[0],
             "anonymous": (),
         }
 

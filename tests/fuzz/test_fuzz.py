@@ -13,6 +13,7 @@ the figures.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -27,10 +28,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from taskyard.rpc.credentials import CHANNEL_OPTIONS
 from taskyard.scheduler.server import SERVICES
 from taskyard.v1 import artifacts_pb2, operator_pb2, work_requests_pb2, workers_pb2
 from tests.fuzz import strategies
-from tests.fuzz.server import SchedulerUnderFuzz
+from tests.fuzz.server import WORKERS, SchedulerUnderFuzz
 
 EXAMPLES = int(os.environ.get("TASKYARD_FUZZ_EXAMPLES", "1000"))
 #: What the scheduler's RSS may grow by over a run (README: "Limits"): its
@@ -191,6 +193,91 @@ def test_session_messages_in_any_order(
     code = call(scheduler, scheduler.shared_channel(), SESSION, "worker", payloads or [HELLO])
     codes[code.name] += 1
     assert code not in FORBIDDEN
+
+
+#: Concurrent sessions (and uploads) per example.
+CROWD = 16
+#: gRPC refuses a message past 4 MiB before the scheduler sees it, and an
+#: asyncio client still writing then reports an INTERNAL of its own (its
+#: write failed); the sequential tests above send those.
+WITHIN_GRPC_LIMIT = 4 * 1024 * 1024 - 1024
+CROWDS = settings(FUZZ, max_examples=max(1, EXAMPLES // 20))
+
+
+@st.composite
+def payloads(draw: st.DrawFn, message_class: Any, most: int) -> list[bytes]:
+    """Up to `most` messages of `message_class`, one in five mutated."""
+    found = []
+    for message in draw(st.lists(strategies.messages(message_class), max_size=most)):
+        data = message.SerializeToString() if message is not None else b""
+        if draw(st.integers(0, 4)) == 0:
+            data = draw(strategies.mutated(data))
+        if len(data) < WITHIN_GRPC_LIMIT:
+            found.append(data)
+    return found
+
+
+@st.composite
+def crowds(draw: st.DrawFn) -> list[tuple[str, int, list[bytes]]]:
+    """What CROWD clients send at once: worker sessions (shared and distinct
+    workers, a hello first or not) and uploads."""
+    crowd = []
+    for _ in range(CROWD):
+        if draw(st.integers(0, 4)) == 0:
+            crowd.append(("upload", 0, draw(payloads(artifacts_pb2.UploadFileRequest, 4))))
+            continue
+        messages = draw(payloads(workers_pb2.SessionRequest, 6))
+        if draw(st.integers(0, 4)) > 0:
+            messages.insert(0, HELLO)
+        worker = draw(st.integers(0, WORKERS - 1))
+        crowd.append(("session", worker, messages or [HELLO]))
+    return crowd
+
+
+async def _crowd_call(
+    channel: grpc.aio.Channel, path: str, metadata: Any, payloads: list[bytes], stream: bool
+) -> grpc.StatusCode:
+    options: dict[str, Any] = {"metadata": metadata, "timeout": 1.0}
+    try:
+        if stream:
+            async for _ in channel.stream_stream(path, None, None)(iter(payloads), **options):
+                pass
+        else:
+            await channel.stream_unary(path, None, None)(iter(payloads), **options)
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+async def _send_crowd(
+    scheduler: SchedulerUnderFuzz, crowd: list[tuple[str, int, list[bytes]]]
+) -> list[grpc.StatusCode]:
+    async with grpc.aio.insecure_channel(scheduler.address, options=CHANNEL_OPTIONS) as channel:
+        calls = [
+            _crowd_call(channel, UPLOAD_PATH, scheduler.workers[0], messages, stream=False)
+            if kind == "upload"
+            else _crowd_call(channel, SESSION_PATH, scheduler.workers[worker], messages, True)
+            for kind, worker, messages in crowd
+        ]
+        return list(await asyncio.gather(*calls))
+
+
+SESSION_PATH = "/taskyard.v1.WorkerService/Session"
+UPLOAD_PATH = "/taskyard.v1.ArtifactService/UploadFile"
+
+
+@CROWDS
+@given(crowd=crowds())
+def test_many_sessions_at_once(
+    scheduler: SchedulerUnderFuzz, crowd: list[tuple[str, int, list[bytes]]]
+) -> None:
+    """Sessions of several workers at once, replacing each other, with
+    mutated messages, beside uploads: never INTERNAL, whoever was first."""
+    sent["messages"] += sum(len(messages) for _, _, messages in crowd)
+    found = asyncio.run(_send_crowd(scheduler, crowd))
+    for code in found:
+        codes[code.name] += 1
+    assert not FORBIDDEN & set(found), found
 
 
 def test_health_stays_serving(scheduler: SchedulerUnderFuzz) -> None:

@@ -9,6 +9,8 @@ INTERNAL with a generic message and its traceback goes to the log.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 import enum
 import logging
@@ -145,9 +147,47 @@ def checked(request: Any) -> Any:
     return request
 
 
-async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    async for request in requests:
-        yield checked(request)
+#: What of a client's stream is read and dropped, at most, after its call
+#: has ended early (`_ClientStream.drain`).
+DRAIN_MESSAGES = 64
+DRAIN_SECONDS = 0.5
+
+
+class _ClientStream:
+    """A client's request stream, checked message by message.
+
+    What the handler leaves unread when it ends early (a refusal) is read
+    and dropped, within a bound, before the call ends: a client still
+    writing would otherwise have its write fail, and gRPC's asyncio client
+    then reports its own INTERNAL instead of the status the scheduler sent.
+    """
+
+    def __init__(self, raw: AsyncIterator[Any]) -> None:
+        self._raw = aiter(raw)
+        self._ended = False
+
+    def __aiter__(self) -> _ClientStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            request = await anext(self._raw)
+        except StopAsyncIteration:
+            self._ended = True
+            raise
+        return checked(request)
+
+    async def drain(self) -> None:
+        """Drop the rest of the stream until the client closes its side, at
+        most DRAIN_MESSAGES messages or DRAIN_SECONDS. (A handler that read
+        in a task of its own lets that task drain instead of cancelling it:
+        a read cancelled midway ends gRPC's request iterator.)"""
+        if self._ended:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(DRAIN_SECONDS):
+                for _ in range(DRAIN_MESSAGES):
+                    await anext(self._raw)
 
 
 def _status_of(error: BaseException) -> grpc.Status:
@@ -179,44 +219,48 @@ def _wrap(handler: Handler, admit: Admit) -> Handler:
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary:
-        call = _unary(handler.unary_unary, admit, checked)
+        call = _unary(handler.unary_unary, admit, client_streams=False)
         return grpc.unary_unary_rpc_method_handler(call, **kwargs)
     if handler.unary_stream:
-        stream = _streaming(handler.unary_stream, admit, checked)
+        stream = _streaming(handler.unary_stream, admit, client_streams=False)
         return grpc.unary_stream_rpc_method_handler(stream, **kwargs)
     if handler.stream_unary:
-        call = _unary(handler.stream_unary, admit, _checked_stream)
+        call = _unary(handler.stream_unary, admit, client_streams=True)
         return grpc.stream_unary_rpc_method_handler(call, **kwargs)
-    stream = _streaming(handler.stream_stream, admit, _checked_stream)
+    stream = _streaming(handler.stream_stream, admit, client_streams=True)
     return grpc.stream_stream_rpc_method_handler(stream, **kwargs)
 
 
-def _unary(behaviour: Any, admit: Admit, check: Callable[[Any], Any]) -> Any:
+def _unary(behaviour: Any, admit: Admit, *, client_streams: bool) -> Any:
     async def call(request: Any, context: Context) -> Any:
+        stream = _ClientStream(request) if client_streams else None
         try:
             admit(context)
-            return await behaviour(check(request), context)
+            return await behaviour(stream or checked(request), context)
         except grpc.aio.AbortError:
             raise
         except Exception as error:
             status = _status_of(error)
         _fail(status, context)
+        if stream is not None:
+            await stream.drain()
         return None
 
     return call
 
 
-def _streaming(behaviour: Any, admit: Admit, check: Callable[[Any], Any]) -> Any:
+def _streaming(behaviour: Any, admit: Admit, *, client_streams: bool) -> Any:
     async def call(request: Any, context: Context) -> AsyncIterator[Any]:
+        stream = _ClientStream(request) if client_streams else None
         try:
             admit(context)
-            async for response in behaviour(check(request), context):
+            async for response in behaviour(stream or checked(request), context):
                 yield response
-            return
         except grpc.aio.AbortError:
             raise
         except Exception as error:
-            status = _status_of(error)
-        _fail(status, context)
+            _fail(_status_of(error), context)
+        if stream is not None:
+            await stream.drain()
 
     return call

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from functools import partial
@@ -14,7 +15,7 @@ from taskyard.logs import RateLimitedLog
 from taskyard.protocol import PROTOCOL_VERSION, SUPPORTED
 from taskyard.scheduler import lifecycle
 from taskyard.scheduler.api import convert
-from taskyard.scheduler.api.access import Context, principal
+from taskyard.scheduler.api.access import DRAIN_SECONDS, Context, principal
 from taskyard.scheduler.domain import Lease, WorkError
 from taskyard.scheduler.service import messages
 from taskyard.scheduler.service.auth import require_worker
@@ -61,8 +62,8 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
                 for response in convert.session_responses(ready):
                     yield response
         finally:
-            reader.cancel()
             self._dispatcher.close_session(session)
+            await _drained(reader)
         if session.failure is not None:  # the worker broke the protocol: say how
             raise session.failure
 
@@ -75,6 +76,8 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
         last: dict[str, asyncio.Task[None]] = {}
         try:
             async for request in requests:
+                if session.closed:
+                    continue  # the session ended: what the worker still sends is dropped
                 session.touch()
                 for key, step in self._steps(request, session):
                     last[key] = asyncio.create_task(self._after(last.get(key), step, session))
@@ -180,6 +183,16 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
 
 Step = Callable[[], Awaitable[None]]
 _mistakes = RateLimitedLog(log)
+
+
+async def _drained(reader: asyncio.Task[None]) -> None:
+    """Let the reader drop what the worker still sends until it closes its
+    side (within the bound of `access.DRAIN_SECONDS`), then stop it: a
+    worker still writing when its session ends would otherwise see its own
+    INTERNAL instead of the session's status."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(reader), DRAIN_SECONDS)
+    reader.cancel()
 
 
 def _refuse(session: WorkerSession, error: TaskyardError) -> None:
