@@ -21,7 +21,10 @@ from typing import IO, Any, ClassVar
 from jsonschema import Draft202012Validator, SchemaError
 
 from taskyard.errors import FieldViolation
+from taskyard.tasks import run_options
 from taskyard.tasks.errors import TaskConfigError, TaskDefinitionError, UnknownTaskError
+from taskyard.tasks.run_options import RunOptions
+from taskyard.tasks.sandbox import Sandbox
 from taskyard.tasks.schema import compile_schema, violations
 from taskyard.tasks.server_access import ServerAccess
 
@@ -70,6 +73,14 @@ class Task(ABC):
                     f"{cls.__qualname__}.TASK_DATA_SCHEMA is not a valid JSON Schema "
                     f"(Draft 2020-12): {error.message}"
                 ) from error
+            taken = sorted(
+                set(cls.TASK_DATA_SCHEMA.get("properties", {})) & set(run_options.RESERVED)
+            )
+            if taken:
+                raise TaskDefinitionError(
+                    f"{cls.__qualname__}.TASK_DATA_SCHEMA declares {taken}: those keys are "
+                    "reserved for every task (taskyard.tasks.run_options)"
+                )
         if inspect.isabstract(cls):
             return
         version = cls.TASK_VERSION
@@ -94,6 +105,10 @@ class Task(ABC):
         #: Id of the work request this task runs for; set by the worker.
         self.work_request_id: str | None = None
         self.server_access: ServerAccess | None = None
+        #: What the task data asks of the sandbox (its reserved keys), set by `configure()`.
+        self.run_options = RunOptions()
+        #: Where the task's programs run; set by the worker (see `configure_sandbox()`).
+        self.sandbox: Sandbox | None = None
         self._aborted = threading.Event()
         #: Seconds the task has, from `abort()`, to stop every process it
         #: started; the worker sets it from its abort grace.
@@ -156,16 +171,23 @@ class Task(ABC):
         """Return True if the worker described by `worker_metadata` can run this task.
 
         Decided on `worker_metadata` and `self.data` only. The base rule: the
-        worker must run the same TASK_VERSION as this side. Subclasses call
-        `super().can_run_on()` first, then add their own checks.
+        worker must run the same TASK_VERSION as this side, and offer what
+        the data's reserved keys ask of its sandbox (network, environment,
+        limits). Subclasses call `super().can_run_on()` first, then add their
+        own checks.
         """
-        return worker_metadata.get(self.prefix_with_task_name("version")) == self.TASK_VERSION
+        if worker_metadata.get(self.prefix_with_task_name("version")) != self.TASK_VERSION:
+            return False
+        return self.run_options.unmet_by(worker_metadata) is None
 
     def cannot_run_reason(self, worker_metadata: dict[str, Any]) -> str:
         """Why `can_run_on(worker_metadata)` says no, for a person (an
         optional addition to the seed's API: `explain` and a submit's
         warning show it). The default names the check; a task that adds
         checks to `can_run_on()` says which of them failed."""
+        unmet = self.run_options.unmet_by(worker_metadata)
+        if unmet is not None:
+            return unmet
         return f"{self.name}.can_run_on() refused the worker's metadata"
 
     # -- Configuration ----------------------------------------------------
@@ -173,19 +195,25 @@ class Task(ABC):
     def configure(self, task_data: dict[str, Any]) -> None:
         """Validate `task_data` against TASK_DATA_SCHEMA and store it in `data`.
 
-        Raises TaskConfigError listing every violation; `data` is then left as
-        it was. Overrides call `super().configure(task_data)` and must not touch
-        worker resources: this also runs on the scheduler.
+        The keys reserved for every task (`environment`, `network`,
+        `limits`: `taskyard.tasks.run_options`) are checked apart and kept in
+        `run_options`, not in `data`. Raises TaskConfigError listing every
+        violation; `data` is then left as it was. Overrides call
+        `super().configure(task_data)` and must not touch worker resources:
+        this also runs on the scheduler.
         """
         if not isinstance(task_data, dict):
             raise TaskConfigError(
                 self.name,
                 [FieldViolation("$", f"task data must be a JSON object, not {task_data!r}")],
             )
-        found = list(violations(self._current_validator(), task_data))
+        own, reserved = run_options.split(task_data)
+        found = list(violations(run_options.VALIDATOR, reserved))
+        found += violations(self._current_validator(), own)
         if found:
             raise TaskConfigError(self.name, found)
-        self.data = copy.deepcopy(task_data)
+        self.data = copy.deepcopy(own)
+        self.run_options = RunOptions.of(reserved)
 
     @classmethod
     def _current_validator(cls) -> Draft202012Validator:
@@ -197,6 +225,12 @@ class Task(ABC):
     def configure_server_access(self, access: ServerAccess) -> None:
         """Set the object through which the running task reaches the scheduler."""
         self.server_access = access
+
+    def configure_sandbox(self, sandbox: Sandbox) -> None:
+        """Set where the task's programs run and its working directory (the
+        worker sets the attempt's sandbox; without one, programs run as
+        plain processes in a temporary directory)."""
+        self.sandbox = sandbox
 
     # -- How it ended, and its output as it goes --------------------------
 

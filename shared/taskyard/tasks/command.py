@@ -3,9 +3,11 @@
 The worker says which programs it allows (`allowed_commands` in its config,
 handed to this task as TASKYARD_ALLOWED_COMMANDS); `analyze_worker()` reports
 which of them are installed, and `can_run_on()` requires the program to be
-allowed and installed there. The program runs in a fresh temporary directory;
-its stdout and stderr become debug log files, and declared output files are
-uploaded as an artifact of category `taskyard:command-output`.
+allowed and installed there (in an environment: allowed). The program runs in
+the task's sandbox (`taskyard.tasks.sandbox`), in the attempt's working
+directory; its stdout and stderr become debug log files, and declared output
+files are uploaded as an artifact of category `taskyard:command-output`,
+never read through a link.
 """
 
 from __future__ import annotations
@@ -21,18 +23,22 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, ClassVar
 
 from taskyard.errors import FieldViolation, PermissionDeniedError, UnavailableError
-from taskyard.tasks import process_groups
 from taskyard.tasks.base import Task
 from taskyard.tasks.errors import TaskConfigError
+from taskyard.tasks.sandbox import (
+    LimitExceeded,
+    PlainProcesses,
+    Program,
+    Sandbox,
+    UnsafeOutputError,
+    output_file,
+)
 
 OUTPUT_CATEGORY = "taskyard:command-output"
 ALLOWED_ENV = "TASKYARD_ALLOWED_COMMANDS"
-
-
-def _exited(pid: int) -> bool:
-    """Whether the child `pid` has exited, leaving it unreaped."""
-    found = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    return found is not None
+#: The PATH the worker's sandbox gives programs (set by the worker; unset:
+#: programs get the worker's own PATH).
+TASK_PATH_ENV = "TASKYARD_TASK_PATH"
 
 
 def allowed_commands() -> list[str]:
@@ -131,31 +137,43 @@ class Command(Task):
                 )
 
     def analyze_worker(self) -> dict[str, Any]:
-        """Report each allowed program found on PATH, with its version if it says."""
+        """Report the allowed programs, and each one found on the PATH its
+        programs get (`TASKYARD_TASK_PATH`: the sandbox's), with its version
+        if it says."""
         metadata = super().analyze_worker()
         available = {}
         for program in allowed_commands():
-            path = shutil.which(program)
+            path = shutil.which(program, path=os.environ.get(TASK_PATH_ENV))
             if path is not None:
                 available[program] = program_version(path)
         metadata[self.prefix_with_task_name("available")] = available
+        metadata[self.prefix_with_task_name("allowed")] = allowed_commands()
         return metadata
 
     def can_run_on(self, worker_metadata: dict[str, Any]) -> bool:
-        """Require the program to be allowed and installed on the worker."""
+        """Require the program to be allowed and installed on the worker (in
+        an environment, only allowed: the environment has its own programs)."""
         if not super().can_run_on(worker_metadata):
             return False
+        return self._offered(worker_metadata)
+
+    def _offered(self, worker_metadata: dict[str, Any]) -> bool:
         assert self.data is not None
-        available = worker_metadata.get(self.prefix_with_task_name("available"), {})
-        return isinstance(available, dict) and self.data["command"][0] in available
+        program = self.data["command"][0]
+        key = "allowed" if self.run_options.environment else "available"
+        offered = worker_metadata.get(self.prefix_with_task_name(key), {})
+        return isinstance(offered, dict | list) and program in offered
 
     def cannot_run_reason(self, worker_metadata: dict[str, Any]) -> str:
         """Which program the worker lacks, and whether it is not allowed or not installed."""
         assert self.data is not None
-        program = self.data["command"][0]
-        available = worker_metadata.get(self.prefix_with_task_name("available"), {})
-        if isinstance(available, dict) and program in available:
+        if self._offered(worker_metadata):
             return super().cannot_run_reason(worker_metadata)
+        program = self.data["command"][0]
+        if self.run_options.environment:
+            return (
+                f"the worker does not allow {program!r} (taskyard worker --allow-command {program})"
+            )
         return (
             f"the worker does not offer {program!r}: it is not allowed there "
             f"(taskyard worker --allow-command {program}) or not installed"
@@ -166,11 +184,24 @@ class Command(Task):
         argv: list[str] = self.data["command"]
         if argv[0] not in allowed_commands():
             raise CommandNotAllowedError(f"this worker does not allow the program {argv[0]!r}")
+        if self.sandbox is not None:
+            return self._run_in(self.sandbox, argv)
         with tempfile.TemporaryDirectory(prefix="taskyard-command-") as directory:
-            code = self._run(argv, Path(directory))
-            self._upload_outputs(Path(directory))
+            return self._run_in(PlainProcesses(Path(directory)), argv)
+
+    def _run_in(self, sandbox: Sandbox, argv: list[str]) -> bool:
+        code, exceeded = self._run(argv, sandbox)
         if self._timed_out:
-            raise CommandTimeoutError(f"{argv[0]} ran longer than its {self.data['timeout']:g}s")
+            timeout = self.data["timeout"] if self.data else 0
+            raise CommandTimeoutError(f"{argv[0]} ran longer than its {timeout:g}s")
+        if exceeded is not None:
+            self.report(exceeded.reason, f"{argv[0]} was killed: {exceeded.message}")
+            return False
+        try:
+            self._upload_outputs(sandbox.work_dir)
+        except UnsafeOutputError as error:
+            self.report("unsafe-output", error.message)
+            return False
         self._report_exit(argv[0], code)
         return code == 0
 
@@ -188,8 +219,10 @@ class Command(Task):
         else:
             self.report(exit_code=0)
 
-    def _run(self, argv: list[str], directory: Path) -> int | None:
-        env = {**os.environ, **self.data.get("env", {})} if self.data else dict(os.environ)
+    def _run(self, argv: list[str], sandbox: Sandbox) -> tuple[int | None, LimitExceeded | None]:
+        """Run the program to its end: its exit status (None: it could not
+        start) and the limit it went past, if it did."""
+        env = dict(self.data.get("env", {})) if self.data else {}
         timeout = self.data.get("timeout") if self.data else None
         self._timed_out = False
         with (
@@ -201,68 +234,65 @@ class Command(Task):
                 "stderr": _Stream(self, "stderr", stderr),
             }
             try:
-                # A group of its own: stopping the program stops its children.
-                process = subprocess.Popen(
-                    argv,
-                    cwd=directory,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    process_group=0,
-                )
+                program = sandbox.start(argv, env)
             except OSError as error:
                 logs["stderr"].write(f"taskyard: cannot start {argv[0]}: {error}\n".encode())
-                return None
-            process_groups.started(process.pid)
+                return None, None
             pumps = [
                 threading.Thread(target=logs[name].pump, args=(pipe,), daemon=True)
-                for name, pipe in (("stdout", process.stdout), ("stderr", process.stderr))
+                for name, pipe in (("stdout", program.stdout), ("stderr", program.stderr))
             ]
             for pump in pumps:
                 pump.start()
             try:
-                self._supervise(process, argv[0], timeout, logs["stderr"])
+                exceeded = self._supervise(program, argv[0], timeout, logs["stderr"])
             finally:
-                # Whatever the program left in its group goes with it. The
-                # program is still unreaped here, so its pid (the group id)
-                # cannot have been reused.
-                process_groups.signal_group(process.pid, signal.SIGKILL)
+                code = program.wait()  # stops whatever of it is left: the pipes end
                 for pump in pumps:
                     pump.join()
-                process.wait()
-                process_groups.ended(process.pid)
-            return process.returncode
+            return code, exceeded or program.limit_exceeded()
 
     def _supervise(
-        self, process: subprocess.Popen[bytes], name: str, timeout: float | None, notes: _Stream
-    ) -> None:
-        """Wait for the program to exit (without reaping it); stop its group
-        on abort or timeout: SIGTERM, then SIGKILL once the grace is over."""
+        self, program: Program, name: str, timeout: float | None, notes: _Stream
+    ) -> LimitExceeded | None:
+        """Wait for the program to exit (without reaping it); stop it on
+        abort or timeout (SIGTERM, then SIGKILL once the grace is over), and
+        at once when it goes past a limit (which is returned)."""
         deadline = time.monotonic() + timeout if timeout else None
         stop_at: float | None = None
-        while not _exited(process.pid):
+        while program.running():
+            exceeded = program.limit_exceeded()
+            if exceeded is not None:
+                notes.write(f"\ntaskyard: {exceeded.message}; killing {name}\n".encode())
+                program.signal(signal.SIGKILL)
+                return exceeded
             if stop_at is None and (
                 self.wait_for_abort(0.05) or (deadline and time.monotonic() > deadline)
             ):
                 self._timed_out = not self.aborted
                 why = "aborted" if self.aborted else f"timed out after {timeout:g}s"
                 notes.write(f"\ntaskyard: {why}; stopping {name}\n".encode())
-                process_groups.signal_group(process.pid, signal.SIGTERM)
+                program.signal(signal.SIGTERM)
                 stop_at = time.monotonic() + self.abort_grace
             elif stop_at is not None:
                 if time.monotonic() >= stop_at:
-                    process_groups.signal_group(process.pid, signal.SIGKILL)
+                    program.signal(signal.SIGKILL)
                 time.sleep(0.02)
+        return None
 
     def _upload_outputs(self, directory: Path) -> None:
+        """Upload the declared outputs the program produced, read without
+        following any link (UnsafeOutputError, naming the path, otherwise)."""
         outputs = self.data.get("outputs", []) if self.data else []
         if not outputs:
             return
-        files = {name: directory / name for name in outputs if (directory / name).is_file()}
+        found = {name: output_file(directory, name) for name in outputs}
+        files = {name: path for name, path in found.items() if path is not None}
         missing = sorted(set(outputs) - set(files))
         if missing:
             self.logger.warning("declared outputs not produced: %s", ", ".join(missing))
+        if not files:
+            return
         if self.server_access is None:
             self.logger.warning("no server access: outputs %s not uploaded", sorted(files))
             return

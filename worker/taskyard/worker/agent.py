@@ -181,7 +181,9 @@ class Agent:
                 for j in self.runner.running()]  # fmt: skip
         held += [common_pb2.Lease(work_request_id=r.work_request_id, attempt=r.attempt)
                  for r in self.outbox.pending()]  # fmt: skip
-        self._metadata = await asyncio.to_thread(worker_metadata, self.config.slots)
+        self._metadata = await asyncio.to_thread(
+            worker_metadata, self.config.slots, self.runner.settings.metadata()
+        )
         hello = workers_pb2.WorkerHello(
             protocol_version=PROTOCOL_VERSION,
             metadata_json=json.dumps(self._metadata),
@@ -373,7 +375,9 @@ class Agent:
         )
 
     async def _send_metadata(self, force: bool) -> None:
-        metadata = await asyncio.to_thread(worker_metadata, self.config.slots)
+        metadata = await asyncio.to_thread(
+            worker_metadata, self.config.slots, self.runner.settings.metadata()
+        )
         if force or metadata != self._metadata:
             self._metadata = metadata
             self._link.send(

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from taskyard.cli.parsing import Subparsers
 from taskyard.config import load_toml, resolve
-from taskyard.tasks.command import ALLOWED_ENV
+from taskyard.errors import InvalidArgumentError
+from taskyard.tasks.command import ALLOWED_ENV, TASK_PATH_ENV
 from taskyard.tasks.loading import import_task_modules
 from taskyard.worker.agent import Agent
 from taskyard.worker.client import SchedulerClient, open_channel
@@ -19,6 +20,8 @@ from taskyard.worker.config import WorkerConfig
 from taskyard.worker.identity import load_or_create_token
 from taskyard.worker.outbox import Outbox
 from taskyard.worker.runner import TaskRunner
+from taskyard.worker.sandbox import limits, probe
+from taskyard.worker.sandbox.settings import PROCESS, SANDBOX, TASK_PATH, SandboxSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,31 @@ def add_parser(subparsers: Subparsers) -> None:
         help="program the command task may run (repeatable)",
     )
     parser.add_argument("--drain-timeout", type=float, help="seconds (default 60)")
+    parser.add_argument(
+        "--executor",
+        choices=["sandbox", "process"],
+        help="run tasks' programs in a sandbox of their own (default; needs bubblewrap) "
+        "or as plain processes of this user (a trusted farm only)",
+    )
+    parser.add_argument(
+        "--allow-network",
+        action="store_true",
+        default=None,
+        help='let tasks that ask for it ("network": true) use the host\'s network',
+    )
+    parser.add_argument(
+        "--task-memory-mb",
+        type=int,
+        help="a task's memory limit, and the most it may ask for (default: memory / slots)",
+    )
+    parser.add_argument(
+        "--task-processes",
+        type=int,
+        help="a task's limit of processes and threads, and the most it may ask for (1024)",
+    )
+    parser.add_argument(
+        "--environment-cache-mb", type=int, help="unpacked environments kept (default 4096)"
+    )
     parser.add_argument("--config", type=Path, help="TOML file with a [worker] table")
     parser.add_argument(
         "--otlp-endpoint", help="export telemetry here (OTEL_EXPORTER_OTLP_ENDPOINT)"
@@ -67,16 +95,43 @@ async def serve(config: WorkerConfig) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     token = load_or_create_token(config.data_dir)
+    settings = sandbox_settings(config)
     client = SchedulerClient(open_channel(config.scheduler, config.tls_ca))
     runner = TaskRunner(
-        config.slots, abort_grace=config.abort_grace, scratch=config.data_dir / "scratch"
+        config.slots,
+        abort_grace=config.abort_grace,
+        scratch=config.data_dir / "scratch",
+        settings=settings,
     )
     agent = Agent(config, client, runner, Outbox(config.data_dir / "results"), token)
     try:
         await agent.run(stop)
     finally:
         await client.close()
+        limits.forget(settings.limiter)
     log.info("worker %s stopped", agent.name)
+
+
+def sandbox_settings(config: WorkerConfig) -> SandboxSettings:
+    """How tasks' programs run here, checked by starting one; the command
+    task looks its programs up on the PATH they will get."""
+    for name, value in (("--task-memory-mb", config.task_memory_mb),
+                        ("--task-processes", config.task_processes)):  # fmt: skip
+        if value < 0:
+            raise InvalidArgumentError(f"{name} must be a positive number, not {value}")
+    if config.executor not in (SANDBOX, PROCESS):
+        raise InvalidArgumentError(f"the executor is sandbox or process, not {config.executor!r}")
+    settings = probe.settle(
+        config.executor,
+        network=config.allow_network,
+        memory_mb=config.task_memory_mb,
+        processes=config.task_processes,
+        slots=config.slots,
+        data_dir=config.data_dir,
+    )
+    if settings.sandboxed:
+        os.environ[TASK_PATH_ENV] = TASK_PATH
+    return settings
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,3 +30,14 @@ class WorkerConfig:
     abort_grace: float = 10.0
     #: Longest wait between reconnection attempts after transient trouble.
     max_backoff: float = 2.0
+    #: How tasks' programs run: "sandbox" (their own namespaces) or "process".
+    executor: str = "sandbox"
+    #: Whether tasks that ask for the network (`"network": true`) may have it.
+    allow_network: bool = False
+    #: A task's memory limit in MB when it sets none, and the most it may ask
+    #: for (0: the machine's memory divided among the slots).
+    task_memory_mb: int = 0
+    #: The same for processes and threads (0: 1024).
+    task_processes: int = 0
+    #: Bytes of unpacked environments kept for later tasks.
+    environment_cache_mb: int = 4096

@@ -3,7 +3,8 @@
 Started once per slot and reused. It talks to the worker over two pipes, one
 JSON object per line (the task's own stdout and stderr are left alone):
 
-- worker -> executor: `{"op": "run", ...assignment}`, `{"op": "abort"}`,
+- worker -> executor: `{"op": "run", ...assignment, "work_dir": ..., "environment_root": ...}`,
+  `{"op": "abort"}`,
   `{"op": "uploaded", "artifact_id": ...}` or `{"op": "upload-failed", ...}`
 - executor -> worker: `{"op": "upload", "category": ..., "files": {...}}` (the
   task's server access: the worker uploads through its own connection),
@@ -47,6 +48,8 @@ from taskyard.logs import configure_logging
 from taskyard.tasks import ServerAccess, Task, TaskConfigError, UnknownTaskError, process_groups
 from taskyard.tasks.loading import import_task_modules
 from taskyard.telemetry import Telemetry, configure, context_from, current_trace_context
+from taskyard.worker.sandbox import for_attempt as sandbox_for
+from taskyard.worker.sandbox.settings import SandboxSettings
 
 log = logging.getLogger("taskyard.worker.executor")
 tracer = trace.get_tracer("taskyard.worker.executor")
@@ -96,6 +99,7 @@ def _error(reason: str, error: BaseException) -> dict[str, Any]:
 def run_assignment(
     command: dict[str, Any],
     running: dict[str, Task],
+    settings: SandboxSettings,
     access: ServerAccess | None = None,
     output: Callable[[str, bytes], None] | None = None,
 ) -> dict[str, Any]:
@@ -110,7 +114,7 @@ def run_assignment(
         context=context_from(command.get("trace_context", {})),
         attributes=attributes,
     ) as span:
-        report = _run(command, running, access, output)
+        report = _run(command, running, settings, access, output)
         span.set_attribute("taskyard.result", report["outcome"])
         if "task" in running:
             span.set_attribute("taskyard.task.version", running["task"].TASK_VERSION or 0)
@@ -122,10 +126,12 @@ def run_assignment(
 def _run(
     command: dict[str, Any],
     running: dict[str, Task],
+    settings: SandboxSettings,
     access: ServerAccess | None,
     output: Callable[[str, bytes], None] | None,
 ) -> dict[str, Any]:
-    """Configure and execute the task of an assignment; return the report."""
+    """Configure and execute the task of an assignment in the attempt's
+    sandbox; return the report."""
     try:
         task = Task.class_from_name(command["task_name"])()
     except UnknownTaskError as error:
@@ -139,6 +145,14 @@ def _run(
         task.configure(json.loads(command["task_data_json"] or "{}"))
     except (TaskConfigError, ValueError) as error:
         return {"outcome": "error", "error": _error("configure-failed", error)}
+    sandbox = sandbox_for(
+        settings,
+        task.run_options,
+        Path(command["work_dir"]),
+        f"{command['work_request_id']}.{command['attempt']}",
+        Path(command["environment_root"]) if command.get("environment_root") else None,
+    )
+    task.configure_sandbox(sandbox)
     running["task"] = task
     caught = _LoggedException()
     lines = _OutputLines(task)
@@ -149,6 +163,7 @@ def _run(
     finally:
         task.logger.removeHandler(caught)
         task.logger.removeHandler(lines)
+        sandbox.close()
     report: dict[str, Any] = {"details": task.result_details}
     raised = caught.error
     if raised is not None:
@@ -198,7 +213,13 @@ def _send(out: IO[str], lock: threading.Lock, message: dict[str, Any]) -> None:
         out.flush()
 
 
-def serve(commands: IO[str], out: IO[str], telemetry: Telemetry, linger: float = 1.0) -> None:
+def serve(
+    commands: IO[str],
+    out: IO[str],
+    telemetry: Telemetry,
+    settings: SandboxSettings,
+    linger: float = 1.0,
+) -> None:
     """Read commands until the worker closes the pipe; then give a running
     task up to `linger` seconds."""
     lock = threading.Lock()
@@ -210,7 +231,7 @@ def serve(commands: IO[str], out: IO[str], telemetry: Telemetry, linger: float =
         _send(out, lock, {"op": "output", "stream": stream, "data": b64encode(data).decode()})
 
     def execute(command: dict[str, Any]) -> None:
-        report = run_assignment(command, running, access, output)
+        report = run_assignment(command, running, settings, access, output)
         running.clear()
         telemetry.flush()  # the run span leaves before the worker reports
         _send(out, lock, {"op": "done", **report})
@@ -240,6 +261,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Taskyard executor (started by the worker)")
     parser.add_argument("--commands-fd", type=int, required=True)
     parser.add_argument("--reports-fd", type=int, required=True)
+    parser.add_argument("--sandbox", type=SandboxSettings.from_json, default=SandboxSettings())
     args = parser.parse_args()
     configure_logging(logging.INFO, os.environ.get("TASKYARD_LOG_FORMAT", "text"))
     signal.signal(signal.SIGTERM, stop_everything)  # a handler: children get SIG_DFL back
@@ -250,7 +272,7 @@ def main() -> None:
         open(args.commands_fd, encoding="utf-8") as commands,
         open(args.reports_fd, "w", encoding="utf-8") as out,
     ):
-        serve(commands, out, telemetry, linger=0)
+        serve(commands, out, telemetry, args.sandbox, linger=0)
     # The worker closed the pipe: it stopped, or it died.
     with contextlib.suppress(Exception):
         telemetry.shutdown()

@@ -52,6 +52,7 @@ def system_facts(slots: int) -> dict[str, Any]:
     }
 
 
-def worker_metadata(slots: int) -> dict[str, Any]:
-    """Every task's `analyze_worker()` metadata plus the system facts."""
-    return {**Task.analyze_worker_all_tasks(), **system_facts(slots)}
+def worker_metadata(slots: int, sandbox: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every task's `analyze_worker()` metadata plus the system facts and
+    what its sandbox offers (`sandbox:` keys)."""
+    return {**Task.analyze_worker_all_tasks(), **system_facts(slots), **(sandbox or {})}

@@ -13,11 +13,14 @@ lease (request, attempt): a late one never touches the slot's next job.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import logging
 import os
 import shutil
 import sys
+import tempfile
 from base64 import b64decode
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from taskyard.worker.processes import live_children, stop_group
+from taskyard.worker.sandbox.settings import PROCESS, SandboxSettings
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,10 @@ class Job:
     task_name: str
     task_data_json: str
     trace_context: dict[str, str] = field(default_factory=dict)
+    #: The attempt's working directory, made by the runner for the run.
+    work_dir: str = ""
+    #: The root filesystem of the environment the task asked for, if any.
+    environment_root: str = ""
 
 
 #: Uploads an artifact for a job: (job, category, files, request) -> artifact id.
@@ -70,7 +78,8 @@ class Executor:
     and are removed with the executor, also when it had to be killed.
     """
 
-    def __init__(self, scratch: Path | None = None) -> None:
+    def __init__(self, settings: SandboxSettings, scratch: Path | None = None) -> None:
+        self.settings = settings
         self.scratch = scratch
         self.process: asyncio.subprocess.Process | None = None
         self._commands: int = -1
@@ -91,6 +100,7 @@ class Executor:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "taskyard.worker.executor",
             "--commands-fd", str(commands_read), "--reports-fd", str(reports_write),
+            "--sandbox", self.settings.to_json(),
             pass_fds=(commands_read, reports_write),
             stdin=asyncio.subprocess.DEVNULL,
             start_new_session=True,
@@ -180,15 +190,22 @@ class TaskRunner:
         abort_grace: float = 10.0,
         uploader: Uploader | None = None,
         scratch: Path | None = None,
+        settings: SandboxSettings | None = None,
     ) -> None:
         self._scratch = scratch
-        self._slots = [Slot(Executor(self._scratch_of(n))) for n in range(slots)]
+        self.settings = settings or SandboxSettings(executor=PROCESS)
+        self._slots = [Slot(Executor(self.settings, self._scratch_of(n))) for n in range(slots)]
+        #: Each attempt's working directory is made here, and removed after it.
+        self._work_root = scratch / "work" if scratch else Path(tempfile.mkdtemp())
         self.uploader = uploader
         self.output: OutputSink | None = None
         self.abort_grace = abort_grace
 
     async def start(self) -> None:
         """Start every executor (once: they are reused)."""
+        if self._work_root.exists():  # attempts of an earlier run: their tasks died with it
+            await asyncio.to_thread(remove_tree, self._work_root)
+        self._work_root.mkdir(parents=True)
         for slot in self._slots:
             await slot.executor.start()
 
@@ -202,9 +219,12 @@ class TaskRunner:
     async def run(self, job: Job) -> Report:
         """Run `job` on a free slot and return how it ended."""
         slot = next(s for s in self._slots if s.job is None)
+        work_dir = self._work_root / f"{job.work_request_id}.{job.attempt}"
+        job = dataclasses.replace(job, work_dir=str(work_dir))
         slot.job, slot.aborting = job, False
         slot.finished.clear()
         try:
+            work_dir.mkdir()
             report = await slot.executor.run(job, self.uploader, self.output)
             if report is None or slot.aborting:
                 report = self._aborted_or_lost(slot, report)
@@ -212,6 +232,7 @@ class TaskRunner:
                 await self._replace_executor(slot)
             return report
         finally:
+            await asyncio.to_thread(remove_tree, work_dir)
             slot.job = None
             slot.finished.set()
 
@@ -229,7 +250,7 @@ class TaskRunner:
     async def _replace_executor(self, slot: Slot) -> None:
         scratch = slot.executor.scratch
         await slot.executor.stop(KILL_GRACE)
-        slot.executor = Executor(scratch)
+        slot.executor = Executor(self.settings, scratch)
         await slot.executor.start()
 
     def _slot_of(self, work_request_id: str, attempt: int) -> Slot | None:
@@ -261,6 +282,25 @@ class TaskRunner:
                 await stop_group(executor.pid, KILL_GRACE)
 
     async def stop(self) -> None:
-        """Stop every executor."""
+        """Stop every executor; remove what their attempts left."""
         for slot in self._slots:
             await slot.executor.stop(KILL_GRACE)
+        await asyncio.to_thread(remove_tree, self._work_root)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove `path` and all in it, also what a task made unwritable."""
+    if not path.exists():
+        return
+
+    def writable_then_again(function: Any, name: str, _error: BaseException) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(name), 0o700)
+            if os.path.isdir(name) and not os.path.islink(name):
+                os.chmod(name, 0o700)
+            function(name)
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=writable_then_again)
+    else:
+        shutil.rmtree(path, onerror=lambda f, n, e: writable_then_again(f, n, e[1]))

@@ -1,0 +1,107 @@
+"""What any task's data may ask of the sandbox its programs run in.
+
+Three top-level keys of every task's data are reserved for it, whatever the
+task: `environment` (the id of a root-filesystem tarball artifact to run
+in), `network` (true: the host's network; by default a task has only its
+own loopback) and `limits` (`memory_mb`, `processes`). The Task base class
+checks them against `SCHEMA` and keeps them apart from the task's own data,
+so a task's TASK_DATA_SCHEMA never sees them.
+
+A worker says what it offers under the `sandbox:` metadata keys below;
+`unmet_by()` is the matching rule, and its answer is what `explain` says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from taskyard.tasks.schema import compile_schema
+
+RESERVED = ("environment", "network", "limits")
+
+#: The worker's metadata keys: whether its tasks run isolated
+#: ("namespaces" or "none"), may have the network, may run in an
+#: environment, and the largest limits it grants (None: it enforces none).
+ISOLATION = "sandbox:isolation"
+NETWORK = "sandbox:network"
+ENVIRONMENTS = "sandbox:environments"
+MAX_MEMORY_MB = "sandbox:max_memory_mb"
+MAX_PROCESSES = "sandbox:max_processes"
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "properties": {
+        "environment": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_-]{1,100}$",
+            "description": "id of a root-filesystem tarball artifact the programs run in",
+        },
+        "network": {
+            "type": "boolean",
+            "description": "run with the host's network (only on a worker that allows it)",
+        },
+        "limits": {
+            "type": "object",
+            "properties": {
+                "memory_mb": {"type": "integer", "minimum": 16, "maximum": 16 * 1024 * 1024},
+                "processes": {"type": "integer", "minimum": 1, "maximum": 4 * 1024 * 1024},
+            },
+            "additionalProperties": False,
+        },
+    },
+}
+VALIDATOR = compile_schema(SCHEMA)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """A task's reserved keys, validated."""
+
+    environment: str = ""
+    network: bool = False
+    memory_mb: int | None = None
+    processes: int | None = None
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> RunOptions:
+        """The options in (validated) task data."""
+        limits = data.get("limits", {})
+        return cls(
+            environment=data.get("environment", ""),
+            network=bool(data.get("network", False)),
+            memory_mb=limits.get("memory_mb"),
+            processes=limits.get("processes"),
+        )
+
+    def unmet_by(self, metadata: Mapping[str, Any]) -> str | None:
+        """Why a worker with `metadata` cannot run programs as asked; None if it can."""
+        if self.network and metadata.get(NETWORK) is not True:
+            return "it asks for the network; the worker does not allow it (--allow-network)"
+        if self.environment and metadata.get(ENVIRONMENTS) is not True:
+            return (
+                "it runs in an environment; the worker runs tasks without a sandbox "
+                "(--executor process)"
+            )
+        asked = (
+            ("memory", self.memory_mb, MAX_MEMORY_MB, "MB of memory", "--task-memory-mb"),
+            ("processes", self.processes, MAX_PROCESSES, "processes", "--task-processes"),
+        )
+        for what, wanted, key, unit, flag in asked:
+            if wanted is None:
+                continue
+            most = metadata.get(key)
+            if not isinstance(most, int):
+                return f"it limits its {what}; the worker enforces no limits (--executor process)"
+            if wanted > most:
+                return f"it asks for {wanted} {unit}; the worker allows at most {most} ({flag})"
+        return None
+
+
+def split(task_data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the task's own data, the reserved keys) of `task_data`."""
+    own = {key: value for key, value in task_data.items() if key not in RESERVED}
+    reserved = {key: task_data[key] for key in RESERVED if key in task_data}
+    return own, reserved
