@@ -27,15 +27,20 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import psutil
 
 from taskyard.rpc.credentials import bearer_metadata
-from taskyard.v1 import work_requests_pb2 as pb
 from taskyard.v1 import work_requests_pb2_grpc
 
-from support import channel_to, machine, real_workers, scheduler_process, wait_for_workers
+from support import (
+    channel_to,
+    machine,
+    real_workers,
+    scheduler_process,
+    through_workers,
+    wait_for_workers,
+)
 
 BENCH = Path(__file__).resolve().parent
 
@@ -135,48 +140,16 @@ async def taskyard_round(slots: int, tasks: int, in_flight: int) -> dict[str, fl
             metadata = bearer_metadata(token)
             with real_workers(scheduler.address, 1, slots) as workers:
                 await wait_for_workers(channel, token, 1)
-                await _taskyard_tasks(stub, metadata, 20, in_flight)  # warm
+                await through_workers(stub, metadata, 20, in_flight)  # warm
                 cpu = {"scheduler": tree_cpu(scheduler.pid), "worker": tree_cpu(workers[0].pid)}
                 started = time.perf_counter()
-                await _taskyard_tasks(stub, metadata, tasks, in_flight)
+                await through_workers(stub, metadata, tasks, in_flight)
                 elapsed = time.perf_counter() - started
                 return {
                     "rate": tasks / elapsed,
                     "scheduler": (tree_cpu(scheduler.pid) - cpu["scheduler"]) / tasks,
                     "worker": (tree_cpu(workers[0].pid) - cpu["worker"]) / tasks,
                 }
-
-
-async def _taskyard_tasks(stub: Any, metadata: Any, tasks: int, in_flight: int) -> None:
-    """Submit `tasks` no-ops one call at a time (`in_flight` at most), until
-    each is seen completed on a watch opened before the first submit."""
-    watch = stub.Watch(pb.WatchRequest(states=[pb.WORK_REQUEST_STATE_COMPLETED]), metadata=metadata)
-    seen: set[str] = set()
-    submitted: set[str] = set()
-    ready = asyncio.Event()
-
-    async def follow() -> None:
-        async for change in watch:
-            seen.add(change.work_request.id)
-            if len(submitted) == tasks and submitted <= seen:
-                ready.set()
-                return
-
-    following = asyncio.create_task(follow())
-    await asyncio.sleep(0.1)  # the watch is open
-    gate = asyncio.Semaphore(in_flight)
-
-    async def one() -> None:
-        async with gate:
-            response = await stub.Submit(pb.SubmitRequest(task_name="noop"), metadata=metadata)
-            submitted.add(response.work_request.id)
-
-    await asyncio.gather(*(one() for _ in range(tasks)))
-    if submitted <= seen:
-        ready.set()
-    await asyncio.wait_for(ready.wait(), 600)
-    watch.cancel()
-    following.cancel()
 
 
 def summary(name: str, rounds: list[dict[str, float]]) -> str:

@@ -29,6 +29,7 @@ from taskyard.protocol import PROTOCOL_VERSION
 from taskyard.rpc.credentials import CHANNEL_OPTIONS, bearer_metadata, new_token
 from taskyard.tasks import Task
 from taskyard.v1 import common_pb2, operator_pb2, operator_pb2_grpc, workers_pb2, workers_pb2_grpc
+from taskyard.v1 import work_requests_pb2 as pb
 
 BARE_SERVER = Path(__file__).with_name("bare_server.py")
 TASKYARD = [sys.executable, "-m", "taskyard.cli.main"]
@@ -114,9 +115,14 @@ def scheduler_process(
 
 @contextmanager
 def real_workers(
-    address: str, count: int, slots: int, env: dict[str, str] | None = None
+    address: str,
+    count: int,
+    slots: int,
+    env: dict[str, str] | None = None,
+    options: Sequence[str] = (),
 ) -> Iterator[list[subprocess.Popen[str]]]:
-    """`count` real `taskyard worker` processes with `slots` executors each."""
+    """`count` real `taskyard worker` processes with `slots` executors each
+    (and more `options`)."""
     with tempfile.TemporaryDirectory(prefix="taskyard-bench-workers-") as data_dir:
         workers = [
             subprocess.Popen(
@@ -133,6 +139,7 @@ def real_workers(
                     str(slots),
                     "--data-dir",
                     f"{data_dir}/{n}",
+                    *options,
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -295,3 +302,39 @@ async def channel_to(address: str) -> AsyncIterator[grpc.aio.Channel]:
     """An insecure loopback channel with Taskyard's message limits."""
     async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
         yield channel
+
+
+async def through_workers(
+    stub: Any, metadata: Any, tasks: int, in_flight: int, *, task: str = "noop", data: str = ""
+) -> None:
+    """Submit `tasks` requests of `task` one call at a time (`in_flight` at
+    most), until each is seen completed on a watch opened before the first
+    submit."""
+    watch = stub.Watch(pb.WatchRequest(states=[pb.WORK_REQUEST_STATE_COMPLETED]), metadata=metadata)
+    seen: set[str] = set()
+    submitted: set[str] = set()
+    ready = asyncio.Event()
+
+    async def follow() -> None:
+        async for change in watch:
+            seen.add(change.work_request.id)
+            if len(submitted) == tasks and submitted <= seen:
+                ready.set()
+                return
+
+    following = asyncio.create_task(follow())
+    await asyncio.sleep(0.1)  # the watch is open
+    gate = asyncio.Semaphore(in_flight)
+
+    async def one() -> None:
+        async with gate:
+            request = pb.SubmitRequest(task_name=task, task_data_json=data)
+            response = await stub.Submit(request, metadata=metadata)
+            submitted.add(response.work_request.id)
+
+    await asyncio.gather(*(one() for _ in range(tasks)))
+    if submitted <= seen:
+        ready.set()
+    await asyncio.wait_for(ready.wait(), 600)
+    watch.cancel()
+    following.cancel()

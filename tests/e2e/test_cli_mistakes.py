@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -159,6 +160,25 @@ def test_scheduler_mistakes_at_start_are_one_line(tmp_path: Path) -> None:
         assert "in use" in mistake([*page, "--http", f"127.0.0.1:{port}"], env, REFUSED)
     for wrong in ("8080", "127.0.0.1:99999"):
         assert "HOST:PORT" in mistake([*page, "--http", wrong], env, INVALID)
+
+
+def test_a_worker_that_cannot_sandbox_refuses_to_start_in_one_line(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"  # the tests' own helpers, but bubblewrap nowhere to be found
+    bin_dir.mkdir()
+    for helper in ("setpriv",):
+        if found := shutil.which(helper):
+            (bin_dir / helper).symlink_to(found)
+    no_bwrap = {**os.environ, "PATH": str(bin_dir)}
+    said = mistake(["worker", "--data-dir", str(tmp_path / "w")], no_bwrap, REFUSED)
+    assert "bubblewrap" in said
+    assert "--executor process" in said
+    for flag, wrong in (("--task-memory-mb", "-5"), ("--task-processes", "-1")):
+        assert flag in mistake(["worker", "--data-dir", str(tmp_path / "w"), flag, wrong],
+                               dict(os.environ), INVALID)  # fmt: skip
+    unknown = {**os.environ, "TASKYARD_EXECUTOR": "docker"}
+    assert "sandbox or process" in mistake(
+        ["worker", "--data-dir", str(tmp_path)], unknown, INVALID
+    )
 
 
 def keys(record: dict[str, Any], *expected: str) -> None:

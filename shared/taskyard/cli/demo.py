@@ -16,6 +16,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -125,6 +126,23 @@ async def _show(address: str, token: str) -> None:
                 print(f"  {work_request_id}: artifact {artifact.id} ({artifact.category}): {names}")
 
 
+def _executor() -> list[str]:
+    """The workers' sandbox where bubblewrap works here; else, for the demo
+    only, plain processes (a real worker refuses to start instead)."""
+    bwrap = shutil.which("bwrap")
+    tried = bwrap and subprocess.run(
+        [bwrap, "--unshare-all", "--ro-bind", "/", "/", "--", "true"],
+        capture_output=True,
+        check=False,
+    )
+    if tried and tried.returncode == 0:
+        print("workers run each task sandboxed (bubblewrap)")
+        return []
+    print("bubblewrap is not usable here: the demo's workers run tasks unsandboxed "
+          "(--executor process); install bubblewrap to see the sandbox")  # fmt: skip
+    return ["--executor", "process"]
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -146,10 +164,11 @@ def run(args: argparse.Namespace) -> int:
         address, page = _addresses_of(scheduler)
         print(f"scheduler listening on {address} (data in {data_dir / 'scheduler'})")
         print(f"status page: {page}  (Prometheus metrics: {page}metrics)")
+        executor = _executor()
         for number in range(1, WORKERS + 1):
             workers.append(_spawn(
                 ["worker", "--scheduler", address, "--name", f"demo-{number}",
-                 "--data-dir", str(data_dir / f"worker-{number}"),
+                 "--data-dir", str(data_dir / f"worker-{number}"), *executor,
                  "--allow-command", "echo", "--allow-command", "uname"],
                 log=data_dir / f"worker-{number}.log",
             ))  # fmt: skip

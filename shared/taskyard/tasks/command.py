@@ -12,7 +12,9 @@ never read through a link.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -35,6 +37,8 @@ from taskyard.tasks.sandbox import (
 )
 
 OUTPUT_CATEGORY = "taskyard:command-output"
+#: Seconds between looks at a running program's limit counters.
+LIMIT_CHECK = 0.1
 ALLOWED_ENV = "TASKYARD_ALLOWED_COMMANDS"
 #: The PATH the worker's sandbox gives programs (set by the worker; unset:
 #: programs get the worker's own PATH).
@@ -93,11 +97,45 @@ class _Stream:
                 self.write(data)
 
 
+class _Wakeups:
+    """What the supervision of a program waits on: its exit (a pidfd), and a
+    pipe the task's `abort()` writes to."""
+
+    def __init__(self, pid: int, task: Command) -> None:
+        self._task = task
+        self._pidfd = os.pidfd_open(pid)
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        self._poll = select.poll()
+        self._poll.register(self._pidfd, select.POLLIN)
+        self._poll.register(self._read, select.POLLIN)
+
+    def __enter__(self) -> _Wakeups:
+        with self._task._waking:
+            self._task._wake = self._write
+        return self
+
+    def wait(self, seconds: float) -> None:
+        """Until the program exits, an abort, or `seconds` pass."""
+        if self._poll.poll(max(0.0, seconds) * 1000):
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._read, 64)
+
+    def __exit__(self, *_: object) -> None:
+        with self._task._waking:  # no abort writes to a descriptor closed here
+            self._task._wake = None
+        for fd in (self._pidfd, self._read, self._write):
+            os.close(fd)
+
+
 class Command(Task):
-    """Run a program with arguments in a fresh temporary directory."""
+    """Run a program with arguments in the task's sandbox."""
 
     TASK_VERSION = 1
     _timed_out = False
+    #: Written to by `abort()` while a program runs (see `_Wakeups`).
+    _wake: int | None = None
+    _waking = threading.Lock()
     TASK_DATA_SCHEMA: ClassVar[dict[str, Any]] = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
@@ -257,28 +295,37 @@ class Command(Task):
     ) -> LimitExceeded | None:
         """Wait for the program to exit (without reaping it); stop it on
         abort or timeout (SIGTERM, then SIGKILL once the grace is over), and
-        at once when it goes past a limit (which is returned)."""
+        at once when it goes past a limit (which is returned). Woken by its
+        exit (a pidfd) or an abort, never a fixed tick: a limit's counters
+        are looked at every LIMIT_CHECK while it runs."""
         deadline = time.monotonic() + timeout if timeout else None
         stop_at: float | None = None
-        while program.running():
-            exceeded = program.limit_exceeded()
-            if exceeded is not None:
-                notes.write(f"\ntaskyard: {exceeded.message}; killing {name}\n".encode())
-                program.signal(signal.SIGKILL)
-                return exceeded
-            if stop_at is None and (
-                self.wait_for_abort(0.05) or (deadline and time.monotonic() > deadline)
-            ):
-                self._timed_out = not self.aborted
-                why = "aborted" if self.aborted else f"timed out after {timeout:g}s"
-                notes.write(f"\ntaskyard: {why}; stopping {name}\n".encode())
-                program.signal(signal.SIGTERM)
-                stop_at = time.monotonic() + self.abort_grace
-            elif stop_at is not None:
-                if time.monotonic() >= stop_at:
+        with _Wakeups(program.pid, self) as wakeups:
+            while program.running():
+                exceeded = program.limit_exceeded()
+                if exceeded is not None:
+                    notes.write(f"\ntaskyard: {exceeded.message}; killing {name}\n".encode())
                     program.signal(signal.SIGKILL)
-                time.sleep(0.02)
+                    return exceeded
+                now = time.monotonic()
+                if stop_at is None and (self.aborted or (deadline and now > deadline)):
+                    self._timed_out = not self.aborted
+                    why = "aborted" if self.aborted else f"timed out after {timeout:g}s"
+                    notes.write(f"\ntaskyard: {why}; stopping {name}\n".encode())
+                    program.signal(signal.SIGTERM)
+                    stop_at = now + self.abort_grace
+                elif stop_at is not None and now >= stop_at:
+                    program.signal(signal.SIGKILL)
+                next_at = stop_at if stop_at is not None else deadline
+                wakeups.wait(LIMIT_CHECK if next_at is None else min(LIMIT_CHECK, next_at - now))
         return None
+
+    def abort(self) -> None:
+        """Mark the task aborted and wake its supervision at once."""
+        super().abort()
+        with self._waking:
+            if self._wake is not None:
+                os.write(self._wake, b"x")
 
     def _upload_outputs(self, directory: Path) -> None:
         """Upload the declared outputs the program produced, read without

@@ -13,6 +13,7 @@ A worker says what it offers under the `sandbox:` metadata keys below;
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +76,18 @@ class RunOptions:
             memory_mb=limits.get("memory_mb"),
             processes=limits.get("processes"),
         )
+
+    @classmethod
+    def named_in(cls, task_data_json: str) -> RunOptions:
+        """The options stored task data names, read without checking it (it
+        was checked at submit): for the scheduler and the worker, which do
+        not configure the task to know them."""
+        try:
+            data = json.loads(task_data_json or "{}")
+            _, reserved = split(data)
+            return cls.of(reserved) if not list(VALIDATOR.iter_errors(reserved)) else cls()
+        except (ValueError, TypeError, AttributeError):
+            return cls()
 
     def unmet_by(self, metadata: Mapping[str, Any]) -> str | None:
         """Why a worker with `metadata` cannot run programs as asked; None if it can."""

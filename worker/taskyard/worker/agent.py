@@ -36,6 +36,7 @@ from taskyard.worker.outbox import Outbox, Result
 from taskyard.worker.output import OutputPump
 from taskyard.worker.reconnect import Reconnect
 from taskyard.worker.runner import Job, TaskRunner
+from taskyard.worker.sandbox.environments import Environments
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("taskyard.worker")
@@ -48,6 +49,7 @@ OUTCOMES = {
 }
 
 
+MB = 1024 * 1024
 #: Seconds between looks at whether the worker's metadata changed.
 METADATA_EVERY = 300.0
 
@@ -107,6 +109,9 @@ class Agent:
         self.token = token
         self.name = config.name
         runner.uploader = self.upload
+        runner.environments = Environments(
+            config.data_dir / "environments", config.environment_cache_mb * MB, self.download
+        )
         self.output = OutputPump(config.data_dir / "output")
         runner.output = lambda job, stream, data: self.output.output(
             (job.work_request_id, job.attempt), stream, data
@@ -296,6 +301,12 @@ class Agent:
             )
             span.set_attribute("taskyard.artifact.id", artifact.id)
             return artifact.id
+
+    async def download(self, artifact_id: str, directory: Path) -> list[Path]:
+        """Download an artifact the worker may read (an environment of work it holds)."""
+        return await transfer.download(
+            self.client.artifacts, bearer_metadata(self.token), artifact_id, directory
+        )
 
     def _start(self, assignment: workers_pb2.Assignment) -> None:
         lease = assignment.lease

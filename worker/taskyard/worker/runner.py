@@ -27,7 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from taskyard.errors import TaskyardError, UnavailableError
+from taskyard.tasks.run_options import RunOptions
 from taskyard.worker.processes import live_children, stop_group
+from taskyard.worker.sandbox.environments import Environments
 from taskyard.worker.sandbox.settings import PROCESS, SandboxSettings
 
 log = logging.getLogger(__name__)
@@ -198,6 +201,8 @@ class TaskRunner:
         #: Each attempt's working directory is made here, and removed after it.
         self._work_root = scratch / "work" if scratch else Path(tempfile.mkdtemp())
         self.uploader = uploader
+        #: Where environments come from (set by the agent, which can fetch them).
+        self.environments: Environments | None = None
         self.output: OutputSink | None = None
         self.abort_grace = abort_grace
 
@@ -223,7 +228,15 @@ class TaskRunner:
         job = dataclasses.replace(job, work_dir=str(work_dir))
         slot.job, slot.aborting = job, False
         slot.finished.clear()
+        environment = RunOptions.named_in(job.task_data_json).environment
         try:
+            if environment and self.settings.sandboxed:
+                root = await self._environment(environment)
+                if isinstance(root, Report):
+                    return root
+                job = dataclasses.replace(job, environment_root=str(root))
+                if slot.aborting:  # while it was fetched
+                    return Report("aborted")
             work_dir.mkdir()
             report = await slot.executor.run(job, self.uploader, self.output)
             if report is None or slot.aborting:
@@ -232,9 +245,25 @@ class TaskRunner:
                 await self._replace_executor(slot)
             return report
         finally:
+            if job.environment_root and self.environments is not None:
+                self.environments.release(environment)
             await asyncio.to_thread(remove_tree, work_dir)
             slot.job = None
             slot.finished.set()
+
+    async def _environment(self, artifact_id: str) -> Path | Report:
+        """The environment's unpacked root, or the error report of a task
+        that cannot have it."""
+        try:
+            if self.environments is None:
+                raise UnavailableError("this worker cannot fetch environments")
+            return await self.environments.acquire(artifact_id)
+        except TaskyardError as error:
+            message = f"environment {artifact_id}: {error.message}"
+            log.warning("%s", message)
+            return Report(
+                "error", {"reason": "environment-unavailable", "type": "", "message": message}
+            )
 
     def _aborted_or_lost(self, slot: Slot, report: Report | None) -> Report:
         if slot.aborting:

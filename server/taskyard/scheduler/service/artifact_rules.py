@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from taskyard.errors import PermissionDeniedError, ResourceExhaustedError, UnavailableError, invalid
-from taskyard.scheduler.domain import Artifact, ArtifactFile
+from taskyard.scheduler.domain import Artifact, ArtifactFile, WorkRequest
 from taskyard.scheduler.service.auth import Principal, owner_of
 from taskyard.scheduler.store.port import DISK_FULL_MESSAGE
+from taskyard.tasks.run_options import RunOptions
 
 MAX_CHUNK = 1024 * 1024
 #: Categories only workers may create (debug logs and the like).
@@ -87,6 +88,12 @@ def check_uploader(caller: Principal, artifact: Artifact) -> None:
         raise PermissionDeniedError(
             f"artifact {artifact.id} is being uploaded by someone else", reason="NOT_UPLOADER"
         )
+
+
+def environment_of(work_request: WorkRequest) -> str:
+    """The environment artifact a request's task data names, if any (its
+    worker may read it)."""
+    return RunOptions.named_in(work_request.task_data_json).environment
 
 
 def io_error(error: OSError) -> UnavailableError:

@@ -28,6 +28,7 @@ from taskyard.scheduler.service.artifact_rules import (
     Limits,
     check_manifest,
     check_uploader,
+    environment_of,
     io_error,
     upload_key,
 )
@@ -279,19 +280,25 @@ class Artifacts:
         artifact = await self._core.db.run(lambda tx: tx.get_artifact(artifact_id))
         if artifact is None or not artifact.complete:
             raise NotFoundError(f"no artifact {artifact_id!r}", reason="ARTIFACT_NOT_FOUND")
-        self._check_reader(caller, artifact.work_request_id)
+        self._check_reader(caller, artifact.work_request_id, artifact.id)
         return artifact
 
-    def _check_reader(self, caller: Principal, work_request_id: str) -> None:
-        """Clients read every artifact; a worker only those of work it holds."""
+    def _check_reader(self, caller: Principal, work_request_id: str, artifact_id: str = "") -> None:
+        """Clients read every artifact; a worker only those of work it holds,
+        and the environments that work runs in."""
         if not isinstance(caller, WorkerPrincipal):
             return
-        current = self._core.dispatcher.active.get(work_request_id) if work_request_id else None
-        if current is None or current.worker_name != caller.worker_name:
-            raise PermissionDeniedError(
-                f"worker {caller.worker_name} reads only the artifacts of work it holds",
-                reason="LEASE_NOT_HELD",
-            )
+        active = self._core.dispatcher.active
+        current = active.get(work_request_id) if work_request_id else None
+        if current is not None and current.worker_name == caller.worker_name:
+            return
+        held = (w for w in active.values() if w.worker_name == caller.worker_name)
+        if artifact_id and any(artifact_id == environment_of(w) for w in held):
+            return
+        raise PermissionDeniedError(
+            f"worker {caller.worker_name} reads only the artifacts of work it holds",
+            reason="LEASE_NOT_HELD",
+        )
 
     async def page(
         self,

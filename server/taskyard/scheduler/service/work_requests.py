@@ -170,7 +170,7 @@ class WorkRequests:
             worker.busy.add(work_request.id)
             work_request = lifecycle.assign(work_request, worker.worker.name, core.clock())
         try:
-            stored = await core.db.run(lambda tx: _insert_once(tx, work_request))
+            stored = await core.db.run(lambda tx: _insert_once(tx, work_request, task))
         finally:
             if worker is not None:
                 worker.busy.discard(work_request.id)
@@ -316,14 +316,28 @@ def check_owner(caller: Principal, work_request: WorkRequest) -> None:
         )
 
 
-def _insert_once(tx: StoreTransaction, work_request: WorkRequest) -> WorkRequest:
+def _insert_once(tx: StoreTransaction, work_request: WorkRequest, task: Task) -> WorkRequest:
     """Insert, or return the request an earlier submit with the same key created."""
     if work_request.idempotency_key:
         existing = tx.get_work_request_by_idempotency_key(work_request.idempotency_key)
         if existing is not None:
             return existing
+    _check_environment(tx, task.run_options.environment)
     tx.insert_work_request(work_request)
     return work_request
+
+
+def _check_environment(tx: StoreTransaction, artifact_id: str) -> None:
+    """The environment a request names must be a complete artifact."""
+    if not artifact_id:
+        return
+    artifact = tx.get_artifact(artifact_id)
+    if artifact is None or not artifact.complete:
+        raise invalid(
+            "task_data_json.environment",
+            f"no artifact {artifact_id!r} to run in (upload the root filesystem tarball first)",
+            "ENVIRONMENT_NOT_FOUND",
+        )
 
 
 def _check_same_submission(stored: WorkRequest, new: WorkRequest) -> None:

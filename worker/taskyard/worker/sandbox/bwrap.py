@@ -6,10 +6,15 @@ unless its task asked for the network on a worker that allows it, a network
 namespace with only its own loopback. It sees the host's system directories
 read-only without what other users may not read there (or, in an
 environment, that root filesystem read-only), the attempt's working
-directory at /work, its own /tmp, /dev and /proc, and an environment of
-PATH, HOME, LANG and TMPDIR plus its task data's `env`. It holds no
-capability. When the program's main process ends, its PID namespace ends
-with it: nothing it started, whatever session it made, outlives it.
+directory at /work, its own /tmp and /dev, its own /proc read-only with the
+kernel's sensitive files masked (as Docker masks them), and an environment
+of PATH, HOME, LANG and TMPDIR plus its task data's `env`. It holds no
+capability and may not make user namespaces of its own. (Under a worker run
+as root its user is root of its user namespace, as in a Docker container:
+the read-only /proc keeps it from the kernel's settings. A worker run as an
+unprivileged user gives its tasks that user.) When the program's main
+process ends, its PID namespace ends with it: nothing it started, whatever
+session it made, outlives it.
 
 Starting one: bwrap builds the namespaces, says the pid of the sandbox's
 first process (`--info-fd`) and waits (`--block-fd`) while that process is
@@ -48,12 +53,14 @@ def arguments(
     env: Mapping[str, str],
 ) -> list[str]:
     """bwrap's options for one program (everything but the fds and the command)."""
-    arguments = ["--unshare-all", "--die-with-parent", "--cap-drop", "ALL"]
+    arguments = ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent"]
+    arguments += ["--cap-drop", "ALL"]
     if options.network and settings.network:
         arguments.append("--share-net")
     arguments += environment_view(root) if root else host.system_view()
     arguments += host.hiding(settings.hidden) if not root else []
-    arguments += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    arguments += ["--proc", "/proc", *host.masking_proc(), "--remount-ro", "/proc"]
+    arguments += ["--dev", "/dev", "--tmpfs", "/tmp"]
     arguments += ["--bind", str(work_dir), WORK_DIR, "--chdir", WORK_DIR]
     variables = {"PATH": TASK_PATH, "HOME": WORK_DIR, "LANG": settings.lang, "TMPDIR": "/tmp"}
     arguments.append("--clearenv")
@@ -113,6 +120,9 @@ class BwrapSandbox:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 process_group=0,
+                # The sandbox's first process is bwrap's own: its environ
+                # shows in the sandbox's /proc, so it gets none of the worker's.
+                env={},
             )
         finally:
             for fd in (args, info_write, block_read):

@@ -27,6 +27,17 @@ def system_view() -> list[str]:
     return arguments
 
 
+#: What of /proc a program must not read even read-only (Docker's masked paths).
+MASKED_PROC = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
+               "/proc/latency_stats", "/proc/acpi", "/proc/scsi", "/proc/asound")  # fmt: skip
+
+
+def masking_proc() -> list[str]:
+    """bubblewrap arguments masking MASKED_PROC in a sandbox's new /proc
+    (those this kernel has)."""
+    return hiding(path for path in MASKED_PROC if os.path.lexists(path))
+
+
 def hidden_paths(also: Iterable[Path] = ()) -> tuple[str, ...]:
     """Entries under SCANNED that other users may not read (or, for a
     directory, enter), and those of `also` that lie in a system directory:
