@@ -5,15 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from typing import TYPE_CHECKING
 
 from taskyard.cli import records
 from taskyard.cli.connection import Connection, add_connection_arguments
@@ -23,6 +15,9 @@ from taskyard.cli.parsing import Subparsers
 from taskyard.cli.work_requests import client_command
 from taskyard.rpc import transfer
 from taskyard.v1 import artifacts_pb2 as pb
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 def add_parsers(subparsers: Subparsers) -> None:
@@ -69,6 +64,17 @@ def describe(artifact: pb.Artifact) -> str:
 
 def _progress(json_output: bool) -> Progress:
     """A progress bar on stderr, shown only on a terminal (scripts read stdout)."""
+    # Loaded only by the commands that transfer files: `rich` is a fifth of
+    # the other commands' start-up.
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     console = Console(stderr=True)
     return Progress(
         "[progress.description]{task.description}",

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from taskyard.rpc.server_spans import ServerSpans
 from taskyard.telemetry import traces_recorded, tracing_enabled
@@ -26,5 +25,11 @@ def server_interceptors() -> list[Any]:
 
 
 def client_interceptors() -> list[Any]:
-    """The interceptors that open client spans and send the trace context, if exported."""
-    return list(aio_client_interceptors()) if tracing_enabled() else []  # type: ignore[no-untyped-call]
+    """The interceptors that open client spans and send the trace context, if
+    exported (the instrumentation is loaded only then: it is a third of a
+    CLI command's start-up)."""
+    if not tracing_enabled():
+        return []
+    from opentelemetry.instrumentation.grpc import aio_client_interceptors  # noqa: PLC0415
+
+    return list(aio_client_interceptors())  # type: ignore[no-untyped-call]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taskyard.cli.main import build_parser
+from taskyard.cli.app import build_parser
 from taskyard.rpc.credentials import TOKEN_PREFIX, new_token
 
 

@@ -7,9 +7,7 @@ import asyncio
 import logging
 import os
 import signal
-from pathlib import Path
 
-from taskyard.cli.parsing import Subparsers
 from taskyard.config import load_toml, resolve
 from taskyard.errors import InvalidArgumentError
 from taskyard.tasks.command import ALLOWED_ENV, TASK_PATH_ENV
@@ -24,58 +22,6 @@ from taskyard.worker.sandbox import limits, probe
 from taskyard.worker.sandbox.settings import PROCESS, SANDBOX, TASK_PATH, SandboxSettings
 
 log = logging.getLogger(__name__)
-
-
-def add_parser(subparsers: Subparsers) -> None:
-    """Register the `worker` subcommand."""
-    parser = subparsers.add_parser(
-        "worker",
-        help="run a worker daemon",
-        description="run a worker daemon: register, take work, run it isolated, report it",
-    )
-    parser.add_argument("--scheduler", help="HOST:PORT (default 127.0.0.1:50051)")
-    parser.add_argument("--name", help="worker name (default: host name)")
-    parser.add_argument("--data-dir", type=Path, help="default ~/.local/share/taskyard-worker")
-    parser.add_argument("--slots", type=int, help="tasks run at once (default 1)")
-    parser.add_argument("--tls-ca", help="verify the scheduler with this CA (PEM)")
-    parser.add_argument("--activation-token-file", help="single-use token that enables the worker")
-    parser.add_argument(
-        "--allow-command",
-        dest="allowed_commands",
-        action="append",
-        help="program the command task may run (repeatable)",
-    )
-    parser.add_argument("--drain-timeout", type=float, help="seconds (default 60)")
-    parser.add_argument(
-        "--executor",
-        choices=["sandbox", "process"],
-        help="run tasks' programs in a sandbox of their own (default; needs bubblewrap) "
-        "or as plain processes of this user (a trusted farm only)",
-    )
-    parser.add_argument(
-        "--allow-network",
-        action="store_true",
-        default=None,
-        help='let tasks that ask for it ("network": true) use the host\'s network',
-    )
-    parser.add_argument(
-        "--task-memory-mb",
-        type=int,
-        help="a task's memory limit, and the most it may ask for (default: memory / slots)",
-    )
-    parser.add_argument(
-        "--task-processes",
-        type=int,
-        help="a task's limit of processes and threads, and the most it may ask for (1024)",
-    )
-    parser.add_argument(
-        "--environment-cache-mb", type=int, help="unpacked environments kept (default 4096)"
-    )
-    parser.add_argument("--config", type=Path, help="TOML file with a [worker] table")
-    parser.add_argument(
-        "--otlp-endpoint", help="export telemetry here (OTEL_EXPORTER_OTLP_ENDPOINT)"
-    )
-    parser.set_defaults(handler=run, service_name="taskyard-worker")
 
 
 #: Arguments that are not settings.

@@ -12,23 +12,8 @@ from types import FrameType
 
 from taskyard.cli.errors import CliError
 from taskyard.cli.json_arg import parse_json_object
-from taskyard.cli.parsing import Subparsers
 from taskyard.errors import TaskyardError
 from taskyard.tasks import Task, TaskConfigError, UnknownTaskError
-
-
-def add_parser(subparsers: Subparsers) -> None:
-    """Register the `run-local` subcommand."""
-    parser = subparsers.add_parser(
-        "run-local",
-        help="run one task in this process, without a scheduler",
-        description="run one task in this process, without a scheduler (to try a task)",
-    )
-    parser.add_argument("task", help="task name, e.g. noop")
-    parser.add_argument(
-        "--data", default="{}", help="task data: a JSON object, or @FILE holding one"
-    )
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
