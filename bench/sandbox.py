@@ -46,8 +46,9 @@ def start_cost(settings: SandboxSettings, work_dir: Path, number: int) -> float:
     started = time.perf_counter()
     sandbox = for_attempt(settings, RunOptions(), work_dir, f"bench-{os.getpid()}-{number}")
     program = sandbox.start(["true"], {})
-    program.stdout.read()
-    program.stderr.read()
+    with program.stdout, program.stderr:
+        program.stdout.read()
+        program.stderr.read()
     assert program.wait() == 0
     sandbox.close()
     return time.perf_counter() - started

@@ -53,6 +53,10 @@ class Rule:
     max_seconds: float | None = None
 
 
+#: Artifacts one request's task data may name as `inputs` (every task's
+#: reserved keys: `taskyard.tasks.run_options`).
+MAX_INPUTS = 100
+
 #: Defaults by type.
 MAX_STRING = 1024
 MAX_BYTES = 1024

@@ -86,11 +86,16 @@ def stop(process: subprocess.Popen[str], timeout: float = 20) -> int:
 
 @contextmanager
 def scheduler(
-    data_dir: Path, *args: str, listen: str = "127.0.0.1:0", env: dict[str, str] | None = None
+    data_dir: Path,
+    *args: str,
+    listen: str = "127.0.0.1:0",
+    env: dict[str, str] | None = None,
+    command: Sequence[str] = TASKYARD,
 ) -> Iterator[SchedulerProcess]:
-    """Run a scheduler until the block ends (SIGTERM then)."""
+    """Run a scheduler (`command`: another installation's) until the block
+    ends (SIGTERM then)."""
     process = subprocess.Popen(
-        [*TASKYARD, "scheduler", "--data-dir", str(data_dir), "--listen", listen, *args],
+        [*command, "scheduler", "--data-dir", str(data_dir), "--listen", listen, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -105,11 +110,11 @@ def scheduler(
 
 
 def taskyard(
-    args: Sequence[str], env: dict[str, str], timeout: float = 60
+    args: Sequence[str], env: dict[str, str], timeout: float = 60, command: Sequence[str] = TASKYARD
 ) -> subprocess.CompletedProcess[str]:
     """Run one CLI command to completion."""
     return subprocess.run(
-        [*TASKYARD, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+        [*command, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
@@ -123,15 +128,20 @@ class WorkerProcess:
 
 @contextmanager
 def worker(
-    scheduler_address: str, data_dir: Path, *args: str, env: dict[str, str] | None = None
+    scheduler_address: str,
+    data_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    command: Sequence[str] = TASKYARD,
 ) -> Iterator[WorkerProcess]:
-    """Run a worker until the block ends (SIGTERM then); its log goes to data_dir/worker.log."""
+    """Run a worker (`command`: another installation's) until the block
+    ends (SIGTERM then); its log goes to data_dir/worker.log."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "worker.log"
     with open(log, "a", encoding="utf-8") as log_file:
         process = subprocess.Popen(
             [
-                *TASKYARD,
+                *command,
                 "worker",
                 "--scheduler",
                 scheduler_address,

@@ -15,7 +15,7 @@ from taskyard.errors import TaskyardError
 from taskyard.scheduler.config import SchedulerConfig
 from taskyard.scheduler.server import serve
 from taskyard.scheduler.store.sql import SqlStore
-from taskyard.tasks.loading import import_task_modules
+from taskyard.tasks.loading import load_tasks
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, config: SchedulerConfig) -> int:
-    import_task_modules()
+    for problem in load_tasks():  # said, and the other tasks served
+        log.warning("%s", problem)
     if args.action == "migrate":
         config.data_dir.mkdir(parents=True, exist_ok=True)
         store = SqlStore(config.database_url())

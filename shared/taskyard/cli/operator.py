@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 from taskyard.cli import records
 from taskyard.cli.connection import Connection, add_connection_arguments
@@ -207,9 +208,25 @@ async def _tasks(connection: Connection, args: argparse.Namespace) -> int:
         print(records.dumps([records.task(t) for t in response.tasks]))
         return 0
     for task in response.tasks:
-        print(f"{task.name} (version {task.version}): {task.description}")
-        print(f"  schema: {task.data_schema_json}")
+        print(f"{task.name}  version {task.version}  from {task.package}")
+        if task.description:
+            print(f"  {task.description}")
+        print(f"  data: {schema_summary(json.loads(task.data_schema_json or '{}'))}")
     return 0
+
+
+def schema_summary(schema: dict[str, Any]) -> str:
+    """A task data schema in a line: each property, its type, `*` if required."""
+    properties = schema.get("properties", {})
+    if not isinstance(properties, dict) or not properties:
+        return "any JSON object" if schema.get("additionalProperties", True) else "{}"
+    required = set(schema.get("required", []))
+    parts = []
+    for name, spec in properties.items():
+        kind = spec.get("type", "any") if isinstance(spec, dict) else "any"
+        kinds = "|".join(kind) if isinstance(kind, list) else str(kind)
+        parts.append(f"{name}{'*' if name in required else ''} ({kinds})")
+    return ", ".join(parts) + "  (* required)" if required else ", ".join(parts)
 
 
 async def _create_token(connection: Connection, args: argparse.Namespace) -> int:

@@ -158,6 +158,7 @@ def task(item: operator_pb2.TaskInfo) -> Record:
     return {
         "name": item.name,
         "version": item.version,
+        "package": item.package,
         "description": item.description,
         "data_schema": _json(item.data_schema_json, {}),
     }

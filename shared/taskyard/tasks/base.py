@@ -10,21 +10,23 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+import os
 import shutil
 import tempfile
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from jsonschema import Draft202012Validator, SchemaError
 
-from taskyard.errors import FieldViolation
-from taskyard.tasks import run_options
+from taskyard.errors import FieldViolation, UnavailableError
+from taskyard.tasks import programs, run_options
 from taskyard.tasks.errors import TaskConfigError, TaskDefinitionError, UnknownTaskError
+from taskyard.tasks.programs import ProgramResult
 from taskyard.tasks.run_options import RunOptions
-from taskyard.tasks.sandbox import Sandbox
+from taskyard.tasks.sandbox import PlainProcesses, Sandbox, UnsafeOutputError, output_file
 from taskyard.tasks.schema import compile_schema, violations
 from taskyard.tasks.server_access import ServerAccess
 
@@ -110,6 +112,11 @@ class Task(ABC):
         #: Where the task's programs run; set by the worker (see `configure_sandbox()`).
         self.sandbox: Sandbox | None = None
         self._aborted = threading.Event()
+        #: Pipes `abort()` writes to, to wake whoever waits on a program.
+        self._abort_wakeups: set[int] = set()
+        self._wakeups_lock = threading.Lock()
+        #: A temporary working directory, when the task runs without a sandbox.
+        self._own_work_dir: tempfile.TemporaryDirectory[str] | None = None
         #: Seconds the task has, from `abort()`, to stop every process it
         #: started; the worker sets it from its abort grace.
         self.abort_grace: float = 10.0
@@ -264,9 +271,24 @@ class Task(ABC):
         """Mark the task as not needing to run. It cannot be undone.
 
         Safe to call from another thread while the task runs; long-running
-        tasks check `aborted` or wait with `wait_for_abort()`.
+        tasks check `aborted` or wait with `wait_for_abort()`; a program
+        started with `run_program()` is stopped.
         """
         self._aborted.set()
+        with self._wakeups_lock:
+            for wakeup in self._abort_wakeups:
+                os.write(wakeup, b"x")
+
+    def wake_on_abort(self, fd: int, wake: bool = True) -> None:
+        """Have `abort()` write to the pipe `fd` (until called with `wake`
+        false): how a wait on something else also ends on abort."""
+        with self._wakeups_lock:
+            if wake:
+                self._abort_wakeups.add(fd)
+                if self.aborted:
+                    os.write(fd, b"x")
+            else:
+                self._abort_wakeups.discard(fd)
 
     @property
     def aborted(self) -> bool:
@@ -276,6 +298,65 @@ class Task(ABC):
     def wait_for_abort(self, timeout: float) -> bool:
         """Sleep up to `timeout` seconds, waking at once on abort; return `aborted`."""
         return self._aborted.wait(timeout)
+
+    # -- Files and programs: the task author's kit ------------------------
+
+    @property
+    def work_dir(self) -> Path:
+        """The attempt's working directory: where programs run (`/work` in
+        the sandbox), where inputs are (`inputs/`), and where outputs go.
+        Fresh for each attempt; removed after it."""
+        if self.sandbox is None:
+            self._own_work_dir = tempfile.TemporaryDirectory(prefix=f"taskyard-{self.name}-")
+            self.configure_sandbox(PlainProcesses(Path(self._own_work_dir.name)))
+        assert self.sandbox is not None
+        return self.sandbox.work_dir
+
+    @property
+    def inputs_dir(self) -> Path:
+        """Where the files of the task data's `inputs` are (`inputs/` in the
+        working directory), put there, digest-checked, before `execute()`."""
+        return self.work_dir / "inputs"
+
+    def run_program(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> ProgramResult:
+        """Run a program in the task's sandbox, in the working directory, to
+        its end (see `taskyard.tasks.programs`): its output goes live to the
+        request's log and to the `stdout.txt` and `stderr.txt` debug logs;
+        `abort()` and `timeout` (seconds) stop it."""
+        self.work_dir  # noqa: B018 - makes the temporary sandbox when there is none
+        assert self.sandbox is not None
+        return programs.run(self, self.sandbox, argv, env or {}, timeout)
+
+    def upload_artifact(
+        self,
+        category: str,
+        files: Mapping[str, Path],
+        data: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Upload `files` (path in the artifact -> local file) as one
+        artifact of this work request; return its id. A file in the working
+        directory is read without following links (UnsafeOutputError
+        otherwise: a program in the sandbox made it)."""
+        if self.server_access is None:
+            raise UnavailableError(f"{self.name} has no way to the scheduler here")
+        checked = {name: self._uploadable(path) for name, path in files.items()}
+        return self.server_access.upload_artifact(
+            category, checked, work_request_id=self.work_request_id, data=data
+        )
+
+    def _uploadable(self, path: Path) -> Path:
+        if self.sandbox is None or not path.is_relative_to(self.work_dir):
+            return path  # the task's own file (a debug log, say)
+        found = output_file(self.work_dir, path.relative_to(self.work_dir).as_posix())
+        if found is None:
+            raise UnsafeOutputError(f"{path.relative_to(self.work_dir)} does not exist")
+        return found
 
     # -- Debug logs -------------------------------------------------------
 
@@ -309,15 +390,19 @@ class Task(ABC):
         exception is then re-raised.
         """
         try:
-            result = self._execute()
-        except Exception:
             try:
-                self._upload_debug_logs()
+                result = self._execute()
             except Exception:
-                self.logger.exception("could not upload the debug logs of %s", self.name)
-            raise
-        self._upload_debug_logs()
-        return result
+                try:
+                    self._upload_debug_logs()
+                except Exception:
+                    self.logger.exception("could not upload the debug logs of %s", self.name)
+                raise
+            self._upload_debug_logs()
+            return result
+        finally:
+            if self._own_work_dir is not None:
+                self._own_work_dir.cleanup()
 
     def execute_logging_exceptions(self) -> bool:
         """Run `execute()`; log any exception with its traceback and return False."""
@@ -337,9 +422,7 @@ class Task(ABC):
             self.logger.info("debug logs of %s kept in %s", self.name, self._debug_log_dir)
             return
         files = {name: self._debug_log_dir / name for name in sorted(self._debug_log_files)}
-        artifact_id = self.server_access.upload_artifact(
-            DEBUG_LOGS_CATEGORY, files, work_request_id=self.work_request_id
-        )
+        artifact_id = self.upload_artifact(DEBUG_LOGS_CATEGORY, files)
         self.logger.info("debug logs of %s uploaded as artifact %s", self.name, artifact_id)
         shutil.rmtree(self._debug_log_dir, ignore_errors=True)
         self._debug_log_dir = None

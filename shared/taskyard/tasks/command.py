@@ -12,33 +12,22 @@ never read through a link.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import select
 import shutil
 import signal
 import subprocess
-import tempfile
-import threading
-import time
-from pathlib import Path, PurePosixPath
-from typing import IO, Any, ClassVar
+from pathlib import PurePosixPath
+from typing import Any, ClassVar
 
 from taskyard.errors import FieldViolation, PermissionDeniedError, UnavailableError
 from taskyard.tasks.base import Task
 from taskyard.tasks.errors import TaskConfigError
 from taskyard.tasks.sandbox import (
-    LimitExceeded,
-    PlainProcesses,
-    Program,
-    Sandbox,
     UnsafeOutputError,
     output_file,
 )
 
 OUTPUT_CATEGORY = "taskyard:command-output"
-#: Seconds between looks at a running program's limit counters.
-LIMIT_CHECK = 0.1
 ALLOWED_ENV = "TASKYARD_ALLOWED_COMMANDS"
 #: The PATH the worker's sandbox gives programs (set by the worker; unset:
 #: programs get the worker's own PATH).
@@ -75,67 +64,10 @@ class CommandTimeoutError(UnavailableError):
     default_reason = "TIMEOUT"
 
 
-class _Stream:
-    """One of the program's output streams: kept as a debug log file and
-    sent live, byte for byte the same."""
-
-    def __init__(self, task: Task, name: str, file: IO[bytes]) -> None:
-        self._task, self._name, self._file = task, name, file
-        self._lock = threading.Lock()
-
-    def write(self, data: bytes) -> None:
-        with self._lock:
-            self._file.write(data)
-            self._file.flush()
-            self._task.emit_output(self._name, data)
-
-    def pump(self, pipe: IO[bytes] | None) -> None:
-        """Copy the pipe here until its end (every writer gone)."""
-        assert pipe is not None
-        with pipe:
-            while data := os.read(pipe.fileno(), 64 * 1024):
-                self.write(data)
-
-
-class _Wakeups:
-    """What the supervision of a program waits on: its exit (a pidfd), and a
-    pipe the task's `abort()` writes to."""
-
-    def __init__(self, pid: int, task: Command) -> None:
-        self._task = task
-        self._pidfd = os.pidfd_open(pid)
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._read, False)
-        self._poll = select.poll()
-        self._poll.register(self._pidfd, select.POLLIN)
-        self._poll.register(self._read, select.POLLIN)
-
-    def __enter__(self) -> _Wakeups:
-        with self._task._waking:
-            self._task._wake = self._write
-        return self
-
-    def wait(self, seconds: float) -> None:
-        """Until the program exits, an abort, or `seconds` pass."""
-        if self._poll.poll(max(0.0, seconds) * 1000):
-            with contextlib.suppress(BlockingIOError):
-                os.read(self._read, 64)
-
-    def __exit__(self, *_: object) -> None:
-        with self._task._waking:  # no abort writes to a descriptor closed here
-            self._task._wake = None
-        for fd in (self._pidfd, self._read, self._write):
-            os.close(fd)
-
-
 class Command(Task):
     """Run a program with arguments in the task's sandbox."""
 
     TASK_VERSION = 1
-    _timed_out = False
-    #: Written to by `abort()` while a program runs (see `_Wakeups`).
-    _wake: int | None = None
-    _waking = threading.Lock()
     TASK_DATA_SCHEMA: ClassVar[dict[str, Any]] = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
@@ -222,26 +154,19 @@ class Command(Task):
         argv: list[str] = self.data["command"]
         if argv[0] not in allowed_commands():
             raise CommandNotAllowedError(f"this worker does not allow the program {argv[0]!r}")
-        if self.sandbox is not None:
-            return self._run_in(self.sandbox, argv)
-        with tempfile.TemporaryDirectory(prefix="taskyard-command-") as directory:
-            return self._run_in(PlainProcesses(Path(directory)), argv)
-
-    def _run_in(self, sandbox: Sandbox, argv: list[str]) -> bool:
-        code, exceeded = self._run(argv, sandbox)
-        if self._timed_out:
-            timeout = self.data["timeout"] if self.data else 0
-            raise CommandTimeoutError(f"{argv[0]} ran longer than its {timeout:g}s")
-        if exceeded is not None:
-            self.report(exceeded.reason, f"{argv[0]} was killed: {exceeded.message}")
+        ran = self.run_program(argv, env=self.data.get("env", {}), timeout=self.data.get("timeout"))
+        if ran.timed_out:
+            raise CommandTimeoutError(f"{argv[0]} ran longer than its {self.data['timeout']:g}s")
+        if ran.exceeded is not None:
+            self.report(ran.exceeded.reason, f"{argv[0]} was killed: {ran.exceeded.message}")
             return False
         try:
-            self._upload_outputs(sandbox.work_dir)
+            self._upload_outputs()
         except UnsafeOutputError as error:
             self.report("unsafe-output", error.message)
             return False
-        self._report_exit(argv[0], code)
-        return code == 0
+        self._report_exit(argv[0], ran.exit_code)
+        return ran.exit_code == 0
 
     def _report_exit(self, program: str, code: int | None) -> None:
         """Record how the program ended: its exit code, or the signal."""
@@ -257,83 +182,13 @@ class Command(Task):
         else:
             self.report(exit_code=0)
 
-    def _run(self, argv: list[str], sandbox: Sandbox) -> tuple[int | None, LimitExceeded | None]:
-        """Run the program to its end: its exit status (None: it could not
-        start) and the limit it went past, if it did."""
-        env = dict(self.data.get("env", {})) if self.data else {}
-        timeout = self.data.get("timeout") if self.data else None
-        self._timed_out = False
-        with (
-            self.create_debug_log_file("stdout.txt", mode="wb") as stdout,
-            self.create_debug_log_file("stderr.txt", mode="wb") as stderr,
-        ):
-            logs = {
-                "stdout": _Stream(self, "stdout", stdout),
-                "stderr": _Stream(self, "stderr", stderr),
-            }
-            try:
-                program = sandbox.start(argv, env)
-            except OSError as error:
-                logs["stderr"].write(f"taskyard: cannot start {argv[0]}: {error}\n".encode())
-                return None, None
-            pumps = [
-                threading.Thread(target=logs[name].pump, args=(pipe,), daemon=True)
-                for name, pipe in (("stdout", program.stdout), ("stderr", program.stderr))
-            ]
-            for pump in pumps:
-                pump.start()
-            try:
-                exceeded = self._supervise(program, argv[0], timeout, logs["stderr"])
-            finally:
-                code = program.wait()  # stops whatever of it is left: the pipes end
-                for pump in pumps:
-                    pump.join()
-            return code, exceeded or program.limit_exceeded()
-
-    def _supervise(
-        self, program: Program, name: str, timeout: float | None, notes: _Stream
-    ) -> LimitExceeded | None:
-        """Wait for the program to exit (without reaping it); stop it on
-        abort or timeout (SIGTERM, then SIGKILL once the grace is over), and
-        at once when it goes past a limit (which is returned). Woken by its
-        exit (a pidfd) or an abort, never a fixed tick: a limit's counters
-        are looked at every LIMIT_CHECK while it runs."""
-        deadline = time.monotonic() + timeout if timeout else None
-        stop_at: float | None = None
-        with _Wakeups(program.pid, self) as wakeups:
-            while program.running():
-                exceeded = program.limit_exceeded()
-                if exceeded is not None:
-                    notes.write(f"\ntaskyard: {exceeded.message}; killing {name}\n".encode())
-                    program.signal(signal.SIGKILL)
-                    return exceeded
-                now = time.monotonic()
-                if stop_at is None and (self.aborted or (deadline and now > deadline)):
-                    self._timed_out = not self.aborted
-                    why = "aborted" if self.aborted else f"timed out after {timeout:g}s"
-                    notes.write(f"\ntaskyard: {why}; stopping {name}\n".encode())
-                    program.signal(signal.SIGTERM)
-                    stop_at = now + self.abort_grace
-                elif stop_at is not None and now >= stop_at:
-                    program.signal(signal.SIGKILL)
-                next_at = stop_at if stop_at is not None else deadline
-                wakeups.wait(LIMIT_CHECK if next_at is None else min(LIMIT_CHECK, next_at - now))
-        return None
-
-    def abort(self) -> None:
-        """Mark the task aborted and wake its supervision at once."""
-        super().abort()
-        with self._waking:
-            if self._wake is not None:
-                os.write(self._wake, b"x")
-
-    def _upload_outputs(self, directory: Path) -> None:
+    def _upload_outputs(self) -> None:
         """Upload the declared outputs the program produced, read without
         following any link (UnsafeOutputError, naming the path, otherwise)."""
         outputs = self.data.get("outputs", []) if self.data else []
         if not outputs:
             return
-        found = {name: output_file(directory, name) for name in outputs}
+        found = {name: output_file(self.work_dir, name) for name in outputs}
         files = {name: path for name, path in found.items() if path is not None}
         missing = sorted(set(outputs) - set(files))
         if missing:
@@ -343,7 +198,5 @@ class Command(Task):
         if self.server_access is None:
             self.logger.warning("no server access: outputs %s not uploaded", sorted(files))
             return
-        artifact = self.server_access.upload_artifact(
-            OUTPUT_CATEGORY, files, work_request_id=self.work_request_id
-        )
+        artifact = self.upload_artifact(OUTPUT_CATEGORY, files)
         self.logger.info("outputs uploaded as artifact %s", artifact)

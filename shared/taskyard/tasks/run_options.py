@@ -1,11 +1,13 @@
-"""What any task's data may ask of the sandbox its programs run in.
+"""What any task's data may ask of the worker that runs it.
 
-Three top-level keys of every task's data are reserved for it, whatever the
-task: `environment` (the id of a root-filesystem tarball artifact to run
-in), `network` (true: the host's network; by default a task has only its
-own loopback) and `limits` (`memory_mb`, `processes`). The Task base class
-checks them against `SCHEMA` and keeps them apart from the task's own data,
-so a task's TASK_DATA_SCHEMA never sees them.
+Four top-level keys of every task's data are reserved for it, whatever the
+task: `inputs` (artifacts whose files the worker puts in the working
+directory's `inputs/` before the task runs: `[{"artifact": ID}]`),
+`environment` (the id of a root-filesystem tarball artifact to run its
+programs in), `network` (true: the host's network; by default a task has
+only its own loopback) and `limits` (`memory_mb`, `processes`). The Task
+base class checks them against `SCHEMA` and keeps them apart from the
+task's own data, so a task's TASK_DATA_SCHEMA never sees them.
 
 A worker says what it offers under the `sandbox:` metadata keys below;
 `unmet_by()` is the matching rule, and its answer is what `explain` says.
@@ -18,9 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from taskyard.limits import MAX_INPUTS
 from taskyard.tasks.schema import compile_schema
 
-RESERVED = ("environment", "network", "limits")
+RESERVED = ("inputs", "environment", "network", "limits")
+ARTIFACT_ID = "^[A-Za-z0-9_-]{1,100}$"
 
 #: The worker's metadata keys: whether its tasks run isolated
 #: ("namespaces" or "none"), may have the network, may run in an
@@ -35,9 +39,20 @@ SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
     "properties": {
+        "inputs": {
+            "type": "array",
+            "maxItems": MAX_INPUTS,
+            "items": {
+                "type": "object",
+                "required": ["artifact"],
+                "properties": {"artifact": {"type": "string", "pattern": ARTIFACT_ID}},
+                "additionalProperties": False,
+            },
+            "description": "artifacts whose files are put in inputs/ before the task runs",
+        },
         "environment": {
             "type": "string",
-            "pattern": "^[A-Za-z0-9_-]{1,100}$",
+            "pattern": ARTIFACT_ID,
             "description": "id of a root-filesystem tarball artifact the programs run in",
         },
         "network": {
@@ -61,6 +76,7 @@ VALIDATOR = compile_schema(SCHEMA)
 class RunOptions:
     """A task's reserved keys, validated."""
 
+    inputs: tuple[str, ...] = ()
     environment: str = ""
     network: bool = False
     memory_mb: int | None = None
@@ -71,6 +87,7 @@ class RunOptions:
         """The options in (validated) task data."""
         limits = data.get("limits", {})
         return cls(
+            inputs=tuple(item["artifact"] for item in data.get("inputs", [])),
             environment=data.get("environment", ""),
             network=bool(data.get("network", False)),
             memory_mb=limits.get("memory_mb"),
@@ -88,6 +105,12 @@ class RunOptions:
             return cls.of(reserved) if not list(VALIDATOR.iter_errors(reserved)) else cls()
         except (ValueError, TypeError, AttributeError):
             return cls()
+
+    @property
+    def artifacts(self) -> tuple[str, ...]:
+        """Every artifact the task needs from the scheduler: its inputs and
+        its environment (a worker may read these for work it holds)."""
+        return (*self.inputs, self.environment) if self.environment else self.inputs
 
     def unmet_by(self, metadata: Mapping[str, Any]) -> str | None:
         """Why a worker with `metadata` cannot run programs as asked; None if it can."""

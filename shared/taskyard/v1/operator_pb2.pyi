@@ -535,6 +535,7 @@ class TaskInfo(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     DATA_SCHEMA_JSON_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    PACKAGE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Task name, lowercase."""
     version: _builtins.int
@@ -547,6 +548,12 @@ class TaskInfo(_message.Message):
     """The task's data schema (JSON Schema 2020-12), as JSON text."""
     description: _builtins.str
     """First line of the task's documentation."""
+    package: _builtins.str
+    """Where the scheduler got the task: the distribution and its version that
+    declares it in the `taskyard.tasks` entry points (`mypackage 1.2.0`),
+    `taskyard (built in)`, or `module NAME` for one named in
+    TASKYARD_TASK_MODULES.
+    """
     def __init__(
         self,
         *,
@@ -554,10 +561,11 @@ class TaskInfo(_message.Message):
         version: _builtins.int = ...,
         data_schema_json: _builtins.str = ...,
         description: _builtins.str = ...,
+        package: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_schema_json", b"data_schema_json", "description", b"description", "name", b"name", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_schema_json", b"data_schema_json", "description", b"description", "name", b"name", "package", b"package", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

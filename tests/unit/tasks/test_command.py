@@ -9,7 +9,7 @@ import pytest
 
 from taskyard.tasks import Command, TaskConfigError
 from taskyard.tasks.command import OUTPUT_CATEGORY, CommandNotAllowedError, CommandTimeoutError
-from tests.unit.tasks.fakes import FakeServerAccess
+from taskyard.testing.tasks import FakeServerAccess
 
 
 @pytest.fixture(autouse=True)

@@ -12,8 +12,8 @@ import pytest
 
 from taskyard.errors import InvalidArgumentError
 from taskyard.tasks import DEBUG_LOGS_CATEGORY, Noop, Task, TaskConfigError
+from taskyard.testing.tasks import FakeServerAccess
 from tests.helpers import unregistered
-from tests.unit.tasks.fakes import FakeServerAccess
 
 pytestmark = pytest.mark.usefixtures("isolated_registry")
 

@@ -109,7 +109,8 @@ class Agent:
         self.token = token
         self.name = config.name
         runner.uploader = self.upload
-        runner.environments = Environments(
+        runner.attempts.fetch = self.download
+        runner.attempts.environments = Environments(
             config.data_dir / "environments", config.environment_cache_mb * MB, self.download
         )
         self.output = OutputPump(config.data_dir / "output")

@@ -11,7 +11,7 @@ import signal
 from taskyard.config import load_toml, resolve
 from taskyard.errors import InvalidArgumentError
 from taskyard.tasks.command import ALLOWED_ENV, TASK_PATH_ENV
-from taskyard.tasks.loading import import_task_modules
+from taskyard.tasks.loading import load_tasks
 from taskyard.worker.agent import Agent
 from taskyard.worker.client import SchedulerClient, open_channel
 from taskyard.worker.config import WorkerConfig
@@ -77,6 +77,7 @@ def sandbox_settings(config: WorkerConfig) -> SandboxSettings:
     )
     if settings.sandboxed:
         os.environ[TASK_PATH_ENV] = TASK_PATH
+        log.info("tasks run sandboxed (bubblewrap; limits by %s)", settings.limiter["kind"])
     return settings
 
 
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     # The command task and the executors read these.
     os.environ[ALLOWED_ENV] = ",".join(config.allowed_commands)
-    import_task_modules()
+    for problem in load_tasks():  # said, and the other tasks run
+        log.warning("%s", problem)
     asyncio.run(serve(config))
     return 0

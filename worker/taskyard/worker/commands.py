@@ -66,12 +66,40 @@ def add_run_local(subparsers: Subparsers) -> None:
     """Register the `run-local` subcommand."""
     parser = subparsers.add_parser(
         "run-local",
-        help="run one task in this process, without a scheduler",
-        description="run one task in this process, without a scheduler (to try a task)",
+        help="run one task here, as a worker would, without a scheduler",
+        description="run any installed task on this machine as a worker would (its programs "
+        "in the sandbox), without a scheduler: to try a task while writing it",
     )
     parser.add_argument("task", help="task name, e.g. noop")
     parser.add_argument(
         "--data", default="{}", help="task data: a JSON object, or @FILE holding one"
+    )
+    parser.add_argument(
+        "--input",
+        dest="inputs",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a file to put in the task's inputs/ (repeatable): what a worker downloads "
+        "from the task data's inputs",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("taskyard-output"),
+        help="where the artifacts the task uploads are written (default ./taskyard-output)",
+    )
+    parser.add_argument(
+        "--allow-command",
+        dest="allowed_commands",
+        action="append",
+        default=[],
+        help="program the command task may run (repeatable; also TASKYARD_ALLOWED_COMMANDS)",
+    )
+    parser.add_argument("--executor", choices=["sandbox", "process"], default="sandbox")
+    parser.add_argument(
+        "--allow-network", action="store_true", help="let a task that asks for it have the network"
     )
     parser.set_defaults(handler=_run_local)
 

@@ -46,7 +46,7 @@ from taskyard.errors import TaskyardError, UnavailableError
 from taskyard.lifetime import become_subreaper
 from taskyard.logs import configure_logging
 from taskyard.tasks import ServerAccess, Task, TaskConfigError, UnknownTaskError, process_groups
-from taskyard.tasks.loading import import_task_modules
+from taskyard.tasks.loading import load_tasks
 from taskyard.telemetry import Telemetry, configure, context_from, current_trace_context
 from taskyard.worker.sandbox import for_attempt as sandbox_for
 from taskyard.worker.sandbox.settings import SandboxSettings
@@ -266,7 +266,7 @@ def main() -> None:
     configure_logging(logging.INFO, os.environ.get("TASKYARD_LOG_FORMAT", "text"))
     signal.signal(signal.SIGTERM, stop_everything)  # a handler: children get SIG_DFL back
     become_subreaper()  # what the task's processes orphan stays ours to see
-    import_task_modules()
+    load_tasks()  # the worker has said what did not load
     telemetry = configure("taskyard-worker")
     with (
         open(args.commands_fd, encoding="utf-8") as commands,

@@ -13,8 +13,6 @@ lease (request, attempt): a late one never touches the slot's next job.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -27,10 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from taskyard.errors import TaskyardError, UnavailableError
-from taskyard.tasks.run_options import RunOptions
+from taskyard.worker.attempts import Attempts, Unprepared
+from taskyard.worker.files import remove_tree
 from taskyard.worker.processes import live_children, stop_group
-from taskyard.worker.sandbox.environments import Environments
 from taskyard.worker.sandbox.settings import PROCESS, SandboxSettings
 
 log = logging.getLogger(__name__)
@@ -199,10 +196,10 @@ class TaskRunner:
         self.settings = settings or SandboxSettings(executor=PROCESS)
         self._slots = [Slot(Executor(self.settings, self._scratch_of(n))) for n in range(slots)]
         #: Each attempt's working directory is made here, and removed after it.
-        self._work_root = scratch / "work" if scratch else Path(tempfile.mkdtemp())
+        self._work_root = (scratch / "work" if scratch else Path(tempfile.mkdtemp())).resolve()
         self.uploader = uploader
-        #: Where environments come from (set by the agent, which can fetch them).
-        self.environments: Environments | None = None
+        #: Each attempt's files: its working directory, inputs, environment.
+        self.attempts = Attempts(self._work_root, self.settings.sandboxed)
         self.output: OutputSink | None = None
         self.abort_grace = abort_grace
 
@@ -224,46 +221,28 @@ class TaskRunner:
     async def run(self, job: Job) -> Report:
         """Run `job` on a free slot and return how it ended."""
         slot = next(s for s in self._slots if s.job is None)
-        work_dir = self._work_root / f"{job.work_request_id}.{job.attempt}"
-        job = dataclasses.replace(job, work_dir=str(work_dir))
         slot.job, slot.aborting = job, False
         slot.finished.clear()
-        environment = RunOptions.named_in(job.task_data_json).environment
         try:
-            if environment and self.settings.sandboxed:
-                root = await self._environment(environment)
-                if isinstance(root, Report):
-                    return root
-                job = dataclasses.replace(job, environment_root=str(root))
-                if slot.aborting:  # while it was fetched
+            async with self.attempts.prepared(job) as ready:
+                if slot.aborting:  # while its files were fetched
                     return Report("aborted")
-            work_dir.mkdir()
-            report = await slot.executor.run(job, self.uploader, self.output)
-            if report is None or slot.aborting:
-                report = self._aborted_or_lost(slot, report)
-            if report is None or slot.executor.strays():
-                await self._replace_executor(slot)
-            return report
+                slot.job = ready
+                report = await slot.executor.run(ready, self.uploader, self.output)
+                if report is None or slot.aborting:
+                    report = self._aborted_or_lost(slot, report)
+                if report is None or slot.executor.strays():
+                    await self._replace_executor(slot)
+                return report
+        except Unprepared as unprepared:
+            return Report("error", unprepared.report)
+        except Exception as error:  # a bug of ours: the attempt still ends, and says so
+            log.exception("running %s failed", job.work_request_id)
+            kind = type(error).__name__
+            return Report("error", {"reason": "worker-failed", "type": kind, "message": str(error)})
         finally:
-            if job.environment_root and self.environments is not None:
-                self.environments.release(environment)
-            await asyncio.to_thread(remove_tree, work_dir)
             slot.job = None
             slot.finished.set()
-
-    async def _environment(self, artifact_id: str) -> Path | Report:
-        """The environment's unpacked root, or the error report of a task
-        that cannot have it."""
-        try:
-            if self.environments is None:
-                raise UnavailableError("this worker cannot fetch environments")
-            return await self.environments.acquire(artifact_id)
-        except TaskyardError as error:
-            message = f"environment {artifact_id}: {error.message}"
-            log.warning("%s", message)
-            return Report(
-                "error", {"reason": "environment-unavailable", "type": "", "message": message}
-            )
 
     def _aborted_or_lost(self, slot: Slot, report: Report | None) -> Report:
         if slot.aborting:
@@ -315,21 +294,3 @@ class TaskRunner:
         for slot in self._slots:
             await slot.executor.stop(KILL_GRACE)
         await asyncio.to_thread(remove_tree, self._work_root)
-
-
-def remove_tree(path: Path) -> None:
-    """Remove `path` and all in it, also what a task made unwritable."""
-    if not path.exists():
-        return
-
-    def writable_then_again(function: Any, name: str, _error: BaseException) -> None:
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(name), 0o700)
-            if os.path.isdir(name) and not os.path.islink(name):
-                os.chmod(name, 0o700)
-            function(name)
-
-    if sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=writable_then_again)
-    else:
-        shutil.rmtree(path, onerror=lambda f, n, e: writable_then_again(f, n, e[1]))

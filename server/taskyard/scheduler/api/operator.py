@@ -12,6 +12,7 @@ from taskyard.scheduler.service.retention import Retention
 from taskyard.scheduler.service.tokens import Tokens
 from taskyard.scheduler.service.workers import Workers
 from taskyard.tasks import Task
+from taskyard.tasks.loading import origin_of
 from taskyard.v1 import operator_pb2 as pb
 from taskyard.v1 import operator_pb2_grpc
 
@@ -24,6 +25,7 @@ def task_info(task_class: type[Task]) -> pb.TaskInfo:
         version=task_class.TASK_VERSION or 0,
         data_schema_json=json.dumps(task_class.TASK_DATA_SCHEMA, sort_keys=True),
         description=doc[0] if doc else "",
+        package=origin_of(task_class.name),
     )
 
 

@@ -90,10 +90,10 @@ def check_uploader(caller: Principal, artifact: Artifact) -> None:
         )
 
 
-def environment_of(work_request: WorkRequest) -> str:
-    """The environment artifact a request's task data names, if any (its
-    worker may read it)."""
-    return RunOptions.named_in(work_request.task_data_json).environment
+def artifacts_named_by(work_request: WorkRequest) -> tuple[str, ...]:
+    """The artifacts a request's task data names: its inputs and its
+    environment (its worker may read them)."""
+    return RunOptions.named_in(work_request.task_data_json).artifacts
 
 
 def io_error(error: OSError) -> UnavailableError:

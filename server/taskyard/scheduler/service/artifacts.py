@@ -26,9 +26,9 @@ from taskyard.scheduler.service.artifact_rules import (
     RESERVED_PREFIX,
     Chunk,
     Limits,
+    artifacts_named_by,
     check_manifest,
     check_uploader,
-    environment_of,
     io_error,
     upload_key,
 )
@@ -285,7 +285,7 @@ class Artifacts:
 
     def _check_reader(self, caller: Principal, work_request_id: str, artifact_id: str = "") -> None:
         """Clients read every artifact; a worker only those of work it holds,
-        and the environments that work runs in."""
+        and the inputs and environments that work names."""
         if not isinstance(caller, WorkerPrincipal):
             return
         active = self._core.dispatcher.active
@@ -293,7 +293,7 @@ class Artifacts:
         if current is not None and current.worker_name == caller.worker_name:
             return
         held = (w for w in active.values() if w.worker_name == caller.worker_name)
-        if artifact_id and any(artifact_id == environment_of(w) for w in held):
+        if artifact_id and any(artifact_id in artifacts_named_by(w) for w in held):
             return
         raise PermissionDeniedError(
             f"worker {caller.worker_name} reads only the artifacts of work it holds",

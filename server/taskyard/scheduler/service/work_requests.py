@@ -30,6 +30,7 @@ from taskyard.scheduler.service.messages import AbortReason
 from taskyard.scheduler.service.observers import Observer
 from taskyard.scheduler.store.port import StoreTransaction, WorkRequestFilter
 from taskyard.tasks import Task, TaskConfigError, UnknownTaskError
+from taskyard.tasks.run_options import RunOptions
 
 MAX_BATCH = 1000
 MAX_ATTEMPTS_LIMIT = 100
@@ -322,22 +323,24 @@ def _insert_once(tx: StoreTransaction, work_request: WorkRequest, task: Task) ->
         existing = tx.get_work_request_by_idempotency_key(work_request.idempotency_key)
         if existing is not None:
             return existing
-    _check_environment(tx, task.run_options.environment)
+    _check_artifacts(tx, task.run_options)
     tx.insert_work_request(work_request)
     return work_request
 
 
-def _check_environment(tx: StoreTransaction, artifact_id: str) -> None:
-    """The environment a request names must be a complete artifact."""
-    if not artifact_id:
-        return
-    artifact = tx.get_artifact(artifact_id)
-    if artifact is None or not artifact.complete:
-        raise invalid(
-            "task_data_json.environment",
-            f"no artifact {artifact_id!r} to run in (upload the root filesystem tarball first)",
-            "ENVIRONMENT_NOT_FOUND",
-        )
+def _check_artifacts(tx: StoreTransaction, options: RunOptions) -> None:
+    """The inputs and the environment a request names must be complete artifacts."""
+    named = [(f"inputs[{n}].artifact", a, "INPUT") for n, a in enumerate(options.inputs)]
+    if options.environment:
+        named.append(("environment", options.environment, "ENVIRONMENT"))
+    for field, artifact_id, what in named:
+        artifact = tx.get_artifact(artifact_id)
+        if artifact is None or not artifact.complete:
+            raise invalid(
+                f"task_data_json.{field}",
+                f"no artifact {artifact_id!r} (upload it first)",
+                f"{what}_NOT_FOUND",
+            )
 
 
 def _check_same_submission(stored: WorkRequest, new: WorkRequest) -> None:

@@ -68,8 +68,9 @@ def _try(settings: SandboxSettings, data_dir: Path) -> None:
         sandbox = for_attempt(settings, RunOptions(), Path(work_dir), f"probe-{os.getpid()}")
         try:
             program = sandbox.start(["true"], {})
-            said = program.stderr.read().decode(errors="replace").strip()
-            program.stdout.read()
+            with program.stdout, program.stderr:
+                said = program.stderr.read().decode(errors="replace").strip()
+                program.stdout.read()
             code = program.wait()
         except OSError as error:
             said, code = str(error), -1
@@ -80,4 +81,3 @@ def _try(settings: SandboxSettings, data_dir: Path) -> None:
         raise FailedPreconditionError(
             f"cannot sandbox tasks here ({first}); {HOW_TO_CHOOSE}", reason="SANDBOX_UNAVAILABLE"
         )
-    log.info("tasks run sandboxed (bubblewrap; limits by %s)", settings.limiter["kind"])

@@ -1,0 +1,1 @@
+"""Taskyard tasks that count words."""
