@@ -107,7 +107,7 @@ async def start_server(scheduler: Scheduler, config: SchedulerConfig) -> Running
         WorkRequestServicer(scheduler.work_requests, scheduler.artifacts, scheduler.logs), server
     )
     workers_pb2_grpc.add_WorkerServiceServicer_to_server(
-        WorkerServicer(scheduler.workers, core.dispatcher, scheduler.logs), server
+        WorkerServicer(scheduler.workers, core.dispatcher.sessions, scheduler.logs), server
     )
     operator_pb2_grpc.add_OperatorServiceServicer_to_server(
         OperatorServicer(scheduler.workers, scheduler.tokens, scheduler.retention), server

@@ -32,7 +32,7 @@ from taskyard.scheduler.domain import (
 from taskyard.scheduler.explain import Eligibility, Explanation
 from taskyard.scheduler.service import messages
 from taskyard.scheduler.service.auth import Principal, owner_of
-from taskyard.scheduler.service.work_requests import SubmitSpec
+from taskyard.scheduler.service.submission import SubmitSpec
 from taskyard.v1 import artifacts_pb2, common_pb2, operator_pb2, work_requests_pb2, workers_pb2
 
 T = TypeVar("T")

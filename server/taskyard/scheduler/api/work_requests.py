@@ -13,8 +13,9 @@ from taskyard.scheduler.api import convert
 from taskyard.scheduler.api.access import Context, principal
 from taskyard.scheduler.domain import Lease
 from taskyard.scheduler.service.artifacts import Artifacts
+from taskyard.scheduler.service.submission import Submitted
 from taskyard.scheduler.service.task_logs import TaskLogs
-from taskyard.scheduler.service.work_requests import Submitted, WorkRequests
+from taskyard.scheduler.service.work_requests import WorkRequests
 from taskyard.scheduler.store.port import WorkRequestFilter
 from taskyard.v1 import work_requests_pb2 as pb
 from taskyard.v1 import work_requests_pb2_grpc

@@ -19,8 +19,8 @@ from taskyard.scheduler.api.access import DRAIN_SECONDS, Context, principal
 from taskyard.scheduler.domain import Lease, WorkError
 from taskyard.scheduler.service import messages
 from taskyard.scheduler.service.auth import require_worker
-from taskyard.scheduler.service.dispatch import Dispatcher
 from taskyard.scheduler.service.live import Session as WorkerSession
+from taskyard.scheduler.service.sessions import WorkerSessions
 from taskyard.scheduler.service.task_logs import TaskLogs
 from taskyard.scheduler.service.workers import Workers, parse_json_object
 from taskyard.v1 import common_pb2, workers_pb2_grpc
@@ -32,9 +32,9 @@ log = logging.getLogger(__name__)
 class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
     """What worker daemons talk to."""
 
-    def __init__(self, workers: Workers, dispatcher: Dispatcher, logs: TaskLogs) -> None:
+    def __init__(self, workers: Workers, sessions: WorkerSessions, logs: TaskLogs) -> None:
         self._workers = workers
-        self._dispatcher = dispatcher
+        self._sessions = sessions
         self._logs = logs
 
     async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:
@@ -62,7 +62,7 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
                 for response in convert.session_responses(ready):
                     yield response
         finally:
-            self._dispatcher.close_session(session)
+            self._sessions.close_session(session)
             await _drained(reader)
         if session.failure is not None:  # the worker broke the protocol: say how
             raise session.failure
@@ -110,7 +110,7 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
             output = request.output
             return [(output.lease.work_request_id, partial(self._output, session, output))]
         if kind == "draining":
-            self._dispatcher.draining(session)
+            self._sessions.draining(session)
         return []
 
     async def _output(self, session: WorkerSession, output: pb.TaskOutput) -> None:
@@ -137,7 +137,7 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
 
     async def _metadata_update(self, session: WorkerSession, text: str) -> None:
         metadata = parse_json_object(text, "metadata_update.metadata_json")
-        await self._dispatcher.metadata_changed(session, metadata)
+        await self._sessions.metadata_changed(session, metadata)
 
     async def _report(
         self,
@@ -159,9 +159,9 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
             if isinstance(report, pb.WorkCompleted):
                 await self._completed(session, domain_lease, started, report)
             elif isinstance(report, pb.WorkDeclined):
-                await self._dispatcher.declined(session, domain_lease, report.reason)
+                await self._sessions.declined(session, domain_lease, report.reason)
             else:
-                await self._dispatcher.started(session, domain_lease)
+                await self._sessions.started(session, domain_lease)
         except TaskyardError as error:
             session.send(messages.Ack(domain_lease, _kind(report), error))
             return
@@ -178,7 +178,7 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
         if report.HasField("error"):
             error = WorkError(report.error.reason, report.error.message, report.error.type)
         ending = lifecycle.Ending(outcome, report.output_json, error, report.details_json)
-        await self._dispatcher.completed(session, lease, ending, started=started)
+        await self._sessions.completed(session, lease, ending, started=started)
 
 
 Step = Callable[[], Awaitable[None]]

@@ -41,15 +41,16 @@ from taskyard.scheduler.service.configured import configured, shape_of
 from taskyard.scheduler.service.feed import ChangeFeed
 from taskyard.scheduler.service.live import LiveWorker, count_workers, view_of
 from taskyard.scheduler.service.observers import Decision, Observer
-from taskyard.scheduler.service.sessions import Clock, Settings, WorkerSessions
+from taskyard.scheduler.service.sessions import Clock, Scheduling, Settings, WorkerSessions
 from taskyard.scheduler.store.port import StoreTransaction
 from taskyard.tasks import Task
 
 log = logging.getLogger(__name__)
 
 
-class Dispatcher(WorkerSessions):
-    """Owns the live scheduling state; every change to it goes through here."""
+class Dispatcher:
+    """Owns the live scheduling state; every change to it goes through here
+    (the workers' side of it through `sessions`)."""
 
     def __init__(
         self, db: GroupCommitter, feed: ChangeFeed, clock: Clock, settings: Settings
@@ -70,6 +71,10 @@ class Dispatcher(WorkerSessions):
         self.assignments = 0
         #: Tracing and metrics, when configured: told of each committed event.
         self.observers: list[Observer] = []
+        self.sessions = WorkerSessions(
+            Scheduling(db, feed, clock, settings, self.workers, self.active, self.observers,
+                       commit=self.commit, kick=self.kick, spawn=self._spawn)
+        )  # fmt: skip
 
     # -- Lifecycle --------------------------------------------------------
 
@@ -131,7 +136,7 @@ class Dispatcher(WorkerSessions):
                 unrunnable.append((request, WorkError("quarantined", why)))
         for live in self.workers.values():
             if live.busy:
-                self._start_grace(live)
+                self.sessions.start_grace(live)
         return unrunnable
 
     def enqueue(self, work_request: WorkRequest, task: Task) -> None:

@@ -12,13 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import WorkRequest
-
-if TYPE_CHECKING:
-    from taskyard.scheduler.service.work_requests import Submitted
+from taskyard.scheduler.service.submission import Submitted
 
 
 class Decision(NamedTuple):

@@ -1,8 +1,9 @@
 """The worker side of dispatching: sessions opening and closing, leases
 outliving them for a grace period, and what workers report.
 
-Part of the dispatcher (`Dispatcher` derives from `WorkerSessions`); apart
-only to keep each module readable.
+The dispatcher owns one (`Dispatcher.sessions`) and shares with it the live
+state (workers, active requests) and what it needs of the dispatcher:
+committing a change, asking for a matching pass, running a side job.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from taskyard.errors import FailedPreconditionError, NotFoundError
 from taskyard.scheduler import lifecycle
@@ -48,8 +49,21 @@ class Settings:
     default_max_attempts: int = 3
 
 
-class WorkerSessions:
-    """Sessions, leases and reports; the state is the dispatcher's."""
+class Commit(Protocol):
+    """Compare-and-set a request's change in the store, then in the live state."""
+
+    async def __call__(
+        self,
+        before: WorkRequest,
+        after: WorkRequest,
+        via: WorkRequest | None = None,
+        why: WorkError | None = None,
+    ) -> bool: ...
+
+
+@dataclass
+class Scheduling:
+    """What sessions share with the dispatcher that owns them."""
 
     db: GroupCommitter
     feed: ChangeFeed
@@ -58,21 +72,27 @@ class WorkerSessions:
     workers: dict[str, LiveWorker]
     active: dict[str, WorkRequest]
     observers: list[Observer]
+    commit: Commit
+    #: Ask for a matching pass soon.
+    kick: Callable[[], None]
+    #: Run a side job, its failure logged.
+    spawn: Callable[[Coroutine[Any, Any, Any]], None]
 
-    def kick(self) -> None:
-        raise NotImplementedError
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
-        raise NotImplementedError
+class WorkerSessions:
+    """Sessions, leases and reports, over the dispatcher's live state."""
 
-    async def commit(
-        self,
-        before: WorkRequest,
-        after: WorkRequest,
-        via: WorkRequest | None = None,
-        why: WorkError | None = None,
-    ) -> bool:
-        raise NotImplementedError
+    def __init__(self, scheduling: Scheduling) -> None:
+        self.db = scheduling.db
+        self.feed = scheduling.feed
+        self.clock = scheduling.clock
+        self.settings = scheduling.settings
+        self.workers = scheduling.workers
+        self.active = scheduling.active
+        self.observers = scheduling.observers
+        self.commit = scheduling.commit
+        self.kick = scheduling.kick
+        self._spawn = scheduling.spawn
 
     # -- Sessions -----------------------------------------------------------
 
@@ -135,14 +155,14 @@ class WorkerSessions:
         if live is None or live.session is not session:
             return
         live.session = None
-        self._start_grace(live)
+        self.start_grace(live)
         self.feed.worker_changed()
 
     def _silent(self, session: Session) -> None:
         log.warning("worker %s sent nothing for too long; closing its session", session.worker_name)
         session.close()
 
-    def _start_grace(self, live: LiveWorker) -> None:
+    def start_grace(self, live: LiveWorker) -> None:
         loop = asyncio.get_running_loop()
         name = live.worker.name
         live.grace = loop.call_later(

@@ -14,7 +14,6 @@ import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -24,9 +23,7 @@ from opentelemetry.util.types import AttributeValue
 from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import State, WorkRequest
 from taskyard.scheduler.service.observers import Decision, Observer, SubmitWatch
-
-if TYPE_CHECKING:
-    from taskyard.scheduler.service.work_requests import Submitted
+from taskyard.scheduler.service.submission import Submitted
 
 SCOPE = "taskyard.scheduler"
 Attributes = dict[str, AttributeValue]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from taskyard import limits
@@ -28,6 +27,7 @@ from taskyard.scheduler.service.core import Core
 from taskyard.scheduler.service.dispatch import configured_task
 from taskyard.scheduler.service.messages import AbortReason
 from taskyard.scheduler.service.observers import Observer
+from taskyard.scheduler.service.submission import SubmitSpec, Submitted
 from taskyard.scheduler.store.port import StoreTransaction, WorkRequestFilter
 from taskyard.tasks import Task, TaskConfigError, UnknownTaskError
 from taskyard.tasks.run_options import RunOptions
@@ -37,28 +37,6 @@ MAX_ATTEMPTS_LIMIT = 100
 
 #: Span attributes of refusal counts, by request shape.
 Refusals: TypeAlias = dict[Shape, dict[str, int]]
-
-
-@dataclass(frozen=True)
-class SubmitSpec:
-    """What a client asks to run."""
-
-    task_name: str
-    task_data_json: str = ""
-    priority: int = 0
-    timeout_seconds: float | None = None
-    idempotency_key: str = ""
-    max_attempts: int = 0
-    #: Who submits it (`token:<id>`), set from the caller.
-    owner: str = ""
-
-
-@dataclass(frozen=True)
-class Submitted:
-    """A queued work request; `created` is False for an idempotent replay."""
-
-    work_request: WorkRequest
-    created: bool
 
 
 def validate(spec: SubmitSpec) -> Task:

@@ -87,7 +87,7 @@ class Workers:
         if activation is not None:
             core.credentials.remember_token(dataclasses.replace(activation, used_at=now))
         core.credentials.remember_worker(worker)
-        core.dispatcher.worker_changed(worker)
+        core.dispatcher.sessions.worker_changed(worker)
         return worker
 
     async def open_session(
@@ -104,14 +104,14 @@ class Workers:
         if slots < 1:
             raise invalid("hello.slots", "must be at least 1")
         if not live.worker.enabled:
-            await dispatcher.note_hello(live.worker, metadata, slots)
+            await dispatcher.sessions.note_hello(live.worker, metadata, slots)
             raise PermissionDeniedError(
                 f"worker {worker_name} is disabled; an operator must run: "
                 f"taskyard workers enable {worker_name}",
                 reason="WORKER_DISABLED",
                 metadata={"worker_name": worker_name},
             )
-        return await dispatcher.open_session(live.worker, metadata, slots, running)
+        return await dispatcher.sessions.open_session(live.worker, metadata, slots, running)
 
     def list(self, connected_only: bool = False) -> list[tuple[Worker, bool, list[Lease]]]:
         """Every known worker with whether it is connected and what it runs;
@@ -148,7 +148,7 @@ class Workers:
 
         worker = await self._core.db.run(save)
         self._core.credentials.remember_worker(worker)
-        self._core.dispatcher.worker_changed(worker)
+        self._core.dispatcher.sessions.worker_changed(worker)
         return worker
 
     async def remove(self, name: str) -> None:
@@ -177,7 +177,7 @@ class Workers:
 
     def refresh_metadata(self, name: str) -> None:
         """Ask a connected worker to send its dynamic metadata again."""
-        self._core.dispatcher.refresh_metadata(name)
+        self._core.dispatcher.sessions.refresh_metadata(name)
 
     async def set_static_metadata(self, name: str, metadata_json: str) -> Worker:
         """Replace a worker's static metadata."""
