@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from taskyard.worker.runner import Job, TaskRunner
+from taskyard.worker.pipe import Job
+from taskyard.worker.runner import TaskRunner
 
 
 def job(task: str, data: str = "{}", work_request_id: str = "wr1", attempt: int = 1) -> Job:

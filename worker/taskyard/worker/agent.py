@@ -34,8 +34,9 @@ from taskyard.worker.config import WorkerConfig
 from taskyard.worker.metadata import worker_metadata
 from taskyard.worker.outbox import Outbox, Result
 from taskyard.worker.output import OutputPump
+from taskyard.worker.pipe import Job, Upload
 from taskyard.worker.reconnect import Reconnect
-from taskyard.worker.runner import Job, TaskRunner
+from taskyard.worker.runner import TaskRunner
 from taskyard.worker.sandbox.environments import Environments
 
 log = logging.getLogger(__name__)
@@ -275,15 +276,15 @@ class Agent:
 
     # -- Jobs -------------------------------------------------------------
 
-    async def upload(
-        self, job: Job, category: str, files: dict[str, Path], request: dict[str, Any]
-    ) -> str:
+    async def upload(self, job: Job, request: Upload) -> str:
         """Upload an artifact for a running job, through this worker's connection,
         in a span under the task's run span."""
+        category = request.category
+        files = {name: Path(path) for name, path in request.files.items()}
         total = sum(path.stat().st_size for path in files.values())
         with tracer.start_as_current_span(
             "taskyard.upload",
-            context=context_from(request.get("trace_context", job.trace_context)),
+            context=context_from(request.trace_context or job.trace_context),
             attributes={
                 "taskyard.work_request.id": job.work_request_id,
                 "taskyard.artifact.category": category,
@@ -298,7 +299,7 @@ class Agent:
                 files=files,
                 work_request_id=job.work_request_id,
                 lease=common_pb2.Lease(work_request_id=job.work_request_id, attempt=job.attempt),
-                data_json=json.dumps(request.get("data", {})),
+                data_json=json.dumps(request.data),
             )
             span.set_attribute("taskyard.artifact.id", artifact.id)
             return artifact.id

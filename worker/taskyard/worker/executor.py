@@ -1,16 +1,10 @@
 """The executor process: runs one task at a time, isolated from the worker.
 
-Started once per slot and reused. It talks to the worker over two pipes, one
-JSON object per line (the task's own stdout and stderr are left alone):
-
-- worker -> executor: `{"op": "run", ...assignment, "work_dir": ..., "environment_root": ...}`,
-  `{"op": "abort"}`,
-  `{"op": "uploaded", "artifact_id": ...}` or `{"op": "upload-failed", ...}`
-- executor -> worker: `{"op": "upload", "category": ..., "files": {...}}` (the
-  task's server access: the worker uploads through its own connection),
-  `{"op": "output", "stream": ..., "data": <base64>}` (the task's live output:
-  its program's stdout and stderr, its logger's lines), and
-  `{"op": "done", "outcome": ..., "error": ..., "output_json": ..., "details": {...}}`
+Started once per slot and reused. It talks to the worker over two pipes
+(`taskyard.worker.pipe`): it gets assignments, aborts and the answers to its
+uploads, and sends upload requests (the task's server access: the worker
+uploads through its own connection), the task's live output, and how each
+task ended.
 
 The pipe is the back-pressure: a worker that does not read holds up the
 task's output, and so the task's program, not this process's memory.
@@ -34,7 +28,6 @@ import logging
 import os
 import signal
 import threading
-from base64 import b64encode
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -48,6 +41,20 @@ from taskyard.logs import configure_logging
 from taskyard.tasks import ServerAccess, Task, TaskConfigError, UnknownTaskError, process_groups
 from taskyard.tasks.loading import load_tasks
 from taskyard.telemetry import Telemetry, configure, context_from, current_trace_context
+from taskyard.worker.pipe import (
+    Abort,
+    Done,
+    FromExecutor,
+    Job,
+    Output,
+    Report,
+    Run,
+    Upload,
+    Uploaded,
+    UploadFailed,
+    decode,
+    encode,
+)
 from taskyard.worker.sandbox import for_attempt as sandbox_for
 from taskyard.worker.sandbox.settings import SandboxSettings
 
@@ -58,11 +65,11 @@ tracer = trace.get_tracer("taskyard.worker.executor")
 class PipeServerAccess:
     """ServerAccess for tasks in the executor: asks the worker to upload."""
 
-    def __init__(self, out: IO[str], lock: threading.Lock) -> None:
+    def __init__(self, out: IO[bytes], lock: threading.Lock) -> None:
         self._out = out
         self._lock = lock
         self._answered = threading.Event()
-        self._answer: dict[str, Any] = {}
+        self._answer: Uploaded | UploadFailed = UploadFailed("no answer")
 
     def upload_artifact(
         self,
@@ -73,84 +80,84 @@ class PipeServerAccess:
         data: Mapping[str, Any] | None = None,
     ) -> str:
         self._answered.clear()
-        _send(self._out, self._lock, {
-            "op": "upload", "category": category, "data": dict(data or {}),
-            "files": {name: str(path) for name, path in files.items()},
-            "work_request_id": work_request_id or "",
-            "trace_context": current_trace_context(),
-        })  # fmt: skip
+        request = Upload(
+            category,
+            {name: str(path) for name, path in files.items()},
+            dict(data or {}),
+            work_request_id or "",
+            current_trace_context(),
+        )
+        _send(self._out, self._lock, request)
         self._answered.wait()
-        if self._answer["op"] != "uploaded":
-            raise UnavailableError(
-                self._answer.get("message", "upload failed"), reason="UPLOAD_FAILED"
-            )
-        return str(self._answer["artifact_id"])
+        if isinstance(self._answer, UploadFailed):
+            raise UnavailableError(self._answer.message, reason="UPLOAD_FAILED")
+        return self._answer.artifact_id
 
-    def answer(self, message: dict[str, Any]) -> None:
+    def answer(self, message: Uploaded | UploadFailed) -> None:
         """The worker's reply to the pending upload."""
         self._answer = message
         self._answered.set()
 
 
-def _error(reason: str, error: BaseException) -> dict[str, Any]:
+def _error(reason: str, error: BaseException) -> dict[str, str]:
     return {"reason": reason, "type": type(error).__name__, "message": str(error)}
 
 
 def run_assignment(
-    command: dict[str, Any],
+    job: Job,
     running: dict[str, Task],
     settings: SandboxSettings,
     access: ServerAccess | None = None,
     output: Callable[[str, bytes], None] | None = None,
-) -> dict[str, Any]:
+) -> Report:
     """Run the assignment in a span of its work request's trace; return the report."""
-    attributes = {
-        "taskyard.work_request.id": command["work_request_id"],
-        "taskyard.task": command["task_name"],
-        "taskyard.attempt": command["attempt"],
+    attributes: dict[str, str | int] = {
+        "taskyard.work_request.id": job.work_request_id,
+        "taskyard.task": job.task_name,
+        "taskyard.attempt": job.attempt,
     }
     with tracer.start_as_current_span(
         "taskyard.run",
-        context=context_from(command.get("trace_context", {})),
+        context=context_from(job.trace_context),
         attributes=attributes,
     ) as span:
-        report = _run(command, running, settings, access, output)
-        span.set_attribute("taskyard.result", report["outcome"])
+        report = _run(job, running, settings, access, output)
+        span.set_attribute("taskyard.result", report.outcome)
         if "task" in running:
             span.set_attribute("taskyard.task.version", running["task"].TASK_VERSION or 0)
-        if report.get("error"):
-            span.set_status(Status(StatusCode.ERROR, report["error"]["message"]))
+        if report.error:
+            span.set_status(Status(StatusCode.ERROR, report.error["message"]))
         return report
 
 
 def _run(
-    command: dict[str, Any],
+    job: Job,
     running: dict[str, Task],
     settings: SandboxSettings,
     access: ServerAccess | None,
     output: Callable[[str, bytes], None] | None,
-) -> dict[str, Any]:
+) -> Report:
     """Configure and execute the task of an assignment in the attempt's
     sandbox; return the report."""
     try:
-        task = Task.class_from_name(command["task_name"])()
+        task = Task.class_from_name(job.task_name)()
     except UnknownTaskError as error:
-        return {"outcome": "error", "error": _error("unknown-task", error)}
-    task.work_request_id = command["work_request_id"]
+        return Report("error", _error("unknown-task", error))
+    task.work_request_id = job.work_request_id
     if access is not None:
         task.configure_server_access(access)
     if output is not None:
         task.configure_output(output)
     try:
-        task.configure(json.loads(command["task_data_json"] or "{}"))
+        task.configure(json.loads(job.task_data_json or "{}"))
     except (TaskConfigError, ValueError) as error:
-        return {"outcome": "error", "error": _error("configure-failed", error)}
+        return Report("error", _error("configure-failed", error))
     sandbox = sandbox_for(
         settings,
         task.run_options,
-        Path(command["work_dir"]),
-        f"{command['work_request_id']}.{command['attempt']}",
-        Path(command["environment_root"]) if command.get("environment_root") else None,
+        Path(job.work_dir),
+        f"{job.work_request_id}.{job.attempt}",
+        Path(job.environment_root) if job.environment_root else None,
     )
     task.configure_sandbox(sandbox)
     running["task"] = task
@@ -164,7 +171,7 @@ def _run(
         task.logger.removeHandler(caught)
         task.logger.removeHandler(lines)
         sandbox.close()
-    report: dict[str, Any] = {"details": task.result_details}
+    details = task.result_details
     raised = caught.error
     if raised is not None:
         reason = (
@@ -172,15 +179,14 @@ def _run(
             if isinstance(raised, TaskyardError)
             else "task-raised"
         )
-        return {**report, "outcome": "error", "error": _error(reason, raised)}
+        return Report("error", _error(reason, raised), details=details)
     if task.aborted:
-        return {**report, "outcome": "aborted"}
+        return Report("aborted", details=details)
     if succeeded:
-        return {**report, "outcome": "success"}
+        return Report("success", details=details)
     reason = task.result_reason or "task-failed"
     message = task.result_message or f"{task.name} returned False"
-    failed = {"reason": reason, "type": "", "message": message}
-    return {**report, "outcome": "failure", "error": failed}
+    return Report("failure", {"reason": reason, "type": "", "message": message}, details=details)
 
 
 class _OutputLines(logging.Handler):
@@ -207,15 +213,15 @@ class _LoggedException(logging.Handler):
             self.error = record.exc_info[1]
 
 
-def _send(out: IO[str], lock: threading.Lock, message: dict[str, Any]) -> None:
+def _send(out: IO[bytes], lock: threading.Lock, message: FromExecutor) -> None:
     with lock, contextlib.suppress(BrokenPipeError):  # the worker is gone: so are we, soon
-        out.write(json.dumps(message) + "\n")
+        out.write(encode(message))
         out.flush()
 
 
 def serve(
-    commands: IO[str],
-    out: IO[str],
+    commands: IO[bytes],
+    out: IO[bytes],
     telemetry: Telemetry,
     settings: SandboxSettings,
     linger: float = 1.0,
@@ -228,24 +234,24 @@ def serve(
     access = PipeServerAccess(out, lock)
 
     def output(stream: str, data: bytes) -> None:
-        _send(out, lock, {"op": "output", "stream": stream, "data": b64encode(data).decode()})
+        _send(out, lock, Output(stream, data))
 
-    def execute(command: dict[str, Any]) -> None:
-        report = run_assignment(command, running, settings, access, output)
+    def execute(job: Job) -> None:
+        report = run_assignment(job, running, settings, access, output)
         running.clear()
         telemetry.flush()  # the run span leaves before the worker reports
-        _send(out, lock, {"op": "done", **report})
+        _send(out, lock, Done(report))
 
     for line in commands:
-        command = json.loads(line)
-        if command["op"] == "run":
-            worker_thread = threading.Thread(target=execute, args=(command,), daemon=True)
+        command = decode(line)
+        if isinstance(command, Run):
+            worker_thread = threading.Thread(target=execute, args=(command.job,), daemon=True)
             worker_thread.start()
-        elif command["op"] == "abort" and "task" in running:
+        elif isinstance(command, Abort) and "task" in running:
             task = running["task"]
-            task.abort_grace = float(command.get("grace", task.abort_grace))
+            task.abort_grace = command.grace
             task.abort()
-        elif command["op"] in {"uploaded", "upload-failed"}:
+        elif isinstance(command, Uploaded | UploadFailed):
             access.answer(command)
     if worker_thread is not None:
         worker_thread.join(timeout=linger)
@@ -268,10 +274,7 @@ def main() -> None:
     become_subreaper()  # what the task's processes orphan stays ours to see
     load_tasks()  # the worker has said what did not load
     telemetry = configure("taskyard-worker")
-    with (
-        open(args.commands_fd, encoding="utf-8") as commands,
-        open(args.reports_fd, "w", encoding="utf-8") as out,
-    ):
+    with open(args.commands_fd, "rb") as commands, open(args.reports_fd, "wb") as out:
         serve(commands, out, telemetry, args.sandbox, linger=0)
     # The worker closed the pipe: it stopped, or it died.
     with contextlib.suppress(Exception):

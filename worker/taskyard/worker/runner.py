@@ -13,20 +13,31 @@ lease (request, attempt): a late one never touches the slot's next job.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import shutil
 import sys
 import tempfile
-from base64 import b64decode
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from taskyard.worker.attempts import Attempts, Unprepared
 from taskyard.worker.files import remove_tree
+from taskyard.worker.pipe import (
+    Abort,
+    Done,
+    Job,
+    Output,
+    Report,
+    Run,
+    ToExecutor,
+    Upload,
+    Uploaded,
+    UploadFailed,
+    decode,
+    encode,
+)
 from taskyard.worker.processes import live_children, stop_group
 from taskyard.worker.sandbox.settings import PROCESS, SandboxSettings
 
@@ -39,36 +50,10 @@ TASK_MARGIN = 0.3
 KILL_GRACE = 0.5
 
 
-@dataclass(frozen=True)
-class Job:
-    """One assignment, as the runner needs it."""
-
-    work_request_id: str
-    attempt: int
-    task_name: str
-    task_data_json: str
-    trace_context: dict[str, str] = field(default_factory=dict)
-    #: The attempt's working directory, made by the runner for the run.
-    work_dir: str = ""
-    #: The root filesystem of the environment the task asked for, if any.
-    environment_root: str = ""
-
-
-#: Uploads an artifact for a job: (job, category, files, request) -> artifact id.
-Uploader = Callable[[Job, str, dict[str, Path], dict[str, Any]], Awaitable[str]]
+#: Uploads an artifact for a job: (job, the executor's request) -> artifact id.
+Uploader = Callable[[Job, Upload], Awaitable[str]]
 #: Takes a job's live output: (job, stream, data).
 OutputSink = Callable[[Job, str, bytes], None]
-
-
-@dataclass(frozen=True)
-class Report:
-    """How a job ended."""
-
-    outcome: str
-    error: dict[str, str] | None = None
-    output_json: str = ""
-    #: How the task said it ended (`Task.report()`).
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Executor:
@@ -113,10 +98,10 @@ class Executor:
         protocol = asyncio.StreamReaderProtocol(self._reports)
         await loop.connect_read_pipe(lambda: protocol, os.fdopen(reports_read, "rb"))
 
-    def send(self, command: dict[str, Any]) -> None:
+    def send(self, command: ToExecutor) -> None:
         """Write one command; a dead executor is noticed by `run()`."""
         try:
-            os.write(self._commands, (json.dumps(command) + "\n").encode())
+            os.write(self._commands, encode(command))
         except (BrokenPipeError, OSError):
             log.warning("executor %s is gone", self.pid)
 
@@ -126,35 +111,29 @@ class Executor:
         """Run a job, serving its uploads and passing on its output; None if
         the executor died before reporting."""
         assert self._reports is not None
-        self.send({"op": "run", **job.__dict__})
+        self.send(Run(job))
         while line := await self._reports.readline():
-            message = json.loads(line)
-            if message["op"] == "output":
+            message = decode(line)
+            if isinstance(message, Output):
                 if output is not None:
-                    output(job, message["stream"], b64decode(message["data"]))
-            elif message["op"] == "done":
-                return Report(
-                    message["outcome"],
-                    message.get("error"),
-                    message.get("output_json", ""),
-                    message.get("details") or {},
-                )
-            elif message["op"] == "upload":
+                    output(job, message.stream, message.data)
+            elif isinstance(message, Done):
+                return message.report
+            elif isinstance(message, Upload):
                 self.send(await self._upload(job, message, uploader))
         return None
 
     async def _upload(
-        self, job: Job, request: dict[str, Any], uploader: Uploader | None
-    ) -> dict[str, Any]:
+        self, job: Job, request: Upload, uploader: Uploader | None
+    ) -> Uploaded | UploadFailed:
         if uploader is None:
-            return {"op": "upload-failed", "message": "this worker cannot upload artifacts"}
-        files = {name: Path(path) for name, path in request["files"].items()}
+            return UploadFailed("this worker cannot upload artifacts")
         try:
-            artifact_id = await uploader(job, request["category"], files, request)
+            artifact_id = await uploader(job, request)
         except Exception as error:  # reported to the task, which logs it
             log.warning("upload for %s failed: %s", job.work_request_id, error)
-            return {"op": "upload-failed", "message": str(error)}
-        return {"op": "uploaded", "artifact_id": artifact_id}
+            return UploadFailed(str(error))
+        return Uploaded(artifact_id)
 
     def strays(self) -> list[int]:
         """Processes the executor's task left behind (its children, and, the
@@ -281,7 +260,7 @@ class TaskRunner:
             return
         job, executor = slot.job, slot.executor
         slot.aborting = True
-        executor.send({"op": "abort", "grace": self.abort_grace})
+        executor.send(Abort(self.abort_grace))
         try:
             await asyncio.wait_for(slot.finished.wait(), self.abort_grace + TASK_MARGIN)
         except TimeoutError:
