@@ -23,13 +23,11 @@ from opentelemetry import trace
 
 from taskyard.errors import UnavailableError
 from taskyard.protocol import PROTOCOL_VERSION
-from taskyard.rpc import transfer
 from taskyard.rpc.batching import batches
-from taskyard.rpc.credentials import bearer_metadata
 from taskyard.telemetry import context_from
 from taskyard.v1 import common_pb2, workers_pb2
 from taskyard.v1 import work_requests_pb2 as wr_pb2
-from taskyard.worker.client import SchedulerClient
+from taskyard.worker.client import SchedulerPort
 from taskyard.worker.config import WorkerConfig
 from taskyard.worker.metadata import worker_metadata
 from taskyard.worker.outbox import Outbox, Result
@@ -98,16 +96,14 @@ class Agent:
     def __init__(
         self,
         config: WorkerConfig,
-        client: SchedulerClient,
+        client: SchedulerPort,
         runner: TaskRunner,
         outbox: Outbox,
-        token: str,
     ) -> None:
         self.config = config
         self.client = client
         self.runner = runner
         self.outbox = outbox
-        self.token = token
         self.name = config.name
         runner.uploader = self.upload
         runner.attempts.fetch = self.download
@@ -159,7 +155,7 @@ class Agent:
         if self.config.activation_token_file:
             with open(self.config.activation_token_file, encoding="utf-8") as file:
                 activation = file.read().strip()
-        self.name, enabled = await self.client.register(self.config.name, self.token, activation)
+        self.name, enabled = await self.client.register(self.config.name, activation)
         log.info("registered as %s (%s)", self.name, "enabled" if enabled else "disabled")
 
     async def _drain(self) -> None:
@@ -204,7 +200,7 @@ class Agent:
         heartbeat: asyncio.Task[None] | None = None
         pause = 0.0
         try:
-            async for message in self.client.session(self.token, link.outgoing()):
+            async for message in self.client.session(link.outgoing()):
                 kind = message.WhichOneof("message")
                 if kind == "welcome":
                     heartbeat = self._welcomed(message.welcome, link)
@@ -292,23 +288,14 @@ class Agent:
                 "taskyard.artifact.bytes": total,
             },
         ) as span:
-            artifact = await transfer.upload(
-                self.client.artifacts,
-                bearer_metadata(self.token),
-                category=category,
-                files=files,
-                work_request_id=job.work_request_id,
-                lease=common_pb2.Lease(work_request_id=job.work_request_id, attempt=job.attempt),
-                data_json=json.dumps(request.data),
-            )
-            span.set_attribute("taskyard.artifact.id", artifact.id)
-            return artifact.id
+            lease = common_pb2.Lease(work_request_id=job.work_request_id, attempt=job.attempt)
+            artifact_id = await self.client.upload(lease, category, files, json.dumps(request.data))
+            span.set_attribute("taskyard.artifact.id", artifact_id)
+            return artifact_id
 
     async def download(self, artifact_id: str, directory: Path) -> list[Path]:
         """Download an artifact the worker may read (an environment of work it holds)."""
-        return await transfer.download(
-            self.client.artifacts, bearer_metadata(self.token), artifact_id, directory
-        )
+        return await self.client.download(artifact_id, directory)
 
     def _start(self, assignment: workers_pb2.Assignment) -> None:
         lease = assignment.lease

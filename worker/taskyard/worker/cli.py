@@ -42,14 +42,14 @@ async def serve(config: WorkerConfig) -> None:
         loop.add_signal_handler(signum, stop.set)
     token = load_or_create_token(config.data_dir)
     settings = sandbox_settings(config)
-    client = SchedulerClient(open_channel(config.scheduler, config.tls_ca))
+    client = SchedulerClient(open_channel(config.scheduler, config.tls_ca), token)
     runner = TaskRunner(
         config.slots,
         abort_grace=config.abort_grace,
         scratch=config.data_dir / "scratch",
         settings=settings,
     )
-    agent = Agent(config, client, runner, Outbox(config.data_dir / "results"), token)
+    agent = Agent(config, client, runner, Outbox(config.data_dir / "results"))
     try:
         await agent.run(stop)
     finally:

@@ -1,22 +1,29 @@
-"""The scheduler client port: the worker's only way to the scheduler.
+"""The scheduler port: the worker's only way to the scheduler.
 
-Wraps the generated stubs and turns failed calls into Taskyard errors, so the
-agent never sees gRPC types.
+`SchedulerPort` is what the agent needs: registering, the session stream,
+and artifacts up and down for the work it holds. Session messages are the
+worker protocol's own messages (`taskyard.v1.workers_pb2`, the contract any
+language's worker speaks); the token, the stubs and gRPC's errors stay in
+here: failed calls come out as Taskyard errors. `SchedulerClient` is the
+gRPC adapter; `taskyard.worker.testing.FakeScheduler` is an in-process one
+for tests of the agent.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 
 from taskyard.errors import UnavailableError
 from taskyard.rpc import status as rpc_status
+from taskyard.rpc import transfer
 from taskyard.rpc.credentials import CHANNEL_OPTIONS, bearer_metadata
 from taskyard.rpc.tracing import client_interceptors
-from taskyard.v1 import artifacts_pb2_grpc, workers_pb2, workers_pb2_grpc
+from taskyard.v1 import artifacts_pb2_grpc, common_pb2, workers_pb2, workers_pb2_grpc
 
 #: gRPC's own reconnection waits up to 2 minutes by default; a worker must be
 #: back within seconds of its scheduler (the agent adds its own backoff).
@@ -37,13 +44,51 @@ def open_channel(address: str, tls_ca: str = "") -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(address, options, interceptors=interceptors)
 
 
-class SchedulerClient:
-    """Register and open sessions; errors come out as TaskyardError."""
+class SchedulerPort(Protocol):
+    """The scheduler, as the worker agent sees it."""
 
-    def __init__(self, channel: grpc.aio.Channel) -> None:
+    async def wait_reachable(self, timeout: float = 2.0) -> None:
+        """Return once the scheduler can be reached; UNAVAILABLE otherwise."""
+        ...
+
+    async def register(self, name: str, activation_token: str) -> tuple[str, bool]:
+        """Register this worker; its unique name and whether it is enabled."""
+        ...
+
+    def session(
+        self, requests: AsyncIterator[workers_pb2.SessionRequest]
+    ) -> AsyncIterator[workers_pb2.SessionResponse]:
+        """The session: what the scheduler pushes, until it ends."""
+        ...
+
+    async def upload(
+        self,
+        lease: common_pb2.Lease,
+        category: str,
+        files: Mapping[str, Path],
+        data_json: str,
+    ) -> str:
+        """Upload files as an artifact of the work of `lease`; its id."""
+        ...
+
+    async def download(self, artifact_id: str, directory: Path) -> list[Path]:
+        """An artifact's files, digest-checked, into `directory`."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of the connection."""
+        ...
+
+
+class SchedulerClient:
+    """The scheduler port over gRPC, as the worker whose token it holds."""
+
+    def __init__(self, channel: grpc.aio.Channel, token: str) -> None:
         self.channel = channel
+        self._token = token
+        self._metadata = bearer_metadata(token)
         self._stub = workers_pb2_grpc.WorkerServiceStub(channel)
-        self.artifacts = artifacts_pb2_grpc.ArtifactServiceStub(channel)
+        self._artifacts = artifacts_pb2_grpc.ArtifactServiceStub(channel)
 
     async def wait_reachable(self, timeout: float = 2.0) -> None:
         """Return once the channel is connected; UNAVAILABLE after `timeout`."""
@@ -52,10 +97,10 @@ class SchedulerClient:
         except TimeoutError:
             raise UnavailableError(f"no connection within {timeout:g}s") from None
 
-    async def register(self, name: str, token: str, activation_token: str) -> tuple[str, bool]:
+    async def register(self, name: str, activation_token: str) -> tuple[str, bool]:
         """Register; return the worker's unique name and whether it is enabled."""
         request = workers_pb2.RegisterRequest(
-            name=name, token=token, activation_token=activation_token
+            name=name, token=self._token, activation_token=activation_token
         )
         try:
             response = await self._stub.Register(request, timeout=30)
@@ -64,10 +109,10 @@ class SchedulerClient:
         return response.name, response.enabled
 
     async def session(
-        self, token: str, requests: AsyncIterator[workers_pb2.SessionRequest]
+        self, requests: AsyncIterator[workers_pb2.SessionRequest]
     ) -> AsyncIterator[workers_pb2.SessionResponse]:
         """The session stream: what the scheduler pushes, until it ends."""
-        call = self._stub.Session(requests, metadata=bearer_metadata(token))
+        call = self._stub.Session(requests, metadata=self._metadata)
         try:
             async for message in call:
                 yield message
@@ -75,6 +120,29 @@ class SchedulerClient:
             raise rpc_status.from_rpc_error(error) from error
         finally:
             call.cancel()
+
+    async def upload(
+        self,
+        lease: common_pb2.Lease,
+        category: str,
+        files: Mapping[str, Path],
+        data_json: str,
+    ) -> str:
+        """Upload files as an artifact of the work of `lease`; its id."""
+        artifact = await transfer.upload(
+            self._artifacts,
+            self._metadata,
+            category=category,
+            files=files,
+            work_request_id=lease.work_request_id,
+            lease=lease,
+            data_json=data_json,
+        )
+        return artifact.id
+
+    async def download(self, artifact_id: str, directory: Path) -> list[Path]:
+        """An artifact's files, digest-checked, into `directory`."""
+        return await transfer.download(self._artifacts, self._metadata, artifact_id, directory)
 
     async def close(self) -> None:
         await self.channel.close(None)

@@ -1,0 +1,142 @@
+"""The worker agent against an in-process scheduler (`FakeScheduler`): the
+messages it sends and how it answers what is pushed, with real executors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskyard.v1 import common_pb2, workers_pb2
+from taskyard.worker.agent import Agent
+from taskyard.worker.config import WorkerConfig
+from taskyard.worker.outbox import Outbox
+from taskyard.worker.runner import TaskRunner
+from taskyard.worker.testing import FakeScheduler
+
+
+@dataclass
+class Running:
+    agent: Agent
+    scheduler: FakeScheduler
+    stop: asyncio.Event
+
+
+@pytest.fixture
+async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Running]:
+    monkeypatch.setenv("TASKYARD_ALLOWED_COMMANDS", "sh")
+    config = WorkerConfig(name="w1", data_dir=tmp_path, slots=2, drain_timeout=30)
+    runner = TaskRunner(2, abort_grace=2.0, scratch=tmp_path / "scratch")
+    scheduler = FakeScheduler()
+    agent = Agent(config, scheduler, runner, Outbox(tmp_path / "results"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        await asyncio.wait_for(scheduler.connected(), 30)
+        yield Running(agent, scheduler, stop)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+def assign(scheduler: FakeScheduler, request: str, task: str, data: Any = None) -> common_pb2.Lease:
+    lease = common_pb2.Lease(work_request_id=request, attempt=1)
+    assignment = workers_pb2.Assignment(
+        lease=lease, task_name=task, task_data_json=json.dumps(data or {})
+    )
+    scheduler.push(assignments=workers_pb2.Assignments(assignments=[assignment]))
+    return lease
+
+
+async def completion(scheduler: FakeScheduler) -> workers_pb2.WorkCompleted:
+    """The next completed report (starts come first, or in the same message)."""
+    async with asyncio.timeout(60):
+        while True:
+            reports: workers_pb2.WorkReports = await scheduler.next("reports")
+            for report in reports.reports:
+                if report.WhichOneof("report") == "completed":
+                    return report.completed
+
+
+async def test_it_says_hello_runs_what_it_is_given_and_reports_it(running: Running) -> None:
+    scheduler = running.scheduler
+    hello = await scheduler.next("hello")
+    metadata = json.loads(hello.metadata_json)
+    assert (hello.slots, metadata["noop:version"], metadata["system:slots"]) == (2, 1, 2)
+    assert "sandbox:isolation" in metadata
+    assert scheduler.registered == ["w1"]
+    lease = assign(scheduler, "r1", "noop")
+    done = await completion(scheduler)
+    assert (done.lease, done.outcome) == (lease, workers_pb2.WORK_OUTCOME_SUCCESS)
+
+
+async def test_a_result_is_kept_until_acknowledged_and_sent_again_after_a_reconnect(
+    running: Running,
+) -> None:
+    scheduler = running.scheduler
+    await scheduler.next("hello")
+    lease = assign(scheduler, "r1", "noop", {"result": False})
+    first = await completion(scheduler)
+    assert first.outcome == workers_pb2.WORK_OUTCOME_FAILURE
+    assert running.agent.outbox.pending()  # on disk until the scheduler says it has it
+    scheduler.end_session()  # the scheduler goes before acknowledging it
+    hello = await scheduler.next("hello")
+    assert scheduler.sessions == 2
+    assert list(hello.running) == [lease]  # it says what it still holds
+    again = await completion(scheduler)
+    assert (again.lease, again.outcome) == (lease, workers_pb2.WORK_OUTCOME_FAILURE)
+    ack = workers_pb2.ReportAck(lease=lease, kind=workers_pb2.REPORT_KIND_COMPLETED)
+    scheduler.push(acks=workers_pb2.ReportAcks(acks=[ack]))
+    async with asyncio.timeout(30):
+        while running.agent.outbox.pending():
+            await asyncio.sleep(0.01)
+
+
+async def test_an_abort_stops_the_task_and_is_reported(running: Running) -> None:
+    scheduler = running.scheduler
+    await scheduler.next("hello")
+    lease = assign(scheduler, "r1", "noop", {"sleep": 600})
+    async with asyncio.timeout(30):  # its start is reported once it runs
+        while not running.agent.runner.holds("r1", 1):
+            await asyncio.sleep(0.01)
+    scheduler.push(abort=workers_pb2.AbortWork(lease=lease, message="no longer wanted"))
+    done = await completion(scheduler)
+    assert (done.lease, done.outcome) == (lease, workers_pb2.WORK_OUTCOME_ABORTED)
+
+
+async def test_uploads_go_through_the_port_for_the_lease_of_their_work(running: Running) -> None:
+    scheduler = running.scheduler
+    await scheduler.next("hello")
+    data = {"command": ["sh", "-c", "echo made > out.txt"], "outputs": ["out.txt"]}
+    lease = assign(scheduler, "r1", "command", data)
+    done = await completion(scheduler)
+    assert done.outcome == workers_pb2.WORK_OUTCOME_SUCCESS
+    [output] = [u for u in scheduler.uploads if u.category == "taskyard:command-output"]
+    assert (output.lease, output.contents) == (lease, {"out.txt": b"made\n"})
+
+
+async def test_inputs_come_through_the_port_into_the_tasks_directory(running: Running) -> None:
+    scheduler = running.scheduler
+    await scheduler.next("hello")
+    scheduler.artifacts["a1"] = {"notes.txt": b"from an input\n"}
+    data = {"command": ["sh", "-c", "cat inputs/notes.txt"], "inputs": [{"artifact": "a1"}]}
+    assign(scheduler, "r1", "command", data)
+    done = await completion(scheduler)
+    assert done.outcome == workers_pb2.WORK_OUTCOME_SUCCESS
+    [logs] = [u for u in scheduler.uploads if u.category == "taskyard:work-request-debug-logs"]
+    assert logs.contents["stdout.txt"] == b"from an input\n"
+
+
+async def test_while_it_stops_it_gives_back_what_it_is_given(running: Running) -> None:
+    scheduler = running.scheduler
+    await scheduler.next("hello")
+    running.agent.draining = True
+    lease = assign(scheduler, "r1", "noop")
+    reports = await scheduler.next("reports")
+    [declined] = [r.declined for r in reports.reports if r.WhichOneof("report") == "declined"]
+    assert (declined.lease, declined.reason) == (lease, "the worker is stopping")
