@@ -95,7 +95,8 @@ class PlainProcesses:
 
 
 class PlainProgram:
-    """A program in a process group of its own."""
+    """A program leading a process group of its own (what other adapters'
+    programs build on: their first process leads one too)."""
 
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None

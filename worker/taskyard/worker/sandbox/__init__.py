@@ -37,7 +37,6 @@ def for_attempt(
     """The sandbox of one attempt (`name` names its limits' cgroup)."""
     if not settings.sandboxed:
         return _Plain(work_dir)
-    memory = min(options.memory_mb or settings.memory_mb, settings.memory_mb)
-    processes = min(options.processes or settings.processes, settings.processes)
+    memory, processes = settings.granted(options)
     limits = limits_for(settings.limiter, name, memory, processes)
     return BwrapSandbox(settings, options, work_dir, limits, root)

@@ -32,11 +32,10 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
 
 from taskyard.tasks import process_groups
 from taskyard.tasks.run_options import RunOptions
-from taskyard.tasks.sandbox import LimitExceeded, Program
+from taskyard.tasks.sandbox import LimitExceeded, PlainProgram, Program
 from taskyard.worker.sandbox import host
 from taskyard.worker.sandbox.limits import AttemptLimits
 from taskyard.worker.sandbox.settings import TASK_PATH, WORK_DIR, SandboxSettings
@@ -60,7 +59,11 @@ def arguments(
     arguments += environment_view(root) if root else host.system_view()
     arguments += host.hiding(settings.hidden) if not root else []
     arguments += ["--proc", "/proc", *host.masking_proc(), "--remount-ro", "/proc"]
-    arguments += ["--dev", "/dev", "--tmpfs", "/tmp"]
+    # Its tmpfs are bounded by its memory limit (rlimits alone would not
+    # count what a program writes there).
+    size = str(settings.granted(options)[0] * 1024 * 1024)
+    arguments += ["--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm"]
+    arguments += ["--size", size, "--tmpfs", "/tmp"]
     arguments += ["--bind", str(work_dir), WORK_DIR, "--chdir", WORK_DIR]
     variables = {"PATH": TASK_PATH, "HOME": WORK_DIR, "LANG": settings.lang, "TMPDIR": "/tmp"}
     arguments.append("--clearenv")
@@ -159,24 +162,16 @@ def _first_pid(info: int) -> int | None:
     return int(pid) if isinstance(pid, int) else None
 
 
-class BwrapProgram:
-    """A program in its namespaces, seen through its bwrap process."""
+class BwrapProgram(PlainProgram):
+    """A program in its namespaces, seen through its bwrap process (which
+    leads a process group, as a plain program does)."""
 
     def __init__(
         self, process: subprocess.Popen[bytes], first: int | None, limits: AttemptLimits
     ) -> None:
-        assert process.stdout is not None
-        assert process.stderr is not None
-        self._process = process
+        super().__init__(process)
         self._first = first
         self._limits = limits
-        self.pid = process.pid
-        self.stdout: IO[bytes] = process.stdout
-        self.stderr: IO[bytes] = process.stderr
-
-    def running(self) -> bool:
-        found = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        return found is None
 
     def signal(self, signum: int) -> None:
         """SIGKILL ends the sandbox's first process, and so its PID namespace
@@ -193,12 +188,10 @@ class BwrapProgram:
         return self._limits.exceeded()
 
     def wait(self) -> int:
-        # bwrap ends once the sandbox's first process has, and with it the
-        # PID namespace; anything else left in bwrap's group goes now.
-        os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
-        process_groups.signal_group(self.pid, signal.SIGKILL)
-        code = self._process.wait()
-        process_groups.ended(self.pid)
+        """bwrap ends once the sandbox's first process has, and with it the
+        PID namespace; its status is the program's, a signal as 128 + its
+        number (as a shell says it)."""
+        code = super().wait()
         return -(code - 128) if code in _SIGNALLED else code
 
 

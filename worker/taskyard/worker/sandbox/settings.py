@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from taskyard.tasks import run_options
+from taskyard.tasks.run_options import RunOptions
 
 #: `--executor`: each program in its own namespaces, or as a plain process.
 SANDBOX, PROCESS = "sandbox", "process"
@@ -43,6 +44,13 @@ class SandboxSettings:
     @property
     def sandboxed(self) -> bool:
         return self.executor == SANDBOX
+
+    def granted(self, options: RunOptions) -> tuple[int, int]:
+        """The memory (MB) and processes a task gets: what it asks, at most
+        the worker's, the worker's when it asks nothing."""
+        memory = min(options.memory_mb or self.memory_mb, self.memory_mb)
+        processes = min(options.processes or self.processes, self.processes)
+        return memory, processes
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
