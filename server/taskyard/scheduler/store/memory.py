@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -23,7 +23,7 @@ from taskyard.scheduler.domain import (
     Worker,
     WorkRequest,
 )
-from taskyard.scheduler.store.port import WorkRequestFilter
+from taskyard.scheduler.store.port import Notice, WorkRequestFilter
 
 
 @dataclass
@@ -49,6 +49,9 @@ class MemoryTransaction:
 
     def __init__(self, tables: _Tables) -> None:
         self.tables = tables
+
+    def announce(self, kind: str, key: str) -> None:
+        """Nobody else to tell."""
 
     def insert_work_request(self, work_request: WorkRequest) -> None:
         key = work_request.idempotency_key
@@ -214,7 +217,8 @@ class MemoryTransaction:
 
 
 class MemoryStore:
-    """A Store kept in memory; lost when the process ends."""
+    """A Store kept in memory; lost when the process ends (and no other
+    scheduler shares it: announcements go nowhere)."""
 
     def __init__(self) -> None:
         self._tables = _Tables()
@@ -229,6 +233,10 @@ class MemoryStore:
             transaction = MemoryTransaction(self._tables.copy())
             yield transaction
             self._tables = transaction.tables
+
+    def listen(self, notice: Notice) -> Callable[[], None]:
+        """No other scheduler shares it."""
+        return lambda: None
 
     def close(self) -> None:
         """Nothing to release."""

@@ -6,7 +6,7 @@ either everything done in it is committed, or nothing is.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -172,6 +172,16 @@ class StoreTransaction(Protocol):
     def referenced_blobs(self, blobs: Collection[tuple[str, int]]) -> set[tuple[str, int]]:
         """Those of `blobs` (sha256, size) that some artifact file refers to."""
 
+    def announce(self, kind: str, key: str) -> None:
+        """Tell the other schedulers of this database, once this transaction
+        commits, that the `kind` (`request`, `worker`, `token`...) named
+        `key` changed (nothing where no other scheduler can be)."""
+
+
+#: Told (kind, key) of each change another scheduler announced; ("resync",
+#: "") when announcements may have been missed (the listener reconnected).
+Notice = Callable[[str, str], None]
+
 
 class Store(Protocol):
     """The scheduler's durable state."""
@@ -181,6 +191,11 @@ class Store(Protocol):
 
     def transaction(self) -> AbstractContextManager[StoreTransaction]:
         """Open a transaction: committed if the block ends normally, else rolled back."""
+
+    def listen(self, notice: Notice) -> Callable[[], None]:
+        """Call `notice` (from another thread) for what other schedulers
+        announce; return what stops it. A store that no other scheduler
+        shares never calls it."""
 
     def close(self) -> None:
         """Release connections."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -36,8 +36,8 @@ from taskyard.scheduler.domain import (
     Worker,
     WorkRequest,
 )
-from taskyard.scheduler.store import rows
-from taskyard.scheduler.store.port import StorageFullError, WorkRequestFilter
+from taskyard.scheduler.store import notices, rows
+from taskyard.scheduler.store.port import Notice, StorageFullError, WorkRequestFilter
 from taskyard.scheduler.store.prepared import Prepared
 from taskyard.scheduler.store.schema import (
     artifact_files,
@@ -125,9 +125,11 @@ class SqlTransaction:
     committer then re-runs the batch one operation per transaction.
     """
 
-    def __init__(self, connection: Connection, hot: dict[str, Prepared]) -> None:
+    def __init__(self, connection: Connection, hot: dict[str, Prepared], origin: str) -> None:
         self._db = connection
         self._hot = hot
+        self._origin = origin
+        self._shared = connection.dialect.name == "postgresql"
         self._claim = hot[
             "claim_skip_locked" if connection.dialect.name == "postgresql" else "replace"
         ]
@@ -333,6 +335,10 @@ class SqlTransaction:
         query = select(_AF.sha256, _AF.size).where(_AF.sha256.in_(digests)).distinct()
         return {(row[0], row[1]) for row in self._db.execute(query)} & set(blobs)
 
+    def announce(self, kind: str, key: str) -> None:
+        if self._shared:
+            notices.announce(self._db, self._origin, kind, key)
+
     def incomplete_artifacts(self, created_before: datetime) -> list[Artifact]:
         query = select(artifacts).where(
             artifacts.c.complete.is_(False), artifacts.c.created_at < created_before
@@ -341,10 +347,12 @@ class SqlTransaction:
 
 
 class SqlStore:
-    """A Store in a SQL database named by a SQLAlchemy URL."""
+    """A Store in a SQL database named by a SQLAlchemy URL. `origin` names
+    this scheduler among those that share the database (PostgreSQL)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, origin: str = "") -> None:
         self.url = normalize_url(url)
+        self.origin = origin
         self.engine: Engine = create_engine(self.url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", sqlite_connect)
@@ -379,11 +387,16 @@ class SqlStore:
         connection = self._connection()
         try:
             with connection.begin():
-                yield SqlTransaction(connection, self._hot)
+                yield SqlTransaction(connection, self._hot, self.origin)
         except DBAPIError as error:
             if disk_full(error):
                 raise StorageFullError() from error
             raise
+
+    def listen(self, notice: Notice) -> Callable[[], None]:
+        if self.engine.dialect.name != "postgresql":
+            return lambda: None  # a SQLite file has one scheduler
+        return notices.Listener(self.engine.url, self.origin, notice).start()
 
     def close(self) -> None:
         with self._lock:
