@@ -6,6 +6,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import secrets
 import signal
 import socket
 import stat
@@ -161,7 +162,7 @@ def build_scheduler(config: SchedulerConfig) -> Scheduler:
         upload_quota=config.upload_quota,
     )
     scheduler = Scheduler(
-        SqlStore(config.database_url()),
+        SqlStore(config.database_url(), origin=scheduler_id()),
         settings=settings,
         auto_enable_workers=config.auto_enable_workers,
         blobs=LocalBlobStore(config.data_dir / "blobs"),
@@ -175,6 +176,11 @@ def build_scheduler(config: SchedulerConfig) -> Scheduler:
     if metrics.measuring():
         scheduler.observe_with(metrics.MetricsObserver())
     return scheduler
+
+
+def scheduler_id() -> str:
+    """This scheduler's name among those sharing a database."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
 def secure_data_dir(data_dir: Path) -> None:

@@ -174,6 +174,37 @@ class Dispatcher:
             self.enqueue(after, configured_task(after))
         self.feed.publish(after)
 
+    def absorb(self, work_request_id: str, after: WorkRequest | None) -> None:
+        """Apply a change another scheduler committed (None: the request is
+        gone), read back from the store: as if committed here, but the
+        abort it asked for goes to its worker only if the worker's session
+        is here."""
+        before = self.active.get(work_request_id)
+        if before is not None:
+            holder = self.workers.get(before.worker_name)
+            if holder is not None:
+                holder.busy.discard(work_request_id)
+        if after is None:
+            self.pending.pop(work_request_id, None)
+            self.index.discard(work_request_id)
+            self.active.pop(work_request_id, None)
+            return
+        if after.state in ACTIVE_STATES:
+            holder = self.workers.get(after.worker_name)
+            if holder is not None:
+                holder.busy.add(work_request_id)
+            asked = after.abort_requested_at is not None
+            if asked and (before is None or before.abort_requested_at is None):
+                self.send_abort(after, messages.AbortReason.USER, "aborted by a user")
+        self._settle(after)
+
+    def forget_worker(self, name: str) -> None:
+        """Another scheduler removed a worker."""
+        live = self.workers.pop(name, None)
+        if live is not None and live.session is not None:
+            live.session.close(messages.Closing(f"worker {name} was removed", 5.0))
+        self.feed.worker_changed()
+
     async def commit(
         self,
         before: WorkRequest,
@@ -196,6 +227,8 @@ class Dispatcher:
             )
             if changed and ended is not None:
                 tx.insert_attempt(ended)
+            if changed:
+                tx.announce("request", after.id)
             return changed
 
         changed = await self.db.run(write)
@@ -244,7 +277,7 @@ class Dispatcher:
         now = self.clock()
         assigned = [lifecycle.assign(w, live.worker.name, now) for live, w, _ in claims]
         try:
-            won = await self.db.run(lambda tx: [tx.claim_work_request(a) for a in assigned])
+            won = await self.db.run(lambda tx: [_claimed(tx, a) for a in assigned])
         except Exception:
             log.exception("could not claim %d request(s); they stay pending", len(claims))
             won = [False] * len(claims)
@@ -339,6 +372,14 @@ class Dispatcher:
         live = self.workers.get(work_request.worker_name)
         if live is not None and live.session is not None:
             live.session.send(messages.AbortWork(work_request.lease, reason, why))
+
+
+def _claimed(tx: StoreTransaction, assigned: WorkRequest) -> bool:
+    """Claim a pending request (compare-and-set), telling the other schedulers."""
+    won = tx.claim_work_request(assigned)
+    if won:
+        tx.announce("request", assigned.id)
+    return won
 
 
 def _readable_view(worker: Worker) -> WorkerView:

@@ -25,6 +25,7 @@ from taskyard.scheduler.service.auth import Credentials, Principal
 from taskyard.scheduler.service.committer import GroupCommitter
 from taskyard.scheduler.service.core import Core
 from taskyard.scheduler.service.dispatch import Dispatcher
+from taskyard.scheduler.service.farm import Farm
 from taskyard.scheduler.service.feed import ChangeFeed
 from taskyard.scheduler.service.ids import IdFactory, SortableIds
 from taskyard.scheduler.service.observers import Observer
@@ -81,6 +82,8 @@ class Scheduler:
         self.artifacts = Artifacts(self.core, blobs, limits or Limits())
         self.logs = TaskLogs(self.core, logs, log_cap)
         self.retention = Retention(self.core, blobs, logs)
+        #: In step with the other schedulers of a shared database.
+        self.farm = Farm(self.core, store)
         self._keep = keep_seconds
         self._sweeper: asyncio.TimerHandle | None = None
         self._next_prune = 0.0
@@ -101,6 +104,7 @@ class Scheduler:
             failed = lifecycle.complete(work_request, Result.ERROR, self.core.clock(), error=error)
             await self.core.dispatcher.commit(work_request, failed)
         self.core.dispatcher.start()
+        self.farm.start()
         await self._sweep()
 
     async def _sweep(self) -> None:
@@ -139,6 +143,7 @@ class Scheduler:
         self.core.feed.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        await self.farm.stop()
         await self.core.dispatcher.stop()
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from taskyard.errors import FailedPreconditionError, NotFoundError
+from taskyard.errors import FailedPreconditionError, NotFoundError, PermissionDeniedError
 from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import Lease, State, Worker, WorkError, WorkRequest
 from taskyard.scheduler.service import messages
@@ -97,14 +97,19 @@ class WorkerSessions:
     # -- Sessions -----------------------------------------------------------
 
     async def open_session(
-        self, worker: Worker, metadata: dict[str, Any], slots: int, running: Iterable[Lease]
+        self, name: str, metadata: dict[str, Any], slots: int, running: Iterable[Lease]
     ) -> Session:
-        """Open a worker's session after its hello and reconcile what it runs."""
-        updated = await self.db.run(
-            lambda tx: _save_hello(tx, worker.name, metadata, slots, self.clock())
-        )
+        """Keep a worker's hello; if it is enabled, open its session and
+        reconcile what it runs (PERMISSION_DENIED if it is not)."""
+        updated = await self.db.run(lambda tx: _save_hello(tx, name, metadata, slots, self.clock()))
         live = self.workers.setdefault(updated.name, LiveWorker(updated, view_of(updated)))
         live.worker, live.view = updated, view_of(updated)
+        if not updated.enabled:
+            raise PermissionDeniedError(
+                f"worker {name} is disabled; an operator must run: taskyard workers enable {name}",
+                reason="WORKER_DISABLED",
+                metadata={"worker_name": name},
+            )
         if live.session is not None:
             live.session.close(messages.Closing("replaced by a newer session", 0.0))
         if live.grace is not None:
@@ -122,15 +127,6 @@ class WorkerSessions:
         self.feed.worker_changed()
         self.kick()
         return session
-
-    async def note_hello(self, worker: Worker, metadata: dict[str, Any], slots: int) -> None:
-        """Keep what a worker said of itself without opening its session."""
-        updated = await self.db.run(
-            lambda tx: _save_hello(tx, worker.name, metadata, slots, self.clock())
-        )
-        live = self.workers.get(updated.name)
-        if live is not None:
-            live.worker, live.view = updated, view_of(updated)
 
     async def _reconcile(self, live: LiveWorker, reported: dict[str, Lease]) -> None:
         """Keep the leases the worker still holds; requeue the ones it lost; abort the rest."""
@@ -310,4 +306,5 @@ def _save_hello(
         raise NotFoundError(f"worker {name} is not registered", reason="UNKNOWN_WORKER")
     updated = dataclasses.replace(worker, dynamic_metadata=metadata, slots=slots, last_seen_at=now)
     tx.replace_worker(updated)
+    tx.announce("worker", name)
     return updated

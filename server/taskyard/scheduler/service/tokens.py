@@ -39,7 +39,7 @@ class Tokens:
             description=description,
             expires_at=now + timedelta(seconds=ttl_seconds) if ttl_seconds else None,
         )
-        await core.db.run(lambda tx: tx.insert_token(token))
+        await core.db.run(lambda tx: _saved(tx, token, insert=True))
         core.credentials.remember_token(token)
         return token, secret
 
@@ -56,7 +56,7 @@ class Tokens:
             if token is None:
                 raise NotFoundError(f"no token {token_id!r}", reason="TOKEN_NOT_FOUND")
             revoked = dataclasses.replace(token, revoked_at=token.revoked_at or now)
-            tx.replace_token(revoked)
+            _saved(tx, revoked)
             return revoked
 
         token = await self._core.db.run(save)
@@ -81,3 +81,12 @@ class Tokens:
             file.write(secret + "\n")
         os.chmod(path, 0o600)
         log.info("wrote a new admin token to %s", path)
+
+
+def _saved(tx: StoreTransaction, token: Token, *, insert: bool = False) -> None:
+    """Store a new or changed token, and tell the other schedulers."""
+    if insert:
+        tx.insert_token(token)
+    else:
+        tx.replace_token(token)
+    tx.announce("token", token.id)

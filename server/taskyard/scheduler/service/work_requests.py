@@ -303,6 +303,7 @@ def _insert_once(tx: StoreTransaction, work_request: WorkRequest, task: Task) ->
             return existing
     _check_artifacts(tx, task.run_options)
     tx.insert_work_request(work_request)
+    tx.announce("request", work_request.id)
     return work_request
 
 

@@ -79,8 +79,10 @@ class Workers:
                 tx.insert_worker(worker)
             if activation is not None:
                 tx.replace_token(dataclasses.replace(activation, used_at=now))
+                tx.announce("token", activation.id)
                 worker = dataclasses.replace(worker, enabled=True)
                 tx.replace_worker(worker)
+            tx.announce("worker", worker.name)
             return worker
 
         worker = await core.db.run(save)
@@ -95,23 +97,14 @@ class Workers:
     ) -> Session:
         """Open the session of an enabled worker after its hello. A disabled
         worker's hello is kept (what it offers shows in `workers list` before
-        an operator enables it), and the session refused."""
-        dispatcher = self._core.dispatcher
-        live = dispatcher.workers.get(worker_name)
-        if live is None:
-            raise NotFoundError(f"worker {worker_name} is not registered", reason="UNKNOWN_WORKER")
+        an operator enables it), and the session refused. Whether it is
+        registered and enabled is read from the store, with the hello: it
+        may have been enabled through another scheduler a moment ago."""
         metadata = parse_json_object(metadata_json, "hello.metadata_json")
         if slots < 1:
             raise invalid("hello.slots", "must be at least 1")
-        if not live.worker.enabled:
-            await dispatcher.sessions.note_hello(live.worker, metadata, slots)
-            raise PermissionDeniedError(
-                f"worker {worker_name} is disabled; an operator must run: "
-                f"taskyard workers enable {worker_name}",
-                reason="WORKER_DISABLED",
-                metadata={"worker_name": worker_name},
-            )
-        return await dispatcher.sessions.open_session(live.worker, metadata, slots, running)
+        sessions = self._core.dispatcher.sessions
+        return await sessions.open_session(worker_name, metadata, slots, running)
 
     def list(self, connected_only: bool = False) -> list[tuple[Worker, bool, list[Lease]]]:
         """Every known worker with whether it is connected and what it runs;
@@ -144,6 +137,7 @@ class Workers:
                 raise NotFoundError(f"no worker named {name!r}", reason="WORKER_NOT_FOUND")
             updated = dataclasses.replace(worker, **changes)
             tx.replace_worker(updated)
+            tx.announce("worker", name)
             return updated
 
         worker = await self._core.db.run(save)
@@ -164,7 +158,7 @@ class Workers:
                 "and wait for its leases to expire",
                 reason="WORKER_IN_USE",
             )
-        removed = await self._core.db.run(lambda tx: tx.delete_worker(name))
+        removed = await self._core.db.run(lambda tx: _deleted(tx, name))
         live = dispatcher.workers.pop(name, None)
         if not removed or live is None:
             raise NotFoundError(f"no worker named {name!r}", reason="WORKER_NOT_FOUND")
@@ -213,3 +207,9 @@ def _unique_name(tx: StoreTransaction, wanted: str, token_sha256: str) -> str:
             reason="WORKER_NAME_TAKEN",
         )
     return name
+
+
+def _deleted(tx: StoreTransaction, name: str) -> bool:
+    """Forget a worker, and tell the other schedulers."""
+    tx.announce("worker", name)
+    return tx.delete_worker(name)

@@ -1,0 +1,123 @@
+"""Two schedulers on one PostgreSQL database: each serves every request,
+hears what the other commits, and no request is assigned twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from taskyard.rpc.credentials import bearer_metadata
+from taskyard.v1 import operator_pb2, workers_pb2
+from taskyard.v1 import work_requests_pb2 as pb
+from tests.integration.postgres import fresh_database
+from tests.integration.scheduler.harness import (
+    Harness,
+    SessionClient,
+    completion,
+    start_harness,
+    stop_harness,
+)
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[tuple[Harness, Harness]]:
+    with fresh_database() as url:
+        a = await start_harness(tmp_path / "a", database=url)
+        b = await start_harness(tmp_path / "b", database=url)
+        try:
+            yield a, b
+        finally:
+            await stop_harness(b)
+            await stop_harness(a)
+
+
+async def eventually(call: object, timeout: float = 10.0) -> object:
+    """The first answer of a call that another scheduler makes possible."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                return await call()  # type: ignore[operator]
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.NOT_FOUND}:
+                    raise
+            await asyncio.sleep(0.05)
+
+
+async def worker_on(harness: Harness, other: Harness, name: str) -> SessionClient:
+    """A worker registered and enabled through `other`, connected to `harness`."""
+    client = SessionClient(other, name)
+    await client.register()
+    await other.operator.EnableWorker(
+        operator_pb2.EnableWorkerRequest(name=client.name), metadata=other.admin
+    )
+    client.harness = harness
+    await eventually(client.connect)
+    return client
+
+
+async def test_a_request_submitted_on_one_runs_on_a_worker_of_the_other(
+    pair: tuple[Harness, Harness],
+) -> None:
+    a, b = pair
+    worker = await worker_on(b, a, "w1")
+    request = await a.submit("noop")
+    watched = asyncio.create_task(a.wait_for_state(request, pb.WORK_REQUEST_STATE_COMPLETED))
+    assignment = await worker.expect("assignment")
+    assert assignment.lease.work_request_id == request
+    worker.started(assignment.lease)
+    worker.completed(assignment.lease, workers_pb2.WORK_OUTCOME_SUCCESS)
+    await worker.expect("ack")
+    done = await watched  # the watch on the other scheduler saw it end
+    assert (done.worker_name, done.result) == ("w1", pb.WORK_REQUEST_RESULT_SUCCESS)
+    await worker.disconnect()
+
+
+async def test_tokens_and_aborts_cross_between_them(pair: tuple[Harness, Harness]) -> None:
+    a, b = pair
+    created = await a.operator.CreateToken(
+        operator_pb2.CreateTokenRequest(role=operator_pb2.TOKEN_ROLE_SUBMIT), metadata=a.admin
+    )
+    listed = await eventually(
+        lambda: b.work_requests.List(pb.ListRequest(), metadata=bearer_metadata(created.secret))
+    )
+    assert isinstance(listed, pb.ListResponse)
+    worker = await worker_on(b, a, "w1")
+    request = await a.submit("noop", {"sleep": 60})
+    assignment = await worker.expect("assignment")
+    worker.started(assignment.lease)
+    await a.work_requests.Abort(pb.AbortRequest(id=request), metadata=a.submitter)
+    abort = await worker.expect("abort")  # asked on one, pushed by the other
+    assert abort.lease == assignment.lease
+    worker.completed(assignment.lease, workers_pb2.WORK_OUTCOME_ABORTED)
+    assert (await worker.expect("ack")).lease == assignment.lease
+    await worker.disconnect()
+
+
+async def test_racing_schedulers_assign_each_request_once(pair: tuple[Harness, Harness]) -> None:
+    a, b = pair
+    on_a, on_b = await worker_on(a, a, "wa"), await worker_on(b, a, "wb")
+    requests = {await (a if n % 2 else b).submit("noop") for n in range(40)}
+    seen: list[str] = []
+
+    async def work(client: SessionClient) -> None:
+        while True:
+            kind, item = await client.received.get()
+            if kind == "assignment":
+                seen.append(item.lease.work_request_id)
+                client.report(completion(item.lease, workers_pb2.WORK_OUTCOME_SUCCESS))
+
+    workers = [asyncio.create_task(work(c)) for c in (on_a, on_b)]
+    async with asyncio.timeout(60):
+        while set(seen) != requests:
+            await asyncio.sleep(0.05)
+    for task in workers:
+        task.cancel()
+    assert sorted(seen) == sorted(requests)  # every one once, none twice
+    for client in (on_a, on_b):
+        await client.disconnect()
