@@ -215,11 +215,24 @@ class Worker:
     allowed_tasks: tuple[str, ...] = ()
     denied_tasks: tuple[str, ...] = ()
     last_seen_at: datetime | None = None
+    #: The scheduler holding its session ("" for none).
+    scheduler: str = ""
 
     @property
     def metadata(self) -> dict[str, Any]:
         """Dynamic metadata overlaid by the operator's static metadata (static wins)."""
         return {**self.dynamic_metadata, **self.static_metadata}
+
+
+@dataclass(frozen=True)
+class SchedulerRecord:
+    """A scheduler sharing the database, as it last said it was."""
+
+    id: str
+    address: str
+    page: str
+    started_at: datetime
+    seen_at: datetime
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from taskyard.scheduler.domain import (
     Attempt,
     Result,
     Role,
+    SchedulerRecord,
     State,
     Token,
     Worker,
@@ -185,3 +187,30 @@ def test_attempts_are_kept_in_order_and_go_with_their_request(store: Store) -> N
         tx.delete_work_requests(["wr0001"])
     with store.transaction() as tx:
         assert tx.attempts_of("wr0001") == []
+
+
+def test_a_lease_has_one_holder_at_a_time_and_a_term_that_fences(store: Store) -> None:
+    with store.transaction() as tx:
+        assert tx.take_lease("maintenance", "a", 0.3) == 1
+        assert tx.take_lease("maintenance", "b", 0.3) is None  # held
+        assert tx.take_lease("maintenance", "a", 0.3) == 1  # renewed, same term
+        assert tx.holds_lease("maintenance", "a", 1)
+    time.sleep(0.35)  # "a" stopped renewing: its lease ran out
+    with store.transaction() as tx:
+        assert not tx.holds_lease("maintenance", "a", 1)
+        assert tx.take_lease("maintenance", "b", 30) == 2
+        assert not tx.holds_lease("maintenance", "a", 1)  # its writes are refused now
+        assert tx.holds_lease("maintenance", "b", 2)
+        assert tx.take_lease("maintenance", "a", 30) is None
+
+
+def test_schedulers_say_they_are_alive(store: Store) -> None:
+    started = datetime(2026, 12, 7, tzinfo=UTC)
+    with store.transaction() as tx:
+        tx.beat(SchedulerRecord("s1", "127.0.0.1:1", "", started, started))
+        tx.beat(SchedulerRecord("s2", "127.0.0.1:2", "http://x/", started, started))
+        tx.beat(SchedulerRecord("s1", "127.0.0.1:1", "", started, started))
+        found = tx.schedulers()
+        now = tx.now()
+    assert [s.id for s in found] == ["s1", "s2"]
+    assert all(s.seen_at > started and s.seen_at <= now for s in found)

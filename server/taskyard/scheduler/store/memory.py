@@ -11,13 +11,14 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from taskyard.errors import AlreadyExistsError
 from taskyard.scheduler.domain import (
     FINAL_STATES,
     Artifact,
     Attempt,
+    SchedulerRecord,
     State,
     Token,
     Worker,
@@ -33,6 +34,9 @@ class _Tables:
     tokens: dict[str, Token] = field(default_factory=dict)
     artifacts: dict[str, Artifact] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
+    #: name -> (holder, term, expires at)
+    leases: dict[str, tuple[str, int, datetime]] = field(default_factory=dict)
+    schedulers: dict[str, SchedulerRecord] = field(default_factory=dict)
 
     def copy(self) -> _Tables:
         return _Tables(
@@ -41,6 +45,8 @@ class _Tables:
             dict(self.tokens),
             dict(self.artifacts),
             list(self.attempts),
+            dict(self.leases),
+            dict(self.schedulers),
         )
 
 
@@ -52,6 +58,29 @@ class MemoryTransaction:
 
     def announce(self, kind: str, key: str) -> None:
         """Nobody else to tell."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def take_lease(self, name: str, holder: str, ttl: float) -> int | None:
+        now = self.now()
+        found = self.tables.leases.get(name)
+        if found is not None and found[0] != holder and found[2] >= now:
+            return None
+        renewing = found is not None and found[0] == holder and found[2] >= now
+        term = (found[1] if renewing else found[1] + 1) if found is not None else 1
+        self.tables.leases[name] = (holder, term, now + timedelta(seconds=ttl))
+        return term
+
+    def holds_lease(self, name: str, holder: str, term: int) -> bool:
+        found = self.tables.leases.get(name)
+        return found is not None and found[:2] == (holder, term) and found[2] >= self.now()
+
+    def beat(self, record: SchedulerRecord) -> None:
+        self.tables.schedulers[record.id] = replace(record, seen_at=self.now())
+
+    def schedulers(self) -> list[SchedulerRecord]:
+        return [self.tables.schedulers[key] for key in sorted(self.tables.schedulers)]
 
     def insert_work_request(self, work_request: WorkRequest) -> None:
         key = work_request.idempotency_key

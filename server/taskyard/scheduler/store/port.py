@@ -17,6 +17,7 @@ from taskyard.scheduler.domain import (
     Artifact,
     Attempt,
     Result,
+    SchedulerRecord,
     State,
     Token,
     Worker,
@@ -171,6 +172,25 @@ class StoreTransaction(Protocol):
 
     def referenced_blobs(self, blobs: Collection[tuple[str, int]]) -> set[tuple[str, int]]:
         """Those of `blobs` (sha256, size) that some artifact file refers to."""
+
+    def now(self) -> datetime:
+        """The store's clock (PostgreSQL's, for every scheduler alike)."""
+
+    def take_lease(self, name: str, holder: str, ttl: float) -> int | None:
+        """Hold the lease `name` for `ttl` more seconds of the store's clock:
+        renewed if `holder` holds it, taken with the next term if it is
+        free or expired. The term now held, or None if another holds it."""
+
+    def holds_lease(self, name: str, holder: str, term: int) -> bool:
+        """Whether `holder` holds `name` in `term`, unexpired, and keeps it
+        until this transaction ends (whoever would take it waits): the
+        fence of a holder's writes."""
+
+    def beat(self, record: SchedulerRecord) -> None:
+        """Record that a scheduler is alive (its `seen_at` is the store's now)."""
+
+    def schedulers(self) -> list[SchedulerRecord]:
+        """Every scheduler that has beaten, by id."""
 
     def announce(self, kind: str, key: str) -> None:
         """Tell the other schedulers of this database, once this transaction

@@ -118,6 +118,7 @@ def worker_row(worker: Worker) -> dict[str, Any]:
         "denied_tasks_json": json.dumps(list(worker.denied_tasks)),
         "registered_at": worker.registered_at,
         "last_seen_at": worker.last_seen_at,
+        "scheduler": worker.scheduler,
     }
 
 
@@ -134,6 +135,7 @@ def worker_from(row: Mapping[Any, Any]) -> Worker:
         denied_tasks=tuple(json.loads(row["denied_tasks_json"])),
         registered_at=row["registered_at"],
         last_seen_at=row["last_seen_at"],
+        scheduler=row["scheduler"],
     )
 
 

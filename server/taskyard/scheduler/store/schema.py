@@ -93,6 +93,30 @@ workers = Table(
     Column("denied_tasks_json", Text, nullable=False),
     Column("registered_at", UtcDateTime, nullable=False),
     Column("last_seen_at", UtcDateTime),
+    # The scheduler holding its session ('' for none).
+    Column("scheduler", String(200), nullable=False, server_default=""),
+)
+
+#: Each scheduler sharing the database, and when it last said it was alive.
+schedulers = Table(
+    "schedulers",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("address", String(300), nullable=False),
+    Column("page", String(300), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("seen_at", UtcDateTime, nullable=False),
+)
+
+#: Leases that elect one scheduler for a job (maintenance), with a term
+#: that fences the writes of a former holder.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("term", BigInteger, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
 )
 
 tokens = Table(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,13 @@ from taskyard.scheduler.domain import (
     FINAL_STATES,
     Artifact,
     Attempt,
+    SchedulerRecord,
     State,
     Token,
     Worker,
     WorkRequest,
 )
-from taskyard.scheduler.store import notices, rows
+from taskyard.scheduler.store import leasing, notices, rows
 from taskyard.scheduler.store.port import Notice, StorageFullError, WorkRequestFilter
 from taskyard.scheduler.store.prepared import Prepared
 from taskyard.scheduler.store.schema import (
@@ -334,6 +336,24 @@ class SqlTransaction:
         digests = list({sha256 for sha256, _ in blobs})
         query = select(_AF.sha256, _AF.size).where(_AF.sha256.in_(digests)).distinct()
         return {(row[0], row[1]) for row in self._db.execute(query)} & set(blobs)
+
+    def now(self) -> datetime:
+        if self._shared:
+            stamp: datetime = self._db.execute(select(func.now())).scalar_one()
+            return stamp.astimezone(UTC)
+        return datetime.now(UTC)
+
+    def take_lease(self, name: str, holder: str, ttl: float) -> int | None:
+        return leasing.take(self._db, self.now(), name, holder, ttl)
+
+    def holds_lease(self, name: str, holder: str, term: int) -> bool:
+        return leasing.holds(self._db, self.now(), name, holder, term)
+
+    def beat(self, record: SchedulerRecord) -> None:
+        leasing.beat(self._db, dataclasses.replace(record, seen_at=self.now()))
+
+    def schedulers(self) -> list[SchedulerRecord]:
+        return leasing.all_schedulers(self._db)
 
     def announce(self, kind: str, key: str) -> None:
         if self._shared:
