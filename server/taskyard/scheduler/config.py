@@ -25,6 +25,9 @@ class SchedulerConfig:
     tls_client_ca: str = ""
     heartbeat_interval: float = 10.0
     lease_grace: float = 30.0
+    #: Seconds the maintenance lease lasts unrenewed (renewed every third of
+    #: it): how soon another scheduler on the same database takes over.
+    leader_ttl: float = 5.0
     max_attempts: int = 3
     #: Seconds in-flight calls get to finish on shutdown.
     shutdown_grace: float = 10.0

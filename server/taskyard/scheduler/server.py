@@ -161,8 +161,9 @@ def build_scheduler(config: SchedulerConfig) -> Scheduler:
         partial_max_age=config.partial_upload_max_age,
         upload_quota=config.upload_quota,
     )
+    identity = scheduler_id()
     scheduler = Scheduler(
-        SqlStore(config.database_url(), origin=scheduler_id()),
+        SqlStore(config.database_url(), origin=identity),
         settings=settings,
         auto_enable_workers=config.auto_enable_workers,
         blobs=LocalBlobStore(config.data_dir / "blobs"),
@@ -170,6 +171,8 @@ def build_scheduler(config: SchedulerConfig) -> Scheduler:
         logs=LogFiles(config.data_dir / "logs"),
         log_cap=config.log_cap,
         keep_seconds=config.keep_days * 86400,
+        scheduler_id=identity,
+        lease_ttl=config.leader_ttl,
     )
     if traces_recorded():  # observers only when exported: otherwise they cost for nothing
         scheduler.observe_with(SpanObserver(trace.get_tracer(TRACING_SCOPE)), submissions=True)

@@ -11,6 +11,7 @@ import grpc
 import pytest
 
 from taskyard.rpc.credentials import bearer_metadata
+from taskyard.scheduler.service.maintenance import FencedOut
 from taskyard.v1 import operator_pb2, workers_pb2
 from taskyard.v1 import work_requests_pb2 as pb
 from tests.integration.postgres import fresh_database
@@ -121,3 +122,53 @@ async def test_racing_schedulers_assign_each_request_once(pair: tuple[Harness, H
     assert sorted(seen) == sorted(requests)  # every one once, none twice
     for client in (on_a, on_b):
         await client.disconnect()
+
+
+@pytest.fixture
+async def quick_pair(tmp_path: Path) -> AsyncIterator[tuple[Harness, Harness]]:
+    """Two schedulers with a short maintenance lease; the first leads."""
+    with fresh_database() as url:
+        a = await start_harness(tmp_path / "a", database=url, leader_ttl=1.0)
+        b = await start_harness(tmp_path / "b", database=url, leader_ttl=1.0)
+        try:
+            yield a, b
+        finally:
+            await stop_harness(b)
+            await stop_harness(a)
+
+
+async def until(condition: object, timeout: float = 15.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():  # type: ignore[operator]
+            await asyncio.sleep(0.02)
+
+
+async def test_one_runs_maintenance_and_expires_a_lost_workers_leases_held_elsewhere(
+    quick_pair: tuple[Harness, Harness],
+) -> None:
+    a, b = quick_pair
+    leader, other = a.running.scheduler.maintenance, b.running.scheduler.maintenance
+    assert (leader.leading, other.leading) == (True, False)
+    worker = await worker_on(b, a, "w1")
+    request = await a.submit("noop")
+    assignment = await worker.expect("assignment")
+    worker.started(assignment.lease)
+    await a.wait_for_state(request, pb.WORK_REQUEST_STATE_RUNNING)
+    await worker.disconnect()  # its session was on b; a, which leads, expires its lease
+    back = await a.wait_for_state(request, pb.WORK_REQUEST_STATE_PENDING)
+    assert back.attempt == 2
+
+
+async def test_another_takes_over_and_a_former_leaders_writes_are_refused(
+    quick_pair: tuple[Harness, Harness],
+) -> None:
+    a, b = quick_pair
+    former, other = a.running.scheduler.maintenance, b.running.scheduler.maintenance
+    assert former.leading
+    await former.stop()  # as if paused: it renews no more, and still believes it leads
+    former.term = 1
+    await until(lambda: other.leading)  # within the lease's TTL and one renewal
+    assert other.term == 2
+    with pytest.raises(FencedOut):
+        await a.running.scheduler.core.db.run(former.guard)
+    assert former.refused == 1

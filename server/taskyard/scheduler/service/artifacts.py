@@ -34,6 +34,7 @@ from taskyard.scheduler.service.artifact_rules import (
 )
 from taskyard.scheduler.service.auth import Principal, WorkerPrincipal, owner_of
 from taskyard.scheduler.service.core import Core
+from taskyard.scheduler.service.dispatch import Guard
 from taskyard.scheduler.service.work_requests import check_owner
 from taskyard.scheduler.store.port import StoreTransaction
 
@@ -242,23 +243,30 @@ class Artifacts:
         updated = await self._core.db.run(complete)
         return bool(updated and updated.complete)
 
-    async def _abandon(self, artifact: Artifact, key: str) -> None:
+    async def _abandon(self, artifact: Artifact, key: str, guard: Guard | None = None) -> None:
         """A refused or failed upload leaves no partial content and no artifact."""
         for file in artifact.files:
             await asyncio.to_thread(self._blobs.discard, upload_key(artifact.id, file))
-        await self._core.db.run(lambda tx: tx.delete_artifact(artifact.id))
+
+        def delete(tx: StoreTransaction) -> None:
+            if guard is not None:
+                guard(tx)
+            tx.delete_artifact(artifact.id)
+
+        await self._core.db.run(delete)
         log.info("artifact %s abandoned (upload %s refused or failed)", artifact.id, key)
 
-    async def sweep(self) -> int:
+    async def sweep(self, guard: Guard | None = None) -> int:
         """Remove uploads untouched for `partial_max_age`, with their artifacts
-        (an artifact older than that whose upload still makes progress stays)."""
+        (an artifact older than that whose upload still makes progress stays;
+        each delete refused by `guard`, maintenance's lease, when it has gone)."""
         age = self.limits.partial_max_age
         cutoff = self._core.clock() - timedelta(seconds=age)
         old = await self._core.db.run(lambda tx: tx.incomplete_artifacts(cutoff))
         untouched = set(await asyncio.to_thread(self._blobs.partial_keys_older_than, age))
         stale = [a for a in old if not await self._progressing(a, untouched)]
         for artifact in stale:
-            await self._abandon(artifact, "(stale)")
+            await self._abandon(artifact, "(stale)", guard)
         for key in untouched:
             await asyncio.to_thread(self._blobs.discard, key)
         return len(stale)

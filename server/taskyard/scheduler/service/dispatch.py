@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -20,8 +20,6 @@ from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import (
     ACTIVE_STATES,
     Attempt,
-    Lease,
-    Result,
     State,
     Worker,
     WorkError,
@@ -46,6 +44,8 @@ from taskyard.scheduler.store.port import StoreTransaction
 from taskyard.tasks import Task
 
 log = logging.getLogger(__name__)
+#: Runs first in a write and may refuse it (raising).
+Guard = Callable[[StoreTransaction], None]
 
 
 class Dispatcher:
@@ -53,7 +53,12 @@ class Dispatcher:
     (the workers' side of it through `sessions`)."""
 
     def __init__(
-        self, db: GroupCommitter, feed: ChangeFeed, clock: Clock, settings: Settings
+        self,
+        db: GroupCommitter,
+        feed: ChangeFeed,
+        clock: Clock,
+        settings: Settings,
+        scheduler_id: str = "",
     ) -> None:
         self.db = db
         self.feed = feed
@@ -64,7 +69,6 @@ class Dispatcher:
         self.workers: dict[str, LiveWorker] = {}
         self.pending: dict[str, WorkRequest] = {}
         self.active: dict[str, WorkRequest] = {}
-        self._timeouts: dict[str, asyncio.TimerHandle] = {}
         self._kicked = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -73,7 +77,8 @@ class Dispatcher:
         self.observers: list[Observer] = []
         self.sessions = WorkerSessions(
             Scheduling(db, feed, clock, settings, self.workers, self.active, self.observers,
-                       commit=self.commit, kick=self.kick, spawn=self._spawn)
+                       commit=self.commit, scheduler_id=scheduler_id, kick=self.kick,
+                       spawn=self._spawn)
         )  # fmt: skip
 
     # -- Lifecycle --------------------------------------------------------
@@ -87,14 +92,10 @@ class Dispatcher:
         )
 
     async def stop(self) -> None:
-        """Stop matching and every timer; close every session."""
+        """Stop matching; close every session."""
         for live in self.workers.values():
-            if live.grace is not None:
-                live.grace.cancel()
             if live.session is not None:
                 live.session.close(messages.Closing("the scheduler is shutting down", 1.0))
-        for timer in self._timeouts.values():
-            timer.cancel()
         if self._loop_task is not None:
             self._loop_task.cancel()
         if self._tasks:
@@ -134,9 +135,6 @@ class Dispatcher:
                 log.error("request %s cannot be used as stored (%r); set aside", request.id, error)
                 why = f"set aside at start: what was stored cannot be used ({error!r:.200})"
                 unrunnable.append((request, WorkError("quarantined", why)))
-        for live in self.workers.values():
-            if live.busy:
-                self.sessions.start_grace(live)
         return unrunnable
 
     def enqueue(self, work_request: WorkRequest, task: Task) -> None:
@@ -152,12 +150,11 @@ class Dispatcher:
         self.kick()
 
     def _hold(self, work_request: WorkRequest) -> None:
-        """Track an active request against its worker's slots and its timeout."""
+        """Track an active request against its worker's slots."""
         self.active[work_request.id] = work_request
         live = self.workers.get(work_request.worker_name)
         if live is not None:
             live.busy.add(work_request.id)
-        self._arm_timeout(work_request)
 
     def _settle(self, after: WorkRequest) -> None:
         """Update the live state after a committed change to `after`."""
@@ -167,9 +164,6 @@ class Dispatcher:
             self.active[after.id] = after
         else:
             self.active.pop(after.id, None)
-            timer = self._timeouts.pop(after.id, None)
-            if timer is not None:
-                timer.cancel()
         if after.state is State.PENDING:
             self.enqueue(after, configured_task(after))
         self.feed.publish(after)
@@ -211,17 +205,21 @@ class Dispatcher:
         after: WorkRequest,
         via: WorkRequest | None = None,
         why: WorkError | None = None,
+        guard: Guard | None = None,
     ) -> bool:
         """Compare-and-set `before -> after` in the store; on success update the
         live state. `via` is a state passed through on the way, in the same
         write (a start reported together with the completion). An attempt that
         ends is recorded in the same write, with `why` when `after` says
-        nothing of it (a request sent back to the queue)."""
+        nothing of it (a request sent back to the queue). `guard` runs first
+        in the write and may refuse it (maintenance: its lease's term)."""
         ended = None
         if before.state in ACTIVE_STATES and after.state not in ACTIVE_STATES:
             ended = Attempt.ended(before, after, why)
 
         def write(tx: StoreTransaction) -> bool:
+            if guard is not None:
+                guard(tx)
             changed = tx.replace_work_request(
                 after, expected_state=before.state, expected_attempt=before.attempt
             )
@@ -338,34 +336,11 @@ class Dispatcher:
         live.busy.add(assigned.id)
         self.assignments += 1
         self.active[assigned.id] = assigned
-        self._arm_timeout(assigned)
         self.feed.publish(assigned)
         task_class = Task.class_from_name(assigned.task_name)
         if live.session is not None:
             timeout = effective_timeout(assigned)
             live.session.send(messages.Assign(assigned, task_class.TASK_VERSION or 0, timeout))
-
-    # -- Timeouts ---------------------------------------------------------
-
-    def _arm_timeout(self, work_request: WorkRequest) -> None:
-        seconds = effective_timeout(work_request)
-        if seconds is None or work_request.assigned_at is None:
-            return
-        elapsed = (self.clock() - work_request.assigned_at).total_seconds()
-        loop = asyncio.get_running_loop()
-        self._timeouts[work_request.id] = loop.call_later(
-            max(0.0, seconds - elapsed),
-            lambda: self._spawn(self._time_out(work_request.lease, seconds)),
-        )
-
-    async def _time_out(self, lease: Lease, seconds: float) -> None:
-        current = self.active.get(lease.work_request_id)
-        if current is None or current.attempt != lease.attempt:
-            return
-        error = WorkError("timeout", f"the task ran longer than its {seconds:g}s timeout")
-        finished = lifecycle.complete(current, Result.ERROR, self.clock(), error=error)
-        if await self.commit(current, finished):
-            self.send_abort(current, messages.AbortReason.TIMEOUT, error.message)
 
     def send_abort(self, work_request: WorkRequest, reason: messages.AbortReason, why: str) -> None:
         """Tell the worker holding `work_request` to stop it, if it is connected."""

@@ -53,9 +53,15 @@ class ChangeFeed:
         self._listeners: list[Listener] = []
 
     def listen(self, listener: Listener) -> Callable[[], None]:
-        """Call `listener` with every change from now on; return what stops it."""
+        """Call `listener` with every change from now on; return what stops it
+        (again and again: once stopped, it stays stopped)."""
         self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+
+        def stop() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return stop
 
     def subscribe(self, wanted: Predicate) -> Subscription:
         """Start receiving changes that pass `wanted`, from now on."""

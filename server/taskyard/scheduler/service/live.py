@@ -95,7 +95,6 @@ class LiveWorker:
     session: Session | None = None
     #: Ids of the work requests occupying the worker's slots.
     busy: set[str] = field(default_factory=set)
-    grace: asyncio.TimerHandle | None = None
 
     @property
     def connected(self) -> bool:

@@ -18,6 +18,7 @@ from functools import partial
 from taskyard.scheduler.blobs.logs import LogFiles
 from taskyard.scheduler.blobs.port import BlobStore
 from taskyard.scheduler.service.core import Core
+from taskyard.scheduler.service.dispatch import Guard
 from taskyard.scheduler.store.port import StoreTransaction
 
 BATCH = 500
@@ -43,18 +44,19 @@ class Retention:
         self._blobs = blobs
         self._logs = logs
 
-    async def prune(self, older_than: float) -> Pruned:
-        """Delete what ended more than `older_than` seconds ago."""
+    async def prune(self, older_than: float, guard: Guard | None = None) -> Pruned:
+        """Delete what ended more than `older_than` seconds ago (each delete
+        refused by `guard`, maintenance's lease, when it has gone)."""
         now = self._core.clock()
         cutoff = now - timedelta(seconds=older_than)
         requests = artifacts = 0
         while ids := await self._core.db.run(lambda tx: tx.finished_before(cutoff, BATCH)):
-            artifacts += await self._core.db.run(partial(_delete, work_request_ids=ids))
+            artifacts += await self._core.db.run(partial(_delete, ids=ids, guard=guard))
             requests += len(ids)
             for work_request_id in ids:
                 await asyncio.to_thread(self._logs.remove, work_request_id)
         while expired := await self._core.db.run(lambda tx: tx.expired_artifacts(now, BATCH)):
-            await self._core.db.run(partial(_delete_artifacts, artifact_ids=expired))
+            await self._core.db.run(partial(_delete_artifacts, ids=expired, guard=guard))
             artifacts += len(expired)
         return Pruned(requests, artifacts, await self._collect())
 
@@ -73,15 +75,17 @@ class Retention:
         return removed
 
 
-def _delete(tx: StoreTransaction, work_request_ids: list[str]) -> int:
-    artifact_ids = tx.artifacts_of(work_request_ids)
-    _delete_artifacts(tx, artifact_ids)
-    tx.delete_work_requests(work_request_ids)
+def _delete(tx: StoreTransaction, ids: list[str], guard: Guard | None) -> int:
+    artifact_ids = tx.artifacts_of(ids)
+    _delete_artifacts(tx, artifact_ids, guard)
+    tx.delete_work_requests(ids)
     return len(artifact_ids)
 
 
-def _delete_artifacts(tx: StoreTransaction, artifact_ids: list[str]) -> None:
-    for artifact_id in artifact_ids:
+def _delete_artifacts(tx: StoreTransaction, ids: list[str], guard: Guard | None) -> None:
+    if guard is not None:
+        guard(tx)
+    for artifact_id in ids:
         tx.delete_artifact(artifact_id)
 
 

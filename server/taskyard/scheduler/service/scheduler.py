@@ -14,6 +14,7 @@ from taskyard.scheduler.blobs.port import BlobStore
 from taskyard.scheduler.domain import (
     ACTIVE_STATES,
     Result,
+    SchedulerRecord,
     State,
     Token,
     Worker,
@@ -24,10 +25,11 @@ from taskyard.scheduler.service.artifacts import Artifacts
 from taskyard.scheduler.service.auth import Credentials, Principal
 from taskyard.scheduler.service.committer import GroupCommitter
 from taskyard.scheduler.service.core import Core
-from taskyard.scheduler.service.dispatch import Dispatcher
+from taskyard.scheduler.service.dispatch import Dispatcher, Guard
 from taskyard.scheduler.service.farm import Farm
 from taskyard.scheduler.service.feed import ChangeFeed
 from taskyard.scheduler.service.ids import IdFactory, SortableIds
+from taskyard.scheduler.service.maintenance import FencedOut, Maintenance
 from taskyard.scheduler.service.observers import Observer
 from taskyard.scheduler.service.retention import Pruned, Retention
 from taskyard.scheduler.service.sessions import Settings
@@ -61,6 +63,8 @@ class Scheduler:
         logs: LogFiles,
         log_cap: int = DEFAULT_CAP,
         keep_seconds: float = 0.0,
+        scheduler_id: str = "local",
+        lease_ttl: float = 5.0,
     ) -> None:
         self.store = store
         settings = settings or Settings()
@@ -69,7 +73,7 @@ class Scheduler:
         self.core = Core(
             db=db,
             feed=feed,
-            dispatcher=Dispatcher(db, feed, clock, settings),
+            dispatcher=Dispatcher(db, feed, clock, settings, scheduler_id),
             credentials=Credentials(),
             clock=clock,
             new_id=new_id or SortableIds(""),
@@ -84,6 +88,10 @@ class Scheduler:
         self.retention = Retention(self.core, blobs, logs)
         #: In step with the other schedulers of a shared database.
         self.farm = Farm(self.core, store)
+        started = clock()
+        #: This scheduler as the others see it (its address once it listens).
+        self.record = SchedulerRecord(scheduler_id, "", "", started, started)
+        self.maintenance = Maintenance(self.core, self.record, lease_ttl)
         self._keep = keep_seconds
         self._sweeper: asyncio.TimerHandle | None = None
         self._next_prune = 0.0
@@ -105,23 +113,33 @@ class Scheduler:
             await self.core.dispatcher.commit(work_request, failed)
         self.core.dispatcher.start()
         self.farm.start()
+        await self.maintenance.renew()  # alone on its database: it leads from the start
+        self.maintenance.start()
         await self._sweep()
 
     async def _sweep(self) -> None:
         """Remove stale partial uploads (and, with a kept age, what is
-        finished and older) now, and again and again."""
-        removed = await self.artifacts.sweep()
-        if removed:
-            log.info("removed %d abandoned artifact upload(s)", removed)
-        if self._keep > 0 and time.monotonic() >= self._next_prune:
-            self._next_prune = time.monotonic() + 3600
-            pruned = await self.retention.prune(self._keep)
-            if pruned != Pruned():
-                log.info("pruned what ended over %.0f days ago: %s", self._keep / 86400, pruned)
+        finished and older) now, and again and again: on the scheduler that
+        runs maintenance, each delete fenced by its lease."""
+        if self.maintenance.leading:
+            await self._maintain(self.maintenance.guard)
         loop = asyncio.get_running_loop()
         # Often enough that an upload goes soon after its max age.
         every = max(10.0, min(3600.0, self.artifacts.limits.partial_max_age / 4))
         self._sweeper = loop.call_later(every, self._sweep_later)
+
+    async def _maintain(self, guard: Guard) -> None:
+        try:
+            removed = await self.artifacts.sweep(guard)
+            if removed:
+                log.info("removed %d abandoned artifact upload(s)", removed)
+            if self._keep > 0 and time.monotonic() >= self._next_prune:
+                self._next_prune = time.monotonic() + 3600
+                pruned = await self.retention.prune(self._keep, guard)
+                if pruned != Pruned():
+                    log.info("pruned what ended over %.0f days ago: %s", self._keep / 86400, pruned)
+        except FencedOut as refused:
+            log.warning("%s", refused.message)
 
     def _sweep_later(self) -> None:
         self._sweeping = asyncio.get_running_loop().create_task(self._sweep())
@@ -143,6 +161,7 @@ class Scheduler:
         self.core.feed.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        await self.maintenance.stop()
         await self.farm.stop()
         await self.core.dispatcher.stop()
 

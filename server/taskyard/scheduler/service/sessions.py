@@ -8,7 +8,6 @@ committing a change, asking for a matching pass, running a side job.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Coroutine, Iterable
@@ -58,6 +57,7 @@ class Commit(Protocol):
         after: WorkRequest,
         via: WorkRequest | None = None,
         why: WorkError | None = None,
+        guard: Callable[[StoreTransaction], None] | None = None,
     ) -> bool: ...
 
 
@@ -73,6 +73,8 @@ class Scheduling:
     active: dict[str, WorkRequest]
     observers: list[Observer]
     commit: Commit
+    #: This scheduler's id among those sharing the database.
+    scheduler_id: str
     #: Ask for a matching pass soon.
     kick: Callable[[], None]
     #: Run a side job, its failure logged.
@@ -91,6 +93,7 @@ class WorkerSessions:
         self.active = scheduling.active
         self.observers = scheduling.observers
         self.commit = scheduling.commit
+        self.scheduler_id = scheduling.scheduler_id
         self.kick = scheduling.kick
         self._spawn = scheduling.spawn
 
@@ -101,7 +104,8 @@ class WorkerSessions:
     ) -> Session:
         """Keep a worker's hello; if it is enabled, open its session and
         reconcile what it runs (PERMISSION_DENIED if it is not)."""
-        updated = await self.db.run(lambda tx: _save_hello(tx, name, metadata, slots, self.clock()))
+        hello = Hello(metadata, slots, self.clock(), self.scheduler_id)
+        updated = await self.db.run(lambda tx: _save_hello(tx, name, hello))
         live = self.workers.setdefault(updated.name, LiveWorker(updated, view_of(updated)))
         live.worker, live.view = updated, view_of(updated)
         if not updated.enabled:
@@ -112,9 +116,6 @@ class WorkerSessions:
             )
         if live.session is not None:
             live.session.close(messages.Closing("replaced by a newer session", 0.0))
-        if live.grace is not None:
-            live.grace.cancel()
-            live.grace = None
         silence = self.settings.heartbeat_interval * self.settings.missed_heartbeats
         session = Session(updated.name, self._silent, silence)
         live.session = session
@@ -145,41 +146,38 @@ class WorkerSessions:
                 live.session.send(messages.AbortWork(lease, messages.AbortReason.LEASE_LOST, why))
 
     def close_session(self, session: Session) -> None:
-        """The session's stream ended: its leases survive for the grace period."""
+        """The session's stream ended: its leases survive for the grace period
+        (the maintenance holder expires them: `maintenance.py`), and the
+        store says that no scheduler holds the worker's session now."""
         session.close()
         live = self.workers.get(session.worker_name)
         if live is None or live.session is not session:
             return
         live.session = None
-        self.start_grace(live)
         self.feed.worker_changed()
+        self._spawn(self._went_away(session.worker_name))
+
+    async def _went_away(self, name: str) -> None:
+        now = self.clock()
+
+        def save(tx: StoreTransaction) -> Worker | None:
+            worker = tx.get_worker(name)
+            if worker is None or worker.scheduler != self.scheduler_id:
+                return None  # gone, or back on another scheduler already
+            updated = dataclasses.replace(worker, scheduler="", last_seen_at=now)
+            tx.replace_worker(updated)
+            tx.announce("worker", name)
+            return updated
+
+        updated = await self.db.run(save)
+        live = self.workers.get(name)
+        if updated is not None and live is not None and live.session is None:
+            live.worker = updated
+            self.feed.worker_changed()
 
     def _silent(self, session: Session) -> None:
         log.warning("worker %s sent nothing for too long; closing its session", session.worker_name)
         session.close()
-
-    def start_grace(self, live: LiveWorker) -> None:
-        loop = asyncio.get_running_loop()
-        name = live.worker.name
-        live.grace = loop.call_later(
-            self.settings.lease_grace, lambda: self._spawn(self._expire_leases(name))
-        )
-
-    async def _expire_leases(self, worker_name: str) -> None:
-        live = self.workers.get(worker_name)
-        if live is None:
-            return  # removed meanwhile
-        live.grace = None
-        if live.session is not None:
-            return
-        for work_request in [w for w in self.active.values() if w.worker_name == worker_name]:
-            why = WorkError("worker-lost", f"worker {worker_name} was lost")
-            lost = lifecycle.requeue_or_fail(work_request, self.clock(), why.reason, why.message)
-            log.warning("lease of %s on %s expired: %s", work_request.id, worker_name, lost.state)
-            if await self.commit(work_request, lost, why=why):
-                for observer in self.observers:
-                    observer.lease_expired(work_request, worker_name)
-        live.busy.clear()
 
     # -- Reports ------------------------------------------------------------
 
@@ -271,11 +269,8 @@ class WorkerSessions:
         live = self.workers.get(session.worker_name)
         if live is None:
             return  # removed meanwhile: its session is closing
-        updated = await self.db.run(
-            lambda tx: _save_hello(
-                tx, session.worker_name, metadata, live.worker.slots, self.clock()
-            )
-        )
+        hello = Hello(metadata, live.worker.slots, self.clock(), self.scheduler_id)
+        updated = await self.db.run(lambda tx: _save_hello(tx, session.worker_name, hello))
         self.worker_changed(updated)
 
     def refresh_metadata(self, name: str) -> None:
@@ -297,14 +292,29 @@ class WorkerSessions:
         self.kick()
 
 
-def _save_hello(
-    tx: StoreTransaction, name: str, metadata: dict[str, Any], slots: int, now: datetime
-) -> Worker:
+@dataclass(frozen=True)
+class Hello:
+    """What a worker says of itself, and where and when it said it."""
+
+    metadata: dict[str, Any]
+    slots: int
+    at: datetime
+    #: The scheduler that holds its session now.
+    scheduler: str
+
+
+def _save_hello(tx: StoreTransaction, name: str, hello: Hello) -> Worker:
     """Store what a worker said about itself; return the updated record."""
     worker = tx.get_worker(name)
     if worker is None:
         raise NotFoundError(f"worker {name} is not registered", reason="UNKNOWN_WORKER")
-    updated = dataclasses.replace(worker, dynamic_metadata=metadata, slots=slots, last_seen_at=now)
+    updated = dataclasses.replace(
+        worker,
+        dynamic_metadata=hello.metadata,
+        slots=hello.slots,
+        last_seen_at=hello.at,
+        scheduler=hello.scheduler,
+    )
     tx.replace_worker(updated)
     tx.announce("worker", name)
     return updated

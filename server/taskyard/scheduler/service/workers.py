@@ -162,8 +162,6 @@ class Workers:
         live = dispatcher.workers.pop(name, None)
         if not removed or live is None:
             raise NotFoundError(f"no worker named {name!r}", reason="WORKER_NOT_FOUND")
-        if live.grace is not None:
-            live.grace.cancel()
         if live.session is not None:  # it connected while its record went
             live.session.close(messages.Closing(f"worker {name} was removed", 5.0))
         self._core.credentials.forget_worker(live.worker)
