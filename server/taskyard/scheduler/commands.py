@@ -33,6 +33,17 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("--data-dir", type=Path, help="default ~/.local/share/taskyard")
     parser.add_argument("--database", help="SQLAlchemy URL (default: SQLite in the data dir)")
     parser.add_argument(
+        "--blob-dir",
+        help="artifact contents and task logs (default: the data dir); several schedulers "
+        "of one PostgreSQL database share one, on a shared filesystem",
+    )
+    parser.add_argument(
+        "--leader-ttl",
+        type=float,
+        help="seconds the maintenance lease lasts unrenewed: how soon another scheduler of "
+        "the same database takes over (default 5)",
+    )
+    parser.add_argument(
         "--auto-enable-workers",
         action="store_const",
         const=True,

@@ -19,6 +19,9 @@ class SchedulerConfig:
     data_dir: Path = field(default_factory=default_data_dir)
     #: SQLAlchemy URL; empty means the SQLite file `taskyard.db` in the data dir.
     database: str = ""
+    #: Where artifact contents and task logs live (empty: the data dir). All
+    #: the schedulers of one database share one, on a shared filesystem.
+    blob_dir: str = ""
     auto_enable_workers: bool = False
     tls_cert: str = ""
     tls_key: str = ""
@@ -46,6 +49,10 @@ class SchedulerConfig:
     http: str = ""
     #: A trace viewer's page of one trace, with `{trace_id}` in it.
     trace_url: str = ""
+
+    def blob_root(self) -> Path:
+        """The directory holding `blobs/` and `logs/`."""
+        return Path(self.blob_dir) if self.blob_dir else self.data_dir
 
     def database_url(self) -> str:
         """The database to use."""

@@ -10,8 +10,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from taskyard.rpc import transfer
 from taskyard.rpc.credentials import bearer_metadata
 from taskyard.scheduler.service.maintenance import FencedOut
+from taskyard.v1 import artifacts_pb2 as art_pb
 from taskyard.v1 import operator_pb2, workers_pb2
 from taskyard.v1 import work_requests_pb2 as pb
 from tests.integration.postgres import fresh_database
@@ -22,15 +24,18 @@ from tests.integration.scheduler.harness import (
     start_harness,
     stop_harness,
 )
+from tests.integration.scheduler.test_task_logs import output, size
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[tuple[Harness, Harness]]:
+    """Two schedulers of one database, sharing a blob directory."""
+    shared = str(tmp_path / "shared")
     with fresh_database() as url:
-        a = await start_harness(tmp_path / "a", database=url)
-        b = await start_harness(tmp_path / "b", database=url)
+        a = await start_harness(tmp_path / "a", database=url, blob_dir=shared)
+        b = await start_harness(tmp_path / "b", database=url, blob_dir=shared)
         try:
             yield a, b
         finally:
@@ -172,3 +177,60 @@ async def test_another_takes_over_and_a_former_leaders_writes_are_refused(
     with pytest.raises(FencedOut):
         await a.running.scheduler.core.db.run(former.guard)
     assert former.refused == 1
+
+
+async def test_an_upload_begun_on_one_ends_on_the_other_and_either_serves_it(
+    pair: tuple[Harness, Harness], tmp_path: Path
+) -> None:
+    a, b = pair
+    content = b"x" * (3 * 1024 * 1024 + 5)  # four chunks
+    (tmp_path / "big.bin").write_bytes(content)
+    entry = transfer.describe_file(tmp_path / "big.bin", "big.bin")
+    created = await a.artifacts.CreateArtifact(
+        art_pb.CreateArtifactRequest(category="data", files=[entry]), metadata=a.submitter
+    )
+    artifact_id = created.artifact.id
+    first = art_pb.UploadFileRequest(
+        artifact_id=artifact_id, path="big.bin", offset=0, data=content[: 1024 * 1024]
+    )
+    await a.artifacts.UploadFile(aiter_of(first), metadata=a.submitter)  # then a goes away
+    status = await b.artifacts.QueryUploadStatus(  # the same caller, through the other
+        art_pb.QueryUploadStatusRequest(artifact_id=artifact_id, path="big.bin"),
+        metadata=a.submitter,
+    )
+    assert (status.committed_size, status.complete) == (1024 * 1024, False)
+    mib = 1024 * 1024
+    rest = [
+        art_pb.UploadFileRequest(
+            artifact_id=artifact_id, path="big.bin", offset=start,
+            data=content[start : start + mib], finish_write=start + mib >= len(content),
+        )
+        for start in range(mib, len(content), mib)
+    ]  # fmt: skip
+    await b.artifacts.UploadFile(aiter_of(*rest), metadata=a.submitter)
+    written = await transfer.download(a.artifacts, a.submitter, artifact_id, tmp_path / "out")
+    assert written[0].read_bytes() == content
+
+
+async def aiter_of(*items: art_pb.UploadFileRequest) -> AsyncIterator[art_pb.UploadFileRequest]:
+    for item in items:
+        yield item
+
+
+async def test_a_follower_on_one_gets_output_sent_to_the_other(
+    pair: tuple[Harness, Harness],
+) -> None:
+    a, b = pair
+    worker = await worker_on(b, a, "w1")
+    request = await a.submit("noop", {"sleep": 30})
+    lease = (await worker.expect("assignment")).lease
+    worker.started(lease)
+    follow = a.work_requests.Logs(pb.LogsRequest(id=request, follow=True), metadata=a.submitter)
+    lines = aiter(follow)
+    worker.send(output=output(lease, 0, "one\n"))
+    assert (await anext(lines)).data == b"one\n"  # sent to b, followed on a, live
+    worker.send(output=output(lease, size("one\n"), "two\n", end=True))
+    assert (await anext(lines)).data == b"two\n"
+    worker.completed(lease, workers_pb2.WORK_OUTCOME_SUCCESS)
+    assert [chunk async for chunk in follow] == []  # sealed: the follow ends
+    await worker.disconnect()

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from taskyard.scheduler.domain import ACTIVE_STATES, State, Token, Worker, WorkRequest
+from taskyard.scheduler.domain import ACTIVE_STATES, Lease, State, Token, Worker, WorkRequest
 from taskyard.scheduler.service.core import Core
 from taskyard.scheduler.store.port import Store, StoreTransaction
 
@@ -46,6 +46,8 @@ class Farm:
     def __init__(self, core: Core, store: Store) -> None:
         self._core = core
         self._store = store
+        #: Told of each attempt whose log another scheduler appended to.
+        self.on_log: Callable[[Lease], None] = lambda lease: None
         self._heard: set[tuple[str, str]] = set()
         self._wake = asyncio.Event()
         self._applying: asyncio.Task[None] | None = None
@@ -69,8 +71,19 @@ class Farm:
                 await self._applying
 
     def _hear(self, kind: str, key: str) -> None:
+        if kind == "log":  # nothing to read: the log is in the shared blob directory
+            work_request_id, _, attempt = key.partition(" ")
+            if attempt.isdigit():
+                self.on_log(Lease(work_request_id, int(attempt)))
+            return
         self._heard.add((kind, key))
         self._wake.set()
+
+    async def announce(self, kind: str, key: str) -> None:
+        """Tell the other schedulers, if any, of a change that is not in the
+        store (a log that grew)."""
+        if self._store.shared:
+            await self._core.db.run(lambda tx: tx.announce(kind, key))
 
     async def _apply_forever(self) -> None:
         while True:

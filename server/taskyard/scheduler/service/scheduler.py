@@ -88,6 +88,9 @@ class Scheduler:
         self.retention = Retention(self.core, blobs, logs)
         #: In step with the other schedulers of a shared database.
         self.farm = Farm(self.core, store)
+        if store.shared:
+            self.logs.announce = self.farm.announce
+            self.farm.on_log = self.logs.heard
         started = clock()
         #: This scheduler as the others see it (its address once it listens).
         self.record = SchedulerRecord(scheduler_id, "", "", started, started)

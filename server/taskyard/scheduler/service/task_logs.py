@@ -8,6 +8,11 @@ gap or a repeat. Each attempt's log is capped: past the cap, a note says so
 and the worker is told to stop sending. A follower reads from an offset and,
 following, is woken by each append until the log is sealed (the worker said
 it was the last) or its attempt has been over for a few seconds.
+
+With several schedulers on one database, logs live in the shared blob
+directory: the scheduler holding the worker's session appends (reading the
+log's size afresh, since another may have appended before), and announces
+it; the others' followers wake on that announcement (`heard`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from cachetools import LRUCache
@@ -59,6 +64,14 @@ class TaskLogs:
         self._files = files
         self._cap = cap
         self._logs: LRUCache[Lease, _Log] = LRUCache(maxsize=10_000)
+        #: Tells the other schedulers of an append (set when there may be some).
+        self.announce: Callable[[str, str], Awaitable[None]] | None = None
+
+    def heard(self, lease: Lease) -> None:
+        """Another scheduler appended to the log: read it afresh, wake its followers."""
+        log = self._logs.pop(lease, None)
+        if log is not None:
+            log.touch()
 
     async def _log(self, lease: Lease) -> _Log:
         found = self._logs.get(lease)
@@ -90,6 +103,8 @@ class TaskLogs:
         scheduler takes no more of this log."""
         if not await self._writes(worker, lease):
             return 0, True
+        if self.announce is not None:  # another scheduler may have appended before
+            self._logs.pop(lease, None)
         log = await self._log(lease)
         if log.sealed:
             return log.size, True
@@ -108,6 +123,8 @@ class TaskLogs:
             await asyncio.to_thread(self._files.seal, lease.work_request_id, lease.attempt)
             log.sealed = True
         log.touch()
+        if self.announce is not None and (fresh or end):
+            await self.announce("log", f"{lease.work_request_id} {lease.attempt}")
         return log.size, log.sealed
 
     def _over(self, lease: Lease) -> bool:

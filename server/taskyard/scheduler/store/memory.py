@@ -249,6 +249,8 @@ class MemoryStore:
     """A Store kept in memory; lost when the process ends (and no other
     scheduler shares it: announcements go nowhere)."""
 
+    shared = False
+
     def __init__(self) -> None:
         self._tables = _Tables()
         self._lock = threading.Lock()

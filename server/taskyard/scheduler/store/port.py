@@ -206,6 +206,9 @@ Notice = Callable[[str, str], None]
 class Store(Protocol):
     """The scheduler's durable state."""
 
+    #: Whether other schedulers may share it (then they hear announcements).
+    shared: bool
+
     def migrate(self) -> None:
         """Create or upgrade the schema to the current version."""
 

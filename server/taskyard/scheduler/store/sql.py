@@ -378,6 +378,7 @@ class SqlStore:
             event.listen(self.engine, "connect", sqlite_connect)
             event.listen(self.engine, "begin", sqlite_begin)
         self._hot = {name: Prepared(s, self.engine.dialect) for name, s in _HOT.items()}
+        self.shared = self.engine.dialect.name == "postgresql"
         self._local = threading.local()
         self._opened: list[Connection] = []
         self._lock = threading.Lock()
@@ -414,7 +415,7 @@ class SqlStore:
             raise
 
     def listen(self, notice: Notice) -> Callable[[], None]:
-        if self.engine.dialect.name != "postgresql":
+        if not self.shared:
             return lambda: None  # a SQLite file has one scheduler
         return notices.Listener(self.engine.url, self.origin, notice).start()
 
