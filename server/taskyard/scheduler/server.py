@@ -143,6 +143,7 @@ async def start_server(scheduler: Scheduler, config: SchedulerConfig) -> Running
             reason="ADDRESS_IN_USE",
         )
     await server.start()
+    scheduler.listening(f"{config.listen.rsplit(':', 1)[0]}:{port}")
     for service in ("", *SERVICES):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(server, scheduler, health_servicer, port)
@@ -268,6 +269,7 @@ async def serve(config: SchedulerConfig, announce: Callable[[str], None] = _anno
         raise
     await scheduler.tokens.ensure_admin_token(config.data_dir / "admin.token")
     host = config.listen.rsplit(":", 1)[0]
+    scheduler.listening(f"{host}:{running.port}", site.address if site is not None else "")
     page = f" (status page: {site.address})" if site is not None else ""
     announce(f"taskyard scheduler listening on {host}:{running.port}{page}")
     await stop.wait()

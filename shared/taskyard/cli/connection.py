@@ -10,7 +10,9 @@ from types import TracebackType
 import grpc
 
 from taskyard.cli.errors import INVALID, REFUSED, UNREACHABLE, CliError
+from taskyard.errors import InvalidArgumentError
 from taskyard.rpc import status as rpc_status
+from taskyard.rpc import targets
 from taskyard.rpc.credentials import CHANNEL_OPTIONS, bearer_metadata
 from taskyard.rpc.tracing import client_interceptors
 from taskyard.v1 import artifacts_pb2_grpc, operator_pb2_grpc, work_requests_pb2_grpc
@@ -23,7 +25,8 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scheduler",
         default=os.environ.get("TASKYARD_SCHEDULER", DEFAULT_SCHEDULER),
-        help="HOST:PORT (default $TASKYARD_SCHEDULER or 127.0.0.1:50051)",
+        help="HOST:PORT, or several, comma-separated, of one farm "
+        "(default $TASKYARD_SCHEDULER or 127.0.0.1:50051)",
     )
     parser.add_argument(
         "--token",
@@ -64,10 +67,12 @@ def _checked(token: str, source: str) -> str:
 
 
 def parse_address(text: str) -> str:
-    """HOST:PORT with a port from 1 to 65535, or a one-line error."""
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise CliError(f"--scheduler {text!r} must be HOST:PORT, with a port from 1 to 65535")
+    """HOST:PORT (or several, comma-separated) with ports from 1 to 65535, or
+    a one-line error."""
+    try:
+        targets.split(text)
+    except InvalidArgumentError as error:
+        raise CliError(f"--scheduler {text!r}: {error.message}") from error
     return text
 
 
@@ -78,15 +83,16 @@ class Connection:
         self.address = parse_address(args.scheduler)
         self.metadata = bearer_metadata(resolve_token(args.token))
         interceptors = client_interceptors()  # client RPC spans, traceparent sent
+        target = targets.channel_target(self.address)
+        # Several schedulers: calls safe to repeat go to the next when one goes.
+        options = [*CHANNEL_OPTIONS, ("grpc.service_config", targets.SERVICE_CONFIG)]
         if args.tls_ca is not None:
             credentials = grpc.ssl_channel_credentials(args.tls_ca.read_bytes())
             self.channel = grpc.aio.secure_channel(
-                self.address, credentials, CHANNEL_OPTIONS, interceptors=interceptors
+                target, credentials, options, interceptors=interceptors
             )
         else:
-            self.channel = grpc.aio.insecure_channel(
-                self.address, CHANNEL_OPTIONS, interceptors=interceptors
-            )
+            self.channel = grpc.aio.insecure_channel(target, options, interceptors=interceptors)
         self.work_requests = work_requests_pb2_grpc.WorkRequestServiceStub(self.channel)
         self.operator = operator_pb2_grpc.OperatorServiceStub(self.channel)
         self.artifacts = artifacts_pb2_grpc.ArtifactServiceStub(self.channel)

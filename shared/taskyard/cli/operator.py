@@ -106,7 +106,10 @@ def _print_worker(worker: pb.Worker, json_output: bool) -> None:
     if worker.HasField("last_seen_at"):
         ago = (datetime.now(UTC) - worker.last_seen_at.ToDatetime(UTC)).total_seconds()
         seen = f" last seen {max(ago, 0):.0f}s ago"
-    print(f"{worker.name:<24} {state:<9} {link:<10} slots={worker.slots} running={busy}{seen}")
+    where = f" on {worker.scheduler}" if worker.scheduler else ""
+    print(
+        f"{worker.name:<24} {state:<9} {link:<10} slots={worker.slots} running={busy}{seen}{where}"
+    )
 
 
 async def _list_workers(connection: Connection, args: argparse.Namespace) -> int:

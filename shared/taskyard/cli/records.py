@@ -123,6 +123,7 @@ def worker(item: operator_pb2.Worker) -> Record:
         "denied_tasks": list(item.denied_tasks),
         "registered_at": _time(item, "registered_at"),
         "last_seen_at": _time(item, "last_seen_at"),
+        "scheduler": item.scheduler or None,
     }
 
 

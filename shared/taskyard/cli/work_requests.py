@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -123,7 +124,8 @@ async def _submit(connection: Connection, args: argparse.Namespace) -> int:
         task_name=args.task,
         task_data_json=json.dumps(data),
         priority=args.priority,
-        idempotency_key=args.idempotency_key,
+        # Always a key: a submit then is safe to repeat on another scheduler.
+        idempotency_key=args.idempotency_key or f"cli-{secrets.token_hex(16)}",
     )
     if args.timeout is not None:
         request.timeout.FromNanoseconds(round(args.timeout * 1e9))

@@ -121,6 +121,7 @@ class Worker(_message.Message):
     DENIED_TASKS_FIELD_NUMBER: _builtins.int
     REGISTERED_AT_FIELD_NUMBER: _builtins.int
     LAST_SEEN_AT_FIELD_NUMBER: _builtins.int
+    SCHEDULER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique name."""
     enabled: _builtins.bool
@@ -134,6 +135,11 @@ class Worker(_message.Message):
     static_metadata_json: _builtins.str
     """Metadata set by an operator, a JSON object as text; its keys win over the
     dynamic metadata's when matching.
+    """
+    scheduler: _builtins.str
+    """The scheduler holding its session now, among those sharing a database:
+    its address and its id (`127.0.0.1:50051 (host-4242-a1b2)`); empty when
+    none does.
     """
     @_builtins.property
     def running(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Lease]:
@@ -169,10 +175,11 @@ class Worker(_message.Message):
         denied_tasks: _abc.Iterable[_builtins.str] | None = ...,
         registered_at: _timestamp_pb2.Timestamp | None = ...,
         last_seen_at: _timestamp_pb2.Timestamp | None = ...,
+        scheduler: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_seen_at", b"last_seen_at", "registered_at", b"registered_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_tasks", b"allowed_tasks", "connected", b"connected", "denied_tasks", b"denied_tasks", "dynamic_metadata_json", b"dynamic_metadata_json", "enabled", b"enabled", "last_seen_at", b"last_seen_at", "name", b"name", "registered_at", b"registered_at", "running", b"running", "slots", b"slots", "static_metadata_json", b"static_metadata_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_tasks", b"allowed_tasks", "connected", b"connected", "denied_tasks", b"denied_tasks", "dynamic_metadata_json", b"dynamic_metadata_json", "enabled", b"enabled", "last_seen_at", b"last_seen_at", "name", b"name", "registered_at", b"registered_at", "running", b"running", "scheduler", b"scheduler", "slots", b"slots", "static_metadata_json", b"static_metadata_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -81,6 +81,11 @@ async def test_a_request_submitted_on_one_runs_on_a_worker_of_the_other(
     await worker.expect("ack")
     done = await watched  # the watch on the other scheduler saw it end
     assert (done.worker_name, done.result) == ("w1", pb.WORK_REQUEST_RESULT_SUCCESS)
+    await a.running.scheduler.maintenance.renew()  # the next beat: b is alive, w1 is on it
+    listed = await a.operator.ListWorkers(operator_pb2.ListWorkersRequest(), metadata=a.admin)
+    [seen] = listed.workers
+    assert (seen.name, seen.connected) == ("w1", True)
+    assert seen.scheduler.startswith(f"{b.address} (")
     await worker.disconnect()
 
 

@@ -20,7 +20,7 @@ import grpc
 
 from taskyard.errors import UnavailableError
 from taskyard.rpc import status as rpc_status
-from taskyard.rpc import transfer
+from taskyard.rpc import targets, transfer
 from taskyard.rpc.credentials import CHANNEL_OPTIONS, bearer_metadata
 from taskyard.rpc.tracing import client_interceptors
 from taskyard.v1 import artifacts_pb2_grpc, common_pb2, workers_pb2, workers_pb2_grpc
@@ -35,13 +35,19 @@ RECONNECT_OPTIONS = (
 
 
 def open_channel(address: str, tls_ca: str = "") -> grpc.aio.Channel:
-    """A channel to the scheduler, with TLS when a CA file is given."""
+    """A channel to the scheduler (or the first that answers of several:
+    `taskyard.rpc.targets`), with TLS when a CA file is given."""
     interceptors = client_interceptors()
-    options = [*CHANNEL_OPTIONS, *RECONNECT_OPTIONS]
+    target = targets.channel_target(address)
+    options = [
+        *CHANNEL_OPTIONS,
+        *RECONNECT_OPTIONS,
+        ("grpc.service_config", targets.SERVICE_CONFIG),
+    ]
     if tls_ca:
         credentials = grpc.ssl_channel_credentials(Path(tls_ca).read_bytes())
-        return grpc.aio.secure_channel(address, credentials, options, interceptors=interceptors)
-    return grpc.aio.insecure_channel(address, options, interceptors=interceptors)
+        return grpc.aio.secure_channel(target, credentials, options, interceptors=interceptors)
+    return grpc.aio.insecure_channel(target, options, interceptors=interceptors)
 
 
 class SchedulerPort(Protocol):

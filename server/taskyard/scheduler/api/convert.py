@@ -262,6 +262,7 @@ def worker_to_proto(
         denied_tasks=worker.denied_tasks,
         registered_at=timestamp(worker.registered_at),
         last_seen_at=timestamp(worker.last_seen_at),
+        scheduler=worker.scheduler,
     )
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from taskyard.scheduler.domain import SchedulerRecord
 from taskyard.scheduler.service.auth import Credentials
 from taskyard.scheduler.service.committer import GroupCommitter
 from taskyard.scheduler.service.dispatch import Dispatcher
@@ -26,3 +27,6 @@ class Core:
     new_id: IdFactory
     settings: Settings
     auto_enable_workers: bool = False
+    #: The schedulers alive on this database (this one included), as they
+    #: last beat: kept by maintenance's renewals.
+    schedulers: dict[str, SchedulerRecord] = field(default_factory=dict)

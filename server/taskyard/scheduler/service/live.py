@@ -95,10 +95,14 @@ class LiveWorker:
     session: Session | None = None
     #: Ids of the work requests occupying the worker's slots.
     busy: set[str] = field(default_factory=set)
+    #: Its session is held by another living scheduler of the database.
+    elsewhere: bool = False
 
     @property
     def connected(self) -> bool:
-        return self.session is not None
+        """Whether some scheduler of the farm holds its session (work goes to
+        it only through the one that does)."""
+        return self.session is not None or self.elsewhere
 
     def free_slots(self) -> int:
         if self.session is None or self.session.draining or not self.worker.enabled:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Coroutine
 from datetime import datetime, timedelta
@@ -57,10 +58,15 @@ class FencedOut(FailedPreconditionError):
 class Maintenance:
     """The lease, this scheduler's heartbeat, and what runs under the lease."""
 
-    def __init__(self, core: Core, me: SchedulerRecord, ttl: float) -> None:
+    def __init__(
+        self, core: Core, me: SchedulerRecord, ttl: float, *, shared: bool = False
+    ) -> None:
         self._core = core
         self._me = me
         self._ttl = ttl
+        #: Whether other schedulers may share the database (then changes of
+        #: leader are worth a line).
+        self._say = log.info if shared else log.debug
         #: The term this scheduler holds the lease in; None while another does.
         self.term: int | None = None
         #: Maintenance writes refused because the lease had gone meanwhile.
@@ -75,6 +81,10 @@ class Maintenance:
     @property
     def leading(self) -> bool:
         return self.term is not None
+
+    def listening(self, address: str, page: str) -> None:
+        """Where this scheduler serves, said at its next beat."""
+        self._me = dataclasses.replace(self._me, address=address, page=page)
 
     def start(self) -> None:
         self._renewing = asyncio.get_running_loop().create_task(self._renew_forever())
@@ -107,19 +117,32 @@ class Maintenance:
             return tx.take_lease(LEASE, self._me.id, self._ttl), tx.schedulers(), tx.now()
 
         term, schedulers, now = await self._core.db.run(renewal)
-        self._alive = {
-            s.id: s.seen_at for s in schedulers if now - s.seen_at <= timedelta(seconds=self._ttl)
-        }
+        alive = [s for s in schedulers if now - s.seen_at <= timedelta(seconds=self._ttl)]
+        self._alive = {s.id: s.seen_at for s in alive}
+        self._core.schedulers.clear()
+        self._core.schedulers.update({s.id: s for s in alive})
+        self._note_where_workers_are()
         if term is None:
             if self.term is not None:
                 log.warning("another scheduler holds the maintenance lease now")
                 self._lost()
             return
         if self.term != term:
-            log.info("this scheduler runs maintenance now (term %d)", term)
+            self._say("this scheduler runs maintenance now (term %d)", term)
             self.term = term
             self._gained()
         self._look_for_workers_away(now)
+
+    def _note_where_workers_are(self) -> None:
+        """Which workers another living scheduler holds the session of."""
+        changed = False
+        for live in self._core.dispatcher.workers.values():
+            holder = live.worker.scheduler
+            elsewhere = bool(holder) and holder != self._me.id and holder in self._alive
+            changed |= elsewhere != live.elsewhere
+            live.elsewhere = elsewhere
+        if changed:
+            self._core.feed.worker_changed()
 
     def guard(self, tx: StoreTransaction) -> None:
         """Refuse a maintenance write unless this scheduler holds the lease

@@ -94,7 +94,7 @@ class Scheduler:
         started = clock()
         #: This scheduler as the others see it (its address once it listens).
         self.record = SchedulerRecord(scheduler_id, "", "", started, started)
-        self.maintenance = Maintenance(self.core, self.record, lease_ttl)
+        self.maintenance = Maintenance(self.core, self.record, lease_ttl, shared=store.shared)
         self._keep = keep_seconds
         self._sweeper: asyncio.TimerHandle | None = None
         self._next_prune = 0.0
@@ -146,6 +146,10 @@ class Scheduler:
 
     def _sweep_later(self) -> None:
         self._sweeping = asyncio.get_running_loop().create_task(self._sweep())
+
+    def listening(self, address: str, page: str = "") -> None:
+        """Where this scheduler serves (the others show it by its workers)."""
+        self.maintenance.listening(address, page)
 
     def observe_with(self, observer: Observer, *, submissions: bool = False) -> None:
         """Tell `observer` of what the dispatcher does (and, with

@@ -107,21 +107,25 @@ class Workers:
         return await sessions.open_session(worker_name, metadata, slots, running)
 
     def list(self, connected_only: bool = False) -> list[tuple[Worker, bool, list[Lease]]]:
-        """Every known worker with whether it is connected and what it runs;
-        a connected worker was last seen when it last spoke on its session."""
+        """Every known worker of the farm with whether a scheduler holds its
+        session (`scheduler`: which, by address and id) and what it runs; a
+        worker connected here was last seen when it last spoke."""
         dispatcher = self._core.dispatcher
         now = self._core.clock()
         found = []
         for name in sorted(dispatcher.workers):
             live = dispatcher.workers[name]
-            if connected_only and not live.connected:
+            holder = self._core.schedulers.get(live.worker.scheduler)
+            connected = live.connected
+            if connected_only and not connected:
                 continue
             leases = [w.lease for w in dispatcher.active.values() if w.worker_name == name]
-            worker = live.worker
+            label = f"{holder.address} ({holder.id})" if holder is not None and connected else ""
+            worker = dataclasses.replace(live.worker, scheduler=label)
             if live.session is not None:
                 heard = now - timedelta(seconds=live.session.quiet_for())
                 worker = dataclasses.replace(worker, last_seen_at=heard)
-            found.append((worker, live.connected, leases))
+            found.append((worker, connected, leases))
         return found
 
     def counts(self) -> WorkerCounts:
