@@ -74,6 +74,32 @@ def _transient(error: BaseException) -> bool:
     return isinstance(error, UnavailableError)
 
 
+def _retrying() -> AsyncRetrying:
+    """A few tries on UNAVAILABLE, a scheduler restarting or another taking over."""
+    return AsyncRetrying(
+        retry=retry_if_exception(_transient),
+        wait=wait_random_exponential(multiplier=0.2, max=5),
+        stop=stop_after_attempt(5),
+        reraise=True,
+    )
+
+
+async def _create(
+    stub: artifacts_pb2_grpc.ArtifactServiceAsyncStub,
+    metadata: Any,
+    request: artifacts_pb2.CreateArtifactRequest,
+) -> artifacts_pb2.CreateArtifactResponse:
+    """Declare the artifact, again on UNAVAILABLE. A declaration the lost
+    call did make stays incomplete, and the upload sweep removes it."""
+    async for attempt in _retrying():
+        with attempt:
+            try:
+                return await stub.CreateArtifact(request, metadata=metadata)
+            except grpc.aio.AioRpcError as error:
+                raise rpc_status.from_rpc_error(error) from error
+    raise AssertionError("unreachable: tenacity reraises")
+
+
 async def _send_file(
     stub: artifacts_pb2_grpc.ArtifactServiceAsyncStub,
     metadata: Any,
@@ -86,16 +112,10 @@ async def _send_file(
     If the scheduler dropped the upload meanwhile (disk full, I/O error), the
     error that made it drop it is raised, not the NOT_FOUND of the retry.
     """
-    retrying = AsyncRetrying(
-        retry=retry_if_exception(_transient),
-        wait=wait_random_exponential(multiplier=0.2, max=5),
-        stop=stop_after_attempt(5),
-        reraise=True,
-    )
     entry, path = file
     query = artifacts_pb2.QueryUploadStatusRequest(artifact_id=artifact_id, path=entry.path)
     failure: UnavailableError | None = None
-    async for attempt in retrying:
+    async for attempt in _retrying():
         with attempt:
             try:
                 status = await stub.QueryUploadStatus(query, metadata=metadata)
@@ -132,10 +152,7 @@ async def upload(
         lease=lease,
         files=manifest,
     )
-    try:
-        created = await stub.CreateArtifact(request, metadata=metadata)
-    except grpc.aio.AioRpcError as error:
-        raise rpc_status.from_rpc_error(error) from error
+    created = await _create(stub, metadata, request)
     missing = set(created.missing_paths)
     progress(sum(e.size for e in manifest if e.path not in missing))  # deduplicated: not sent
     for entry in manifest:
