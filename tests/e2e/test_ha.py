@@ -166,6 +166,7 @@ def test_one_of_two_schedulers_killed_mid_stream(tmp_path: Path) -> None:
         for request in submitter.acknowledged:
             done = client.wait(request, timeout=120)
             assert done.result == pb.WORK_REQUEST_RESULT_SUCCESS, str(done)
+            assert done.attempt == 1, str(done)  # adopted by b, not run again
             assert debug_logs(client, request) == 1, request  # it ran to its end once
         # The follower went on through b: every line, once, in order.
         rest_of_it, _ = follower.communicate(timeout=120)

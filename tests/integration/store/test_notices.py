@@ -1,11 +1,16 @@
-"""Schedulers sharing a PostgreSQL database hear what the others commit."""
+"""Schedulers sharing a PostgreSQL database hear what the others commit, and
+take turns changing one record."""
 
 from __future__ import annotations
 
+import dataclasses
 import queue
+import threading
+from datetime import UTC, datetime
 
 import pytest
 
+from taskyard.scheduler.domain import Worker
 from taskyard.scheduler.store.sql import SqlStore
 from tests.integration.postgres import fresh_database
 
@@ -48,3 +53,38 @@ def test_sqlite_has_no_one_to_tell() -> None:
         tx.announce("request", "r1")
     store.listen(lambda kind, key: None)()
     store.close()
+
+
+def test_a_worker_read_to_be_changed_is_locked_until_the_change_commits() -> None:
+    """Two schedulers changing one worker's record (a session moving from
+    one to the other) take turns: the second reads what the first wrote."""
+    with fresh_database() as url:
+        a, b = SqlStore(url, origin="a"), SqlStore(url, origin="b")
+        a.migrate()
+        with a.transaction() as tx:
+            tx.insert_worker(Worker("w1", "f" * 64, datetime.now(UTC), scheduler="a"))
+        seen: queue.Queue[str] = queue.Queue()
+
+        def moves_to_b() -> None:
+            with b.transaction() as tx:
+                worker = tx.get_worker("w1", lock=True)
+                assert worker is not None
+                seen.put(worker.scheduler)
+                tx.replace_worker(dataclasses.replace(worker, scheduler="b"))
+
+        try:
+            with a.transaction() as tx:
+                worker = tx.get_worker("w1", lock=True)
+                assert worker is not None
+                mover = threading.Thread(target=moves_to_b)
+                mover.start()
+                with pytest.raises(queue.Empty):
+                    seen.get(timeout=0.5)  # b waits for a's transaction
+                tx.replace_worker(dataclasses.replace(worker, scheduler=""))
+            mover.join(10)
+            assert seen.get(timeout=10) == ""  # and then reads what a wrote
+            with a.transaction() as tx:
+                assert tx.get_worker("w1") == dataclasses.replace(worker, scheduler="b")
+        finally:
+            a.close()
+            b.close()

@@ -1,8 +1,10 @@
 """Who is calling: bearer tokens to principals, and what each role may do.
 
 Clients hold tokens with a role; workers hold the token they generated. Only
-SHA-256 digests are stored. Both are cached in memory (this scheduler is the
-only writer) so authenticating a call costs no database round trip.
+SHA-256 digests are stored. Both are cached in memory, so authenticating a
+call costs no database round trip: the cache follows this scheduler's own
+writes and, in a farm, what the other schedulers announce (a token made on
+one works on another once the announcement arrives, milliseconds later).
 """
 
 from __future__ import annotations

@@ -161,7 +161,7 @@ class WorkerSessions:
         now = self.clock()
 
         def save(tx: StoreTransaction) -> Worker | None:
-            worker = tx.get_worker(name)
+            worker = tx.get_worker(name, lock=True)
             if worker is None or worker.scheduler != self.scheduler_id:
                 return None  # gone, or back on another scheduler already
             updated = dataclasses.replace(worker, scheduler="", last_seen_at=now)
@@ -305,7 +305,7 @@ class Hello:
 
 def _save_hello(tx: StoreTransaction, name: str, hello: Hello) -> Worker:
     """Store what a worker said about itself; return the updated record."""
-    worker = tx.get_worker(name)
+    worker = tx.get_worker(name, lock=True)
     if worker is None:
         raise NotFoundError(f"worker {name} is not registered", reason="UNKNOWN_WORKER")
     updated = dataclasses.replace(

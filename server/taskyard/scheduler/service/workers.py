@@ -136,7 +136,7 @@ class Workers:
         """Apply an operator's change to a worker's record."""
 
         def save(tx: StoreTransaction) -> Worker:
-            worker = tx.get_worker(name)
+            worker = tx.get_worker(name, lock=True)
             if worker is None:
                 raise NotFoundError(f"no worker named {name!r}", reason="WORKER_NOT_FOUND")
             updated = dataclasses.replace(worker, **changes)

@@ -133,7 +133,7 @@ class MemoryTransaction:
     def replace_worker(self, worker: Worker) -> None:
         self.tables.workers[worker.name] = worker
 
-    def get_worker(self, name: str) -> Worker | None:
+    def get_worker(self, name: str, *, lock: bool = False) -> Worker | None:
         return self.tables.workers.get(name)
 
     def get_worker_by_token(self, token_sha256: str) -> Worker | None:

@@ -108,8 +108,10 @@ class StoreTransaction(Protocol):
     def replace_worker(self, worker: Worker) -> None:
         """Store a changed worker (matched by name)."""
 
-    def get_worker(self, name: str) -> Worker | None:
-        """Return a worker by name, or None."""
+    def get_worker(self, name: str, *, lock: bool = False) -> Worker | None:
+        """Return a worker by name, or None; with `lock`, its row is locked
+        until the transaction ends (a change read, made and written with no
+        other scheduler's in between)."""
 
     def get_worker_by_token(self, token_sha256: str) -> Worker | None:
         """Return the worker whose token has this SHA-256, or None."""

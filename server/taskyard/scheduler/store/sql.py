@@ -94,6 +94,7 @@ _HOT = {
 _INSERT_WORKER = insert(workers)
 _REPLACE_WORKER = update(workers).where(workers.c.name == bindparam("b_name"))
 _WORKER_BY_NAME = select(workers).where(workers.c.name == bindparam("b_name"))
+_WORKER_BY_NAME_LOCKED = _WORKER_BY_NAME.with_for_update()
 _WORKER_BY_TOKEN = select(workers).where(workers.c.token_sha256 == bindparam("b_token"))
 _ALL_WORKERS = select(workers).order_by(workers.c.name)
 _INSERT_TOKEN = insert(tokens)
@@ -207,8 +208,8 @@ class SqlTransaction:
     def replace_worker(self, worker: Worker) -> None:
         self._db.execute(_REPLACE_WORKER, {**rows.worker_row(worker), "b_name": worker.name})
 
-    def get_worker(self, name: str) -> Worker | None:
-        row = self._first(_WORKER_BY_NAME, b_name=name)
+    def get_worker(self, name: str, *, lock: bool = False) -> Worker | None:
+        row = self._first(_WORKER_BY_NAME_LOCKED if lock else _WORKER_BY_NAME, b_name=name)
         return readable_one(rows.worker_from, row)
 
     def get_worker_by_token(self, token_sha256: str) -> Worker | None:
