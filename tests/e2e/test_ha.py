@@ -112,8 +112,10 @@ def test_one_of_two_schedulers_killed_mid_stream(tmp_path: Path) -> None:
             [*TASKYARD, "logs", chatty, "--follow"], env={**a.env(), "TASKYARD_SCHEDULER": both},
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        stack.callback(follower.kill)
         assert follower.stdout is not None
+        stack.callback(follower.stdout.close)
+        stack.callback(follower.wait)
+        stack.callback(follower.kill)  # then waited for, then its pipe closed
         assert follower.stdout.readline() == b"line 1\n"  # it follows, through a
         content = os.urandom(3 * MIB)
         (tmp_path / "data.bin").write_bytes(content)
@@ -169,6 +171,7 @@ def test_one_of_two_schedulers_killed_mid_stream(tmp_path: Path) -> None:
             assert done.attempt == 1, str(done)  # adopted by b, not run again
             assert debug_logs(client, request) == 1, request  # it ran to its end once
         # The follower went on through b: every line, once, in order.
-        rest_of_it, _ = follower.communicate(timeout=120)
+        assert follower.wait(timeout=120) == 0
+        rest_of_it = follower.stdout.read()  # not communicate(): it would skip what is buffered
         expected = "".join(f"line {i}\n" for i in range(2, 41))
         assert rest_of_it.decode() == expected

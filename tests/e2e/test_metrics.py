@@ -79,6 +79,7 @@ def test_metrics_are_scraped_in_prometheus_text(tmp_path: Path) -> None:
     )
     assert sample(text, "taskyard_workers_connected") == 1
     assert sample(text, "taskyard_workers_slots_in_use") == 1
+    assert sample(text, "taskyard_maintenance_leader") == 1  # alone, it runs maintenance
     assert sample(text, "taskyard_work_requests_current", taskyard_task="command") == 1
     assert re.search(r'taskyard_work_request_queue_time_seconds_bucket\{le="0.005"', text)
 

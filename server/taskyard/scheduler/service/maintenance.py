@@ -7,7 +7,7 @@ holder's end. Each write maintenance makes first checks, in its own
 transaction, that this scheduler still holds the lease in its term (which
 also keeps a taker waiting until that transaction ends): a holder paused
 past its lease and resumed has its writes refused, said and counted
-(`refused`), and learns of its loss at its next renewal. At each renewal
+(`refused`, and the metric `taskyard.maintenance.writes_refused`), and learns of its loss at its next renewal. At each renewal
 every scheduler also beats its own row: how the others know it is alive.
 
 Under the lease run:
@@ -39,7 +39,7 @@ from taskyard.scheduler.domain import (
     WorkError,
     WorkRequest,
 )
-from taskyard.scheduler.service import messages
+from taskyard.scheduler.service import messages, metrics
 from taskyard.scheduler.service.core import Core
 from taskyard.scheduler.service.dispatch import effective_timeout
 from taskyard.scheduler.service.live import LiveWorker
@@ -87,6 +87,7 @@ class Maintenance:
         self._me = dataclasses.replace(self._me, address=address, page=page)
 
     def start(self) -> None:
+        metrics.observe_leading(lambda: self.leading)
         self._renewing = asyncio.get_running_loop().create_task(self._renew_forever())
 
     async def stop(self) -> None:
@@ -150,6 +151,7 @@ class Maintenance:
         term = self.term
         if term is None or not tx.holds_lease(LEASE, self._me.id, term):
             self.refused += 1
+            metrics.fenced_writes.add(1)
             raise FencedOut(f"maintenance lease lost (term {term}): write refused")
 
     def _gained(self) -> None:

@@ -82,6 +82,10 @@ lease_expiries = meter.create_counter(
 requeues = meter.create_counter(
     "taskyard.work_request.requeues", description="attempts sent back to the queue"
 )
+fenced_writes = meter.create_counter(
+    "taskyard.maintenance.writes_refused",
+    description="maintenance writes refused: this scheduler had lost the maintenance lease",
+)
 
 
 def measuring() -> bool:
@@ -148,6 +152,15 @@ def observe(live: Callable[[], Iterable[WorkRequest]], workers: Callable[[], Wor
             [_reading(workers, field)],
             description=description,
         )
+
+
+def observe_leading(leading: Callable[[], bool]) -> None:
+    """A gauge that is 1 on the scheduler running maintenance, 0 on the others."""
+    meter.create_observable_gauge(
+        "taskyard.maintenance.leader",
+        [lambda _options: [Observation(int(leading()))]],
+        description="1 on the scheduler holding the maintenance lease",
+    )
 
 
 def _reading(
