@@ -260,6 +260,8 @@ class Artifact:
     expires_at: datetime | None = None
     #: Who declared it (`token:<id>` or `worker:<name>`): only they upload to it.
     created_by: str = ""
+    #: The key its declaration was made with, unique to `created_by`.
+    idempotency_key: str = ""
 
     @property
     def complete(self) -> bool:

@@ -1,10 +1,12 @@
 """Client side of artifact transfers, shared by the CLI and the worker.
 
-Uploads: hash each file (streaming), declare the artifact, then send each
-file the scheduler lacks in chunks of at most 1 MiB, resuming from the
-committed offset after a cut stream. Downloads: verify each file's digest
-and size, and write it atomically (a temporary file renamed into place).
-Memory stays bounded whatever the file size.
+Uploads: hash each file (streaming), declare the artifact (with a key, so
+that the declaration is safe to repeat), then send each file the scheduler
+lacks in chunks of at most 1 MiB, resuming from the committed offset after a
+cut stream; each step is tried again on UNAVAILABLE (a scheduler restarting,
+or another taking over). Downloads: verify each file's digest and size, and
+write it atomically (a temporary file renamed into place). Memory stays
+bounded whatever the file size.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import os
+import secrets
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
@@ -89,8 +92,8 @@ async def _create(
     metadata: Any,
     request: artifacts_pb2.CreateArtifactRequest,
 ) -> artifacts_pb2.CreateArtifactResponse:
-    """Declare the artifact, again on UNAVAILABLE. A declaration the lost
-    call did make stays incomplete, and the upload sweep removes it."""
+    """Declare the artifact, again on UNAVAILABLE: the request's idempotency
+    key makes the scheduler answer a repeat with what the lost call declared."""
     async for attempt in _retrying():
         with attempt:
             try:
@@ -151,6 +154,7 @@ async def upload(
         work_request_id=work_request_id,
         lease=lease,
         files=manifest,
+        idempotency_key=secrets.token_hex(16),
     )
     created = await _create(stub, metadata, request)
     missing = set(created.missing_paths)

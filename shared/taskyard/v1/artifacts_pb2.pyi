@@ -127,6 +127,7 @@ class CreateArtifactRequest(_message.Message):
     LEASE_FIELD_NUMBER: _builtins.int
     FILES_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     category: _builtins.str
     """Category of the new artifact, at most 200 characters. Categories starting
     with `taskyard:` are reserved for workers.
@@ -135,6 +136,15 @@ class CreateArtifactRequest(_message.Message):
     """JSON object describing the artifact, at most 64 KiB; empty means `{}`."""
     work_request_id: _builtins.str
     """Work request the artifact belongs to; empty for a client upload."""
+    idempotency_key: _builtins.str
+    """Optional, at most 200 characters: makes the call safe to repeat (after a
+    lost reply, on another scheduler). A CreateArtifact with a key the same
+    caller gave before returns the artifact that call declared, with the
+    paths it still lacks, instead of declaring another; with another
+    category, work request or manifest it fails with FAILED_PRECONDITION,
+    reason `IDEMPOTENCY_KEY_REUSED`. Workers and the CLI give one on every
+    upload.
+    """
     @_builtins.property
     def lease(self) -> _common_pb2.Lease:
         """Lease held by the uploading worker on `work_request_id`; required from
@@ -158,10 +168,11 @@ class CreateArtifactRequest(_message.Message):
         lease: _common_pb2.Lease | None = ...,
         files: _abc.Iterable[Global___ArtifactFile] | None = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "lease", b"lease"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "data_json", b"data_json", "expires_at", b"expires_at", "files", b"files", "lease", b"lease", "work_request_id", b"work_request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "data_json", b"data_json", "expires_at", b"expires_at", "files", b"files", "idempotency_key", b"idempotency_key", "lease", b"lease", "work_request_id", b"work_request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

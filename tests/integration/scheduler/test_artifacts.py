@@ -113,6 +113,41 @@ async def test_an_interrupted_upload_resumes_from_the_committed_offset(
     assert written.read_bytes() == content
 
 
+async def test_a_declaration_repeated_with_its_key_names_the_same_artifact(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """A reply lost on the way (its scheduler gone): the repeat gets what the
+    first call declared, with what it still lacks; not another artifact."""
+    content = b"repeat me"
+    stored = write(tmp_path / "stored", 100)
+    await transfer.upload(
+        harness.artifacts, harness.submitter, category="t", files={"known": stored}
+    )
+    known = entry("known", stored.read_bytes())  # complete at once below
+    declare = pb.CreateArtifactRequest(
+        category="t", files=[entry("f", content), known], idempotency_key="upload-1"
+    )
+    first = await harness.artifacts.CreateArtifact(declare, metadata=harness.submitter)
+    again = await harness.artifacts.CreateArtifact(declare, metadata=harness.submitter)
+    assert again.artifact.id == first.artifact.id
+    assert list(again.missing_paths) == list(first.missing_paths) == ["f"]
+    other = pb.CreateArtifactRequest(
+        category="t", files=[entry("f", b"other")], idempotency_key="upload-1"
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as reused:
+        await harness.artifacts.CreateArtifact(other, metadata=harness.submitter)
+    assert reused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "was used for another artifact" in (reused.value.details() or "")
+    # Keys are each caller's own: the same key from another is another artifact.
+    theirs = await harness.artifacts.CreateArtifact(declare, metadata=harness.admin)
+    assert theirs.artifact.id != first.artifact.id
+    too_long = pb.CreateArtifactRequest(category="t", idempotency_key="k" * 201)
+    assert (
+        await code_of(harness.artifacts.CreateArtifact(too_long, metadata=harness.submitter))
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
+
+
 async def upload_raw(
     harness: Harness, manifest: pb.ArtifactFile, chunks: list[tuple[int, bytes, bool]]
 ) -> grpc.StatusCode:

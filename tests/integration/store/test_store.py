@@ -13,6 +13,8 @@ from alembic.migration import MigrationContext
 from taskyard.errors import AlreadyExistsError
 from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import (
+    Artifact,
+    ArtifactFile,
     Attempt,
     Result,
     Role,
@@ -214,3 +216,24 @@ def test_schedulers_say_they_are_alive(store: Store) -> None:
         now = tx.now()
     assert [s.id for s in found] == ["s1", "s2"]
     assert all(s.seen_at > started and s.seen_at <= now for s in found)
+
+
+def test_an_artifact_round_trips_and_its_key_is_its_creators_own(store: Store) -> None:
+    files = (ArtifactFile("a.txt", 3, "0" * 64, "text/plain", complete=True),
+             ArtifactFile("b/c", 5, "1" * 64))  # fmt: skip
+    keyed = Artifact("ar1", "logs", NOW, files, work_request_id="wr1", created_by="worker:w1",
+                     idempotency_key="k1")  # fmt: skip
+    with store.transaction() as tx:
+        tx.insert_artifact(keyed)
+        tx.insert_artifact(dataclasses.replace(keyed, id="ar2", created_by="token:t1"))
+        tx.insert_artifact(dataclasses.replace(keyed, id="ar3", idempotency_key=""))
+        tx.insert_artifact(dataclasses.replace(keyed, id="ar4", idempotency_key=""))
+    with store.transaction() as tx:
+        assert tx.get_artifact("ar1") == keyed
+        assert not keyed.complete
+        assert tx.get_artifact_by_key("worker:w1", "k1") == keyed
+        by_other = tx.get_artifact_by_key("token:t1", "k1")
+        assert by_other is not None and by_other.id == "ar2"
+        assert tx.get_artifact_by_key("token:t2", "k1") is None
+    with pytest.raises(AlreadyExistsError), store.transaction() as tx:
+        tx.insert_artifact(dataclasses.replace(keyed, id="ar5"))  # the same creator's key

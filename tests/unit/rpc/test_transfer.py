@@ -24,6 +24,7 @@ class FlakyArtifacts:
     def __init__(self, **failures: list[grpc.StatusCode]) -> None:
         self.failures = failures
         self.calls: list[str] = []
+        self.keys: list[str] = []
         self.received = b""
 
     def _maybe_fail(self, method: str) -> None:
@@ -32,8 +33,10 @@ class FlakyArtifacts:
             raise failure(self.failures[method].pop(0))
 
     async def CreateArtifact(self, request: pb.CreateArtifactRequest, **_: Any) -> Any:
+        self.keys.append(request.idempotency_key)
         self._maybe_fail("CreateArtifact")
-        number = self.calls.count("CreateArtifact")
+        known = set(self.keys[:-1])  # a key given before names the artifact declared then
+        number = len(known) + (request.idempotency_key not in known)
         artifact = pb.Artifact(id=f"a{number}", category=request.category)
         return pb.CreateArtifactResponse(artifact=artifact, missing_paths=["f"])
 
@@ -58,7 +61,7 @@ def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(transfer, "wait_random_exponential", lambda **_: lambda _state: 0)
 
 
-async def test_a_declaration_cut_off_is_made_again_and_the_upload_completes(
+async def test_a_declaration_cut_off_is_repeated_with_its_key_and_the_upload_completes(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "f").write_bytes(b"content")
@@ -66,9 +69,10 @@ async def test_a_declaration_cut_off_is_made_again_and_the_upload_completes(
         CreateArtifact=[grpc.StatusCode.UNAVAILABLE], UploadFile=[grpc.StatusCode.UNAVAILABLE]
     )
     artifact = await transfer.upload(stub, (), category="c", files={"f": tmp_path / "f"})  # type: ignore[arg-type]
-    assert (artifact.id, artifact.complete) == ("a2", True)
+    assert (artifact.id, artifact.complete) == ("a1", True)
     assert stub.received == b"content"
     assert stub.calls.count("CreateArtifact") == 2
+    assert len(set(stub.keys)) == 1 and stub.keys[0]  # the repeat is the same declaration
 
 
 async def test_a_refusal_is_not_tried_again(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ class ArtifactServicer(artifacts_pb2_grpc.ArtifactServiceServicer):
             expires_at=request.expires_at.ToDatetime(UTC)
             if request.HasField("expires_at")
             else None,
+            idempotency_key=request.idempotency_key,
         )
         return pb.CreateArtifactResponse(
             artifact=convert.artifact_to_proto(artifact), missing_paths=missing

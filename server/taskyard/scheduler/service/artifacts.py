@@ -6,11 +6,13 @@ import asyncio
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta
 
 from taskyard import limits
 from taskyard.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
@@ -61,10 +63,14 @@ class Artifacts:
         lease: Lease | None,
         files: list[ArtifactFile],
         expires_at: datetime | None,
+        idempotency_key: str = "",
     ) -> tuple[Artifact, list[str]]:
-        """Declare an artifact; return it and the paths whose content must be sent."""
+        """Declare an artifact; return it and the paths whose content must be
+        sent. With a key its caller gave before: the artifact declared then."""
         if not category:
             raise invalid("category", "is required")
+        if len(idempotency_key) > 200:
+            raise invalid("idempotency_key", "must be at most 200 characters")
         if not isinstance(json.loads(data_json or "{}"), dict):  # checked JSON at the edge
             raise invalid("data_json", "must be a JSON object")
         check_manifest(files, self.limits)
@@ -72,6 +78,10 @@ class Artifacts:
         if expires_at is not None and not now < expires_at <= now + timedelta(seconds=MAX_TTL):
             raise invalid("expires_at", "must be in the future and at most 10 years ahead")
         await self._check_producer(caller, category, work_request_id, lease)
+        owner = owner_of(caller)
+        earlier = await self._by_key(owner, idempotency_key)
+        if earlier is not None:
+            return _declared_again(earlier, category, work_request_id, files)
         have = await asyncio.gather(
             *(asyncio.to_thread(self._blobs.has, f.sha256, f.size) for f in files)
         )
@@ -87,10 +97,23 @@ class Artifacts:
             data_json=data_json or "{}",
             work_request_id=work_request_id,
             expires_at=expires_at,
-            created_by=owner_of(caller),
+            created_by=owner,
+            idempotency_key=idempotency_key,
         )
-        await self._core.db.run(lambda tx: tx.insert_artifact(artifact))
-        return artifact, [f.path for f in artifact.files if not f.complete]
+        try:
+            await self._core.db.run(lambda tx: tx.insert_artifact(artifact))
+        except AlreadyExistsError:  # the same key, declared at the same time elsewhere
+            earlier = await self._by_key(owner, idempotency_key)
+            if earlier is None:
+                raise
+            return _declared_again(earlier, category, work_request_id, files)
+        return artifact, _missing(artifact)
+
+    async def _by_key(self, owner: str, idempotency_key: str) -> Artifact | None:
+        """The artifact `owner` declared with this key (None without a key)."""
+        if not idempotency_key:
+            return None
+        return await self._core.db.run(lambda tx: tx.get_artifact_by_key(owner, idempotency_key))
 
     async def _check_quota(self, caller: Principal, wanted: int) -> None:
         """RESOURCE_EXHAUSTED if the caller's unfinished uploads would pass the quota."""
@@ -350,3 +373,31 @@ class Artifacts:
                 )
                 yield None, offset, data
                 offset += len(data)
+
+
+def _missing(artifact: Artifact) -> list[str]:
+    """The paths of an artifact whose content has not arrived."""
+    return [f.path for f in artifact.files if not f.complete]
+
+
+def _declared_again(
+    earlier: Artifact, category: str, work_request_id: str, files: list[ArtifactFile]
+) -> tuple[Artifact, list[str]]:
+    """The artifact a repeated declaration names, if it is the same declaration."""
+
+    def manifest(entries: Iterable[ArtifactFile]) -> list[tuple[str, int, str]]:
+        return sorted((f.path, f.size, f.sha256) for f in entries)
+
+    same = (earlier.category, earlier.work_request_id, manifest(earlier.files)) == (
+        category,
+        work_request_id,
+        manifest(files),
+    )
+    if not same:
+        raise FailedPreconditionError(
+            f"idempotency key {earlier.idempotency_key!r} was used for another artifact "
+            f"({earlier.id})",
+            reason="IDEMPOTENCY_KEY_REUSED",
+            metadata={"id": earlier.id},
+        )
+    return earlier, _missing(earlier)

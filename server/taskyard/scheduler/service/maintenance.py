@@ -7,8 +7,9 @@ holder's end. Each write maintenance makes first checks, in its own
 transaction, that this scheduler still holds the lease in its term (which
 also keeps a taker waiting until that transaction ends): a holder paused
 past its lease and resumed has its writes refused, said and counted
-(`refused`, and the metric `taskyard.maintenance.writes_refused`), and learns of its loss at its next renewal. At each renewal
-every scheduler also beats its own row: how the others know it is alive.
+(`refused`, and the metric `taskyard.maintenance.writes_refused`), and
+learns of its loss at its next renewal. At each renewal every scheduler also
+beats its own row: how the others know it is alive.
 
 Under the lease run:
 - the expiry of the leases of workers gone away: a worker that holds work

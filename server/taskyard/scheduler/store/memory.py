@@ -165,12 +165,23 @@ class MemoryTransaction:
         return sorted(self.tables.tokens.values(), key=lambda t: t.created_at, reverse=True)
 
     def insert_artifact(self, artifact: Artifact) -> None:
-        if artifact.id in self.tables.artifacts:
+        key = artifact.idempotency_key
+        if artifact.id in self.tables.artifacts or (
+            key and self.get_artifact_by_key(artifact.created_by, key)
+        ):
             raise AlreadyExistsError(f"artifact {artifact.id} exists already")
         self.tables.artifacts[artifact.id] = artifact
 
     def get_artifact(self, artifact_id: str) -> Artifact | None:
         return self.tables.artifacts.get(artifact_id)
+
+    def get_artifact_by_key(self, created_by: str, idempotency_key: str) -> Artifact | None:
+        found = (
+            a
+            for a in self.tables.artifacts.values()
+            if (a.created_by, a.idempotency_key) == (created_by, idempotency_key)
+        )
+        return next(found, None)
 
     def complete_file(self, artifact_id: str, path: str) -> None:
         artifact = self.tables.artifacts[artifact_id]

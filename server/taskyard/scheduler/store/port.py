@@ -143,6 +143,9 @@ class StoreTransaction(Protocol):
     def get_artifact(self, artifact_id: str) -> Artifact | None:
         """Return an artifact (complete or not), or None."""
 
+    def get_artifact_by_key(self, created_by: str, idempotency_key: str) -> Artifact | None:
+        """Return the artifact `created_by` declared with this key, or None."""
+
     def complete_file(self, artifact_id: str, path: str) -> None:
         """Record that a file's content is stored and verified."""
 

@@ -178,6 +178,7 @@ def artifact_row(artifact: Artifact) -> dict[str, Any]:
         "expires_at": artifact.expires_at,
         "complete": artifact.complete,
         "created_by": artifact.created_by,
+        "idempotency_key": artifact.idempotency_key or None,
     }
 
 
@@ -206,6 +207,7 @@ def artifact_from(row: Mapping[Any, Any], files: list[Mapping[Any, Any]]) -> Art
         created_at=row["created_at"],
         expires_at=row["expires_at"],
         created_by=row["created_by"],
+        idempotency_key=row["idempotency_key"] or "",
         files=tuple(
             ArtifactFile(f["path"], f["size"], f["sha256"], f["content_type"], f["complete"])
             for f in sorted(files, key=lambda f: f["path"])

@@ -143,8 +143,10 @@ artifacts = Table(
     Column("expires_at", UtcDateTime),
     Column("complete", Boolean, nullable=False),
     Column("created_by", String(120), nullable=False, server_default=""),
+    Column("idempotency_key", String(200)),
     Index("ix_artifacts_work_request_id", "work_request_id"),
     Index("ix_artifacts_created_by", "created_by"),
+    Index("uq_artifacts_idempotency_key", "created_by", "idempotency_key", unique=True),
 )
 
 artifact_files = Table(

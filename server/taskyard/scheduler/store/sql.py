@@ -109,6 +109,11 @@ _INSERT_ATTEMPT = insert(attempts)
 _ATTEMPTS_OF = (
     select(attempts).where(attempts.c.work_request_id == bindparam("b_id")).order_by(attempts.c.id)
 )
+_ARTIFACT_BY_ID = select(artifacts).where(artifacts.c.id == bindparam("b_id"))
+_ARTIFACT_BY_KEY = select(artifacts).where(
+    artifacts.c.created_by == bindparam("b_by"),
+    artifacts.c.idempotency_key == bindparam("b_key"),
+)
 _FILES_OF = select(artifact_files).where(_AF.artifact_id.in_(bindparam("b_ids", expanding=True)))
 
 
@@ -253,12 +258,16 @@ class SqlTransaction:
             files[file_row["artifact_id"]].append(file_row)
         return readable(lambda row: rows.artifact_from(row, files[row["id"]]), found)
 
-    def get_artifact(self, artifact_id: str) -> Artifact | None:
-        row = self._first(
-            select(artifacts).where(artifacts.c.id == bindparam("b_id")), b_id=artifact_id
-        )
+    def _one_artifact(self, query: Any, **params: Any) -> Artifact | None:
+        row = self._first(query, **params)
         found = self._with_files([row]) if row else []
         return found[0] if found else None
+
+    def get_artifact(self, artifact_id: str) -> Artifact | None:
+        return self._one_artifact(_ARTIFACT_BY_ID, b_id=artifact_id)
+
+    def get_artifact_by_key(self, created_by: str, idempotency_key: str) -> Artifact | None:
+        return self._one_artifact(_ARTIFACT_BY_KEY, b_by=created_by, b_key=idempotency_key)
 
     def complete_file(self, artifact_id: str, path: str) -> None:
         self._db.execute(

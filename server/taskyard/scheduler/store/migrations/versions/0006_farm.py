@@ -1,6 +1,6 @@
 """Several schedulers on one database: each one's heartbeat, the lease that
-elects the one that runs maintenance, and which scheduler holds each
-worker's session.
+elects the one that runs maintenance, which scheduler holds each worker's
+session, and keys that make declaring an artifact safe to repeat.
 
 Revision ID: 0006
 Revises: 0005
@@ -21,7 +21,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Add the schedulers and leases tables and workers.scheduler ('' for none)."""
+    """Add the schedulers and leases tables, workers.scheduler ('' for none)
+    and artifacts.idempotency_key (unique to its creator)."""
     op.create_table(
         "schedulers",
         sa.Column("id", sa.String(200), primary_key=True),
@@ -39,10 +40,18 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("workers") as table:
         table.add_column(sa.Column("scheduler", sa.String(200), nullable=False, server_default=""))
+    with op.batch_alter_table("artifacts") as table:
+        table.add_column(sa.Column("idempotency_key", sa.String(200)))
+        table.create_index(
+            "uq_artifacts_idempotency_key", ["created_by", "idempotency_key"], unique=True
+        )
 
 
 def downgrade() -> None:
     """Drop them again."""
+    with op.batch_alter_table("artifacts") as table:
+        table.drop_index("uq_artifacts_idempotency_key")
+        table.drop_column("idempotency_key")
     with op.batch_alter_table("workers") as table:
         table.drop_column("scheduler")
     op.drop_table("leases")
