@@ -88,3 +88,30 @@ def test_a_worker_read_to_be_changed_is_locked_until_the_change_commits() -> Non
         finally:
             a.close()
             b.close()
+
+
+def test_schedulers_starting_together_migrate_one_after_the_other() -> None:
+    with fresh_database() as url:
+        stores = [SqlStore(url, origin=f"s{n}") for n in range(3)]
+        start = threading.Barrier(len(stores))
+        failures: list[BaseException] = []
+
+        def migrate(store: SqlStore) -> None:
+            start.wait()
+            try:
+                store.migrate()
+            except Exception as error:
+                failures.append(error)
+
+        threads = [threading.Thread(target=migrate, args=(s,)) for s in stores]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            assert failures == []
+            with stores[0].transaction() as tx:
+                assert tx.list_tokens() == []  # the schema is there, once
+        finally:
+            for store in stores:
+                store.close()

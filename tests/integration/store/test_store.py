@@ -233,7 +233,8 @@ def test_an_artifact_round_trips_and_its_key_is_its_creators_own(store: Store) -
         assert not keyed.complete
         assert tx.get_artifact_by_key("worker:w1", "k1") == keyed
         by_other = tx.get_artifact_by_key("token:t1", "k1")
-        assert by_other is not None and by_other.id == "ar2"
+        assert by_other is not None
+        assert by_other.id == "ar2"
         assert tx.get_artifact_by_key("token:t2", "k1") is None
     with pytest.raises(AlreadyExistsError), store.transaction() as tx:
         tx.insert_artifact(dataclasses.replace(keyed, id="ar5"))  # the same creator's key

@@ -72,7 +72,8 @@ async def test_a_declaration_cut_off_is_repeated_with_its_key_and_the_upload_com
     assert (artifact.id, artifact.complete) == ("a1", True)
     assert stub.received == b"content"
     assert stub.calls.count("CreateArtifact") == 2
-    assert len(set(stub.keys)) == 1 and stub.keys[0]  # the repeat is the same declaration
+    assert stub.keys[0]
+    assert set(stub.keys) == {stub.keys[0]}  # the repeat is the same declaration
 
 
 async def test_a_refusal_is_not_tried_again(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -72,6 +73,9 @@ def sqlite_url(path: Path) -> str:
     """The URL of a SQLite database file."""
     return f"sqlite:///{path}"
 
+
+#: Held while migrating: one scheduler at a time (the key is "taskyard" in ASCII).
+_MIGRATION_LOCK = text(f"SELECT pg_advisory_xact_lock({int.from_bytes(b'taskyard', 'big')})")
 
 # Statements are built once: building one costs more than running it on SQLite.
 _WR = work_requests.c
@@ -394,11 +398,15 @@ class SqlStore:
         self._lock = threading.Lock()
 
     def migrate(self) -> None:
-        """Upgrade the schema to the newest Alembic revision."""
+        """Upgrade the schema to the newest Alembic revision. On PostgreSQL,
+        schedulers starting together take turns (an advisory lock held by the
+        migrating transaction): the first upgrades, the others find it done."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         logging.getLogger("alembic").setLevel(logging.WARNING)
         with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(_MIGRATION_LOCK)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
