@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
 
 from taskyard.errors import FailedPreconditionError, InvalidArgumentError
-from taskyard.rpc.credentials import CHANNEL_OPTIONS
+from taskyard.rpc.credentials import SERVER_OPTIONS
 from taskyard.rpc.tracing import server_interceptors
 from taskyard.scheduler.api.access import AccessInterceptor
 from taskyard.scheduler.api.artifacts import ArtifactServicer
@@ -101,8 +101,7 @@ async def start_server(scheduler: Scheduler, config: SchedulerConfig) -> Running
     interceptors = [*server_interceptors(), AccessInterceptor(scheduler)]  # RPC spans outermost
     # No SO_REUSEPORT: a second scheduler on a served port must fail, not
     # share it (clients would be split between the two).
-    options = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
-    server = grpc.aio.server(interceptors=interceptors, options=options)
+    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
     core = scheduler.core
     work_requests_pb2_grpc.add_WorkRequestServiceServicer_to_server(
         WorkRequestServicer(scheduler.work_requests, scheduler.artifacts, scheduler.logs), server

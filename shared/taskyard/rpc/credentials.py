@@ -12,11 +12,29 @@ from taskyard import limits
 MAX_CHUNK = 1024 * 1024
 MAX_MESSAGE = limits.MAX_MESSAGE
 
+#: Both sides ping a connection silent for 5 s and drop it when no answer
+#: comes within 5 s: a peer gone without a word (a machine powered off, a
+#: process stopped, a network cut) is noticed within 10 s, and a worker or
+#: client moves on to the next scheduler it knows.
+KEEPALIVE_MS = 5_000
+
 CHANNEL_OPTIONS: Sequence[tuple[str, int]] = (
     ("grpc.max_send_message_length", MAX_MESSAGE),
     ("grpc.max_receive_message_length", MAX_MESSAGE),
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_time_ms", KEEPALIVE_MS),
+    ("grpc.keepalive_timeout_ms", KEEPALIVE_MS),
+    # How long gRPC's transport waits for a ping's answer (one minute by
+    # default, whatever the keepalive's timeout says).
+    ("grpc.http2.ping_timeout_ms", KEEPALIVE_MS),
+)
+
+#: The server's own: it accepts its clients' pings as often as they send them
+#: (gRPC's default answers a ping more often than every 5 minutes on a
+#: connection it sends nothing on with "too many pings", and closes it).
+SERVER_OPTIONS: Sequence[tuple[str, int]] = (
+    *CHANNEL_OPTIONS,
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_MS - 1_000),
+    ("grpc.so_reuseport", 0),
 )
 
 
