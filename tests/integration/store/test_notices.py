@@ -9,9 +9,11 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from taskyard.scheduler.domain import Worker
-from taskyard.scheduler.store.sql import SqlStore
+from taskyard.scheduler.store.port import StoreUnavailableError
+from taskyard.scheduler.store.sql import SqlStore, normalize_url
 from tests.integration.postgres import fresh_database
 
 pytestmark = pytest.mark.postgres
@@ -115,3 +117,27 @@ def test_schedulers_starting_together_migrate_one_after_the_other() -> None:
         finally:
             for store in stores:
                 store.close()
+
+
+def test_a_database_gone_away_is_unavailable_and_then_reached_again() -> None:
+    """A failover cuts the scheduler's connection: the transaction under way
+    fails as UNAVAILABLE (a client tries again), the next one reconnects."""
+    with fresh_database() as url:
+        store = SqlStore(url)
+        store.migrate()
+        admin = create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
+        try:
+            with store.transaction() as tx:
+                tx.insert_worker(Worker("w1", "f" * 64, datetime.now(UTC)))
+            with admin.connect() as connection:  # as a failover would
+                connection.execute(
+                    text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                )  # fmt: skip
+            with pytest.raises(StoreUnavailableError), store.transaction() as tx:
+                tx.get_worker("w1")
+            with store.transaction() as tx:
+                assert tx.get_worker("w1") is not None
+        finally:
+            admin.dispose()
+            store.close()

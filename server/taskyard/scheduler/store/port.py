@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from taskyard.errors import ResourceExhaustedError
+from taskyard.errors import ResourceExhaustedError, UnavailableError
 from taskyard.scheduler.domain import (
     Artifact,
     Attempt,
@@ -35,6 +35,17 @@ class StorageFullError(ResourceExhaustedError):
 
     def __init__(self) -> None:
         super().__init__(DISK_FULL_MESSAGE)
+
+
+class StoreUnavailableError(UnavailableError):
+    """The database could not be reached, or is no longer the primary (a
+    failover under way). Nothing of the transaction was kept; the same call
+    succeeds once the database answers again."""
+
+    default_reason = "DATABASE_UNAVAILABLE"
+
+    def __init__(self) -> None:
+        super().__init__("the scheduler's database is unreachable; nothing was stored, try again")
 
 
 @dataclass(frozen=True)

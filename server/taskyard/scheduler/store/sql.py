@@ -40,7 +40,12 @@ from taskyard.scheduler.domain import (
     WorkRequest,
 )
 from taskyard.scheduler.store import leasing, notices, rows
-from taskyard.scheduler.store.port import Notice, StorageFullError, WorkRequestFilter
+from taskyard.scheduler.store.port import (
+    Notice,
+    StorageFullError,
+    StoreUnavailableError,
+    WorkRequestFilter,
+)
 from taskyard.scheduler.store.prepared import Prepared
 from taskyard.scheduler.store.schema import (
     artifact_files,
@@ -56,6 +61,7 @@ from taskyard.scheduler.store.sql_support import (
     readable_one,
     sqlite_begin,
     sqlite_connect,
+    unreachable,
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -430,6 +436,11 @@ class SqlStore:
         except DBAPIError as error:
             if disk_full(error):
                 raise StorageFullError() from error
+            if unreachable(error):
+                # A connection to a demoted primary still works: drop it, so
+                # that the next transaction connects again (to the new one).
+                connection.invalidate()
+                raise StoreUnavailableError() from error
             raise
 
     def listen(self, notice: Notice) -> Callable[[], None]:

@@ -46,6 +46,21 @@ def disk_full(error: DBAPIError) -> bool:
     )
 
 
+#: SQLSTATEs that say the database is away or no longer takes writes here:
+#: class 08 (connection exceptions), the server shutting down or starting
+#: (57P01-57P03), a read-only transaction (a primary demoted to standby).
+_AWAY_CLASSES = ("08",)
+_AWAY_STATES = {"57P01", "57P02", "57P03", "25006"}
+
+
+def unreachable(error: DBAPIError) -> bool:
+    """Whether a database error says the database is away (not a mistake)."""
+    if error.connection_invalidated:
+        return True
+    state = getattr(error.orig, "sqlstate", None) or ""
+    return state.startswith(_AWAY_CLASSES) or state in _AWAY_STATES
+
+
 def sqlite_begin(connection: Connection) -> None:
     # IMMEDIATE takes the write lock up front: no deadlock upgrading a read lock.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
