@@ -1,6 +1,6 @@
 """Two schedulers on one PostgreSQL database, workers on both, one killed
-mid-stream: nothing acknowledged is lost, nothing runs twice, and an upload
-and a log follower carry on through the other."""
+mid-stream: nothing acknowledged is lost, nothing runs twice, and an upload,
+a log follower and a watch carry on through the other."""
 
 from __future__ import annotations
 
@@ -118,6 +118,12 @@ def test_one_of_two_schedulers_killed_mid_stream(tmp_path: Path) -> None:
         stack.callback(follower.wait)
         stack.callback(follower.kill)  # then waited for, then its pipe closed
         assert follower.stdout.readline() == b"line 1\n"  # it follows, through a
+        watcher = subprocess.Popen(
+            [*TASKYARD, "watch", chatty], env={**a.env(), "TASKYARD_SCHEDULER": both},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        stack.callback(watcher.wait)
+        stack.callback(watcher.kill)
         content = os.urandom(3 * MIB)
         (tmp_path / "data.bin").write_bytes(content)
         entry = transfer.describe_file(tmp_path / "data.bin", "data.bin")
@@ -177,6 +183,7 @@ def test_one_of_two_schedulers_killed_mid_stream(tmp_path: Path) -> None:
             assert (notes[f"start {key}"], notes[f"end {key}"]) == (1, 1), str(done)
         # The follower went on through b: every line, once, in order.
         assert follower.wait(timeout=120) == 0
+        assert watcher.wait(timeout=120) == 0  # the watch, too, went on through b
         rest_of_it = follower.stdout.read()  # not communicate(): it would skip what is buffered
         expected = "".join(f"line {i}\n" for i in range(2, 41))
         assert rest_of_it.decode() == expected

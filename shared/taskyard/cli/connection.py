@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -132,3 +134,29 @@ def cli_error(error: grpc.aio.AioRpcError, address: str) -> CliError:
         reason=failure.reason,
         violations=failure.violations,
     )
+
+
+class Resuming:
+    """When to open a broken stream again: while the scheduler is away
+    (UNAVAILABLE: restarting, or another of the farm not yet reached), for
+    up to RECONNECT_FOR seconds since the stream last gave something."""
+
+    #: How long a broken stream is tried again while the scheduler is away.
+    RECONNECT_FOR = 60.0
+
+    def __init__(self) -> None:
+        self._deadline = 0.0
+
+    def progressed(self) -> None:
+        """The stream gave something: the wait starts afresh next time."""
+        self._deadline = 0.0
+
+    async def after(self, error: grpc.aio.AioRpcError) -> None:
+        """Return after a pause when the stream may be opened again; else
+        raise `error`."""
+        if error.code() is not grpc.StatusCode.UNAVAILABLE:
+            raise error
+        self._deadline = self._deadline or time.monotonic() + self.RECONNECT_FOR
+        if time.monotonic() > self._deadline:
+            raise error
+        await asyncio.sleep(0.5)

@@ -10,20 +10,16 @@ the request does, with the task's exit status: a command's own exit code,
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
-import time
 from typing import IO
 
 import grpc
 
 from taskyard import logframes
-from taskyard.cli.connection import Connection
+from taskyard.cli.connection import Connection, Resuming
 from taskyard.v1 import work_requests_pb2 as pb
 
-#: How long a broken stream is retried while the scheduler is away.
-RECONNECT_FOR = 60.0
 FINAL = {pb.WORK_REQUEST_STATE_COMPLETED, pb.WORK_REQUEST_STATE_ABORTED}
 
 
@@ -84,22 +80,18 @@ async def print_output(
     connection: Connection, work_request_id: str, attempt: int, *, follow: bool
 ) -> int:
     """Print an attempt's output from its start; return the attempt printed."""
-    offset, printed, deadline = 0, attempt, 0.0
+    offset, printed, resuming = 0, attempt, Resuming()
     while True:
         request = pb.LogsRequest(id=work_request_id, attempt=attempt, offset=offset, follow=follow)
         try:
             async for chunk in connection.work_requests.Logs(request, metadata=connection.metadata):
                 _write(chunk)
-                offset, printed, deadline = chunk.next_offset, chunk.attempt, 0.0
+                offset, printed = chunk.next_offset, chunk.attempt
                 attempt = attempt or chunk.attempt  # resume the same attempt
+                resuming.progressed()
             return printed or (await _get(connection, work_request_id)).attempt
         except grpc.aio.AioRpcError as error:
-            if error.code() is not grpc.StatusCode.UNAVAILABLE:
-                raise
-            deadline = deadline or time.monotonic() + RECONNECT_FOR
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.5)  # the scheduler is away: resume where we were
+            await resuming.after(error)  # the scheduler is away: resume where we were
 
 
 def _write(chunk: pb.LogsResponse) -> None:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import grpc
 
 from taskyard.cli import logs, records
-from taskyard.cli.connection import Connection, add_connection_arguments, cli_error
+from taskyard.cli.connection import Connection, Resuming, add_connection_arguments, cli_error
 from taskyard.cli.errors import CliError
 from taskyard.cli.json_arg import parse_json_object
 from taskyard.cli.output import describe, one_line, state_name
@@ -152,22 +152,41 @@ async def _warn_if_unrunnable(connection: Connection, work_request_id: str) -> N
 
 
 async def _follow(connection: Connection, work_request_id: str, json_output: bool) -> int:
-    last = None
-    stream = connection.work_requests.Watch(
-        pb.WatchRequest(id=work_request_id), metadata=connection.metadata
-    )
-    async for change in stream:
-        last = change.work_request
-        where = f" on {last.worker_name}" if last.worker_name else ""
-        print(f"{last.id}: {state_name(last)}{where}", file=sys.stderr)
-        if last.state == pb.WORK_REQUEST_STATE_PENDING:
-            await _why_pending(connection, last.id)
+    """Say each change of the request until it ends; a watch broken by a
+    scheduler going away is opened again (it starts with the request as it
+    is: nothing is missed)."""
+    last: pb.WorkRequest | None = None
+    resuming = Resuming()
+    while last is None or last.state not in FINAL:
+        stream = connection.work_requests.Watch(
+            pb.WatchRequest(id=work_request_id), metadata=connection.metadata
+        )
+        try:
+            async for change in stream:
+                resuming.progressed()
+                if last is None or _said(last) != _said(change.work_request):
+                    await _say_change(connection, change.work_request)
+                last = change.work_request
+            break
+        except grpc.aio.AioRpcError as error:
+            await resuming.after(error)
     if last is None:
         raise CliError(f"the scheduler ended the watch of {work_request_id} early", 3)
     print(records.dumps(records.work_request(last)) if json_output else describe(last))
     if last.state not in FINAL:
         raise CliError(f"the watch of {work_request_id} ended before it did", 3)
     return 0 if last.result == pb.WORK_REQUEST_RESULT_SUCCESS else 1
+
+
+def _said(work_request: pb.WorkRequest) -> tuple[int, int, str]:
+    return work_request.state, work_request.attempt, work_request.worker_name
+
+
+async def _say_change(connection: Connection, work_request: pb.WorkRequest) -> None:
+    where = f" on {work_request.worker_name}" if work_request.worker_name else ""
+    print(f"{work_request.id}: {state_name(work_request)}{where}", file=sys.stderr)
+    if work_request.state == pb.WORK_REQUEST_STATE_PENDING:
+        await _why_pending(connection, work_request.id)
 
 
 async def _why_pending(connection: Connection, work_request_id: str) -> None:
