@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from taskyard import limits
 from taskyard.errors import (
     AlreadyExistsError,
-    FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
@@ -37,7 +36,7 @@ from taskyard.scheduler.service.artifact_rules import (
 from taskyard.scheduler.service.auth import Principal, WorkerPrincipal, owner_of
 from taskyard.scheduler.service.core import Core
 from taskyard.scheduler.service.dispatch import Guard
-from taskyard.scheduler.service.work_requests import check_owner
+from taskyard.scheduler.service.work_requests import check_owner, key_reused
 from taskyard.scheduler.store.port import StoreTransaction
 
 log = logging.getLogger(__name__)
@@ -394,10 +393,5 @@ def _declared_again(
         manifest(files),
     )
     if not same:
-        raise FailedPreconditionError(
-            f"idempotency key {earlier.idempotency_key!r} was used for another artifact "
-            f"({earlier.id})",
-            reason="IDEMPOTENCY_KEY_REUSED",
-            metadata={"id": earlier.id},
-        )
+        raise key_reused(earlier.idempotency_key, "another artifact", earlier.id)
     return earlier, _missing(earlier)

@@ -330,12 +330,16 @@ def _check_same_submission(stored: WorkRequest, new: WorkRequest) -> None:
         new.priority,
     )
     if not same:
-        raise FailedPreconditionError(
-            f"idempotency key {new.idempotency_key!r} was used for a different submission "
-            f"({stored.id})",
-            reason="IDEMPOTENCY_KEY_REUSED",
-            metadata={"id": stored.id},
-        )
+        raise key_reused(new.idempotency_key, "a different submission", stored.id)
+
+
+def key_reused(key: str, what: str, earlier_id: str) -> FailedPreconditionError:
+    """The error of an idempotency key given again for something else."""
+    return FailedPreconditionError(
+        f"idempotency key {key!r} was used for {what} ({earlier_id})",
+        reason="IDEMPOTENCY_KEY_REUSED",
+        metadata={"id": earlier_id},
+    )
 
 
 def _parsed(text: str) -> Any:
