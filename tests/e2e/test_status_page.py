@@ -4,6 +4,7 @@ processes: it follows the scheduler by itself, with no reload."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,7 +100,8 @@ def test_a_worker_going_away_shows(farm: SchedulerProcess, page: Page, tmp_path:
         page.goto(farm.page + "/workers")
         not_reloaded(page)
         row = page.locator('tr[data-worker="leaving"] .connection')
-        expect(row).to_have_text("connected", timeout=SOON)
+        held_by = re.compile(rf"^connected to {re.escape(farm.address)} \(")  # its scheduler
+        expect(row).to_have_text(held_by, timeout=SOON)
         if (shots := screenshot_dir()) is not None:
             page.screenshot(path=str(shots / "workers.png"), full_page=True)
         stop(leaving.process)
