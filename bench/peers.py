@@ -35,6 +35,7 @@ from taskyard.v1 import work_requests_pb2_grpc
 
 from support import (
     channel_to,
+    free_port,
     machine,
     real_workers,
     scheduler_process,
@@ -43,12 +44,6 @@ from support import (
 )
 
 BENCH = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def tree_cpu(pid: int) -> float:

@@ -7,11 +7,13 @@ CPU time can be read from /proc without counting the load generator's.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import platform
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +34,7 @@ from taskyard.v1 import common_pb2, operator_pb2, operator_pb2_grpc, workers_pb2
 from taskyard.v1 import work_requests_pb2 as pb
 
 BARE_SERVER = Path(__file__).with_name("bare_server.py")
+REPO = Path(__file__).resolve().parents[1]
 TASKYARD = [sys.executable, "-m", "taskyard.cli.main"]
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -40,6 +43,13 @@ def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -66,7 +76,7 @@ class Child:
         return self.process.pid
 
 
-def _spawn(command: list[str], env: dict[str, str] | None = None) -> Child:
+def spawn(command: list[str], env: dict[str, str] | None = None) -> Child:
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -82,7 +92,7 @@ def _spawn(command: list[str], env: dict[str, str] | None = None) -> Child:
     raise RuntimeError(f"{command[2:4]} exited with {process.wait()}")
 
 
-def _stop(child: Child) -> None:
+def stop(child: Child) -> None:
     if child.process.poll() is None:
         child.process.send_signal(signal.SIGTERM)
         try:
@@ -106,11 +116,21 @@ def scheduler_process(
              "--listen", "127.0.0.1:0", "--auto-enable-workers", *options]  # fmt: skip
         if os.environ.get("BENCH_PROFILE"):
             command = [sys.executable, os.environ["BENCH_PROFILE"], data_dir]
-        child = _spawn(command, env)
+        child = spawn(command, env)
         try:
             yield child, (Path(data_dir) / "admin.token").read_text().strip()
         finally:
-            _stop(child)
+            stop(child)
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh database on the tests' PostgreSQL server (the local one, or
+    TASKYARD_TEST_POSTGRES_URL), dropped afterwards: the tests' own helper."""
+    sys.path.insert(0, str(REPO))
+    postgres = importlib.import_module("tests.integration.postgres")
+    with postgres.fresh_database() as url:
+        yield str(url)
 
 
 @contextmanager
@@ -120,9 +140,11 @@ def real_workers(
     slots: int,
     env: dict[str, str] | None = None,
     options: Sequence[str] = (),
+    *,
+    name: str = "real",
 ) -> Iterator[list[subprocess.Popen[str]]]:
     """`count` real `taskyard worker` processes with `slots` executors each
-    (and more `options`)."""
+    (and more `options`), named `name` and a number."""
     with tempfile.TemporaryDirectory(prefix="taskyard-bench-workers-") as data_dir:
         workers = [
             subprocess.Popen(
@@ -134,7 +156,7 @@ def real_workers(
                     "--scheduler",
                     address,
                     "--name",
-                    f"real{n}",
+                    f"{name}{n}",
                     "--slots",
                     str(slots),
                     "--data-dir",
@@ -178,11 +200,11 @@ async def wait_for_workers(channel: grpc.aio.Channel, admin: str, count: int) ->
 def otlp_receiver() -> Iterator[Child]:
     """A test OTLP receiver in its own process, so decoding spans costs the load
     generator nothing. `spans_received` stops it and says how many arrived."""
-    child = _spawn([sys.executable, "-m", "taskyard.testing.otlp"])
+    child = spawn([sys.executable, "-m", "taskyard.testing.otlp"])
     try:
         yield child
     finally:
-        _stop(child)
+        stop(child)
 
 
 def spans_received(receiver: Child) -> int:
@@ -198,11 +220,11 @@ def spans_received(receiver: Child) -> int:
 @contextmanager
 def bare_server() -> Iterator[Child]:
     """The baseline: a trivial unary gRPC servicer in its own process."""
-    child = _spawn([sys.executable, str(BARE_SERVER)])
+    child = spawn([sys.executable, str(BARE_SERVER)])
     try:
         yield child
     finally:
-        _stop(child)
+        stop(child)
 
 
 def bare_call(channel: grpc.aio.Channel) -> Any:
