@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from taskyard.errors import UnavailableError
 from taskyard.scheduler.domain import ACTIVE_STATES, Lease, State, Token, Worker, WorkRequest
 from taskyard.scheduler.service.core import Core
 from taskyard.scheduler.store.port import Store, StoreTransaction
@@ -92,8 +93,12 @@ class Farm:
             heard, self._heard = self._heard, set()
             try:
                 read = await self._core.db.run(functools.partial(self._read, heard=heard))
-            except Exception:
-                log.exception("could not read what other schedulers changed; reading all again")
+            except Exception as error:
+                why = "could not read what other schedulers changed; reading all again"
+                if isinstance(error, UnavailableError):  # the database is away: a line
+                    log.warning("%s: %s", why, error.message)
+                else:
+                    log.exception("%s", why)
                 self._hear("resync", "")
                 await asyncio.sleep(1.0)
                 continue

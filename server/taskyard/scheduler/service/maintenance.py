@@ -30,7 +30,7 @@ from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
-from taskyard.errors import FailedPreconditionError
+from taskyard.errors import FailedPreconditionError, UnavailableError
 from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import (
     ACTIVE_STATES,
@@ -107,6 +107,8 @@ class Maintenance:
         while True:
             try:
                 await self.renew()
+            except UnavailableError as error:  # the database is away: a line, not a traceback
+                log.warning("could not renew the maintenance lease: %s", error.message)
             except Exception:
                 log.exception("could not renew the maintenance lease")
             await asyncio.sleep(self._ttl / 3)
