@@ -63,6 +63,24 @@ def check_transition(current: State, target: State) -> None:
         )
 
 
+#: The tenant of what existed before tenants, and of what an admin submits
+#: without naming one.
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A team sharing the farm: its weight in the fair share of slots, and
+    its quotas (None: no limit)."""
+
+    name: str
+    weight: float = 1.0
+    #: The most of its requests assigned or running at once.
+    max_running: int | None = None
+    #: The most of its requests waiting at once; a submit past it is refused.
+    max_pending: int | None = None
+
+
 @dataclass(frozen=True)
 class WorkError:
     """Why a work request ended in error or was aborted."""
@@ -109,6 +127,8 @@ class WorkRequest:
     abort_requested_at: datetime | None = None
     #: Who submitted it (`token:<id>`); fixed at submit.
     owner: str = ""
+    #: The team it belongs to: only that tenant's tokens (and admins) see it.
+    tenant: str = DEFAULT_TENANT
     #: How the last attempt ended, as its task reported it (a JSON object).
     details_json: str = ""
 
@@ -193,6 +213,8 @@ class Token:
     expires_at: datetime | None = None
     used_at: datetime | None = None
     revoked_at: datetime | None = None
+    #: A submit token's tenant; empty for admin (farm-wide) and activation tokens.
+    tenant: str = ""
 
     def valid_at(self, now: datetime) -> bool:
         """Whether the token may be used at `now`."""
@@ -262,6 +284,9 @@ class Artifact:
     created_by: str = ""
     #: The key its declaration was made with, unique to `created_by`.
     idempotency_key: str = ""
+    #: Whose it is: its work request's tenant, or its uploader's; empty for
+    #: one an admin uploaded, which every tenant may read (an environment).
+    tenant: str = DEFAULT_TENANT
 
     @property
     def complete(self) -> bool:

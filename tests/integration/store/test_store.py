@@ -20,6 +20,7 @@ from taskyard.scheduler.domain import (
     Role,
     SchedulerRecord,
     State,
+    Tenant,
     Token,
     Worker,
     WorkError,
@@ -57,7 +58,8 @@ def test_a_work_request_round_trips_exactly(store: Store) -> None:
         tx.insert_work_request(original)
     with store.transaction() as tx:
         assert tx.get_work_request("wr0001") == original
-        assert tx.get_work_request_by_idempotency_key("k1") == original
+        assert tx.get_work_request_by_idempotency_key("default", "k1") == original
+        assert tx.get_work_request_by_idempotency_key("other", "k1") is None
         assert tx.get_work_request("nope") is None
 
 
@@ -143,7 +145,8 @@ def test_workers(store: Store) -> None:
 
 def test_tokens(store: Store) -> None:
     older = Token("t1", "1" * 64, Role.ADMIN, NOW, "first")
-    newer = Token("t2", "2" * 64, Role.SUBMIT, NOW + timedelta(seconds=1), expires_at=NOW)
+    newer = Token("t2", "2" * 64, Role.SUBMIT, NOW + timedelta(seconds=1), expires_at=NOW,
+                  tenant="team-a")  # fmt: skip
     with store.transaction() as tx:
         tx.insert_token(older)
         tx.insert_token(newer)
@@ -222,7 +225,7 @@ def test_an_artifact_round_trips_and_its_key_is_its_creators_own(store: Store) -
     files = (ArtifactFile("a.txt", 3, "0" * 64, "text/plain", complete=True),
              ArtifactFile("b/c", 5, "1" * 64))  # fmt: skip
     keyed = Artifact("ar1", "logs", NOW, files, work_request_id="wr1", created_by="worker:w1",
-                     idempotency_key="k1")  # fmt: skip
+                     idempotency_key="k1", tenant="team-a")  # fmt: skip
     with store.transaction() as tx:
         tx.insert_artifact(keyed)
         tx.insert_artifact(dataclasses.replace(keyed, id="ar2", created_by="token:t1"))
@@ -238,3 +241,24 @@ def test_an_artifact_round_trips_and_its_key_is_its_creators_own(store: Store) -
         assert tx.get_artifact_by_key("token:t2", "k1") is None
     with pytest.raises(AlreadyExistsError), store.transaction() as tx:
         tx.insert_artifact(dataclasses.replace(keyed, id="ar5"))  # the same creator's key
+
+
+def test_tenants_and_keys_that_are_each_tenants_own(store: Store) -> None:
+    with store.transaction() as tx:
+        assert tx.list_tenants() == [Tenant("default")]  # what was there before tenants
+        tx.put_tenant(Tenant("team-a", weight=2.0, max_running=4))
+        tx.put_tenant(Tenant("team-b", max_pending=10))
+        tx.put_tenant(Tenant("team-a", weight=3.0))  # changed
+        tx.insert_work_request(request(1, idempotency_key="k", tenant="team-a"))
+        tx.insert_work_request(request(2, idempotency_key="k", tenant="team-b"))
+    with store.transaction() as tx:
+        assert tx.get_tenant("team-a") == Tenant("team-a", weight=3.0)
+        assert tx.get_tenant("nobody") is None
+        assert [t.name for t in tx.list_tenants()] == ["default", "team-a", "team-b"]
+        found = tx.get_work_request_by_idempotency_key("team-b", "k")
+        assert found is not None
+        assert found.id == "wr0002"
+        listed = tx.list_work_requests(WorkRequestFilter(tenant="team-a"), limit=10)
+        assert [w.id for w in listed] == ["wr0001"]
+    with pytest.raises(AlreadyExistsError), store.transaction() as tx:
+        tx.insert_work_request(request(3, idempotency_key="k", tenant="team-a"))

@@ -298,7 +298,9 @@ def check_owner(caller: Principal, work_request: WorkRequest) -> None:
 def _insert_once(tx: StoreTransaction, work_request: WorkRequest, task: Task) -> WorkRequest:
     """Insert, or return the request an earlier submit with the same key created."""
     if work_request.idempotency_key:
-        existing = tx.get_work_request_by_idempotency_key(work_request.idempotency_key)
+        existing = tx.get_work_request_by_idempotency_key(
+            work_request.tenant, work_request.idempotency_key
+        )
         if existing is not None:
             return existing
     _check_artifacts(tx, task.run_options)

@@ -15,11 +15,13 @@ from datetime import UTC, datetime, timedelta
 
 from taskyard.errors import AlreadyExistsError
 from taskyard.scheduler.domain import (
+    DEFAULT_TENANT,
     FINAL_STATES,
     Artifact,
     Attempt,
     SchedulerRecord,
     State,
+    Tenant,
     Token,
     Worker,
     WorkRequest,
@@ -37,6 +39,9 @@ class _Tables:
     #: name -> (holder, term, expires at)
     leases: dict[str, tuple[str, int, datetime]] = field(default_factory=dict)
     schedulers: dict[str, SchedulerRecord] = field(default_factory=dict)
+    tenants: dict[str, Tenant] = field(
+        default_factory=lambda: {DEFAULT_TENANT: Tenant(DEFAULT_TENANT)}
+    )
 
     def copy(self) -> _Tables:
         return _Tables(
@@ -47,6 +52,7 @@ class _Tables:
             list(self.attempts),
             dict(self.leases),
             dict(self.schedulers),
+            dict(self.tenants),
         )
 
 
@@ -85,7 +91,7 @@ class MemoryTransaction:
     def insert_work_request(self, work_request: WorkRequest) -> None:
         key = work_request.idempotency_key
         if work_request.id in self.tables.work_requests or (
-            key and self.get_work_request_by_idempotency_key(key)
+            key and self.get_work_request_by_idempotency_key(work_request.tenant, key)
         ):
             raise AlreadyExistsError(f"work request {work_request.id} exists already")
         self.tables.work_requests[work_request.id] = work_request
@@ -93,8 +99,12 @@ class MemoryTransaction:
     def get_work_request(self, work_request_id: str) -> WorkRequest | None:
         return self.tables.work_requests.get(work_request_id)
 
-    def get_work_request_by_idempotency_key(self, key: str) -> WorkRequest | None:
-        found = (w for w in self.tables.work_requests.values() if w.idempotency_key == key)
+    def get_work_request_by_idempotency_key(self, tenant: str, key: str) -> WorkRequest | None:
+        found = (
+            w
+            for w in self.tables.work_requests.values()
+            if (w.tenant, w.idempotency_key) == (tenant, key)
+        )
         return next(found, None)
 
     def replace_work_request(
@@ -174,6 +184,15 @@ class MemoryTransaction:
 
     def get_artifact(self, artifact_id: str) -> Artifact | None:
         return self.tables.artifacts.get(artifact_id)
+
+    def put_tenant(self, tenant: Tenant) -> None:
+        self.tables.tenants[tenant.name] = tenant
+
+    def get_tenant(self, name: str) -> Tenant | None:
+        return self.tables.tenants.get(name)
+
+    def list_tenants(self) -> list[Tenant]:
+        return [self.tables.tenants[name] for name in sorted(self.tables.tenants)]
 
     def get_artifact_by_key(self, created_by: str, idempotency_key: str) -> Artifact | None:
         found = (

@@ -19,6 +19,7 @@ from taskyard.scheduler.domain import (
     Result,
     SchedulerRecord,
     State,
+    Tenant,
     Token,
     Worker,
     WorkRequest,
@@ -56,6 +57,7 @@ class WorkRequestFilter:
     task_name: str = ""
     worker_name: str = ""
     owner: str = ""
+    tenant: str = ""
     results: frozenset[Result] = field(default_factory=frozenset)
     created_after: datetime | None = None
     created_before: datetime | None = None
@@ -67,6 +69,7 @@ class WorkRequestFilter:
             and (not self.task_name or work_request.task_name == self.task_name)
             and (not self.worker_name or work_request.worker_name == self.worker_name)
             and (not self.owner or work_request.owner == self.owner)
+            and (not self.tenant or work_request.tenant == self.tenant)
             and (not self.results or work_request.result in self.results)
             and (self.created_after is None or work_request.created_at >= self.created_after)
             and (self.created_before is None or work_request.created_at < self.created_before)
@@ -82,8 +85,8 @@ class StoreTransaction(Protocol):
     def get_work_request(self, work_request_id: str) -> WorkRequest | None:
         """Return a work request, or None."""
 
-    def get_work_request_by_idempotency_key(self, key: str) -> WorkRequest | None:
-        """Return the work request submitted with this idempotency key, or None."""
+    def get_work_request_by_idempotency_key(self, tenant: str, key: str) -> WorkRequest | None:
+        """Return the work request `tenant` submitted with this idempotency key, or None."""
 
     def replace_work_request(
         self, work_request: WorkRequest, *, expected_state: State, expected_attempt: int
@@ -156,6 +159,15 @@ class StoreTransaction(Protocol):
 
     def get_artifact_by_key(self, created_by: str, idempotency_key: str) -> Artifact | None:
         """Return the artifact `created_by` declared with this key, or None."""
+
+    def put_tenant(self, tenant: Tenant) -> None:
+        """Store a new or changed tenant (matched by name)."""
+
+    def get_tenant(self, name: str) -> Tenant | None:
+        """Return a tenant by name, or None."""
+
+    def list_tenants(self) -> list[Tenant]:
+        """Every tenant, by name."""
 
     def complete_file(self, artifact_id: str, path: str) -> None:
         """Record that a file's content is stored and verified."""

@@ -13,6 +13,7 @@ from taskyard.scheduler.domain import (
     Result,
     Role,
     State,
+    Tenant,
     Token,
     Worker,
     WorkError,
@@ -29,6 +30,7 @@ FIXED_COLUMNS = frozenset(
         "idempotency_key",
         "trace_context_json",
         "owner",
+        "tenant",
     }
 )
 
@@ -44,6 +46,7 @@ def work_request_row(work_request: WorkRequest) -> dict[str, Any]:
         "trace_context_json": json.dumps(work_request.trace_context),
         "created_at": work_request.created_at,
         "owner": work_request.owner,
+        "tenant": work_request.tenant,
     }
 
 
@@ -101,6 +104,7 @@ def work_request_from(row: Mapping[Any, Any]) -> WorkRequest:
         updated_at=row["updated_at"],
         abort_requested_at=row["abort_requested_at"],
         owner=row["owner"],
+        tenant=row["tenant"],
         details_json=row["details_json"],
     )
 
@@ -150,6 +154,7 @@ def token_row(token: Token) -> dict[str, Any]:
         "expires_at": token.expires_at,
         "used_at": token.used_at,
         "revoked_at": token.revoked_at,
+        "tenant": token.tenant,
     }
 
 
@@ -164,6 +169,7 @@ def token_from(row: Mapping[Any, Any]) -> Token:
         expires_at=row["expires_at"],
         used_at=row["used_at"],
         revoked_at=row["revoked_at"],
+        tenant=row["tenant"],
     )
 
 
@@ -179,6 +185,7 @@ def artifact_row(artifact: Artifact) -> dict[str, Any]:
         "complete": artifact.complete,
         "created_by": artifact.created_by,
         "idempotency_key": artifact.idempotency_key or None,
+        "tenant": artifact.tenant,
     }
 
 
@@ -208,6 +215,7 @@ def artifact_from(row: Mapping[Any, Any], files: list[Mapping[Any, Any]]) -> Art
         expires_at=row["expires_at"],
         created_by=row["created_by"],
         idempotency_key=row["idempotency_key"] or "",
+        tenant=row["tenant"],
         files=tuple(
             ArtifactFile(f["path"], f["size"], f["sha256"], f["content_type"], f["complete"])
             for f in sorted(files, key=lambda f: f["path"])
@@ -245,3 +253,18 @@ def attempt_from(row: Mapping[Any, Any]) -> Attempt:
         reason=row["reason"],
         message=row["message"],
     )
+
+
+def tenant_row(tenant: Tenant) -> dict[str, Any]:
+    """The row of a tenant."""
+    return {
+        "name": tenant.name,
+        "weight": tenant.weight,
+        "max_running": tenant.max_running,
+        "max_pending": tenant.max_pending,
+    }
+
+
+def tenant_from(row: Mapping[Any, Any]) -> Tenant:
+    """The tenant of a row."""
+    return Tenant(row["name"], row["weight"], row["max_running"], row["max_pending"])

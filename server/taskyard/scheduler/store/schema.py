@@ -61,7 +61,7 @@ work_requests = Table(
     Column("max_attempts", Integer, nullable=False),
     Column("worker_name", String(200), nullable=False),
     Column("timeout_seconds", Float),
-    Column("idempotency_key", String(200), unique=True),
+    Column("idempotency_key", String(200)),
     Column("trace_context_json", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("assigned_at", UtcDateTime),
@@ -71,7 +71,11 @@ work_requests = Table(
     Column("abort_requested_at", UtcDateTime),
     Column("owner", String(120), nullable=False, server_default=""),
     Column("details_json", Text, nullable=False, server_default=""),
+    Column("tenant", String(63), nullable=False, server_default="default"),
+    # An idempotency key is its tenant's own.
+    Index("uq_work_requests_tenant_key", "tenant", "idempotency_key", unique=True),
     # A filtered list, newest first, reads its page from one of these.
+    Index("ix_work_requests_tenant_id", "tenant", "id"),
     Index("ix_work_requests_state_id", "state", "id"),
     Index("ix_work_requests_task_name_id", "task_name", "id"),
     Index("ix_work_requests_owner_id", "owner", "id"),
@@ -130,6 +134,17 @@ tokens = Table(
     Column("expires_at", UtcDateTime),
     Column("used_at", UtcDateTime),
     Column("revoked_at", UtcDateTime),
+    Column("tenant", String(63), nullable=False, server_default=""),
+)
+
+#: The teams sharing the farm: weights and quotas (NULL: no limit).
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("weight", Float, nullable=False),
+    Column("max_running", Integer),
+    Column("max_pending", Integer),
 )
 
 artifacts = Table(
@@ -144,6 +159,7 @@ artifacts = Table(
     Column("complete", Boolean, nullable=False),
     Column("created_by", String(120), nullable=False, server_default=""),
     Column("idempotency_key", String(200)),
+    Column("tenant", String(63), nullable=False, server_default="default"),
     Index("ix_artifacts_work_request_id", "work_request_id"),
     Index("ix_artifacts_created_by", "created_by"),
     Index("uq_artifacts_idempotency_key", "created_by", "idempotency_key", unique=True),

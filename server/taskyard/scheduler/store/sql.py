@@ -35,6 +35,7 @@ from taskyard.scheduler.domain import (
     Attempt,
     SchedulerRecord,
     State,
+    Tenant,
     Token,
     Worker,
     WorkRequest,
@@ -51,6 +52,7 @@ from taskyard.scheduler.store.schema import (
     artifact_files,
     artifacts,
     attempts,
+    tenants,
     tokens,
     work_requests,
     workers,
@@ -86,7 +88,9 @@ _MIGRATION_LOCK = text(f"SELECT pg_advisory_xact_lock({int.from_bytes(b'taskyard
 # Statements are built once: building one costs more than running it on SQLite.
 _WR = work_requests.c
 _WORK_REQUEST_BY_ID = select(work_requests).where(_WR.id == bindparam("b_id"))
-_WORK_REQUEST_BY_KEY = select(work_requests).where(_WR.idempotency_key == bindparam("b_key"))
+_WORK_REQUEST_BY_KEY = select(work_requests).where(
+    _WR.tenant == bindparam("b_tenant"), _WR.idempotency_key == bindparam("b_key")
+)
 _EXPECTED = (_WR.id == bindparam("b_id"), _WR.state == bindparam("b_state"),
              _WR.attempt == bindparam("b_attempt"))  # fmt: skip
 _SET_CHANGING = {
@@ -168,8 +172,8 @@ class SqlTransaction:
         row = self._first(_WORK_REQUEST_BY_ID, b_id=work_request_id)
         return readable_one(rows.work_request_from, row)
 
-    def get_work_request_by_idempotency_key(self, key: str) -> WorkRequest | None:
-        row = self._first(_WORK_REQUEST_BY_KEY, b_key=key)
+    def get_work_request_by_idempotency_key(self, tenant: str, key: str) -> WorkRequest | None:
+        row = self._first(_WORK_REQUEST_BY_KEY, b_tenant=tenant, b_key=key)
         return readable_one(rows.work_request_from, row)
 
     def _compare_and_set(
@@ -201,6 +205,8 @@ class SqlTransaction:
             query = query.where(_WR.worker_name == where.worker_name)
         if where.owner:
             query = query.where(_WR.owner == where.owner)
+        if where.tenant:
+            query = query.where(_WR.tenant == where.tenant)
         if where.results:
             query = query.where(_WR.result.in_([r.value for r in where.results]))
         if where.created_after is not None:
@@ -278,6 +284,20 @@ class SqlTransaction:
 
     def get_artifact_by_key(self, created_by: str, idempotency_key: str) -> Artifact | None:
         return self._one_artifact(_ARTIFACT_BY_KEY, b_by=created_by, b_key=idempotency_key)
+
+    def put_tenant(self, tenant: Tenant) -> None:
+        row = rows.tenant_row(tenant)
+        found = self._db.execute(update(tenants).where(tenants.c.name == tenant.name).values(row))
+        if not found.rowcount:
+            self._insert(insert(tenants), row, f"tenant {tenant.name}")
+
+    def get_tenant(self, name: str) -> Tenant | None:
+        row = self._first(select(tenants).where(tenants.c.name == bindparam("b_name")), b_name=name)
+        return readable_one(rows.tenant_from, row)
+
+    def list_tenants(self) -> list[Tenant]:
+        found = self._db.execute(select(tenants).order_by(tenants.c.name)).mappings()
+        return readable(rows.tenant_from, found)
 
     def complete_file(self, artifact_id: str, path: str) -> None:
         self._db.execute(
