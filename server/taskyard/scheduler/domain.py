@@ -239,6 +239,8 @@ class Worker:
     last_seen_at: datetime | None = None
     #: The scheduler holding its session ("" for none).
     scheduler: str = ""
+    #: The tenants an operator reserved it for; empty: it serves every tenant.
+    tenants: tuple[str, ...] = ()
 
     @property
     def metadata(self) -> dict[str, Any]:

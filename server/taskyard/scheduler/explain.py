@@ -15,6 +15,7 @@ class Eligibility(enum.StrEnum):
 
     DENY_LISTED = "deny-listed"
     NOT_ALLOW_LISTED = "not-allow-listed"
+    RESERVED = "reserved"
     VERSION_MISMATCH = "version-mismatch"
     CANNOT_RUN = "cannot-run"
     DISABLED = "disabled"
@@ -75,12 +76,15 @@ def _capability(task: Task, view: WorkerView) -> tuple[Eligibility, str] | None:
     return None
 
 
-def verdict_on(task: Task, worker: WorkerStatus) -> Verdict:
-    """The first reason `worker` is not running a request of `task`."""
+def verdict_on(task: Task, worker: WorkerStatus, tenant: str = "") -> Verdict:
+    """The first reason `worker` is not running a request of `task` (of `tenant`)."""
     name = worker.view.name
     refusal = _capability(task, worker.view)
     if refusal is not None:
         return Verdict(name, *refusal)
+    if tenant and not worker.view.serves(tenant):
+        reserved = ", ".join(sorted(worker.view.tenants))
+        return Verdict(name, Eligibility.RESERVED, f"the worker is reserved for {reserved}")
     if not worker.enabled:
         return Verdict(name, Eligibility.DISABLED, f"run: taskyard workers enable {name}")
     if not worker.connected:
@@ -92,9 +96,15 @@ def verdict_on(task: Task, worker: WorkerStatus) -> Verdict:
     )
 
 
-def explain(task: Task, workers: Iterable[WorkerStatus]) -> Explanation:
-    """Explain, for a pending request of the configured `task`, every worker's verdict."""
-    verdicts = tuple(sorted((verdict_on(task, w) for w in workers), key=lambda v: v.worker_name))
+def explain(
+    task: Task, workers: Iterable[WorkerStatus], tenant: str = "", held_back: str = ""
+) -> Explanation:
+    """Explain, for a pending request of the configured `task` (of `tenant`),
+    every worker's verdict; `held_back` says why its tenant waits, if it does
+    (at its running ceiling)."""
+    verdicts = tuple(
+        sorted((verdict_on(task, w, tenant) for w in workers), key=lambda v: v.worker_name)
+    )
     runnable = any(v.eligibility in CAPABLE for v in verdicts)
     if not verdicts:
         summary = "No worker is known to the scheduler; start one with `taskyard worker`."
@@ -105,4 +115,6 @@ def explain(task: Task, workers: Iterable[WorkerStatus]) -> Explanation:
     else:
         capable = sum(v.eligibility in CAPABLE for v in verdicts)
         summary = f"{capable} of {len(verdicts)} known workers could run it."
+    if held_back:
+        summary = f"{held_back}. {summary}"
     return Explanation(verdicts, runnable, summary)

@@ -46,11 +46,14 @@ class PendingEntry:
     sort_key: tuple[int, str]
     id: str = field(compare=False)
     shape: Shape = field(compare=False)
+    tenant: str = field(default="", compare=False)
 
     @classmethod
-    def of(cls, id: str, shape: Shape, priority: int, queue_key: str) -> PendingEntry:
+    def of(
+        cls, id: str, shape: Shape, priority: int, queue_key: str, tenant: str = ""
+    ) -> PendingEntry:
         """Higher priority first, then first-in first-out by queue key."""
-        return cls((-priority, queue_key), id, shape)
+        return cls((-priority, queue_key), id, shape, tenant)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class WorkerView:
     allowed_tasks: frozenset[str] = frozenset()
     denied_tasks: frozenset[str] = frozenset()
     metadata_fingerprint: str = ""
+    #: The tenants an operator reserved it for; empty: every tenant.
+    tenants: frozenset[str] = frozenset()
 
     @classmethod
     def of(
@@ -70,10 +75,16 @@ class WorkerView:
         metadata: Mapping[str, Any],
         allowed: Iterator[str] | tuple[str, ...] = (),
         denied: Iterator[str] | tuple[str, ...] = (),
+        tenants: Iterator[str] | tuple[str, ...] = (),
     ) -> WorkerView:
         """Build a view, computing the metadata fingerprint once."""
         return cls(
-            name, dict(metadata), frozenset(allowed), frozenset(denied), fingerprint(metadata)
+            name,
+            dict(metadata),
+            frozenset(allowed),
+            frozenset(denied),
+            fingerprint(metadata),
+            frozenset(tenants),
         )
 
     def filters_out(self, task_name: str) -> bool:
@@ -82,16 +93,27 @@ class WorkerView:
             return True
         return bool(self.allowed_tasks) and task_name not in self.allowed_tasks
 
+    def serves(self, tenant: str) -> bool:
+        """Whether the worker takes work of `tenant` (it is not reserved for others)."""
+        return not self.tenants or tenant in self.tenants
+
+
+class _Queue:
+    """One tenant's pending requests, grouped by shape, each group a heap."""
+
+    def __init__(self) -> None:
+        self.heaps: dict[Shape, list[PendingEntry]] = {}
+        self.tasks: dict[Shape, Task] = {}
+
 
 class PendingIndex:
-    """Pending requests grouped by shape, each group a heap, best first.
+    """Pending requests by tenant, then by shape, each group a heap, best first.
 
     Removal is lazy: a removed id stays in its heap until it reaches the top.
     """
 
     def __init__(self) -> None:
-        self._heaps: dict[Shape, list[PendingEntry]] = {}
-        self._tasks: dict[Shape, Task] = {}
+        self._queues: dict[str, _Queue] = {}
         self._live: dict[str, PendingEntry] = {}
 
     def __len__(self) -> int:
@@ -99,8 +121,8 @@ class PendingIndex:
 
     @property
     def shapes(self) -> int:
-        """How many shapes a match looks at (the candidates it considers)."""
-        return len(self._heaps)
+        """How many shapes a match may look at (the candidates it considers)."""
+        return sum(len(queue.heaps) for queue in self._queues.values())
 
     def __contains__(self, work_request_id: object) -> bool:
         return work_request_id in self._live
@@ -110,28 +132,45 @@ class PendingIndex:
         if entry.id in self._live:
             return
         self._live[entry.id] = entry
-        heapq.heappush(self._heaps.setdefault(entry.shape, []), entry)
-        self._tasks.setdefault(entry.shape, task)
+        queue = self._queues.get(entry.tenant)
+        if queue is None:
+            queue = self._queues[entry.tenant] = _Queue()
+        heapq.heappush(queue.heaps.setdefault(entry.shape, []), entry)
+        queue.tasks.setdefault(entry.shape, task)
 
     def discard(self, work_request_id: str) -> PendingEntry | None:
         """Remove a request if it is here; return its entry."""
         return self._live.pop(work_request_id, None)
 
-    def task(self, shape: Shape) -> Task:
-        """The configured task of a shape present in the index."""
-        return self._tasks[shape]
+    def task(self, entry: PendingEntry) -> Task:
+        """The configured task of an entry's shape (the entry is in the index)."""
+        return self._queues[entry.tenant].tasks[entry.shape]
 
-    def heads(self) -> Iterator[PendingEntry]:
-        """Yield the best live entry of every shape."""
-        for shape in list(self._heaps):
-            heap = self._heaps[shape]
+    def tenants(self) -> list[str]:
+        """The tenants with requests in the index (perhaps only removed ones)."""
+        return list(self._queues)
+
+    def heads(self, tenant: str) -> Iterator[PendingEntry]:
+        """Yield the best live entry of every shape of `tenant`."""
+        queue = self._queues.get(tenant)
+        if queue is None:
+            return
+        for shape in list(queue.heaps):
+            heap = queue.heaps[shape]
             while heap and self._live.get(heap[0].id) is not heap[0]:
                 heapq.heappop(heap)
             if heap:
                 yield heap[0]
             else:
-                del self._heaps[shape]
-                del self._tasks[shape]
+                del queue.heaps[shape]
+                del queue.tasks[shape]
+        if not queue.heaps:
+            del self._queues[tenant]
+
+    def all_heads(self) -> Iterator[PendingEntry]:
+        """Yield the best live entry of every shape of every tenant."""
+        for tenant in self.tenants():
+            yield from self.heads(tenant)
 
 
 class VerdictCache:
@@ -159,14 +198,110 @@ class VerdictCache:
         return verdict
 
 
-def pick(worker: WorkerView, index: PendingIndex, verdicts: VerdictCache) -> PendingEntry | None:
-    """Return the highest-priority, oldest pending request `worker` can run."""
+def best_of(
+    tenant: str, worker: WorkerView, index: PendingIndex, verdicts: VerdictCache
+) -> PendingEntry | None:
+    """The highest-priority, oldest pending request of `tenant` that `worker`
+    can run; what it cannot run is skipped, never waited behind."""
     best: PendingEntry | None = None
-    for head in index.heads():
+    for head in index.heads(tenant):
         if best is not None and best < head:
             continue
         if worker.filters_out(head.shape.task_name):
             continue
-        if verdicts.can_run(head.shape, index.task(head.shape), worker):
+        if verdicts.can_run(head.shape, index.task(head), worker):
             best = head
     return best
+
+
+@dataclass(frozen=True)
+class Share:
+    """A tenant's claim on slots: its weight and its running ceiling."""
+
+    weight: float = 1.0
+    #: The most it may hold assigned or running at once; None: no limit.
+    max_running: int | None = None
+
+
+class Served:
+    """When each tenant was last served: a sequence number, kept across passes."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, int] = {}
+        self._count = 0
+
+    def note(self, tenant: str) -> None:
+        self._count += 1
+        self.last[tenant] = self._count
+
+
+class FairShare:
+    """Which tenant a free slot serves (Buildbarn's rule, with weights): among
+    the tenants with work the worker can run, the one with the fewest running
+    per unit of weight, `(running + 1) / weight`; ties go to the one served
+    least recently. A tenant at its running ceiling waits. A tenant alone
+    gets every slot. One matching pass builds one; it counts what it hands
+    out as running at once.
+    """
+
+    def __init__(
+        self,
+        tenants: Iterator[str] | list[str],
+        running: Mapping[str, int],
+        shares: Mapping[str, Share],
+        served: Served,
+    ) -> None:
+        self._running = dict(running)
+        self._shares = shares
+        self._served = served
+        self._heap = [self._key(tenant) for tenant in tenants]
+        heapq.heapify(self._heap)
+
+    def running(self, tenant: str) -> int:
+        return self._running.get(tenant, 0)
+
+    def _share(self, tenant: str) -> Share:
+        return self._shares.get(tenant) or _EQUAL
+
+    def _key(self, tenant: str) -> tuple[float, int, str]:
+        fewest = (self.running(tenant) + 1) / self._share(tenant).weight
+        return fewest, self._served.last.get(tenant, 0), tenant
+
+    def at_ceiling(self, tenant: str) -> bool:
+        """Whether `tenant` holds as many as its ceiling allows."""
+        ceiling = self._share(tenant).max_running
+        return ceiling is not None and self.running(tenant) >= ceiling
+
+    def pick(
+        self, worker: WorkerView, index: PendingIndex, verdicts: VerdictCache
+    ) -> PendingEntry | None:
+        """The request `worker` takes: the fairest tenant's best that it can
+        run; None if it can run none."""
+        passed: list[tuple[float, int, str]] = []
+        try:
+            while self._heap:
+                key = heapq.heappop(self._heap)
+                tenant = key[2]
+                if self.at_ceiling(tenant):
+                    continue  # it waits for the rest of this pass
+                entry = best_of(tenant, worker, index, verdicts) if worker.serves(tenant) else None
+                if entry is None:
+                    passed.append(key)
+                    continue
+                self._running[tenant] = self.running(tenant) + 1
+                self._served.note(tenant)
+                heapq.heappush(self._heap, self._key(tenant))
+                return entry
+            return None
+        finally:
+            for key in passed:
+                heapq.heappush(self._heap, key)
+
+
+_EQUAL = Share()
+
+
+def pick(worker: WorkerView, index: PendingIndex, verdicts: VerdictCache) -> PendingEntry | None:
+    """The request `worker` takes, all tenants weighing the same and none
+    running anything (a pass of one pick)."""
+    return FairShare(index.tenants(), {}, {}, Served()).pick(worker, index, verdicts)

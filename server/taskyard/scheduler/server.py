@@ -110,7 +110,10 @@ async def start_server(scheduler: Scheduler, config: SchedulerConfig) -> Running
         WorkerServicer(scheduler.workers, core.dispatcher.sessions, scheduler.logs), server
     )
     operator_pb2_grpc.add_OperatorServiceServicer_to_server(
-        OperatorServicer(scheduler.workers, scheduler.tokens, scheduler.retention), server
+        OperatorServicer(
+            scheduler.workers, scheduler.tokens, scheduler.retention, scheduler.tenants
+        ),
+        server,
     )
     artifacts_pb2_grpc.add_ArtifactServiceServicer_to_server(
         ArtifactServicer(scheduler.artifacts), server

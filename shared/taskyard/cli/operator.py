@@ -1,4 +1,4 @@
-"""Operator commands: workers, tasks, tokens."""
+"""Operator commands: workers, tasks, tokens (tenants: `taskyard.cli.tenants`)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,11 @@ def add_parsers(subparsers: Subparsers) -> None:
         "--allow", action="append", default=[], help="task it may run (repeatable)"
     )
     filters.add_argument("--deny", action="append", default=[], help="task it must not run")
+    reserve = _action(
+        actions, "reserve", "reserve a worker for some tenants (none: every tenant)", _reserve
+    )
+    reserve.add_argument("name", help=WORKER)
+    reserve.add_argument("tenants", nargs="*", help="tenants it takes work from")
 
     tasks = subparsers.add_parser(
         "tasks",
@@ -80,6 +85,9 @@ def add_parsers(subparsers: Subparsers) -> None:
     create.add_argument("--role", required=True, choices=sorted(ROLES), help="what it allows")
     create.add_argument("--description", default="", help="what it is for")
     create.add_argument("--ttl", type=seconds, help="how long it lasts: 3600, 30m, 12h, 90d")
+    create.add_argument(
+        "--tenant", default="", help="a submit token's tenant (default: the default tenant)"
+    )
     _action(token_actions, "list", "list tokens, with their state", _list_tokens)
     revoke = _action(token_actions, "revoke", "revoke a token", _revoke_token)
     revoke.add_argument("id", help="token id (taskyard token list)")
@@ -107,8 +115,10 @@ def _print_worker(worker: pb.Worker, json_output: bool) -> None:
         ago = (datetime.now(UTC) - worker.last_seen_at.ToDatetime(UTC)).total_seconds()
         seen = f" last seen {max(ago, 0):.0f}s ago"
     where = f" on {worker.scheduler}" if worker.scheduler else ""
+    only = f" for {','.join(worker.tenants)}" if worker.tenants else ""
     print(
-        f"{worker.name:<24} {state:<9} {link:<10} slots={worker.slots} running={busy}{seen}{where}"
+        f"{worker.name:<24} {state:<9} {link:<10} slots={worker.slots} running={busy}{seen}"
+        f"{where}{only}"
     )
 
 
@@ -185,6 +195,15 @@ async def _set_tasks(connection: Connection, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _reserve(connection: Connection, args: argparse.Namespace) -> int:
+    response = await connection.operator.SetWorkerTenants(
+        pb.SetWorkerTenantsRequest(name=args.name, tenants=args.tenants),
+        metadata=connection.metadata,
+    )
+    _print_worker(response.worker, args.json)
+    return 0
+
+
 async def _prune(connection: Connection, args: argparse.Namespace) -> int:
     if args.older_than <= 0:
         raise CliError("--older-than must be more than 0")
@@ -235,7 +254,9 @@ def schema_summary(schema: dict[str, Any]) -> str:
 async def _create_token(connection: Connection, args: argparse.Namespace) -> int:
     if args.ttl is not None and args.ttl <= 0:
         raise CliError("--ttl must be more than 0 seconds")
-    request = pb.CreateTokenRequest(role=ROLES[args.role], description=args.description)
+    request = pb.CreateTokenRequest(
+        role=ROLES[args.role], description=args.description, tenant=args.tenant
+    )
     if args.ttl is not None:
         request.ttl.FromNanoseconds(round(args.ttl * 1e9))
     response = await connection.operator.CreateToken(request, metadata=connection.metadata)
@@ -262,9 +283,10 @@ async def _list_tokens(connection: Connection, args: argparse.Namespace) -> int:
         print(records.dumps([records.token(t) for t in found]))
         return 0
     for item in found:
+        tenant = f"[{item.tenant}] " if item.tenant else ""
         print(
             f"{item.id}  {records.role(item.role):<18} {records.token_state(item):<8} "
-            f"{item.description}"
+            f"{tenant}{item.description}"
         )
     return 0
 

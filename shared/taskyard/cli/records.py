@@ -72,6 +72,7 @@ def work_request(request: work_requests_pb2.WorkRequest) -> Record:
         "max_attempts": request.max_attempts,
         "worker": request.worker_name or None,
         "owner": request.owner or None,
+        "tenant": request.tenant or None,
         "idempotency_key": request.idempotency_key or None,
         "timeout_seconds": request.timeout.ToNanoseconds() / 1e9
         if request.HasField("timeout")
@@ -92,6 +93,7 @@ def artifact(item: artifacts_pb2.Artifact) -> Record:
         "category": item.category,
         "data": _json(item.data_json, {}),
         "work_request": item.work_request_id or None,
+        "tenant": item.tenant or None,
         "complete": item.complete,
         "created_at": _time(item, "created_at"),
         "expires_at": _time(item, "expires_at"),
@@ -124,6 +126,7 @@ def worker(item: operator_pb2.Worker) -> Record:
         "registered_at": _time(item, "registered_at"),
         "last_seen_at": _time(item, "last_seen_at"),
         "scheduler": item.scheduler or None,
+        "tenants": list(item.tenants),
     }
 
 
@@ -137,6 +140,18 @@ def token(item: operator_pb2.Token) -> Record:
         "expires_at": _time(item, "expires_at"),
         "revoked_at": _time(item, "revoked_at"),
         "used": item.used,
+        "tenant": item.tenant or None,
+    }
+
+
+def tenant(item: operator_pb2.Tenant) -> Record:
+    return {
+        "name": item.name,
+        "weight": item.weight,
+        "max_running": item.max_running or None,
+        "max_pending": item.max_pending or None,
+        "running": item.running,
+        "pending": item.pending,
     }
 
 

@@ -69,6 +69,9 @@ def add_parsers(subparsers: Subparsers) -> None:
         "--idempotency-key", default="", help="resubmitting returns the same request"
     )
     submit.add_argument(
+        "--tenant", default="", help="the tenant to submit into (admins; default: the default)"
+    )
+    submit.add_argument(
         "--wait", action="store_true", help="follow it to the end; exit 1 unless it succeeds"
     )
     submit.add_argument(
@@ -110,6 +113,7 @@ def _add_list(subparsers: Subparsers) -> None:
     listing.add_argument("--task", default="", help="only this task")
     listing.add_argument("--worker", default="", help="only those run on this worker")
     listing.add_argument("--owner", default="", help="only those submitted by token:ID")
+    listing.add_argument("--tenant", default="", help="only this tenant's (admins)")
     listing.add_argument("--since", type=moment, help="submitted at or after (RFC 3339, or 2h, 3d)")
     listing.add_argument("--until", type=moment, help="submitted before (RFC 3339, or 2h, 3d)")
     listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
@@ -126,6 +130,7 @@ async def _submit(connection: Connection, args: argparse.Namespace) -> int:
         priority=args.priority,
         # Always a key: a submit then is safe to repeat on another scheduler.
         idempotency_key=args.idempotency_key or f"cli-{secrets.token_hex(16)}",
+        tenant=args.tenant,
     )
     if args.timeout is not None:
         request.timeout.FromNanoseconds(round(args.timeout * 1e9))
@@ -298,6 +303,7 @@ def _list_request(args: argparse.Namespace, page_size: int, token: str) -> pb.Li
         task_name=args.task,
         worker_name=args.worker,
         owner=args.owner,
+        tenant=args.tenant,
         page_size=page_size,
         page_token=token,
     )

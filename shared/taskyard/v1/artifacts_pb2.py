@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from taskyard.v1 import common_pb2 as taskyard_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btaskyard/v1/artifacts.proto\x12\x0btaskyard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskyard/v1/common.proto\"P\n\x0c\x41rtifactFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\"\xf0\x01\n\x08\x41rtifact\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x11\n\tdata_json\x18\x03 \x01(\t\x12\x17\n\x0fwork_request_id\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x05\x66iles\x18\x07 \x03(\x0b\x32\x19.taskyard.v1.ArtifactFile\x12\x10\n\x08\x63omplete\x18\x08 \x01(\x08\"\xeb\x01\n\x15\x43reateArtifactRequest\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\x11\n\tdata_json\x18\x02 \x01(\t\x12\x17\n\x0fwork_request_id\x18\x03 \x01(\t\x12!\n\x05lease\x18\x04 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12(\n\x05\x66iles\x18\x05 \x03(\x0b\x32\x19.taskyard.v1.ArtifactFile\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\"X\n\x16\x43reateArtifactResponse\x12\'\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x15.taskyard.v1.Artifact\x12\x15\n\rmissing_paths\x18\x02 \x03(\t\"j\n\x11UploadFileRequest\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x14\n\x0c\x66inish_write\x18\x05 \x01(\x08\"G\n\x12UploadFileResponse\x12\x16\n\x0e\x63ommitted_size\x18\x01 \x01(\x03\x12\x19\n\x11\x61rtifact_complete\x18\x02 \x01(\x08\"=\n\x18QueryUploadStatusRequest\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"E\n\x19QueryUploadStatusResponse\x12\x16\n\x0e\x63ommitted_size\x18\x01 \x01(\x03\x12\x10\n\x08\x63omplete\x18\x02 \x01(\x08\")\n\x12GetArtifactRequest\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t\">\n\x13GetArtifactResponse\x12\'\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x15.taskyard.v1.Artifact\"h\n\x14ListArtifactsRequest\x12\x17\n\x0fwork_request_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"Z\n\x15ListArtifactsResponse\x12(\n\tartifacts\x18\x01 \x03(\x0b\x32\x15.taskyard.v1.Artifact\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x17\x44ownloadArtifactRequest\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t\x12\r\n\x05paths\x18\x02 \x03(\t\"a\n\x18\x44ownloadArtifactResponse\x12\'\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x19.taskyard.v1.ArtifactFile\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x32\xae\x04\n\x0f\x41rtifactService\x12Y\n\x0e\x43reateArtifact\x12\".taskyard.v1.CreateArtifactRequest\x1a#.taskyard.v1.CreateArtifactResponse\x12O\n\nUploadFile\x12\x1e.taskyard.v1.UploadFileRequest\x1a\x1f.taskyard.v1.UploadFileResponse(\x01\x12\x62\n\x11QueryUploadStatus\x12%.taskyard.v1.QueryUploadStatusRequest\x1a&.taskyard.v1.QueryUploadStatusResponse\x12P\n\x0bGetArtifact\x12\x1f.taskyard.v1.GetArtifactRequest\x1a .taskyard.v1.GetArtifactResponse\x12V\n\rListArtifacts\x12!.taskyard.v1.ListArtifactsRequest\x1a\".taskyard.v1.ListArtifactsResponse\x12\x61\n\x10\x44ownloadArtifact\x12$.taskyard.v1.DownloadArtifactRequest\x1a%.taskyard.v1.DownloadArtifactResponse0\x01\x42\x8a\x01\n\x0f\x64\x65v.taskyard.v1B\x0e\x41rtifactsProtoP\x01Z:github.com/taskyard/taskyard/gen/go/taskyard/v1;taskyardv1\xaa\x02\x0bTaskyard.V1\xca\x02\x0bTaskyard\\V1\xea\x02\x0cTaskyard::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btaskyard/v1/artifacts.proto\x12\x0btaskyard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskyard/v1/common.proto\"P\n\x0c\x41rtifactFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\"\x80\x02\n\x08\x41rtifact\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x11\n\tdata_json\x18\x03 \x01(\t\x12\x17\n\x0fwork_request_id\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x05\x66iles\x18\x07 \x03(\x0b\x32\x19.taskyard.v1.ArtifactFile\x12\x10\n\x08\x63omplete\x18\x08 \x01(\x08\x12\x0e\n\x06tenant\x18\t \x01(\t\"\xeb\x01\n\x15\x43reateArtifactRequest\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\x11\n\tdata_json\x18\x02 \x01(\t\x12\x17\n\x0fwork_request_id\x18\x03 \x01(\t\x12!\n\x05lease\x18\x04 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12(\n\x05\x66iles\x18\x05 \x03(\x0b\x32\x19.taskyard.v1.ArtifactFile\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\"X\n\x16\x43reateArtifactResponse\x12\'\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x15.taskyard.v1.Artifact\x12\x15\n\rmissing_paths\x18\x02 \x03(\t\"j\n\x11UploadFileRequest\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x14\n\x0c\x66inish_write\x18\x05 \x01(\x08\"G\n\x12UploadFileResponse\x12\x16\n\x0e\x63ommitted_size\x18\x01 \x01(\x03\x12\x19\n\x11\x61rtifact_complete\x18\x02 \x01(\x08\"=\n\x18QueryUploadStatusRequest\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"E\n\x19QueryUploadStatusResponse\x12\x16\n\x0e\x63ommitted_size\x18\x01 \x01(\x03\x12\x10\n\x08\x63omplete\x18\x02 \x01(\x08\")\n\x12GetArtifactRequest\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t\">\n\x13GetArtifactResponse\x12\'\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x15.taskyard.v1.Artifact\"h\n\x14ListArtifactsRequest\x12\x17\n\x0fwork_request_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"Z\n\x15ListArtifactsResponse\x12(\n\tartifacts\x18\x01 \x03(\x0b\x32\x15.taskyard.v1.Artifact\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x17\x44ownloadArtifactRequest\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t\x12\r\n\x05paths\x18\x02 \x03(\t\"a\n\x18\x44ownloadArtifactResponse\x12\'\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x19.taskyard.v1.ArtifactFile\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x32\xae\x04\n\x0f\x41rtifactService\x12Y\n\x0e\x43reateArtifact\x12\".taskyard.v1.CreateArtifactRequest\x1a#.taskyard.v1.CreateArtifactResponse\x12O\n\nUploadFile\x12\x1e.taskyard.v1.UploadFileRequest\x1a\x1f.taskyard.v1.UploadFileResponse(\x01\x12\x62\n\x11QueryUploadStatus\x12%.taskyard.v1.QueryUploadStatusRequest\x1a&.taskyard.v1.QueryUploadStatusResponse\x12P\n\x0bGetArtifact\x12\x1f.taskyard.v1.GetArtifactRequest\x1a .taskyard.v1.GetArtifactResponse\x12V\n\rListArtifacts\x12!.taskyard.v1.ListArtifactsRequest\x1a\".taskyard.v1.ListArtifactsResponse\x12\x61\n\x10\x44ownloadArtifact\x12$.taskyard.v1.DownloadArtifactRequest\x1a%.taskyard.v1.DownloadArtifactResponse0\x01\x42\x8a\x01\n\x0f\x64\x65v.taskyard.v1B\x0e\x41rtifactsProtoP\x01Z:github.com/taskyard/taskyard/gen/go/taskyard/v1;taskyardv1\xaa\x02\x0bTaskyard.V1\xca\x02\x0bTaskyard\\V1\xea\x02\x0cTaskyard::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,31 +37,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ARTIFACTFILE']._serialized_start=103
   _globals['_ARTIFACTFILE']._serialized_end=183
   _globals['_ARTIFACT']._serialized_start=186
-  _globals['_ARTIFACT']._serialized_end=426
-  _globals['_CREATEARTIFACTREQUEST']._serialized_start=429
-  _globals['_CREATEARTIFACTREQUEST']._serialized_end=664
-  _globals['_CREATEARTIFACTRESPONSE']._serialized_start=666
-  _globals['_CREATEARTIFACTRESPONSE']._serialized_end=754
-  _globals['_UPLOADFILEREQUEST']._serialized_start=756
-  _globals['_UPLOADFILEREQUEST']._serialized_end=862
-  _globals['_UPLOADFILERESPONSE']._serialized_start=864
-  _globals['_UPLOADFILERESPONSE']._serialized_end=935
-  _globals['_QUERYUPLOADSTATUSREQUEST']._serialized_start=937
-  _globals['_QUERYUPLOADSTATUSREQUEST']._serialized_end=998
-  _globals['_QUERYUPLOADSTATUSRESPONSE']._serialized_start=1000
-  _globals['_QUERYUPLOADSTATUSRESPONSE']._serialized_end=1069
-  _globals['_GETARTIFACTREQUEST']._serialized_start=1071
-  _globals['_GETARTIFACTREQUEST']._serialized_end=1112
-  _globals['_GETARTIFACTRESPONSE']._serialized_start=1114
-  _globals['_GETARTIFACTRESPONSE']._serialized_end=1176
-  _globals['_LISTARTIFACTSREQUEST']._serialized_start=1178
-  _globals['_LISTARTIFACTSREQUEST']._serialized_end=1282
-  _globals['_LISTARTIFACTSRESPONSE']._serialized_start=1284
-  _globals['_LISTARTIFACTSRESPONSE']._serialized_end=1374
-  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_start=1376
-  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_end=1437
-  _globals['_DOWNLOADARTIFACTRESPONSE']._serialized_start=1439
-  _globals['_DOWNLOADARTIFACTRESPONSE']._serialized_end=1536
-  _globals['_ARTIFACTSERVICE']._serialized_start=1539
-  _globals['_ARTIFACTSERVICE']._serialized_end=2097
+  _globals['_ARTIFACT']._serialized_end=442
+  _globals['_CREATEARTIFACTREQUEST']._serialized_start=445
+  _globals['_CREATEARTIFACTREQUEST']._serialized_end=680
+  _globals['_CREATEARTIFACTRESPONSE']._serialized_start=682
+  _globals['_CREATEARTIFACTRESPONSE']._serialized_end=770
+  _globals['_UPLOADFILEREQUEST']._serialized_start=772
+  _globals['_UPLOADFILEREQUEST']._serialized_end=878
+  _globals['_UPLOADFILERESPONSE']._serialized_start=880
+  _globals['_UPLOADFILERESPONSE']._serialized_end=951
+  _globals['_QUERYUPLOADSTATUSREQUEST']._serialized_start=953
+  _globals['_QUERYUPLOADSTATUSREQUEST']._serialized_end=1014
+  _globals['_QUERYUPLOADSTATUSRESPONSE']._serialized_start=1016
+  _globals['_QUERYUPLOADSTATUSRESPONSE']._serialized_end=1085
+  _globals['_GETARTIFACTREQUEST']._serialized_start=1087
+  _globals['_GETARTIFACTREQUEST']._serialized_end=1128
+  _globals['_GETARTIFACTRESPONSE']._serialized_start=1130
+  _globals['_GETARTIFACTRESPONSE']._serialized_end=1192
+  _globals['_LISTARTIFACTSREQUEST']._serialized_start=1194
+  _globals['_LISTARTIFACTSREQUEST']._serialized_end=1298
+  _globals['_LISTARTIFACTSRESPONSE']._serialized_start=1300
+  _globals['_LISTARTIFACTSRESPONSE']._serialized_end=1390
+  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_start=1392
+  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_end=1453
+  _globals['_DOWNLOADARTIFACTRESPONSE']._serialized_start=1455
+  _globals['_DOWNLOADARTIFACTRESPONSE']._serialized_end=1552
+  _globals['_ARTIFACTSERVICE']._serialized_start=1555
+  _globals['_ARTIFACTSERVICE']._serialized_end=2113
 # @@protoc_insertion_point(module_scope)

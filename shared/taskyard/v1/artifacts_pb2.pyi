@@ -73,6 +73,7 @@ class Artifact(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     FILES_FIELD_NUMBER: _builtins.int
     COMPLETE_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Scheduler-assigned id."""
     category: _builtins.str
@@ -83,6 +84,11 @@ class Artifact(_message.Message):
     """The work request that produced the artifact; empty if uploaded by a client."""
     complete: _builtins.bool
     """True once the content of every file has arrived and been verified."""
+    tenant: _builtins.str
+    """The tenant it belongs to (its work request's, or its uploader's); empty
+    for one an admin uploaded outside any work request, which every tenant
+    may read (an environment for all, say).
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the artifact was created."""
@@ -106,10 +112,11 @@ class Artifact(_message.Message):
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         files: _abc.Iterable[Global___ArtifactFile] | None = ...,
         complete: _builtins.bool = ...,
+        tenant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "complete", b"complete", "created_at", b"created_at", "data_json", b"data_json", "expires_at", b"expires_at", "files", b"files", "id", b"id", "work_request_id", b"work_request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "complete", b"complete", "created_at", b"created_at", "data_json", b"data_json", "expires_at", b"expires_at", "files", b"files", "id", b"id", "tenant", b"tenant", "work_request_id", b"work_request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -51,6 +51,152 @@ TOKEN_ROLE_WORKER_ACTIVATION: TokenRole.ValueType  # 3
 Global___TokenRole: _TypeAlias = TokenRole  # noqa: Y015
 
 @_typing.final
+class Tenant(_message.Message):
+    """A tenant: a team sharing the farm."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    MAX_RUNNING_FIELD_NUMBER: _builtins.int
+    MAX_PENDING_FIELD_NUMBER: _builtins.int
+    RUNNING_FIELD_NUMBER: _builtins.int
+    PENDING_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Its name: lowercase letters, digits, `.`, `_` and `-`, at most 63."""
+    weight: _builtins.float
+    """Its weight in the fair share of slots: a free slot goes to the tenant
+    with the fewest running per unit of weight (ties: the one served least
+    recently). More than 0; 1 by default.
+    """
+    max_running: _builtins.int
+    """The most of its requests assigned or running at once; 0 means no limit."""
+    max_pending: _builtins.int
+    """The most of its requests pending at once; a submit past it fails with
+    RESOURCE_EXHAUSTED. 0 means no limit.
+    """
+    running: _builtins.int
+    """Its requests assigned or running now, farm-wide."""
+    pending: _builtins.int
+    """Its requests pending now, farm-wide."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        weight: _builtins.float = ...,
+        max_running: _builtins.int = ...,
+        max_pending: _builtins.int = ...,
+        running: _builtins.int = ...,
+        pending: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_pending", b"max_pending", "max_running", b"max_running", "name", b"name", "pending", b"pending", "running", b"running", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Tenant: _TypeAlias = Tenant  # noqa: Y015
+
+@_typing.final
+class ListTenantsRequest(_message.Message):
+    """Request of OperatorService.ListTenants."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTenantsRequest: _TypeAlias = ListTenantsRequest  # noqa: Y015
+
+@_typing.final
+class ListTenantsResponse(_message.Message):
+    """Response of OperatorService.ListTenants."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tenants(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tenant]:
+        """Every tenant, by name."""
+
+    def __init__(
+        self,
+        *,
+        tenants: _abc.Iterable[Global___Tenant] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenants", b"tenants"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTenantsResponse: _TypeAlias = ListTenantsResponse  # noqa: Y015
+
+@_typing.final
+class SetTenantRequest(_message.Message):
+    """Request of OperatorService.SetTenant."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    MAX_RUNNING_FIELD_NUMBER: _builtins.int
+    MAX_PENDING_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The tenant to create or change."""
+    weight: _builtins.float
+    """Its weight, more than 0 and at most 1,000,000; 0 means 1."""
+    max_running: _builtins.int
+    """Its running ceiling; 0 means no limit."""
+    max_pending: _builtins.int
+    """Its pending ceiling; 0 means no limit."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        weight: _builtins.float = ...,
+        max_running: _builtins.int = ...,
+        max_pending: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_pending", b"max_pending", "max_running", b"max_running", "name", b"name", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTenantRequest: _TypeAlias = SetTenantRequest  # noqa: Y015
+
+@_typing.final
+class SetTenantResponse(_message.Message):
+    """Response of OperatorService.SetTenant."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tenant(self) -> Global___Tenant:
+        """The tenant as it is now."""
+
+    def __init__(
+        self,
+        *,
+        tenant: Global___Tenant | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["tenant", b"tenant"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTenantResponse: _TypeAlias = SetTenantResponse  # noqa: Y015
+
+@_typing.final
 class PruneRequest(_message.Message):
     """Request of OperatorService.Prune."""
 
@@ -122,6 +268,7 @@ class Worker(_message.Message):
     REGISTERED_AT_FIELD_NUMBER: _builtins.int
     LAST_SEEN_AT_FIELD_NUMBER: _builtins.int
     SCHEDULER_FIELD_NUMBER: _builtins.int
+    TENANTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique name."""
     enabled: _builtins.bool
@@ -161,6 +308,10 @@ class Worker(_message.Message):
     def last_seen_at(self) -> _timestamp_pb2.Timestamp:
         """When the scheduler last heard from it."""
 
+    @_builtins.property
+    def tenants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The tenants an operator reserved it for; empty: it serves every tenant."""
+
     def __init__(
         self,
         *,
@@ -176,10 +327,11 @@ class Worker(_message.Message):
         registered_at: _timestamp_pb2.Timestamp | None = ...,
         last_seen_at: _timestamp_pb2.Timestamp | None = ...,
         scheduler: _builtins.str = ...,
+        tenants: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_seen_at", b"last_seen_at", "registered_at", b"registered_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_tasks", b"allowed_tasks", "connected", b"connected", "denied_tasks", b"denied_tasks", "dynamic_metadata_json", b"dynamic_metadata_json", "enabled", b"enabled", "last_seen_at", b"last_seen_at", "name", b"name", "registered_at", b"registered_at", "running", b"running", "scheduler", b"scheduler", "slots", b"slots", "static_metadata_json", b"static_metadata_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_tasks", b"allowed_tasks", "connected", b"connected", "denied_tasks", b"denied_tasks", "dynamic_metadata_json", b"dynamic_metadata_json", "enabled", b"enabled", "last_seen_at", b"last_seen_at", "name", b"name", "registered_at", b"registered_at", "running", b"running", "scheduler", b"scheduler", "slots", b"slots", "static_metadata_json", b"static_metadata_json", "tenants", b"tenants"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -448,6 +600,58 @@ class SetWorkerTaskFilterResponse(_message.Message):
 Global___SetWorkerTaskFilterResponse: _TypeAlias = SetWorkerTaskFilterResponse  # noqa: Y015
 
 @_typing.final
+class SetWorkerTenantsRequest(_message.Message):
+    """Request of OperatorService.SetWorkerTenants."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TENANTS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the worker."""
+    @_builtins.property
+    def tenants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The tenants it takes work from (existing tenants); empty means every tenant."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        tenants: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "tenants", b"tenants"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetWorkerTenantsRequest: _TypeAlias = SetWorkerTenantsRequest  # noqa: Y015
+
+@_typing.final
+class SetWorkerTenantsResponse(_message.Message):
+    """Response of OperatorService.SetWorkerTenants."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def worker(self) -> Global___Worker:
+        """The worker after the change."""
+
+    def __init__(
+        self,
+        *,
+        worker: Global___Worker | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["worker", b"worker"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["worker", b"worker"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetWorkerTenantsResponse: _TypeAlias = SetWorkerTenantsResponse  # noqa: Y015
+
+@_typing.final
 class RemoveWorkerRequest(_message.Message):
     """Request of OperatorService.RemoveWorker."""
 
@@ -632,6 +836,7 @@ class Token(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     USED_FIELD_NUMBER: _builtins.int
     REVOKED_AT_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Id of the token (not the secret)."""
     role: Global___TokenRole.ValueType
@@ -640,6 +845,8 @@ class Token(_message.Message):
     """Free text saying what the token is for."""
     used: _builtins.bool
     """For activation tokens: whether a worker has used it."""
+    tenant: _builtins.str
+    """A submit token's tenant; empty for the others (admins are farm-wide)."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When it was created."""
@@ -662,10 +869,11 @@ class Token(_message.Message):
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         used: _builtins.bool = ...,
         revoked_at: _timestamp_pb2.Timestamp | None = ...,
+        tenant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "revoked_at", b"revoked_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "expires_at", b"expires_at", "id", b"id", "revoked_at", b"revoked_at", "role", b"role", "used", b"used"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "expires_at", b"expires_at", "id", b"id", "revoked_at", b"revoked_at", "role", b"role", "tenant", b"tenant", "used", b"used"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -680,10 +888,16 @@ class CreateTokenRequest(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     TTL_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     role: Global___TokenRole.ValueType
     """What the token allows."""
     description: _builtins.str
     """Free text saying what the token is for, at most 1000 characters."""
+    tenant: _builtins.str
+    """The tenant of a submit token (empty: the default tenant), made with
+    weight 1 and no quotas if it does not exist; must be empty for the
+    other roles.
+    """
     @_builtins.property
     def ttl(self) -> _duration_pb2.Duration:
         """How long the token stays valid, at most 10 years; unset means forever."""
@@ -694,10 +908,11 @@ class CreateTokenRequest(_message.Message):
         role: Global___TokenRole.ValueType = ...,
         description: _builtins.str = ...,
         ttl: _duration_pb2.Duration | None = ...,
+        tenant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ttl", b"ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "role", b"role", "ttl", b"ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "role", b"role", "tenant", b"tenant", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -61,6 +61,11 @@ class OperatorServiceStub:
                 request_serializer=taskyard_dot_v1_dot_operator__pb2.SetWorkerTaskFilterRequest.SerializeToString,
                 response_deserializer=taskyard_dot_v1_dot_operator__pb2.SetWorkerTaskFilterResponse.FromString,
                 _registered_method=True)
+        self.SetWorkerTenants = channel.unary_unary(
+                '/taskyard.v1.OperatorService/SetWorkerTenants',
+                request_serializer=taskyard_dot_v1_dot_operator__pb2.SetWorkerTenantsRequest.SerializeToString,
+                response_deserializer=taskyard_dot_v1_dot_operator__pb2.SetWorkerTenantsResponse.FromString,
+                _registered_method=True)
         self.RefreshWorkerMetadata = channel.unary_unary(
                 '/taskyard.v1.OperatorService/RefreshWorkerMetadata',
                 request_serializer=taskyard_dot_v1_dot_operator__pb2.RefreshWorkerMetadataRequest.SerializeToString,
@@ -95,6 +100,16 @@ class OperatorServiceStub:
                 '/taskyard.v1.OperatorService/Prune',
                 request_serializer=taskyard_dot_v1_dot_operator__pb2.PruneRequest.SerializeToString,
                 response_deserializer=taskyard_dot_v1_dot_operator__pb2.PruneResponse.FromString,
+                _registered_method=True)
+        self.ListTenants = channel.unary_unary(
+                '/taskyard.v1.OperatorService/ListTenants',
+                request_serializer=taskyard_dot_v1_dot_operator__pb2.ListTenantsRequest.SerializeToString,
+                response_deserializer=taskyard_dot_v1_dot_operator__pb2.ListTenantsResponse.FromString,
+                _registered_method=True)
+        self.SetTenant = channel.unary_unary(
+                '/taskyard.v1.OperatorService/SetTenant',
+                request_serializer=taskyard_dot_v1_dot_operator__pb2.SetTenantRequest.SerializeToString,
+                response_deserializer=taskyard_dot_v1_dot_operator__pb2.SetTenantResponse.FromString,
                 _registered_method=True)
 
 
@@ -133,6 +148,14 @@ class OperatorServiceServicer:
 
     def SetWorkerTaskFilter(self, request, context):
         """Replaces a worker's task allow and deny lists.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetWorkerTenants(self, request, context):
+        """Reserves a worker for some tenants (it takes only their work), or, with
+        none, lets it serve every tenant again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -193,6 +216,20 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTenants(self, request, context):
+        """Lists the tenants, with their weights, quotas and what they hold now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTenant(self, request, context):
+        """Creates a tenant, or replaces its weight and quotas.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -220,6 +257,11 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.SetWorkerTaskFilter,
                     request_deserializer=taskyard_dot_v1_dot_operator__pb2.SetWorkerTaskFilterRequest.FromString,
                     response_serializer=taskyard_dot_v1_dot_operator__pb2.SetWorkerTaskFilterResponse.SerializeToString,
+            ),
+            'SetWorkerTenants': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetWorkerTenants,
+                    request_deserializer=taskyard_dot_v1_dot_operator__pb2.SetWorkerTenantsRequest.FromString,
+                    response_serializer=taskyard_dot_v1_dot_operator__pb2.SetWorkerTenantsResponse.SerializeToString,
             ),
             'RefreshWorkerMetadata': grpc.unary_unary_rpc_method_handler(
                     servicer.RefreshWorkerMetadata,
@@ -255,6 +297,16 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.Prune,
                     request_deserializer=taskyard_dot_v1_dot_operator__pb2.PruneRequest.FromString,
                     response_serializer=taskyard_dot_v1_dot_operator__pb2.PruneResponse.SerializeToString,
+            ),
+            'ListTenants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTenants,
+                    request_deserializer=taskyard_dot_v1_dot_operator__pb2.ListTenantsRequest.FromString,
+                    response_serializer=taskyard_dot_v1_dot_operator__pb2.ListTenantsResponse.SerializeToString,
+            ),
+            'SetTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTenant,
+                    request_deserializer=taskyard_dot_v1_dot_operator__pb2.SetTenantRequest.FromString,
+                    response_serializer=taskyard_dot_v1_dot_operator__pb2.SetTenantResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -394,6 +446,33 @@ class OperatorService:
             '/taskyard.v1.OperatorService/SetWorkerTaskFilter',
             taskyard_dot_v1_dot_operator__pb2.SetWorkerTaskFilterRequest.SerializeToString,
             taskyard_dot_v1_dot_operator__pb2.SetWorkerTaskFilterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetWorkerTenants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskyard.v1.OperatorService/SetWorkerTenants',
+            taskyard_dot_v1_dot_operator__pb2.SetWorkerTenantsRequest.SerializeToString,
+            taskyard_dot_v1_dot_operator__pb2.SetWorkerTenantsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -583,6 +662,60 @@ class OperatorService:
             '/taskyard.v1.OperatorService/Prune',
             taskyard_dot_v1_dot_operator__pb2.PruneRequest.SerializeToString,
             taskyard_dot_v1_dot_operator__pb2.PruneResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTenants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskyard.v1.OperatorService/ListTenants',
+            taskyard_dot_v1_dot_operator__pb2.ListTenantsRequest.SerializeToString,
+            taskyard_dot_v1_dot_operator__pb2.ListTenantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskyard.v1.OperatorService/SetTenant',
+            taskyard_dot_v1_dot_operator__pb2.SetTenantRequest.SerializeToString,
+            taskyard_dot_v1_dot_operator__pb2.SetTenantResponse.FromString,
             options,
             channel_credentials,
             insecure,

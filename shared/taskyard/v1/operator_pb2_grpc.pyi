@@ -45,6 +45,10 @@ class OperatorServiceStub:
     """Replaces a worker's static metadata, which overlays its dynamic metadata."""
     SetWorkerTaskFilter: _grpc.UnaryUnaryMultiCallable[_operator_pb2.SetWorkerTaskFilterRequest, _operator_pb2.SetWorkerTaskFilterResponse]
     """Replaces a worker's task allow and deny lists."""
+    SetWorkerTenants: _grpc.UnaryUnaryMultiCallable[_operator_pb2.SetWorkerTenantsRequest, _operator_pb2.SetWorkerTenantsResponse]
+    """Reserves a worker for some tenants (it takes only their work), or, with
+    none, lets it serve every tenant again.
+    """
     RefreshWorkerMetadata: _grpc.UnaryUnaryMultiCallable[_operator_pb2.RefreshWorkerMetadataRequest, _operator_pb2.RefreshWorkerMetadataResponse]
     """Asks a connected worker to send its dynamic metadata again (e.g. after a
     program was installed on its machine). FAILED_PRECONDITION if offline.
@@ -68,6 +72,10 @@ class OperatorServiceStub:
     stored contents nothing refers to any more. Nothing pending, assigned or
     running is touched. The scheduler also does it by itself every hour.
     """
+    ListTenants: _grpc.UnaryUnaryMultiCallable[_operator_pb2.ListTenantsRequest, _operator_pb2.ListTenantsResponse]
+    """Lists the tenants, with their weights, quotas and what they hold now."""
+    SetTenant: _grpc.UnaryUnaryMultiCallable[_operator_pb2.SetTenantRequest, _operator_pb2.SetTenantResponse]
+    """Creates a tenant, or replaces its weight and quotas."""
 
 @_typing.type_check_only
 class OperatorServiceAsyncStub(OperatorServiceStub):
@@ -86,6 +94,10 @@ class OperatorServiceAsyncStub(OperatorServiceStub):
     """Replaces a worker's static metadata, which overlays its dynamic metadata."""
     SetWorkerTaskFilter: _aio.UnaryUnaryMultiCallable[_operator_pb2.SetWorkerTaskFilterRequest, _operator_pb2.SetWorkerTaskFilterResponse]  # type: ignore[assignment]
     """Replaces a worker's task allow and deny lists."""
+    SetWorkerTenants: _aio.UnaryUnaryMultiCallable[_operator_pb2.SetWorkerTenantsRequest, _operator_pb2.SetWorkerTenantsResponse]  # type: ignore[assignment]
+    """Reserves a worker for some tenants (it takes only their work), or, with
+    none, lets it serve every tenant again.
+    """
     RefreshWorkerMetadata: _aio.UnaryUnaryMultiCallable[_operator_pb2.RefreshWorkerMetadataRequest, _operator_pb2.RefreshWorkerMetadataResponse]  # type: ignore[assignment]
     """Asks a connected worker to send its dynamic metadata again (e.g. after a
     program was installed on its machine). FAILED_PRECONDITION if offline.
@@ -109,6 +121,10 @@ class OperatorServiceAsyncStub(OperatorServiceStub):
     stored contents nothing refers to any more. Nothing pending, assigned or
     running is touched. The scheduler also does it by itself every hour.
     """
+    ListTenants: _aio.UnaryUnaryMultiCallable[_operator_pb2.ListTenantsRequest, _operator_pb2.ListTenantsResponse]  # type: ignore[assignment]
+    """Lists the tenants, with their weights, quotas and what they hold now."""
+    SetTenant: _aio.UnaryUnaryMultiCallable[_operator_pb2.SetTenantRequest, _operator_pb2.SetTenantResponse]  # type: ignore[assignment]
+    """Creates a tenant, or replaces its weight and quotas."""
 
 class OperatorServiceServicer(metaclass=_abc_1.ABCMeta):
     """Administration of a Taskyard installation. Every call needs a bearer token
@@ -154,6 +170,16 @@ class OperatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_operator_pb2.SetWorkerTaskFilterResponse, _abc.Awaitable[_operator_pb2.SetWorkerTaskFilterResponse]]:
         """Replaces a worker's task allow and deny lists."""
+
+    @_abc_1.abstractmethod
+    def SetWorkerTenants(
+        self,
+        request: _operator_pb2.SetWorkerTenantsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.SetWorkerTenantsResponse, _abc.Awaitable[_operator_pb2.SetWorkerTenantsResponse]]:
+        """Reserves a worker for some tenants (it takes only their work), or, with
+        none, lets it serve every tenant again.
+        """
 
     @_abc_1.abstractmethod
     def RefreshWorkerMetadata(
@@ -219,5 +245,21 @@ class OperatorServiceServicer(metaclass=_abc_1.ABCMeta):
         stored contents nothing refers to any more. Nothing pending, assigned or
         running is touched. The scheduler also does it by itself every hour.
         """
+
+    @_abc_1.abstractmethod
+    def ListTenants(
+        self,
+        request: _operator_pb2.ListTenantsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.ListTenantsResponse, _abc.Awaitable[_operator_pb2.ListTenantsResponse]]:
+        """Lists the tenants, with their weights, quotas and what they hold now."""
+
+    @_abc_1.abstractmethod
+    def SetTenant(
+        self,
+        request: _operator_pb2.SetTenantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operator_pb2.SetTenantResponse, _abc.Awaitable[_operator_pb2.SetTenantResponse]]:
+        """Creates a tenant, or replaces its weight and quotas."""
 
 def add_OperatorServiceServicer_to_server(servicer: OperatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

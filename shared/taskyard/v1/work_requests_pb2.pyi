@@ -154,6 +154,8 @@ class _EligibilityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Eligibili
     """The worker runs another version of the task (or none)."""
     ELIGIBILITY_CANNOT_RUN: _Eligibility.ValueType  # 8
     """The task's `can_run_on()` refused the worker's metadata."""
+    ELIGIBILITY_RESERVED: _Eligibility.ValueType  # 9
+    """An operator reserved the worker for other tenants."""
 
 class Eligibility(_Eligibility, metaclass=_EligibilityEnumTypeWrapper):
     """Why one worker has or has not taken a pending work request."""
@@ -178,6 +180,8 @@ ELIGIBILITY_VERSION_MISMATCH: Eligibility.ValueType  # 7
 """The worker runs another version of the task (or none)."""
 ELIGIBILITY_CANNOT_RUN: Eligibility.ValueType  # 8
 """The task's `can_run_on()` refused the worker's metadata."""
+ELIGIBILITY_RESERVED: Eligibility.ValueType  # 9
+"""An operator reserved the worker for other tenants."""
 Global___Eligibility: _TypeAlias = Eligibility  # noqa: Y015
 
 @_typing.final
@@ -241,6 +245,7 @@ class WorkRequest(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
     DETAILS_JSON_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Scheduler-assigned id; it never changes, also across retries."""
     task_name: _builtins.str
@@ -271,6 +276,10 @@ class WorkRequest(_message.Message):
     """How the attempt ended, as the task reported it: a JSON object, e.g.
     `{"exit_code": 3}` or `{"signal": "SIGKILL", "signal_number": 9}` for a
     `command`; empty until an attempt ends, and when the task said nothing.
+    """
+    tenant: _builtins.str
+    """The tenant (team) it belongs to: only that tenant's tokens, and admins,
+    see it; to anyone else it does not exist (NOT_FOUND).
     """
     @_builtins.property
     def error(self) -> Global___WorkRequestError:
@@ -323,10 +332,11 @@ class WorkRequest(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         owner: _builtins.str = ...,
         details_json: _builtins.str = ...,
+        tenant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["assigned_at", b"assigned_at", "completed_at", b"completed_at", "created_at", b"created_at", "error", b"error", "started_at", b"started_at", "timeout", b"timeout", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned_at", b"assigned_at", "attempt", b"attempt", "completed_at", b"completed_at", "created_at", b"created_at", "details_json", b"details_json", "error", b"error", "id", b"id", "idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "output_json", b"output_json", "owner", b"owner", "priority", b"priority", "result", b"result", "started_at", b"started_at", "state", b"state", "task_data_json", b"task_data_json", "task_name", b"task_name", "timeout", b"timeout", "updated_at", b"updated_at", "worker_name", b"worker_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned_at", b"assigned_at", "attempt", b"attempt", "completed_at", b"completed_at", "created_at", b"created_at", "details_json", b"details_json", "error", b"error", "id", b"id", "idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "output_json", b"output_json", "owner", b"owner", "priority", b"priority", "result", b"result", "started_at", b"started_at", "state", b"state", "task_data_json", b"task_data_json", "task_name", b"task_name", "tenant", b"tenant", "timeout", b"timeout", "updated_at", b"updated_at", "worker_name", b"worker_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -416,6 +426,7 @@ class SubmitRequest(_message.Message):
     TIMEOUT_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     task_name: _builtins.str
     """Name of a registered task (case-insensitive); at most 200 characters."""
     task_data_json: _builtins.str
@@ -438,6 +449,10 @@ class SubmitRequest(_message.Message):
     """Attempts allowed when workers are lost, at most 100; 0 means the
     scheduler default (3).
     """
+    tenant: _builtins.str
+    """The tenant to submit into, for admins (empty: the default tenant). A
+    submit token's requests are its tenant's; it may name only that one.
+    """
     @_builtins.property
     def timeout(self) -> _duration_pb2.Duration:
         """Execution timeout of each attempt, more than 0 and at most 30 days;
@@ -453,10 +468,11 @@ class SubmitRequest(_message.Message):
         timeout: _duration_pb2.Duration | None = ...,
         idempotency_key: _builtins.str = ...,
         max_attempts: _builtins.int = ...,
+        tenant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "priority", b"priority", "task_data_json", b"task_data_json", "task_name", b"task_name", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "priority", b"priority", "task_data_json", b"task_data_json", "task_name", b"task_name", "tenant", b"tenant", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -641,6 +657,7 @@ class ListRequest(_message.Message):
     RESULTS_FIELD_NUMBER: _builtins.int
     CREATED_AFTER_FIELD_NUMBER: _builtins.int
     CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     task_name: _builtins.str
     """Only requests of this task, if set."""
     worker_name: _builtins.str
@@ -654,6 +671,8 @@ class ListRequest(_message.Message):
     """`next_page_token` of the previous page; empty for the first page."""
     owner: _builtins.str
     """Only requests with this `owner` (`token:<token id>`), if set."""
+    tenant: _builtins.str
+    """Only requests of this tenant (admins; a submit token sees only its own)."""
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[Global___WorkRequestState.ValueType]:
         """Only requests in one of these states; empty means any state."""
@@ -682,10 +701,11 @@ class ListRequest(_message.Message):
         results: _abc.Iterable[Global___WorkRequestResult.ValueType] | None = ...,
         created_after: _timestamp_pb2.Timestamp | None = ...,
         created_before: _timestamp_pb2.Timestamp | None = ...,
+        tenant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "owner", b"owner", "page_size", b"page_size", "page_token", b"page_token", "results", b"results", "states", b"states", "task_name", b"task_name", "worker_name", b"worker_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "owner", b"owner", "page_size", b"page_size", "page_token", b"page_token", "results", b"results", "states", b"states", "task_name", b"task_name", "tenant", b"tenant", "worker_name", b"worker_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -728,12 +748,17 @@ class WatchRequest(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     STATES_FIELD_NUMBER: _builtins.int
     TASK_NAME_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Watch this one work request; its current state is sent first. Empty
     means watch every request matching the filters below.
     """
     task_name: _builtins.str
     """With no `id`: only requests of this task, if set."""
+    tenant: _builtins.str
+    """With no `id`: only requests of this tenant (admins; a submit token sees
+    only its own).
+    """
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[Global___WorkRequestState.ValueType]:
         """With no `id`: only changes into one of these states; empty means any."""
@@ -744,10 +769,11 @@ class WatchRequest(_message.Message):
         id: _builtins.str = ...,
         states: _abc.Iterable[Global___WorkRequestState.ValueType] | None = ...,
         task_name: _builtins.str = ...,
+        tenant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "states", b"states", "task_name", b"task_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "states", b"states", "task_name", b"task_name", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

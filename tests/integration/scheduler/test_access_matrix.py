@@ -1,4 +1,5 @@
-"""Every RPC against every kind of caller, from one table.
+"""Every RPC against every kind of caller, from one table; and every client
+RPC against another tenant's objects, from another.
 
 `ALLOWED` says who may call each method. An RPC added to the protos without
 an entry fails `test_every_rpc_has_an_entry`, and the README's role table
@@ -12,17 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
 
 from taskyard.protocol import PROTOCOL_VERSION
 from taskyard.rpc import status as rpc_status
+from taskyard.rpc import transfer
 from taskyard.rpc.credentials import bearer_metadata, new_token
 from taskyard.scheduler.domain import Role
 from taskyard.scheduler.server import SERVICES
@@ -68,6 +74,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "OperatorService.DisableWorker": frozenset({"admin"}),
     "OperatorService.SetWorkerMetadata": frozenset({"admin"}),
     "OperatorService.SetWorkerTaskFilter": frozenset({"admin"}),
+    "OperatorService.SetWorkerTenants": frozenset({"admin"}),
     "OperatorService.RefreshWorkerMetadata": frozenset({"admin"}),
     "OperatorService.RemoveWorker": frozenset({"admin"}),
     "OperatorService.ListTasks": CLIENTS,
@@ -75,6 +82,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "OperatorService.ListTokens": frozenset({"admin"}),
     "OperatorService.RevokeToken": frozenset({"admin"}),
     "OperatorService.Prune": frozenset({"admin"}),
+    "OperatorService.ListTenants": frozenset({"admin"}),
+    "OperatorService.SetTenant": frozenset({"admin"}),
     "ArtifactService.CreateArtifact": CLIENTS | WORKERS,
     "ArtifactService.UploadFile": CLIENTS | WORKERS,
     "ArtifactService.QueryUploadStatus": CLIENTS | WORKERS,
@@ -205,3 +214,157 @@ async def test_the_matrix_holds(harness: Harness) -> None:
             if admitted != (caller in ALLOWED[key(method)]):
                 wrong.append(f"{key(method)} by {caller}: {code.name}")
     assert wrong == []
+
+
+# -- Across tenants ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Theirs:
+    """Objects of tenant team-a, which a team-b token tries to reach."""
+
+    request: str
+    artifact: str
+    #: An artifact whose file `f` has not arrived yet.
+    upload: str
+
+
+Metadata = tuple[tuple[str, str], ...]
+Probe = Callable[[Harness, Theirs, Metadata], Awaitable[None]]
+wr = work_requests_pb2
+art = artifacts_pb2
+
+
+async def _finish(call: Any) -> None:
+    """Await a unary call, or read a stream to its end."""
+    if hasattr(call, "__aiter__"):
+        async for _ in call:
+            pass
+    else:
+        await call
+
+
+async def not_found(call: Any) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await _finish(call)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND, caught.value
+
+
+async def with_their_input(harness: Harness, theirs: Theirs, who: Metadata) -> None:
+    data = json.dumps({"inputs": [{"artifact": theirs.artifact}]})
+    request = wr.SubmitRequest(task_name="noop", task_data_json=data)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await harness.work_requests.Submit(request, metadata=who)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # as for no such artifact
+    batch = await harness.work_requests.BatchSubmit(
+        wr.BatchSubmitRequest(requests=[request]), metadata=who
+    )
+    assert batch.results[0].problem.reason == "INPUT_NOT_FOUND"
+
+
+async def listed_without(harness: Harness, theirs: Theirs, who: Metadata) -> None:
+    listed = await harness.work_requests.List(wr.ListRequest(), metadata=who)
+    assert theirs.request not in {w.id for w in listed.work_requests}
+    named = await harness.artifacts.ListArtifacts(
+        art.ListArtifactsRequest(work_request_id=theirs.request), metadata=who
+    )
+    everything = await harness.artifacts.ListArtifacts(art.ListArtifactsRequest(), metadata=who)
+    assert theirs.artifact not in {a.id for a in [*named.artifacts, *everything.artifacts]}
+
+
+async def watched_without(harness: Harness, theirs: Theirs, who: Metadata) -> None:
+    watch = harness.work_requests.Watch(wr.WatchRequest(), metadata=who)
+    changes = aiter(watch)
+    await harness.work_requests.Abort(wr.AbortRequest(id=theirs.request), metadata=harness.admin)
+    mine = await harness.work_requests.Submit(wr.SubmitRequest(task_name="noop"), metadata=who)
+    assert (await anext(changes)).work_request.id == mine.work_request.id  # not their abort
+    watch.cancel()
+
+
+def _upload(theirs: Theirs) -> AsyncIterator[art.UploadFileRequest]:
+    async def chunks() -> AsyncIterator[art.UploadFileRequest]:
+        yield art.UploadFileRequest(artifact_id=theirs.upload, path="f", data=b"x")
+
+    return chunks()
+
+
+ACROSS: dict[str, Probe] = {
+    "WorkRequestService.Submit": with_their_input,
+    "WorkRequestService.BatchSubmit": with_their_input,
+    "WorkRequestService.Get": lambda h, t, m: not_found(
+        h.work_requests.Get(wr.GetRequest(id=t.request), metadata=m)
+    ),
+    "WorkRequestService.List": listed_without,
+    "WorkRequestService.Watch": watched_without,
+    "WorkRequestService.Abort": lambda h, t, m: not_found(
+        h.work_requests.Abort(wr.AbortRequest(id=t.request), metadata=m)
+    ),
+    "WorkRequestService.Retry": lambda h, t, m: not_found(
+        h.work_requests.Retry(wr.RetryRequest(id=t.request), metadata=m)
+    ),
+    "WorkRequestService.Explain": lambda h, t, m: not_found(
+        h.work_requests.Explain(wr.ExplainRequest(id=t.request), metadata=m)
+    ),
+    "WorkRequestService.Logs": lambda h, t, m: not_found(
+        h.work_requests.Logs(wr.LogsRequest(id=t.request), metadata=m)
+    ),
+    "OperatorService.ListTasks": lambda h, t, m: asyncio.sleep(0),  # no tenant's objects
+    "ArtifactService.CreateArtifact": lambda h, t, m: not_found(
+        h.artifacts.CreateArtifact(
+            art.CreateArtifactRequest(category="x", work_request_id=t.request), metadata=m
+        )
+    ),
+    "ArtifactService.UploadFile": lambda h, t, m: not_found(
+        h.artifacts.UploadFile(_upload(t), metadata=m)
+    ),
+    "ArtifactService.QueryUploadStatus": lambda h, t, m: not_found(
+        h.artifacts.QueryUploadStatus(
+            art.QueryUploadStatusRequest(artifact_id=t.upload, path="f"), metadata=m
+        )
+    ),
+    "ArtifactService.GetArtifact": lambda h, t, m: not_found(
+        h.artifacts.GetArtifact(art.GetArtifactRequest(artifact_id=t.artifact), metadata=m)
+    ),
+    "ArtifactService.ListArtifacts": listed_without,
+    "ArtifactService.DownloadArtifact": lambda h, t, m: not_found(
+        h.artifacts.DownloadArtifact(
+            art.DownloadArtifactRequest(artifact_id=t.artifact), metadata=m
+        )
+    ),
+}
+
+
+def test_every_client_rpc_is_checked_across_tenants() -> None:
+    clients = sorted(
+        name for name, allowed in ALLOWED.items() if "submit" in allowed and allowed != EVERYONE
+    )
+    assert clients == sorted(ACROSS)
+
+
+async def tenant_token(harness: Harness, tenant: str) -> Metadata:
+    _, secret = await harness.running.scheduler.tokens.create(Role.SUBMIT, tenant=tenant)
+    return bearer_metadata(secret)
+
+
+async def test_another_tenants_objects_do_not_exist_for_any_rpc(
+    harness: Harness, tmp_path: Path
+) -> None:
+    a, b = await tenant_token(harness, "team-a"), await tenant_token(harness, "team-b")
+    submitted = await harness.work_requests.Submit(
+        wr.SubmitRequest(task_name="noop", task_data_json="{}"), metadata=a
+    )
+    (tmp_path / "f").write_bytes(b"theirs")
+    artifact = await transfer.upload(
+        harness.artifacts, a, category="x", files={"f": tmp_path / "f"},
+        work_request_id=submitted.work_request.id,
+    )  # fmt: skip
+    entry = artifacts_pb2.ArtifactFile(path="f", size=2, sha256=hashlib.sha256(b"no").hexdigest())
+    pending = await harness.artifacts.CreateArtifact(
+        art.CreateArtifactRequest(category="x", files=[entry]), metadata=a
+    )
+    theirs = Theirs(submitted.work_request.id, artifact.id, pending.artifact.id)
+    for name, probe in ACROSS.items():
+        try:
+            await probe(harness, theirs, b)
+        except AssertionError as error:
+            raise AssertionError(f"{name}: {error}") from error

@@ -1,14 +1,18 @@
 """Who may see the status page when it is served beyond loopback: a client
 token, shown as a bearer header or through the login form's cookie, with
-the roles of the gRPC API; nobody else."""
+the roles of the gRPC API, and only its tenant's requests; nobody else."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from taskyard.rpc import transfer
+from taskyard.rpc.credentials import bearer_metadata
 from taskyard.scheduler.domain import Role
+from taskyard.v1 import work_requests_pb2 as pb
 from tests.integration.web.conftest import Site
 
 HTML = {"Accept": "text/html"}
@@ -101,3 +105,37 @@ async def test_after_login_it_goes_only_to_a_page_of_this_site(guarded: Site) ->
 async def test_on_loopback_no_token_is_needed(web: Site) -> None:
     for path in ("/", "/requests", "/workers", "/metrics"):
         assert await status(web, path) == 200
+
+
+async def body(site: Site, path: str, secret: str) -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {secret}", "Accept": "text/html"}
+    async with site.http.get(site.url + path, headers=headers, allow_redirects=False) as response:
+        return response.status, await response.text()
+
+
+async def test_every_page_keeps_to_its_viewers_tenant(guarded: Site, tmp_path: Path) -> None:
+    tokens = guarded.harness.running.scheduler.tokens
+    _, a = await tokens.create(Role.SUBMIT, tenant="team-a")
+    _, b = await tokens.create(Role.SUBMIT, tenant="team-b")
+    theirs = await guarded.harness.work_requests.Submit(
+        pb.SubmitRequest(task_name="noop", task_data_json="{}"), metadata=bearer_metadata(a)
+    )
+    request_id = theirs.work_request.id
+    (tmp_path / "f").write_bytes(b"theirs")
+    artifact = await transfer.upload(
+        guarded.harness.artifacts, bearer_metadata(a), category="x",
+        files={"f": tmp_path / "f"}, work_request_id=request_id,
+    )  # fmt: skip
+    by_id = (f"/requests/{request_id}", f"/requests/{request_id}/log",
+             f"/live/requests/{request_id}", f"/artifacts/{artifact.id}/f")  # fmt: skip
+    for path in by_id:
+        assert await status(guarded, path, b, html=True) == 404, path  # as if it did not exist
+        assert await status(guarded, path, a, html=True) == 200, path
+    for path in ("/", "/requests", "/requests?state=pending&task=noop"):
+        status_b, page_b = await body(guarded, path, b)
+        assert status_b == 200
+        assert request_id not in page_b, path
+        assert request_id in (await body(guarded, path, a))[1], path
+    _, overview = await body(guarded, "/", b)
+    assert 'data-tenant="team-b"' in overview
+    assert 'data-tenant="team-a"' not in overview  # nor another tenant's usage

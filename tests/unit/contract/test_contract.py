@@ -35,6 +35,7 @@ EXPECTED_METHODS = {
         "DisableWorker",
         "SetWorkerMetadata",
         "SetWorkerTaskFilter",
+        "SetWorkerTenants",
         "RefreshWorkerMetadata",
         "RemoveWorker",
         "ListTasks",
@@ -42,6 +43,8 @@ EXPECTED_METHODS = {
         "ListTokens",
         "RevokeToken",
         "Prune",
+        "ListTenants",
+        "SetTenant",
     },
     "taskyard.v1.ArtifactService": {
         "CreateArtifact",

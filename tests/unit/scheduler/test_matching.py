@@ -7,9 +7,12 @@ from typing import Any
 import pytest
 
 from taskyard.scheduler.matching import (
+    FairShare,
     PendingEntry,
     PendingIndex,
+    Served,
     Shape,
+    Share,
     VerdictCache,
     WorkerView,
     fingerprint,
@@ -160,3 +163,66 @@ def test_the_cache_is_bounded() -> None:
     for arch in ("amd64", "arm64", "riscv64", "amd64"):
         pick(worker(arch), index, verdicts)
     assert verdicts.misses == 4
+
+
+def tenants_index(*requests: tuple[str, str, str]) -> PendingIndex:
+    """Requests as (id, tenant, arch), submitted in this order, priority 0."""
+    index = PendingIndex()
+    for position, (request_id, tenant, arch) in enumerate(requests):
+        shape = Shape("arch", fingerprint({"arch": arch}))
+        entry = PendingEntry.of(request_id, shape, 0, f"{position:04d}", tenant)
+        index.add(entry, arch_task(arch))
+    return index
+
+
+def take(fair: FairShare, index: PendingIndex, view: WorkerView, slots: int) -> list[str]:
+    """What `slots` free slots of `view` take in one pass, in order."""
+    taken = []
+    for _ in range(slots):
+        entry = fair.pick(view, index, VerdictCache())
+        if entry is None:
+            break
+        index.discard(entry.id)
+        taken.append(entry.id)
+    return taken
+
+
+def test_a_flood_does_not_starve_a_tenant_that_comes_later() -> None:
+    flood = [(f"a{n}", "a", "amd64") for n in range(100)]
+    index = tenants_index(*flood, ("b0", "b", "amd64"), ("b1", "b", "amd64"))
+    fair = FairShare(index.tenants(), {"a": 4}, {}, Served())
+    # a holds 4 slots; the next two free slots go to b first, then a again.
+    assert take(fair, index, worker("amd64"), 3) == ["b0", "b1", "a0"]
+
+
+def test_weights_share_the_slots_in_proportion() -> None:
+    index = tenants_index(*[(f"{t}{n}", t, "amd64") for n in range(50) for t in "ab"])
+    fair = FairShare(index.tenants(), {}, {"a": Share(weight=2.0)}, Served())
+    taken = take(fair, index, worker("amd64"), 30)
+    assert sum(t.startswith("a") for t in taken) == 20  # 2:1
+    assert sum(t.startswith("b") for t in taken) == 10
+
+
+def test_a_tenant_alone_gets_every_slot_and_a_ceiling_holds_it_back() -> None:
+    index = tenants_index(*[(f"a{n}", "a", "amd64") for n in range(10)])
+    assert len(take(FairShare(index.tenants(), {}, {}, Served()), index, worker("amd64"), 8)) == 8
+    capped = tenants_index(*[(f"a{n}", "a", "amd64") for n in range(10)])
+    ceiling = {"a": Share(max_running=3)}
+    assert take(
+        FairShare(capped.tenants(), {"a": 1}, ceiling, Served()), capped, worker("amd64"), 8
+    ) == ["a0", "a1"]
+
+
+def test_ties_go_to_the_tenant_served_least_recently() -> None:
+    served = Served()
+    served.note("a")
+    index = tenants_index(("a0", "a", "amd64"), ("b0", "b", "amd64"))
+    assert take(FairShare(index.tenants(), {}, {}, served), index, worker("amd64"), 1) == ["b0"]
+
+
+def test_work_the_worker_cannot_run_is_skipped_and_reserved_workers_serve_their_own() -> None:
+    index = tenants_index(("a0", "a", "arm64"), ("a1", "a", "amd64"), ("b0", "b", "amd64"))
+    fair = FairShare(index.tenants(), {"b": 5}, {}, Served())
+    assert take(fair, index, worker("amd64"), 1) == ["a1"]  # a's arm64 request does not block
+    reserved = WorkerView.of("r", {"arch:version": 1, "system:arch": "amd64"}, tenants=("b",))
+    assert take(fair, index, reserved, 2) == ["b0"]  # only b's, though a waits

@@ -24,6 +24,7 @@ from taskyard.scheduler.domain import (
     Result,
     Role,
     State,
+    Tenant,
     Token,
     Worker,
     WorkError,
@@ -31,7 +32,7 @@ from taskyard.scheduler.domain import (
 )
 from taskyard.scheduler.explain import Eligibility, Explanation
 from taskyard.scheduler.service import messages
-from taskyard.scheduler.service.auth import Principal, owner_of
+from taskyard.scheduler.service.auth import Principal, owner_of, submitting_tenant
 from taskyard.scheduler.service.submission import SubmitSpec
 from taskyard.v1 import artifacts_pb2, common_pb2, operator_pb2, work_requests_pb2, workers_pb2
 
@@ -74,6 +75,7 @@ ELIGIBILITIES = {
     Eligibility.BUSY: work_requests_pb2.ELIGIBILITY_BUSY,
     Eligibility.VERSION_MISMATCH: work_requests_pb2.ELIGIBILITY_VERSION_MISMATCH,
     Eligibility.CANNOT_RUN: work_requests_pb2.ELIGIBILITY_CANNOT_RUN,
+    Eligibility.RESERVED: work_requests_pb2.ELIGIBILITY_RESERVED,
 }
 ABORT_REASONS = {
     messages.AbortReason.USER: workers_pb2.ABORT_REASON_USER,
@@ -173,6 +175,7 @@ def work_request_to_proto(work_request: WorkRequest) -> work_requests_pb2.WorkRe
         updated_at=timestamp(work_request.updated_at),
         owner=work_request.owner,
         details_json=work_request.details_json,
+        tenant=work_request.tenant,
     )
 
 
@@ -197,6 +200,7 @@ def artifact_to_proto(artifact: Artifact) -> artifacts_pb2.Artifact:
         expires_at=timestamp(artifact.expires_at),
         files=[artifact_file_to_proto(f) for f in artifact.files],
         complete=artifact.complete,
+        tenant=artifact.tenant,
     )
 
 
@@ -212,6 +216,7 @@ def submit_spec(request: work_requests_pb2.SubmitRequest, caller: Principal) -> 
         idempotency_key=request.idempotency_key,
         max_attempts=request.max_attempts,
         owner=owner_of(caller),
+        tenant=submitting_tenant(caller, request.tenant),
     )
 
 
@@ -263,6 +268,7 @@ def worker_to_proto(
         registered_at=timestamp(worker.registered_at),
         last_seen_at=timestamp(worker.last_seen_at),
         scheduler=worker.scheduler,
+        tenants=worker.tenants,
     )
 
 
@@ -275,6 +281,19 @@ def token_to_proto(token: Token) -> operator_pb2.Token:
         expires_at=timestamp(token.expires_at),
         used=token.used_at is not None,
         revoked_at=timestamp(token.revoked_at),
+        tenant=token.tenant,
+    )
+
+
+def tenant_to_proto(tenant: Tenant, running: int, pending: int) -> operator_pb2.Tenant:
+    """A tenant as an operator sees it, with what it holds now."""
+    return operator_pb2.Tenant(
+        name=tenant.name,
+        weight=tenant.weight,
+        max_running=tenant.max_running or 0,
+        max_pending=tenant.max_pending or 0,
+        running=running,
+        pending=pending,
     )
 
 

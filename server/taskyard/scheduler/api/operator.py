@@ -1,4 +1,4 @@
-"""OperatorService: workers, tasks and tokens."""
+"""OperatorService: workers, tasks, tokens and tenants."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from taskyard.errors import invalid
 from taskyard.scheduler.api import convert
 from taskyard.scheduler.api.access import Context
 from taskyard.scheduler.service.retention import Retention
+from taskyard.scheduler.service.tenants import Tenants
 from taskyard.scheduler.service.tokens import Tokens
 from taskyard.scheduler.service.workers import Workers
 from taskyard.tasks import Task
@@ -32,10 +33,13 @@ def task_info(task_class: type[Task]) -> pb.TaskInfo:
 class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     """Administration of workers, tasks and tokens."""
 
-    def __init__(self, workers: Workers, tokens: Tokens, retention: Retention) -> None:
+    def __init__(
+        self, workers: Workers, tokens: Tokens, retention: Retention, tenants: Tenants
+    ) -> None:
         self._workers = workers
         self._tokens = tokens
         self._retention = retention
+        self._tenants = tenants
 
     def _worker(self, name: str) -> pb.Worker:
         for worker, connected, running in self._workers.list():
@@ -82,6 +86,12 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
         )
         return pb.SetWorkerTaskFilterResponse(worker=self._worker(request.name))
 
+    async def SetWorkerTenants(
+        self, request: pb.SetWorkerTenantsRequest, context: Context
+    ) -> pb.SetWorkerTenantsResponse:
+        await self._workers.reserve_for(request.name, list(request.tenants))
+        return pb.SetWorkerTenantsResponse(worker=self._worker(request.name))
+
     async def RefreshWorkerMetadata(
         self, request: pb.RefreshWorkerMetadataRequest, context: Context
     ) -> pb.RefreshWorkerMetadataResponse:
@@ -115,7 +125,7 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
         if role is None:
             raise invalid("role", "must be submit, admin or worker-activation")
         ttl = request.ttl.ToNanoseconds() / 1e9 if request.HasField("ttl") else None
-        token, secret = await self._tokens.create(role, request.description, ttl)
+        token, secret = await self._tokens.create(role, request.description, ttl, request.tenant)
         return pb.CreateTokenResponse(token=convert.token_to_proto(token), secret=secret)
 
     async def ListTokens(
@@ -136,3 +146,20 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     ) -> pb.RevokeTokenResponse:
         token = await self._tokens.revoke(request.id)
         return pb.RevokeTokenResponse(token=convert.token_to_proto(token))
+
+    async def ListTenants(
+        self, request: pb.ListTenantsRequest, context: Context
+    ) -> pb.ListTenantsResponse:
+        found = await self._tenants.list()
+        return pb.ListTenantsResponse(tenants=[convert.tenant_to_proto(*f) for f in found])
+
+    async def SetTenant(
+        self, request: pb.SetTenantRequest, context: Context
+    ) -> pb.SetTenantResponse:
+        tenant = await self._tenants.set(
+            request.name,
+            request.weight or 1.0,
+            request.max_running or None,
+            request.max_pending or None,
+        )
+        return pb.SetTenantResponse(tenant=convert.tenant_to_proto(*tenant))

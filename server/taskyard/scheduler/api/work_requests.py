@@ -21,10 +21,11 @@ from taskyard.v1 import work_requests_pb2 as pb
 from taskyard.v1 import work_requests_pb2_grpc
 
 
-def _filter(states: Any, task_name: str) -> WorkRequestFilter:
+def _filter(states: Any, task_name: str, tenant: str) -> WorkRequestFilter:
     return WorkRequestFilter(
         states=frozenset(convert.STATES_FROM_PROTO[s] for s in states if s),
         task_name=task_name.lower(),
+        tenant=tenant,
     )
 
 
@@ -32,7 +33,7 @@ def _list_filter(request: pb.ListRequest) -> WorkRequestFilter:
     after = request.created_after.ToDatetime(UTC) if request.HasField("created_after") else None
     before = request.created_before.ToDatetime(UTC) if request.HasField("created_before") else None
     return dataclasses.replace(
-        _filter(request.states, request.task_name),
+        _filter(request.states, request.task_name, request.tenant),
         worker_name=request.worker_name,
         owner=request.owner,
         results=frozenset(convert.RESULTS_FROM_PROTO[r] for r in request.results if r),
@@ -73,25 +74,30 @@ class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
         return pb.BatchSubmitResponse(results=[_batch_result(o) for o in outcomes])
 
     async def Get(self, request: pb.GetRequest, context: Context) -> pb.GetResponse:
-        work_request = convert.work_request_to_proto(await self._use.get(request.id))
-        found, _ = await self._artifacts.page(principal(), work_request.id, "", 1000, "")
+        caller = principal()
+        work_request = convert.work_request_to_proto(await self._use.get(caller, request.id))
+        found, _ = await self._artifacts.page(caller, work_request.id, "", 1000, "")
         budget = MAX_PAGE_BYTES - work_request.ByteSize()
         artifacts, _ = convert.fit(found, convert.artifact_to_proto, lambda a: a.id, budget)
         return pb.GetResponse(work_request=work_request, artifacts=reversed(artifacts))
 
     async def List(self, request: pb.ListRequest, context: Context) -> pb.ListResponse:
         where = _list_filter(request)
-        page, next_token = await self._use.list(where, request.page_size, request.page_token)
+        page, next_token = await self._use.list(
+            principal(), where, request.page_size, request.page_token
+        )
         items, cut = convert.fit(page, convert.work_request_to_proto, lambda w: w.id)
         return pb.ListResponse(work_requests=items, next_page_token=cut or next_token)
 
     async def Watch(
         self, request: pb.WatchRequest, context: Context
     ) -> AsyncIterator[pb.WatchResponse]:
+        caller = principal()
         if request.id:
-            changes = self._use.watch_one(request.id)
+            changes = self._use.watch_one(caller, request.id)
         else:
-            changes = self._use.watch(_filter(request.states, request.task_name))
+            where = _filter(request.states, request.task_name, request.tenant)
+            changes = self._use.watch(caller, where)
         async for change in changes:
             yield pb.WatchResponse(work_request=convert.work_request_to_proto(change))
 
@@ -106,7 +112,7 @@ class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
     async def Logs(
         self, request: pb.LogsRequest, context: Context
     ) -> AsyncIterator[pb.LogsResponse]:
-        work_request = await self._use.get(request.id)
+        work_request = await self._use.get(principal(), request.id)
         attempt = request.attempt or work_request.attempt
         if attempt > work_request.attempt:
             raise invalid("attempt", f"{request.id} has had {work_request.attempt} attempt(s)")
@@ -123,5 +129,5 @@ class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
             )
 
     async def Explain(self, request: pb.ExplainRequest, context: Context) -> pb.ExplainResponse:
-        work_request, explanation = await self._use.explain(request.id)
+        work_request, explanation = await self._use.explain(principal(), request.id)
         return convert.explanation_to_proto(work_request, explanation)

@@ -8,9 +8,15 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from taskyard.errors import PermissionDeniedError, ResourceExhaustedError, UnavailableError, invalid
+from taskyard.errors import (
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    UnavailableError,
+    invalid,
+)
 from taskyard.scheduler.domain import Artifact, ArtifactFile, WorkRequest
-from taskyard.scheduler.service.auth import Principal, owner_of
+from taskyard.scheduler.service.auth import Principal, owner_of, sees
 from taskyard.scheduler.store.port import DISK_FULL_MESSAGE
 from taskyard.tasks.run_options import RunOptions
 
@@ -83,7 +89,10 @@ def upload_key(artifact_id: str, file: ArtifactFile) -> str:
 
 
 def check_uploader(caller: Principal, artifact: Artifact) -> None:
-    """Only whoever declared an artifact sees or touches its upload."""
+    """Only whoever declared an artifact sees or touches its upload; to
+    another tenant it does not exist."""
+    if not sees(caller, artifact.tenant):
+        raise NotFoundError(f"no artifact {artifact.id!r}", reason="ARTIFACT_NOT_FOUND")
     if artifact.created_by != owner_of(caller):
         raise PermissionDeniedError(
             f"artifact {artifact.id} is being uploaded by someone else", reason="NOT_UPLOADER"

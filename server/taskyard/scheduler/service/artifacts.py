@@ -33,7 +33,13 @@ from taskyard.scheduler.service.artifact_rules import (
     io_error,
     upload_key,
 )
-from taskyard.scheduler.service.auth import Principal, WorkerPrincipal, owner_of
+from taskyard.scheduler.service.auth import (
+    Principal,
+    WorkerPrincipal,
+    owner_of,
+    sees,
+    tenant_of,
+)
 from taskyard.scheduler.service.core import Core
 from taskyard.scheduler.service.dispatch import Guard
 from taskyard.scheduler.service.work_requests import check_owner, key_reused
@@ -76,7 +82,7 @@ class Artifacts:
         now = self._core.clock()
         if expires_at is not None and not now < expires_at <= now + timedelta(seconds=MAX_TTL):
             raise invalid("expires_at", "must be in the future and at most 10 years ahead")
-        await self._check_producer(caller, category, work_request_id, lease)
+        tenant = await self._check_producer(caller, category, work_request_id, lease)
         owner = owner_of(caller)
         earlier = await self._by_key(owner, idempotency_key)
         if earlier is not None:
@@ -98,6 +104,7 @@ class Artifacts:
             expires_at=expires_at,
             created_by=owner,
             idempotency_key=idempotency_key,
+            tenant=tenant,
         )
         try:
             await self._core.db.run(lambda tx: tx.insert_artifact(artifact))
@@ -130,10 +137,11 @@ class Artifacts:
 
     async def _check_producer(
         self, caller: Principal, category: str, work_request_id: str, lease: Lease | None
-    ) -> None:
+    ) -> str:
         """Workers upload only for requests whose current lease they hold;
         clients only for their own requests (admins any), never in the
-        reserved categories."""
+        reserved categories. Returns the tenant the artifact will belong to:
+        its request's, else its uploader's (none, shared, for an admin)."""
         if isinstance(caller, WorkerPrincipal):
             current = self._core.dispatcher.active.get(work_request_id)
             holds = (
@@ -143,12 +151,12 @@ class Artifacts:
                 and current.worker_name == caller.worker_name
                 and current.state in ACTIVE_STATES
             )
-            if not holds:
+            if current is None or not holds:
                 raise PermissionDeniedError(
                     f"worker {caller.worker_name} does not hold the lease of {work_request_id!r}",
                     reason="LEASE_NOT_HELD",
                 )
-            return
+            return current.tenant
         if category.startswith(RESERVED_PREFIX):
             raise PermissionDeniedError(
                 f"categories starting with {RESERVED_PREFIX!r} are for workers only",
@@ -156,11 +164,13 @@ class Artifacts:
             )
         if work_request_id:
             found = await self._core.db.run(lambda tx: tx.get_work_request(work_request_id))
-            if found is None:
+            if found is None or not sees(caller, found.tenant):
                 raise NotFoundError(
                     f"no work request {work_request_id!r}", reason="WORK_REQUEST_NOT_FOUND"
                 )
             check_owner(caller, found)
+            return found.tenant
+        return tenant_of(caller) or ""
 
     async def _incomplete(
         self, caller: Principal, artifact_id: str, path: str
@@ -308,7 +318,7 @@ class Artifacts:
     async def get(self, caller: Principal, artifact_id: str) -> Artifact:
         """A complete artifact; NOT_FOUND until every file has arrived."""
         artifact = await self._core.db.run(lambda tx: tx.get_artifact(artifact_id))
-        if artifact is None or not artifact.complete:
+        if artifact is None or not artifact.complete or not sees(caller, artifact.tenant):
             raise NotFoundError(f"no artifact {artifact_id!r}", reason="ARTIFACT_NOT_FOUND")
         self._check_reader(caller, artifact.work_request_id, artifact.id)
         return artifact
@@ -338,7 +348,8 @@ class Artifacts:
         page_size: int,
         page_token: str,
     ) -> tuple[list[Artifact], str]:
-        """A page of complete artifacts, newest first, and the next page's token."""
+        """A page of the complete artifacts the caller sees, newest first,
+        and the next page's token."""
         self._check_reader(caller, work_request_id)
         limit = limits.page_size(page_size)
         found = await self._core.db.run(
@@ -347,6 +358,7 @@ class Artifacts:
                 category=category,
                 limit=limit + 1,
                 before_id=page_token,
+                tenant=tenant_of(caller),
             )
         )
         return found[:limit], found[limit - 1].id if len(found) > limit else ""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from taskyard.errors import PermissionDeniedError, UnauthenticatedError
-from taskyard.scheduler.domain import Role, Token, Worker
+from taskyard.scheduler.domain import DEFAULT_TENANT, Role, Token, Worker
 
 
 def digest(secret: str) -> str:
@@ -28,6 +28,8 @@ class ClientPrincipal:
 
     token_id: str
     role: Role
+    #: A submit token's tenant: all it sees; empty for an admin, who sees all.
+    tenant: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class Credentials:
         token = self._tokens.get(key)
         if token is None or token.role is Role.WORKER_ACTIVATION or not token.valid_at(now):
             raise UnauthenticatedError("unknown, revoked or expired token", reason="TOKEN_INVALID")
-        return ClientPrincipal(token.id, token.role)
+        return ClientPrincipal(token.id, token.role, token.tenant)
 
     def activation_token(self, secret: str, now: datetime) -> Token | None:
         """The valid activation token with this secret, if any."""
@@ -147,3 +149,33 @@ def owner_of(principal: Principal) -> str:
 def is_admin(principal: Principal) -> bool:
     """Whether the principal holds the admin role."""
     return isinstance(principal, ClientPrincipal) and principal.role is Role.ADMIN
+
+
+def tenant_of(principal: Principal) -> str | None:
+    """The one tenant a caller sees, or None for one who sees every tenant
+    (an admin; a worker is held to the work it holds instead)."""
+    if isinstance(principal, ClientPrincipal) and principal.role is not Role.ADMIN:
+        return principal.tenant
+    return None
+
+
+def sees(principal: Principal, tenant: str) -> bool:
+    """Whether `principal` may see what belongs to `tenant` (empty: what an
+    admin shared with every tenant)."""
+    scope = tenant_of(principal)
+    return scope is None or tenant in (scope, "")
+
+
+def submitting_tenant(principal: Principal, requested: str) -> str:
+    """The tenant a submission goes to: a submit token's own (naming another
+    is PERMISSION_DENIED), or the one an admin names, else the default."""
+    scope = tenant_of(principal)
+    if scope is None:
+        return requested or DEFAULT_TENANT
+    if requested and requested != scope:
+        raise PermissionDeniedError(
+            f"this token submits into tenant {scope!r} only",
+            reason="TENANT_NOT_ALLOWED",
+            metadata={"tenant": scope},
+        )
+    return scope

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime
 from typing import Any
@@ -21,23 +22,33 @@ from taskyard.scheduler.domain import (
     ACTIVE_STATES,
     Attempt,
     State,
+    Tenant,
     Worker,
     WorkError,
     WorkRequest,
 )
 from taskyard.scheduler.matching import (
+    FairShare,
     PendingEntry,
     PendingIndex,
+    Served,
     Shape,
+    Share,
     VerdictCache,
     WorkerView,
-    pick,
 )
 from taskyard.scheduler.service import messages, metrics
 from taskyard.scheduler.service.committer import GroupCommitter
 from taskyard.scheduler.service.configured import configured, shape_of
 from taskyard.scheduler.service.feed import ChangeFeed
-from taskyard.scheduler.service.live import LiveWorker, count_workers, view_of
+from taskyard.scheduler.service.live import (
+    ByTenant,
+    LiveWorker,
+    TenantUsage,
+    count_workers,
+    usage_of,
+    view_of,
+)
 from taskyard.scheduler.service.observers import Decision, Observer
 from taskyard.scheduler.service.sessions import Clock, Scheduling, Settings, WorkerSessions
 from taskyard.scheduler.store.port import StoreTransaction
@@ -67,8 +78,15 @@ class Dispatcher:
         self.index = PendingIndex()
         self.verdicts = VerdictCache()
         self.workers: dict[str, LiveWorker] = {}
-        self.pending: dict[str, WorkRequest] = {}
-        self.active: dict[str, WorkRequest] = {}
+        self.pending = ByTenant()
+        self.active = ByTenant()
+        #: The tenants, and what matching reads of them: weight and running
+        #: ceiling (a tenant not there: weight 1, no ceiling).
+        self.tenants: dict[str, Tenant] = {}
+        self.shares: dict[str, Share] = {}
+        self.served = Served()
+        #: Requests claimed by a matching pass, not yet committed, by tenant.
+        self._claiming: Counter[str] = Counter()
         self._kicked = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -89,7 +107,12 @@ class Dispatcher:
         metrics.observe(
             lambda: [*self.pending.values(), *self.active.values()],
             lambda: count_workers(self.workers.values()),
+            self.usage,
         )
+
+    def usage(self) -> list[TenantUsage]:
+        """What each tenant holds now, against its weight."""
+        return usage_of(list(self.tenants.values()), self.running(), self.pending.counts)
 
     async def stop(self) -> None:
         """Stop matching; close every session."""
@@ -145,6 +168,7 @@ class Dispatcher:
             shape_of(work_request),
             work_request.priority,
             work_request.queue_key,
+            work_request.tenant,
         )
         self.index.add(entry, task)
         self.kick()
@@ -162,8 +186,8 @@ class Dispatcher:
         self.index.discard(after.id)
         if after.state in ACTIVE_STATES:
             self.active[after.id] = after
-        else:
-            self.active.pop(after.id, None)
+        elif self.active.pop(after.id, None) is not None:
+            self.kick()  # its tenant holds one fewer: one held back may go
         if after.state is State.PENDING:
             self.enqueue(after, configured_task(after))
         self.feed.publish(after)
@@ -252,19 +276,27 @@ class Dispatcher:
             self._kicked.clear()
             self.match_once()
 
+    def running(self) -> Counter[str]:
+        """Each tenant's requests assigned or running, and being claimed."""
+        return self.active.counts + self._claiming
+
     def match_once(self) -> int:
-        """Give every free slot the best pending request it can run; return how many."""
+        """Give every free slot the best pending request it can run, the
+        tenants taking turns by fair share; return how many."""
         claims: list[tuple[LiveWorker, WorkRequest, Decision]] = []
         verdicts = self.verdicts
+        fair = FairShare(self.index.tenants(), self.running(), self.shares, self.served)
+        shapes = self.index.shapes
         for live in self.workers.values():
             while live.free_slots() > 0:
                 hits = verdicts.hits
-                entry = pick(live.view, self.index, verdicts)
+                entry = fair.pick(live.view, self.index, verdicts)
                 if entry is None:
                     break
-                decision = Decision(self.index.shapes, verdicts.hits - hits)
+                decision = Decision(shapes, verdicts.hits - hits)
                 self.index.discard(entry.id)
                 live.busy.add(entry.id)
+                self._claiming[entry.tenant] += 1
                 claims.append((live, self.pending.pop(entry.id), decision))
         if claims:
             self._spawn(self._claim(claims))
@@ -280,6 +312,7 @@ class Dispatcher:
             log.exception("could not claim %d request(s); they stay pending", len(claims))
             won = [False] * len(claims)
         for (live, work_request, decision), claimed, ok in zip(claims, assigned, won, strict=True):
+            self._claiming[work_request.tenant] -= 1
             if ok:
                 queued_since = work_request.updated_at or work_request.created_at
                 self.assigned(live, claimed, queued_since, decision)
@@ -294,16 +327,27 @@ class Dispatcher:
         if current is not None and current.state is State.PENDING:
             self.enqueue(current, configured_task(current))
 
-    def reserve(self, task: Task, shape: Shape) -> tuple[LiveWorker, Decision] | None:
-        """A free worker that can run a new request of `task` now, and the
-        decision that chose it.
+    def at_ceiling(self, tenant: str) -> bool:
+        """Whether `tenant` holds as many assigned or running as it may."""
+        share = self.shares.get(tenant)
+        ceiling = share.max_running if share else None
+        return ceiling is not None and self.running()[tenant] >= ceiling
+
+    def reserve(self, task: Task, shape: Shape, tenant: str) -> tuple[LiveWorker, Decision] | None:
+        """A free worker that can run a new request of `task` for `tenant`
+        now, and the decision that chose it.
 
         A free worker has no pending request it could run (it would hold it
-        already), so giving it the new request keeps the priority order.
+        already), so giving it the new request keeps the priority order and
+        the fair share; a tenant at its running ceiling waits.
         """
+        if self.at_ceiling(tenant):
+            return None
         hits = self.verdicts.hits
         for seen, live in enumerate(self.workers.values(), 1):
             if live.free_slots() <= 0 or live.view.filters_out(task.name):
+                continue
+            if not live.view.serves(tenant):
                 continue
             if self.verdicts.can_run(shape, task, live.view):
                 return live, Decision(seen, self.verdicts.hits - hits)

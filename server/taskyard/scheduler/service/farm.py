@@ -22,7 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from taskyard.errors import UnavailableError
-from taskyard.scheduler.domain import ACTIVE_STATES, Lease, State, Token, Worker, WorkRequest
+from taskyard.scheduler.domain import (
+    ACTIVE_STATES,
+    Lease,
+    State,
+    Tenant,
+    Token,
+    Worker,
+    WorkRequest,
+)
 from taskyard.scheduler.service.core import Core
 from taskyard.scheduler.store.port import Store, StoreTransaction
 
@@ -37,6 +45,7 @@ class _Read:
     requests: dict[str, WorkRequest | None] = field(default_factory=dict)
     workers: dict[str, Worker | None] = field(default_factory=dict)
     tokens: list[Token] = field(default_factory=list)
+    tenants: list[Tenant] = field(default_factory=list)
     #: After a resync: every worker, so that those gone are forgotten.
     all_workers: list[Worker] | None = None
 
@@ -49,6 +58,8 @@ class Farm:
         self._store = store
         #: Told of each attempt whose log another scheduler appended to.
         self.on_log: Callable[[Lease], None] = lambda lease: None
+        #: Told of each tenant another scheduler created or changed.
+        self.on_tenant: Callable[[Tenant], None] = lambda tenant: None
         self._heard: set[tuple[str, str]] = set()
         self._wake = asyncio.Event()
         self._applying: asyncio.Task[None] | None = None
@@ -114,6 +125,7 @@ class Farm:
                 read.requests[gone] = tx.get_work_request(gone)
             read.all_workers = tx.list_workers()
             read.tokens = tx.list_tokens()
+            read.tenants = tx.list_tenants()
         for kind, key in heard:
             if kind == "request":
                 read.requests[key] = tx.get_work_request(key)
@@ -121,12 +133,16 @@ class Farm:
                 read.workers[key] = tx.get_worker(key)
             elif kind == "token":
                 read.tokens += [t for t in [tx.get_token(key)] if t is not None]
+            elif kind == "tenant":
+                read.tenants += [t for t in [tx.get_tenant(key)] if t is not None]
         return read
 
     def _apply(self, read: _Read) -> None:
         core = self._core
         for token in read.tokens:
             core.credentials.remember_token(token)
+        for tenant in read.tenants:
+            self.on_tenant(tenant)
         workers: dict[str, Worker | None] = dict(read.workers)
         if read.all_workers is not None:
             workers.update({w.name: w for w in read.all_workers})

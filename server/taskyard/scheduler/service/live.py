@@ -7,12 +7,13 @@ their session's silence deadline and their free-slot count.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from taskyard.errors import TaskyardError
-from taskyard.scheduler.domain import Worker
+from taskyard.scheduler.domain import Tenant, Worker, WorkRequest
 from taskyard.scheduler.explain import WorkerStatus
 from taskyard.scheduler.matching import WorkerView, fingerprint
 from taskyard.scheduler.service import messages
@@ -115,6 +116,36 @@ class LiveWorker:
         )
 
 
+class ByTenant(MutableMapping[str, WorkRequest]):
+    """Requests by id, counted by tenant as they come and go (what fair
+    share and quotas read: no scan)."""
+
+    def __init__(self) -> None:
+        self._requests: dict[str, WorkRequest] = {}
+        #: How many of them each tenant has.
+        self.counts: Counter[str] = Counter()
+
+    def __getitem__(self, work_request_id: str) -> WorkRequest:
+        return self._requests[work_request_id]
+
+    def __setitem__(self, work_request_id: str, work_request: WorkRequest) -> None:
+        before = self._requests.get(work_request_id)
+        if before is not None:
+            self.counts[before.tenant] -= 1
+        self._requests[work_request_id] = work_request
+        self.counts[work_request.tenant] += 1
+
+    def __delitem__(self, work_request_id: str) -> None:
+        before = self._requests.pop(work_request_id)
+        self.counts[before.tenant] -= 1
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._requests)
+
+    def __len__(self) -> int:
+        return len(self._requests)
+
+
 def view_of(worker: Worker) -> WorkerView:
     """The matching view of a worker's effective metadata and task lists."""
     metadata = worker.metadata
@@ -124,7 +155,42 @@ def view_of(worker: Worker) -> WorkerView:
         frozenset(worker.allowed_tasks),
         frozenset(worker.denied_tasks),
         fingerprint(metadata),
+        frozenset(worker.tenants),
     )
+
+
+class TenantUsage(NamedTuple):
+    """What a tenant holds now, against its weight."""
+
+    name: str
+    weight: float
+    running: int
+    pending: int
+    #: Its fraction of everything running, and the fraction its weight
+    #: entitles it to among the tenants with work (running or pending).
+    share: float
+    entitled: float
+
+
+def usage_of(
+    tenants: Iterable[Tenant], running: Counter[str], pending: Counter[str]
+) -> list[TenantUsage]:
+    """Every tenant's usage; a tenant with no work is entitled to nothing."""
+    known = list(tenants)
+    total = sum(running.values())
+    waiting = {t.name for t in known if running[t.name] or pending[t.name]}
+    busy_weight = sum(t.weight for t in known if t.name in waiting)
+    return [
+        TenantUsage(
+            t.name,
+            t.weight,
+            running[t.name],
+            pending[t.name],
+            running[t.name] / total if total else 0.0,
+            t.weight / busy_weight if t.name in waiting else 0.0,
+        )
+        for t in known
+    ]
 
 
 class WorkerCounts(NamedTuple):

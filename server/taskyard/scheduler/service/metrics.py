@@ -18,7 +18,7 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
 from taskyard.scheduler.domain import ACTIVE_STATES, FINAL_STATES, State, WorkRequest
-from taskyard.scheduler.service.live import WorkerCounts
+from taskyard.scheduler.service.live import TenantUsage, WorkerCounts
 from taskyard.scheduler.service.observers import Observer
 from taskyard.scheduler.service.tracing import context_of
 
@@ -119,9 +119,13 @@ def finished(work_request: WorkRequest, context: Context) -> None:
         run_duration.record(duration, attributes, context)
 
 
-def observe(live: Callable[[], Iterable[WorkRequest]], workers: Callable[[], WorkerCounts]) -> None:
+def observe(
+    live: Callable[[], Iterable[WorkRequest]],
+    workers: Callable[[], WorkerCounts],
+    tenants: Callable[[], list[TenantUsage]],
+) -> None:
     """Gauges read when metrics are collected: requests waiting or at work,
-    by state and task; the fleet."""
+    by state and task; the fleet; each tenant's usage against its weight."""
 
     def pending_by_task(_options: CallbackOptions) -> Iterable[Observation]:
         counts = Counter(w.task_name for w in live() if w.state is State.PENDING)
@@ -140,6 +144,15 @@ def observe(live: Callable[[], Iterable[WorkRequest]], workers: Callable[[], Wor
         [by_state_and_task],
         description="requests pending, assigned or running, by state and task",
     )
+    for field, description in (
+        ("running", "requests assigned or running, by tenant"),
+        ("pending", "requests pending, by tenant"),
+        ("share", "fraction of the running requests that are the tenant's"),
+        ("entitled", "fraction its weight entitles it to, among tenants with work"),
+    ):
+        meter.create_observable_gauge(
+            f"taskyard.tenant.{field}", [_by_tenant(tenants, field)], description=description
+        )
     for field, description in (
         ("connected", "workers with an open session"),
         ("enabled", "workers an operator enabled"),
@@ -161,6 +174,14 @@ def observe_leading(leading: Callable[[], bool]) -> None:
         [lambda _options: [Observation(int(leading()))]],
         description="1 on the scheduler holding the maintenance lease",
     )
+
+
+def _by_tenant(
+    tenants: Callable[[], list[TenantUsage]], field: str
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    return lambda _options: [
+        Observation(getattr(usage, field), {"taskyard.tenant": usage.name}) for usage in tenants()
+    ]
 
 
 def _reading(

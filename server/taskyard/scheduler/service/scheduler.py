@@ -16,6 +16,7 @@ from taskyard.scheduler.domain import (
     Result,
     SchedulerRecord,
     State,
+    Tenant,
     Token,
     Worker,
     WorkRequest,
@@ -34,6 +35,7 @@ from taskyard.scheduler.service.observers import Observer
 from taskyard.scheduler.service.retention import Pruned, Retention
 from taskyard.scheduler.service.sessions import Settings
 from taskyard.scheduler.service.task_logs import DEFAULT_CAP, TaskLogs
+from taskyard.scheduler.service.tenants import Tenants
 from taskyard.scheduler.service.tokens import Tokens
 from taskyard.scheduler.service.work_requests import WorkRequests
 from taskyard.scheduler.service.workers import Workers
@@ -80,14 +82,16 @@ class Scheduler:
             settings=settings,
             auto_enable_workers=auto_enable_workers,
         )
-        self.work_requests = WorkRequests(self.core)
+        self.tenants = Tenants(self.core)
+        self.work_requests = WorkRequests(self.core, self.tenants)
         self.workers = Workers(self.core)
-        self.tokens = Tokens(self.core)
+        self.tokens = Tokens(self.core, self.tenants)
         self.artifacts = Artifacts(self.core, blobs, limits or Limits())
         self.logs = TaskLogs(self.core, logs, log_cap)
         self.retention = Retention(self.core, blobs, logs)
         #: In step with the other schedulers of a shared database.
         self.farm = Farm(self.core, store)
+        self.farm.on_tenant = self.tenants.remember
         if store.shared:
             self.logs.announce = self.farm.announce
             self.farm.on_log = self.logs.heard
@@ -104,11 +108,19 @@ class Scheduler:
         """Migrate the store, load the live state and start matching."""
         await asyncio.to_thread(self.store.migrate)
 
-        def load(tx: StoreTransaction) -> tuple[list[Token], list[Worker], list[WorkRequest]]:
+        def load(
+            tx: StoreTransaction,
+        ) -> tuple[list[Tenant], list[Token], list[Worker], list[WorkRequest]]:
             live_states = {State.PENDING, *ACTIVE_STATES}
-            return tx.list_tokens(), tx.list_workers(), tx.work_requests_in_states(live_states)
+            return (
+                tx.list_tenants(),
+                tx.list_tokens(),
+                tx.list_workers(),
+                tx.work_requests_in_states(live_states),
+            )
 
-        tokens, workers, requests = await self.core.db.run(load)
+        tenants, tokens, workers, requests = await self.core.db.run(load)
+        self.tenants.load(tenants)
         self.core.credentials.load(tokens, workers)
         unrunnable = self.core.dispatcher.load(workers, requests)
         for work_request, error in unrunnable:

@@ -21,7 +21,7 @@ from taskyard.scheduler.domain import Lease, State, Worker, WorkError, WorkReque
 from taskyard.scheduler.service import messages
 from taskyard.scheduler.service.committer import GroupCommitter
 from taskyard.scheduler.service.feed import ChangeFeed
-from taskyard.scheduler.service.live import LiveWorker, Session, view_of
+from taskyard.scheduler.service.live import ByTenant, LiveWorker, Session, view_of
 from taskyard.scheduler.service.observers import Observer
 from taskyard.scheduler.store.port import StoreTransaction
 
@@ -70,7 +70,7 @@ class Scheduling:
     clock: Clock
     settings: Settings
     workers: dict[str, LiveWorker]
-    active: dict[str, WorkRequest]
+    active: ByTenant
     observers: list[Observer]
     commit: Commit
     #: This scheduler's id among those sharing the database.

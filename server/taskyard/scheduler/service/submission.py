@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from taskyard.scheduler.domain import WorkRequest
+from taskyard.scheduler.domain import DEFAULT_TENANT, WorkRequest
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,8 @@ class SubmitSpec:
     max_attempts: int = 0
     #: Who submits it (`token:<id>`), set from the caller.
     owner: str = ""
+    #: Whose it is (`auth.submitting_tenant`).
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclass(frozen=True)

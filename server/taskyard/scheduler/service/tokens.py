@@ -8,11 +8,12 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from taskyard.errors import NotFoundError
+from taskyard.errors import NotFoundError, invalid
 from taskyard.rpc.credentials import new_token
-from taskyard.scheduler.domain import Role, Token
+from taskyard.scheduler.domain import DEFAULT_TENANT, Role, Tenant, Token
 from taskyard.scheduler.service.auth import digest
 from taskyard.scheduler.service.core import Core
+from taskyard.scheduler.service.tenants import Tenants, check_name, ensure
 from taskyard.scheduler.store.port import StoreTransaction
 
 log = logging.getLogger(__name__)
@@ -21,14 +22,26 @@ log = logging.getLogger(__name__)
 class Tokens:
     """Client and activation tokens."""
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, tenants: Tenants) -> None:
         self._core = core
+        self._tenants = tenants
 
     async def create(
-        self, role: Role, description: str = "", ttl_seconds: float | None = None
+        self,
+        role: Role,
+        description: str = "",
+        ttl_seconds: float | None = None,
+        tenant: str = "",
     ) -> tuple[Token, str]:
-        """A new token and its secret (shown once; only its digest is kept)."""
+        """A new token and its secret (shown once; only its digest is kept).
+        A submit token belongs to `tenant` (the default one if empty), made
+        if it does not exist; the other roles belong to none."""
         core = self._core
+        if role is Role.SUBMIT:
+            tenant = tenant or DEFAULT_TENANT
+            check_name(tenant)
+        elif tenant:
+            raise invalid("tenant", f"only submit tokens belong to a tenant, not {role} ones")
         secret = new_token()
         now = core.clock()
         token = Token(
@@ -38,8 +51,16 @@ class Tokens:
             created_at=now,
             description=description,
             expires_at=now + timedelta(seconds=ttl_seconds) if ttl_seconds else None,
+            tenant=tenant,
         )
-        await core.db.run(lambda tx: _saved(tx, token, insert=True))
+
+        def save(tx: StoreTransaction) -> Tenant | None:
+            _saved(tx, token, insert=True)
+            return ensure(tx, tenant) if tenant else None
+
+        owner = await core.db.run(save)
+        if owner is not None:
+            self._tenants.remember(owner)
         core.credentials.remember_token(token)
         return token, secret
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeAlias
@@ -14,6 +15,7 @@ from taskyard.errors import (
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
+    ResourceExhaustedError,
     TaskyardError,
     invalid,
 )
@@ -21,13 +23,14 @@ from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import FINAL_STATES, Attempt, Result, State, WorkRequest
 from taskyard.scheduler.explain import Explanation, explain
 from taskyard.scheduler.matching import Shape
-from taskyard.scheduler.service.auth import Principal, is_admin, owner_of
+from taskyard.scheduler.service.auth import Principal, is_admin, owner_of, sees, tenant_of
 from taskyard.scheduler.service.configured import configured, shape_of
 from taskyard.scheduler.service.core import Core
 from taskyard.scheduler.service.dispatch import configured_task
 from taskyard.scheduler.service.messages import AbortReason
 from taskyard.scheduler.service.observers import Observer
 from taskyard.scheduler.service.submission import SubmitSpec, Submitted
+from taskyard.scheduler.service.tenants import Tenants
 from taskyard.scheduler.store.port import StoreTransaction, WorkRequestFilter
 from taskyard.tasks import Task, TaskConfigError, UnknownTaskError
 from taskyard.tasks.run_options import RunOptions
@@ -77,8 +80,9 @@ def validate(spec: SubmitSpec) -> Task:
 class WorkRequests:
     """The client-facing use cases."""
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, tenants: Tenants) -> None:
         self._core = core
+        self._tenants = tenants
         #: What follows each submission (tracing, when configured).
         self.observer = Observer()
 
@@ -127,6 +131,30 @@ class WorkRequests:
     async def _store(
         self, spec: SubmitSpec, task: Task, trace_context: dict[str, str]
     ) -> Submitted:
+        try:
+            with self._tenants.admitting(spec.tenant):
+                return await self._queue(spec, task, trace_context)
+        except ResourceExhaustedError:
+            replayed = await self._replay(spec, task)  # its first submission got in
+            if replayed is None:
+                raise
+            return replayed
+
+    async def _replay(self, spec: SubmitSpec, task: Task) -> Submitted | None:
+        """What an earlier submission with the same key created, if any."""
+        if not spec.idempotency_key:
+            return None
+        found = await self._core.db.run(
+            lambda tx: tx.get_work_request_by_idempotency_key(spec.tenant, spec.idempotency_key)
+        )
+        if found is None:
+            return None
+        _check_same_submission(found, task, spec)
+        return Submitted(found, created=False)
+
+    async def _queue(
+        self, spec: SubmitSpec, task: Task, trace_context: dict[str, str]
+    ) -> Submitted:
         core = self._core
         work_request_id = core.new_id()
         work_request = WorkRequest(
@@ -141,9 +169,10 @@ class WorkRequests:
             idempotency_key=spec.idempotency_key,
             trace_context=trace_context,
             owner=spec.owner,
+            tenant=spec.tenant,
         )
         dispatcher = core.dispatcher
-        reserved = dispatcher.reserve(task, shape_of(work_request))
+        reserved = dispatcher.reserve(task, shape_of(work_request), work_request.tenant)
         worker, decision = reserved or (None, None)
         if worker is not None:  # an idle worker suits it: assign in the same commit
             worker.busy.add(work_request.id)
@@ -154,7 +183,7 @@ class WorkRequests:
             if worker is not None:
                 worker.busy.discard(work_request.id)
         if stored.id != work_request.id:
-            _check_same_submission(stored, work_request)
+            _check_same_submission(stored, task, spec)
             return Submitted(stored, created=False)
         if worker is not None and decision is not None:
             dispatcher.assigned(worker, stored, stored.created_at, decision)
@@ -163,10 +192,11 @@ class WorkRequests:
             core.feed.publish(stored)
         return Submitted(stored, created=True)
 
-    async def get(self, work_request_id: str) -> WorkRequest:
-        """One work request; NOT_FOUND if there is none."""
+    async def get(self, viewer: Principal, work_request_id: str) -> WorkRequest:
+        """One work request; NOT_FOUND if there is none, or if it is another
+        tenant's (it does not exist, as far as the viewer can tell)."""
         found = await self._core.db.run(lambda tx: tx.get_work_request(work_request_id))
-        if found is None:
+        if found is None or not sees(viewer, found.tenant):
             raise NotFoundError(
                 f"no work request {work_request_id!r}",
                 reason="WORK_REQUEST_NOT_FOUND",
@@ -175,30 +205,38 @@ class WorkRequests:
         return found
 
     async def list(
-        self, where: WorkRequestFilter, page_size: int, page_token: str
+        self, viewer: Principal, where: WorkRequestFilter, page_size: int, page_token: str
     ) -> tuple[list[WorkRequest], str]:
-        """A page of matching requests, newest first, and the next page's token."""
+        """A page of matching requests the viewer sees, newest first, and the
+        next page's token."""
         if page_size < 0:
             raise invalid("page_size", "must not be negative")
+        scoped = _scoped(viewer, where)
+        if scoped is None:
+            return [], ""
         limit = limits.page_size(page_size)
         found = await self._core.db.run(
-            lambda tx: tx.list_work_requests(where, limit=limit + 1, before_id=page_token)
+            lambda tx: tx.list_work_requests(scoped, limit=limit + 1, before_id=page_token)
         )
         page = found[:limit]
         return page, page[-1].id if len(found) > limit else ""
 
-    async def counts(self) -> dict[tuple[State, str], int]:
-        """How many requests there are, by state and task."""
-        return await self._core.db.run(lambda tx: tx.count_work_requests())
+    async def counts(self, viewer: Principal) -> dict[tuple[State, str], int]:
+        """How many requests the viewer sees, by state and task."""
+        tenant = tenant_of(viewer) or ""
+        return await self._core.db.run(lambda tx: tx.count_work_requests(tenant))
 
-    async def attempts(self, work_request_id: str) -> Sequence[Attempt]:
+    async def attempts(self, viewer: Principal, work_request_id: str) -> Sequence[Attempt]:
         """The ended attempts of a request, first first."""
+        await self.get(viewer, work_request_id)
         return await self._core.db.run(lambda tx: tx.attempts_of(work_request_id))
 
-    async def watch_one(self, work_request_id: str) -> AsyncIterator[WorkRequest]:
+    async def watch_one(
+        self, viewer: Principal, work_request_id: str
+    ) -> AsyncIterator[WorkRequest]:
         """The request as it is now, then each change until it is final."""
         with self._core.feed.subscribe(lambda w: w.id == work_request_id) as changes:
-            current = await self.get(work_request_id)
+            current = await self.get(viewer, work_request_id)
             yield current
             if current.state in FINAL_STATES:
                 return
@@ -215,15 +253,21 @@ class WorkRequests:
                 if change.state in FINAL_STATES:
                     return
 
-    async def watch(self, where: WorkRequestFilter) -> AsyncIterator[WorkRequest]:
-        """Every change of a request matching `where`, until the caller stops."""
-        with self._core.feed.subscribe(where.matches) as changes:
+    async def watch(
+        self, viewer: Principal, where: WorkRequestFilter
+    ) -> AsyncIterator[WorkRequest]:
+        """Every change of a request matching `where` that the viewer sees,
+        until the caller stops."""
+        scoped = _scoped(viewer, where)
+        if scoped is None:  # another tenant's: nothing will ever match
+            scoped = WorkRequestFilter(tenant=_NO_TENANT)
+        with self._core.feed.subscribe(scoped.matches) as changes:
             async for change in changes:
                 yield change
 
     async def owned(self, caller: Principal, work_request_id: str) -> WorkRequest:
         """A request the caller may control: its own, or any for an admin."""
-        current = await self.get(work_request_id)
+        current = await self.get(caller, work_request_id)
         check_owner(caller, current)
         return current
 
@@ -272,12 +316,33 @@ class WorkRequests:
             )
         return again
 
-    async def explain(self, work_request_id: str) -> tuple[WorkRequest, Explanation]:
+    async def explain(
+        self, viewer: Principal, work_request_id: str
+    ) -> tuple[WorkRequest, Explanation]:
         """Why each known worker is or is not running the request."""
-        current = await self.get(work_request_id)
+        current = await self.get(viewer, work_request_id)
         task = configured_task(current)
-        statuses = [live.status() for live in self._core.dispatcher.workers.values()]
-        return current, explain(task, statuses)
+        dispatcher = self._core.dispatcher
+        statuses = [live.status() for live in dispatcher.workers.values()]
+        held_back = ""
+        if current.state is State.PENDING and dispatcher.at_ceiling(current.tenant):
+            ceiling = dispatcher.tenants[current.tenant].max_running
+            held_back = f"Tenant {current.tenant} is at its limit of {ceiling} running"
+        return current, explain(task, statuses, current.tenant, held_back)
+
+
+#: No tenant has this name (it is not a valid one).
+_NO_TENANT = "-"
+
+
+def _scoped(viewer: Principal, where: WorkRequestFilter) -> WorkRequestFilter | None:
+    """`where`, held to the viewer's tenant; None if it asks for another's."""
+    scope = tenant_of(viewer)
+    if scope is None:
+        return where
+    if where.tenant and where.tenant != scope:
+        return None
+    return dataclasses.replace(where, tenant=scope)
 
 
 def _state_of(work_request: WorkRequest) -> tuple[State, Result, int]:
@@ -303,20 +368,21 @@ def _insert_once(tx: StoreTransaction, work_request: WorkRequest, task: Task) ->
         )
         if existing is not None:
             return existing
-    _check_artifacts(tx, task.run_options)
+    _check_artifacts(tx, task.run_options, work_request.tenant)
     tx.insert_work_request(work_request)
     tx.announce("request", work_request.id)
     return work_request
 
 
-def _check_artifacts(tx: StoreTransaction, options: RunOptions) -> None:
-    """The inputs and the environment a request names must be complete artifacts."""
+def _check_artifacts(tx: StoreTransaction, options: RunOptions, tenant: str) -> None:
+    """The inputs and the environment a request names must be complete
+    artifacts of its tenant (or shared with every tenant)."""
     named = [(f"inputs[{n}].artifact", a, "INPUT") for n, a in enumerate(options.inputs)]
     if options.environment:
         named.append(("environment", options.environment, "ENVIRONMENT"))
     for field, artifact_id, what in named:
         artifact = tx.get_artifact(artifact_id)
-        if artifact is None or not artifact.complete:
+        if artifact is None or not artifact.complete or artifact.tenant not in (tenant, ""):
             raise invalid(
                 f"task_data_json.{field}",
                 f"no artifact {artifact_id!r} (upload it first)",
@@ -324,11 +390,11 @@ def _check_artifacts(tx: StoreTransaction, options: RunOptions) -> None:
             )
 
 
-def _check_same_submission(stored: WorkRequest, new: WorkRequest) -> None:
+def _check_same_submission(stored: WorkRequest, task: Task, new: SubmitSpec) -> None:
     """An idempotency key must not be reused for a different submission."""
     same = (stored.task_name, _parsed(stored.task_data_json), stored.priority) == (
-        new.task_name,
-        _parsed(new.task_data_json),
+        task.name,
+        _parsed(new.task_data_json or "{}"),
         new.priority,
     )
     if not same:

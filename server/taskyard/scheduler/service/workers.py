@@ -195,6 +195,15 @@ class Workers:
             denied_tasks=tuple(sorted({n.lower() for n in denied})),
         )
 
+    async def reserve_for(self, name: str, tenants: Sequence[str]) -> Worker:
+        """Reserve a worker for some existing tenants; none: every tenant."""
+        wanted = sorted(set(tenants))
+        known = set(self._core.dispatcher.tenants)
+        unknown = [t for t in wanted if t not in known]
+        if unknown:
+            raise invalid("tenants", f"no tenants {unknown}; known: {', '.join(sorted(known))}")
+        return await self.change(name, tenants=tuple(wanted))
+
 
 def _unique_name(tx: StoreTransaction, wanted: str, token_sha256: str) -> str:
     """`wanted` if it is free, else `wanted-` and a few hex digits of the

@@ -211,7 +211,13 @@ class MemoryTransaction:
         self.tables.artifacts.pop(artifact_id, None)
 
     def list_artifacts(
-        self, *, work_request_id: str, category: str, limit: int, before_id: str = ""
+        self,
+        *,
+        work_request_id: str,
+        category: str,
+        limit: int,
+        before_id: str = "",
+        tenant: str | None = None,
     ) -> list[Artifact]:
         found = [
             a
@@ -220,6 +226,7 @@ class MemoryTransaction:
             and (not work_request_id or a.work_request_id == work_request_id)
             and (not category or a.category == category)
             and (not before_id or a.id < before_id)
+            and (tenant is None or a.tenant in (tenant, ""))
         ]
         return sorted(found, key=lambda a: a.id, reverse=True)[:limit]
 
@@ -254,8 +261,11 @@ class MemoryTransaction:
         gone = set(work_request_ids)
         self.tables.attempts = [a for a in self.tables.attempts if a.work_request_id not in gone]
 
-    def count_work_requests(self) -> dict[tuple[State, str], int]:
-        return dict(Counter((w.state, w.task_name) for w in self.tables.work_requests.values()))
+    def count_work_requests(self, tenant: str = "") -> dict[tuple[State, str], int]:
+        found = self.tables.work_requests.values()
+        return dict(
+            Counter((w.state, w.task_name) for w in found if not tenant or w.tenant == tenant)
+        )
 
     def insert_attempt(self, attempt: Attempt) -> None:
         self.tables.attempts.append(attempt)

@@ -107,8 +107,8 @@ class StoreTransaction(Protocol):
     def work_requests_in_states(self, states: Collection[State]) -> list[WorkRequest]:
         """Return every work request in one of `states`, oldest first."""
 
-    def count_work_requests(self) -> dict[tuple[State, str], int]:
-        """How many requests there are, by state and task name."""
+    def count_work_requests(self, tenant: str = "") -> dict[tuple[State, str], int]:
+        """How many requests there are (of `tenant`, if given), by state and task name."""
 
     def insert_attempt(self, attempt: Attempt) -> None:
         """Record an attempt that ended."""
@@ -176,9 +176,16 @@ class StoreTransaction(Protocol):
         """Forget an artifact and its manifest."""
 
     def list_artifacts(
-        self, *, work_request_id: str, category: str, limit: int, before_id: str = ""
+        self,
+        *,
+        work_request_id: str,
+        category: str,
+        limit: int,
+        before_id: str = "",
+        tenant: str | None = None,
     ) -> list[Artifact]:
-        """Complete artifacts, newest first, filtered when the arguments are set."""
+        """Complete artifacts, newest first, filtered when the arguments are
+        set (`tenant`: its own and those shared with every tenant)."""
 
     def incomplete_artifacts(self, created_before: datetime) -> list[Artifact]:
         """Artifacts still missing content, created before `created_before`."""

@@ -123,6 +123,7 @@ def worker_row(worker: Worker) -> dict[str, Any]:
         "registered_at": worker.registered_at,
         "last_seen_at": worker.last_seen_at,
         "scheduler": worker.scheduler,
+        "tenants_json": json.dumps(list(worker.tenants)),
     }
 
 
@@ -140,6 +141,7 @@ def worker_from(row: Mapping[Any, Any]) -> Worker:
         registered_at=row["registered_at"],
         last_seen_at=row["last_seen_at"],
         scheduler=row["scheduler"],
+        tenants=tuple(json.loads(row["tenants_json"])),
     )
 
 

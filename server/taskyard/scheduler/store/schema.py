@@ -99,6 +99,8 @@ workers = Table(
     Column("last_seen_at", UtcDateTime),
     # The scheduler holding its session ('' for none).
     Column("scheduler", String(200), nullable=False, server_default=""),
+    # The tenants it is reserved for (a JSON list; empty: every tenant).
+    Column("tenants_json", Text, nullable=False, server_default="[]"),
 )
 
 #: Each scheduler sharing the database, and when it last said it was alive.

@@ -316,7 +316,13 @@ class SqlTransaction:
         self._db.execute(delete(artifacts).where(artifacts.c.id == artifact_id))
 
     def list_artifacts(
-        self, *, work_request_id: str, category: str, limit: int, before_id: str = ""
+        self,
+        *,
+        work_request_id: str,
+        category: str,
+        limit: int,
+        before_id: str = "",
+        tenant: str | None = None,
     ) -> list[Artifact]:
         query = (
             select(artifacts)
@@ -330,6 +336,8 @@ class SqlTransaction:
             query = query.where(artifacts.c.category == category)
         if before_id:
             query = query.where(artifacts.c.id < before_id)
+        if tenant is not None:
+            query = query.where(artifacts.c.tenant.in_([tenant, ""]))
         return self._with_files(list(self._db.execute(query).mappings()))
 
     def incomplete_artifacts_of(self, created_by: str) -> list[Artifact]:
@@ -361,8 +369,10 @@ class SqlTransaction:
         self._db.execute(delete(attempts).where(attempts.c.work_request_id.in_(ids)))
         self._db.execute(delete(work_requests).where(_WR.id.in_(ids)))
 
-    def count_work_requests(self) -> dict[tuple[State, str], int]:
+    def count_work_requests(self, tenant: str = "") -> dict[tuple[State, str], int]:
         query = select(_WR.state, _WR.task_name, func.count()).group_by(_WR.state, _WR.task_name)
+        if tenant:
+            query = query.where(_WR.tenant == tenant)
         return {(State(state), task): n for state, task, n in self._db.execute(query)}
 
     def insert_attempt(self, attempt: Attempt) -> None:

@@ -20,8 +20,10 @@ from aiohttp_sse import sse_response
 
 from taskyard.errors import FailedPreconditionError, InvalidArgumentError, TaskyardError
 from taskyard.scheduler.domain import WorkRequest
+from taskyard.scheduler.service.auth import sees
 from taskyard.scheduler.service.scheduler import Scheduler
 from taskyard.scheduler.web import access, downloads, views
+from taskyard.scheduler.web.access import caller_of
 from taskyard.scheduler.web.errors import errors
 from taskyard.scheduler.web.live import Updates, Wants, everything
 from taskyard.scheduler.web.render import environment
@@ -58,8 +60,11 @@ class StatusSite:
     def _routes(self) -> None:
         use = self.scheduler
         for path, page in (
-            ("/", Page("overview", lambda _: views.overview(use), lambda _: everything)),
-            ("/requests", Page("requests", lambda r: views.requests(use, r.query), _listed)),
+            ("/", Page("overview", lambda r: views.overview(use, caller_of(r)), _seen)),
+            (
+                "/requests",
+                Page("requests", lambda r: views.requests(use, caller_of(r), r.query), _listed),
+            ),
             ("/requests/{id}", Page("request", self._request, _one)),
             ("/workers", Page("workers", lambda _: views.workers(use), lambda _: everything)),
         ):
@@ -74,8 +79,11 @@ class StatusSite:
         router.add_post("/logout", self._logout)
         router.add_static("/static", downloads.STATIC)
 
+    async def _requests(self, request: web.Request) -> views.Context:
+        return await views.requests(self.scheduler, caller_of(request), request.query)
+
     async def _request(self, request: web.Request) -> views.Context:
-        caller = access.caller_of(request)
+        caller = caller_of(request)
         return await views.request(self.scheduler, caller, request.match_info["id"])
 
     def _render(self, template: str, context: dict[str, Any], request: web.Request) -> str:
@@ -181,13 +189,23 @@ async def _guarded(_request: web.Request, response: web.StreamResponse) -> None:
     response.headers.update(SECURITY_HEADERS)
 
 
+def _seen(request: web.Request) -> Wants:
+    """A page of everything follows the changes its viewer sees, and workers'."""
+    viewer = caller_of(request)
+    return lambda change: change is None or sees(viewer, change.tenant)
+
+
 def _listed(request: web.Request) -> Wants:
-    """A list follows the changes its filter passes (and worker changes: none)."""
+    """A list follows the changes its filter passes that its viewer sees
+    (and worker changes: none)."""
+    viewer = caller_of(request)
     try:
         where, _ = views.request_filter(request.query)
     except TaskyardError:
-        return everything
-    return lambda change: change is not None and where.matches(change)
+        return _seen(request)
+    return lambda change: (
+        change is not None and sees(viewer, change.tenant) and where.matches(change)
+    )
 
 
 def _one(request: web.Request) -> Wants:

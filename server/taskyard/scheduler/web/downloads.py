@@ -41,7 +41,8 @@ def log_stream(scheduler: Scheduler) -> Handler:
 
     async def stream(request: web.Request) -> web.StreamResponse:
         work_request_id = checked("id", request.match_info["id"], limits.MAX_ID)
-        current = await scheduler.work_requests.get(work_request_id)
+        viewer = access.caller_of(request)
+        current = await scheduler.work_requests.get(viewer, work_request_id)
         fixed = _number("attempt", request.query.get("attempt", ""))
         if fixed > current.attempt:
             raise invalid("attempt", f"{work_request_id} has had {current.attempt}")
@@ -51,7 +52,7 @@ def log_stream(scheduler: Scheduler) -> Handler:
                 await events.send(str(attempt), event="attempt")
                 if not await _send_log(scheduler, events, Lease(work_request_id, attempt), offset):
                     break
-                current = await scheduler.work_requests.get(work_request_id)
+                current = await scheduler.work_requests.get(viewer, work_request_id)
                 if fixed or current.state in FINAL_STATES or current.attempt == attempt:
                     break
                 attempt, offset = current.attempt, 0

@@ -23,7 +23,7 @@ from taskyard.scheduler.domain import (
     State,
     WorkRequest,
 )
-from taskyard.scheduler.service.auth import Principal
+from taskyard.scheduler.service.auth import Principal, tenant_of
 from taskyard.scheduler.service.scheduler import Scheduler
 from taskyard.scheduler.store.port import WorkRequestFilter
 from taskyard.scheduler.web.render import state_label
@@ -74,10 +74,11 @@ def run_time(work_request: WorkRequest, now: datetime) -> float | None:
     return None if end is None else (end - work_request.started_at).total_seconds()
 
 
-async def overview(scheduler: Scheduler) -> Context:
-    """Requests by state and task, timings of recent ones, and the fleet."""
-    counts = await scheduler.work_requests.counts()
-    recent, _ = await scheduler.work_requests.list(WorkRequestFilter(), RECENT, "")
+async def overview(scheduler: Scheduler, viewer: Principal) -> Context:
+    """Requests (those the viewer sees) by state and task, timings of recent
+    ones, and the fleet."""
+    counts = await scheduler.work_requests.counts(viewer)
+    recent, _ = await scheduler.work_requests.list(viewer, WorkRequestFilter(), RECENT, "")
     now = scheduler.core.clock()
     tasks = sorted({task for _, task in counts})
     waits = [w for w in map(queue_wait, recent) if w is not None]
@@ -89,6 +90,9 @@ async def overview(scheduler: Scheduler) -> Context:
         "wait": timing(waits),
         "run": timing(runs),
         "recent": recent[:10],
+        "tenants": [
+            u for u in scheduler.core.dispatcher.usage() if tenant_of(viewer) in (None, u.name)
+        ],
         "fleet": scheduler.workers.counts(),
         "now": now,
     }
@@ -119,10 +123,10 @@ def request_filter(query: Mapping[str, str]) -> tuple[WorkRequestFilter, str]:
     return where, query.get("before", "")
 
 
-async def requests(scheduler: Scheduler, query: Mapping[str, str]) -> Context:
-    """One page of requests, newest first, as filtered."""
+async def requests(scheduler: Scheduler, viewer: Principal, query: Mapping[str, str]) -> Context:
+    """One page of the requests the viewer sees, newest first, as filtered."""
     where, before = request_filter(query)
-    page, next_token = await scheduler.work_requests.list(where, PAGE_SIZE, before)
+    page, next_token = await scheduler.work_requests.list(viewer, where, PAGE_SIZE, before)
     filters = {k: query[k] for k in ("state", "task", "worker", "owner") if query.get(k)}
     return {
         "requests": page,
@@ -137,12 +141,12 @@ async def requests(scheduler: Scheduler, query: Mapping[str, str]) -> Context:
 async def request(scheduler: Scheduler, caller: Principal, work_request_id: str) -> Context:
     """One request: its history, attempts, artifacts and, pending, why."""
     checked("id", work_request_id, limits.MAX_ID)
-    work_request = await scheduler.work_requests.get(work_request_id)
-    attempts = await scheduler.work_requests.attempts(work_request_id)
+    work_request = await scheduler.work_requests.get(caller, work_request_id)
+    attempts = await scheduler.work_requests.attempts(caller, work_request_id)
     artifacts, _ = await scheduler.artifacts.page(caller, work_request_id, "", 100, "")
     explanation = None
     if work_request.state is State.PENDING:
-        _, explanation = await scheduler.work_requests.explain(work_request_id)
+        _, explanation = await scheduler.work_requests.explain(caller, work_request_id)
     return {
         "wr": work_request,
         "attempts": attempts,

@@ -1,6 +1,7 @@
 """Tenants: the teams sharing a farm, with weights and quotas; every request,
-artifact and submit token belongs to one. What existed moves into the
-default tenant; an idempotency key becomes its tenant's own.
+artifact and submit token belongs to one, and a worker may be reserved for
+some. What existed moves into the default tenant; an idempotency key
+becomes its tenant's own.
 
 Revision ID: 0007
 Revises: 0006
@@ -34,6 +35,8 @@ def upgrade() -> None:
     op.bulk_insert(tenants, [{"name": "default", "weight": 1.0}])
     with op.batch_alter_table("tokens") as table:
         table.add_column(sa.Column("tenant", sa.String(63), nullable=False, server_default=""))
+    with op.batch_alter_table("workers") as table:
+        table.add_column(sa.Column("tenants_json", sa.Text, nullable=False, server_default="[]"))
     op.execute("UPDATE tokens SET tenant = 'default' WHERE role = 'submit'")
     with op.batch_alter_table("artifacts") as table:
         table.add_column(
@@ -65,6 +68,8 @@ def downgrade() -> None:
         table.create_unique_constraint("uq_work_requests_idempotency_key", ["idempotency_key"])
     with op.batch_alter_table("artifacts") as table:
         table.drop_column("tenant")
+    with op.batch_alter_table("workers") as table:
+        table.drop_column("tenants_json")
     with op.batch_alter_table("tokens") as table:
         table.drop_column("tenant")
     op.drop_table("tenants")
