@@ -14,7 +14,7 @@ import hashlib
 import heapq
 import json
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,11 +99,29 @@ class WorkerView:
 
 
 class _Queue:
-    """One tenant's pending requests, grouped by shape, each group a heap."""
+    """One tenant's pending requests, grouped by shape, each group a heap;
+    and the heads of the groups in a heap of their own (`order`), so that
+    the best a worker can run is found by looking at the best heads first."""
 
     def __init__(self) -> None:
         self.heaps: dict[Shape, list[PendingEntry]] = {}
         self.tasks: dict[Shape, Task] = {}
+        #: Every group's head (a removed or overtaken one is replaced when it
+        #: comes up), best first; `ordered` holds their ids, each once.
+        self.order: list[PendingEntry] = []
+        self.ordered: set[str] = set()
+
+    def offer(self, head: PendingEntry) -> None:
+        """Put a group's head in `order`, unless it is there already."""
+        if head.id not in self.ordered:
+            self.ordered.add(head.id)
+            heapq.heappush(self.order, head)
+
+    def take(self) -> PendingEntry:
+        """The best of `order`, out of it."""
+        head = heapq.heappop(self.order)
+        self.ordered.discard(head.id)
+        return head
 
 
 class PendingIndex:
@@ -135,8 +153,11 @@ class PendingIndex:
         queue = self._queues.get(entry.tenant)
         if queue is None:
             queue = self._queues[entry.tenant] = _Queue()
-        heapq.heappush(queue.heaps.setdefault(entry.shape, []), entry)
+        heap = queue.heaps.setdefault(entry.shape, [])
+        heapq.heappush(heap, entry)
         queue.tasks.setdefault(entry.shape, task)
+        if heap[0] is entry:  # the group's new head
+            queue.offer(entry)
 
     def discard(self, work_request_id: str) -> PendingEntry | None:
         """Remove a request if it is here; return its entry."""
@@ -150,27 +171,51 @@ class PendingIndex:
         """The tenants with requests in the index (perhaps only removed ones)."""
         return list(self._queues)
 
-    def heads(self, tenant: str) -> Iterator[PendingEntry]:
-        """Yield the best live entry of every shape of `tenant`."""
+    def has_work(self, tenant: str) -> bool:
+        """Whether `tenant` may have requests here (perhaps only removed ones)."""
+        return tenant in self._queues
+
+    def _head(self, queue: _Queue, shape: Shape) -> PendingEntry | None:
+        """The live head of a group, its removed ones dropped (and the group
+        with them, once empty)."""
+        heap = queue.heaps.get(shape)
+        if heap is None:
+            return None
+        live = self._live
+        while heap and live.get(heap[0].id) is not heap[0]:
+            heapq.heappop(heap)
+        if heap:
+            return heap[0]
+        del queue.heaps[shape]
+        del queue.tasks[shape]
+        return None
+
+    def best(self, tenant: str, runnable: Callable[[PendingEntry], bool]) -> PendingEntry | None:
+        """The highest-priority, oldest request of `tenant` that is
+        `runnable`: the groups' heads are looked at best first, up to the
+        first that is (it stays in the index)."""
         queue = self._queues.get(tenant)
         if queue is None:
-            return
-        for shape in list(queue.heaps):
-            heap = queue.heaps[shape]
-            while heap and self._live.get(heap[0].id) is not heap[0]:
-                heapq.heappop(heap)
-            if heap:
-                yield heap[0]
-            else:
-                del queue.heaps[shape]
-                del queue.tasks[shape]
-        if not queue.heaps:
-            del self._queues[tenant]
-
-    def all_heads(self) -> Iterator[PendingEntry]:
-        """Yield the best live entry of every shape of every tenant."""
-        for tenant in self.tenants():
-            yield from self.heads(tenant)
+            return None
+        seen: list[PendingEntry] = []
+        try:
+            while queue.order:
+                candidate = queue.take()
+                head = self._head(queue, candidate.shape)
+                if head is None:
+                    continue
+                if head is not candidate:  # removed, or overtaken by a better one
+                    queue.offer(head)
+                    continue
+                seen.append(head)
+                if runnable(head):
+                    return head
+            return None
+        finally:
+            for head in seen:
+                queue.offer(head)
+            if not queue.heaps:
+                del self._queues[tenant]
 
 
 class VerdictCache:
@@ -203,15 +248,13 @@ def best_of(
 ) -> PendingEntry | None:
     """The highest-priority, oldest pending request of `tenant` that `worker`
     can run; what it cannot run is skipped, never waited behind."""
-    best: PendingEntry | None = None
-    for head in index.heads(tenant):
-        if best is not None and best < head:
-            continue
+
+    def runnable(head: PendingEntry) -> bool:
         if worker.filters_out(head.shape.task_name):
-            continue
-        if verdicts.can_run(head.shape, index.task(head), worker):
-            best = head
-    return best
+            return False
+        return verdicts.can_run(head.shape, index.task(head), worker)
+
+    return index.best(tenant, runnable)
 
 
 @dataclass(frozen=True)
@@ -240,62 +283,76 @@ class FairShare:
     the tenants with work the worker can run, the one with the fewest running
     per unit of weight, `(running + 1) / weight`; ties go to the one served
     least recently. A tenant at its running ceiling waits. A tenant alone
-    gets every slot. One matching pass builds one; it counts what it hands
-    out as running at once.
+    gets every slot.
+
+    The tenants wait in a heap kept from pass to pass (a pick costs the log
+    of their number, not their number): whoever changes what a tenant runs,
+    its weight, or gives it new work says so with `touch`, which puts it
+    back with its new place (the old one is skipped when it comes up).
     """
 
     def __init__(
-        self,
-        tenants: Iterator[str] | list[str],
-        running: Mapping[str, int],
-        shares: Mapping[str, Share],
-        served: Served,
+        self, running: Callable[[str], int], shares: Mapping[str, Share], served: Served
     ) -> None:
-        self._running = dict(running)
+        self._running = running
         self._shares = shares
         self._served = served
-        self._heap = [self._key(tenant) for tenant in tenants]
-        heapq.heapify(self._heap)
+        self._heap: list[tuple[float, int, int, str]] = []
+        #: The version of each tenant's place in the heap; not there: not waiting.
+        self._version: dict[str, int] = {}
 
-    def running(self, tenant: str) -> int:
-        return self._running.get(tenant, 0)
+    def touch(self, tenant: str) -> None:
+        """`tenant` has new work, or runs more or less, or weighs otherwise:
+        (re)place it in the heap."""
+        version = self._version.get(tenant, 0) + 1
+        self._version[tenant] = version
+        heapq.heappush(self._heap, self._place(tenant, version))
+        if len(self._heap) > 4 * len(self._version) + 64:  # mostly old places: start afresh
+            self._heap = [self._place(t, v) for t, v in self._version.items()]
+            heapq.heapify(self._heap)
+
+    def _place(self, tenant: str, version: int) -> tuple[float, int, int, str]:
+        fewest = (self._running(tenant) + 1) / self._share(tenant).weight
+        return fewest, self._served.last.get(tenant, 0), version, tenant
 
     def _share(self, tenant: str) -> Share:
         return self._shares.get(tenant) or _EQUAL
 
-    def _key(self, tenant: str) -> tuple[float, int, str]:
-        fewest = (self.running(tenant) + 1) / self._share(tenant).weight
-        return fewest, self._served.last.get(tenant, 0), tenant
-
     def at_ceiling(self, tenant: str) -> bool:
         """Whether `tenant` holds as many as its ceiling allows."""
         ceiling = self._share(tenant).max_running
-        return ceiling is not None and self.running(tenant) >= ceiling
+        return ceiling is not None and self._running(tenant) >= ceiling
 
     def pick(
         self, worker: WorkerView, index: PendingIndex, verdicts: VerdictCache
     ) -> PendingEntry | None:
         """The request `worker` takes: the fairest tenant's best that it can
-        run; None if it can run none."""
-        passed: list[tuple[float, int, str]] = []
+        run; None if it can run none. The caller counts it as running and
+        touches its tenant."""
+        passed: list[tuple[float, int, int, str]] = []
         try:
             while self._heap:
-                key = heapq.heappop(self._heap)
-                tenant = key[2]
-                if self.at_ceiling(tenant):
-                    continue  # it waits for the rest of this pass
+                place = heapq.heappop(self._heap)
+                _, _, version, tenant = place
+                if self._version.get(tenant) != version:
+                    continue  # an old place: it was touched since
+                if self.at_ceiling(tenant) or not index.has_work(tenant):
+                    del self._version[tenant]  # back when touched: a request ends, work comes
+                    continue
                 entry = best_of(tenant, worker, index, verdicts) if worker.serves(tenant) else None
                 if entry is None:
-                    passed.append(key)
+                    if index.has_work(tenant):
+                        passed.append(place)  # others may run its work
+                    else:
+                        del self._version[tenant]
                     continue
-                self._running[tenant] = self.running(tenant) + 1
                 self._served.note(tenant)
-                heapq.heappush(self._heap, self._key(tenant))
+                self.touch(tenant)
                 return entry
             return None
         finally:
-            for key in passed:
-                heapq.heappush(self._heap, key)
+            for place in passed:
+                heapq.heappush(self._heap, place)
 
 
 _EQUAL = Share()
@@ -303,5 +360,8 @@ _EQUAL = Share()
 
 def pick(worker: WorkerView, index: PendingIndex, verdicts: VerdictCache) -> PendingEntry | None:
     """The request `worker` takes, all tenants weighing the same and none
-    running anything (a pass of one pick)."""
-    return FairShare(index.tenants(), {}, {}, Served()).pick(worker, index, verdicts)
+    running anything."""
+    fair = FairShare(lambda _tenant: 0, {}, Served())
+    for tenant in index.tenants():
+        fair.touch(tenant)
+    return fair.pick(worker, index, verdicts)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -175,54 +177,108 @@ def tenants_index(*requests: tuple[str, str, str]) -> PendingIndex:
     return index
 
 
-def take(fair: FairShare, index: PendingIndex, view: WorkerView, slots: int) -> list[str]:
-    """What `slots` free slots of `view` take in one pass, in order."""
-    taken = []
-    for _ in range(slots):
-        entry = fair.pick(view, index, VerdictCache())
-        if entry is None:
-            break
-        index.discard(entry.id)
-        taken.append(entry.id)
-    return taken
+class Pass:
+    """A fair share over an index, counting what it hands out as running."""
+
+    def __init__(
+        self,
+        index: PendingIndex,
+        running: dict[str, int],
+        shares: dict[str, Share] | None = None,
+        served: Served | None = None,
+    ) -> None:
+        self.index = index
+        self.running: Counter[str] = Counter(running)
+        self.fair = FairShare(self.running.__getitem__, shares or {}, served or Served())
+        for tenant in index.tenants():
+            self.fair.touch(tenant)
+
+    def take(self, view: WorkerView, slots: int) -> list[str]:
+        """What `slots` free slots of `view` take, in order."""
+        taken = []
+        for _ in range(slots):
+            entry = self.fair.pick(view, self.index, VerdictCache())
+            if entry is None:
+                break
+            self.index.discard(entry.id)
+            self.running[entry.tenant] += 1
+            self.fair.touch(entry.tenant)
+            taken.append(entry.id)
+        return taken
 
 
 def test_a_flood_does_not_starve_a_tenant_that_comes_later() -> None:
     flood = [(f"a{n}", "a", "amd64") for n in range(100)]
     index = tenants_index(*flood, ("b0", "b", "amd64"), ("b1", "b", "amd64"))
-    fair = FairShare(index.tenants(), {"a": 4}, {}, Served())
     # a holds 4 slots; the next two free slots go to b first, then a again.
-    assert take(fair, index, worker("amd64"), 3) == ["b0", "b1", "a0"]
+    assert Pass(index, {"a": 4}).take(worker("amd64"), 3) == ["b0", "b1", "a0"]
 
 
 def test_weights_share_the_slots_in_proportion() -> None:
     index = tenants_index(*[(f"{t}{n}", t, "amd64") for n in range(50) for t in "ab"])
-    fair = FairShare(index.tenants(), {}, {"a": Share(weight=2.0)}, Served())
-    taken = take(fair, index, worker("amd64"), 30)
+    taken = Pass(index, {}, {"a": Share(weight=2.0)}).take(worker("amd64"), 30)
     assert sum(t.startswith("a") for t in taken) == 20  # 2:1
     assert sum(t.startswith("b") for t in taken) == 10
 
 
 def test_a_tenant_alone_gets_every_slot_and_a_ceiling_holds_it_back() -> None:
     index = tenants_index(*[(f"a{n}", "a", "amd64") for n in range(10)])
-    assert len(take(FairShare(index.tenants(), {}, {}, Served()), index, worker("amd64"), 8)) == 8
+    assert len(Pass(index, {}).take(worker("amd64"), 8)) == 8
     capped = tenants_index(*[(f"a{n}", "a", "amd64") for n in range(10)])
-    ceiling = {"a": Share(max_running=3)}
-    assert take(
-        FairShare(capped.tenants(), {"a": 1}, ceiling, Served()), capped, worker("amd64"), 8
-    ) == ["a0", "a1"]
+    held_back = Pass(capped, {"a": 1}, {"a": Share(max_running=3)})
+    assert held_back.take(worker("amd64"), 8) == ["a0", "a1"]
+    held_back.running["a"] -= 1  # one of them ends
+    held_back.fair.touch("a")
+    assert held_back.take(worker("amd64"), 8) == ["a2"]
 
 
 def test_ties_go_to_the_tenant_served_least_recently() -> None:
     served = Served()
     served.note("a")
     index = tenants_index(("a0", "a", "amd64"), ("b0", "b", "amd64"))
-    assert take(FairShare(index.tenants(), {}, {}, served), index, worker("amd64"), 1) == ["b0"]
+    assert Pass(index, {}, served=served).take(worker("amd64"), 1) == ["b0"]
 
 
 def test_work_the_worker_cannot_run_is_skipped_and_reserved_workers_serve_their_own() -> None:
     index = tenants_index(("a0", "a", "arm64"), ("a1", "a", "amd64"), ("b0", "b", "amd64"))
-    fair = FairShare(index.tenants(), {"b": 5}, {}, Served())
-    assert take(fair, index, worker("amd64"), 1) == ["a1"]  # a's arm64 request does not block
+    fair = Pass(index, {"b": 5})
+    assert fair.take(worker("amd64"), 1) == ["a1"]  # a's arm64 request does not block
     reserved = WorkerView.of("r", {"arch:version": 1, "system:arch": "amd64"}, tenants=("b",))
-    assert take(fair, index, reserved, 2) == ["b0"]  # only b's, though a waits
+    assert fair.take(reserved, 2) == ["b0"]  # only b's, though a waits
+
+
+def test_the_best_runnable_request_is_found_whatever_came_and_went() -> None:
+    """Against the obvious way (sort what is live), over random adds, removals
+    and picks, by workers that can run one shape only."""
+    rng = random.Random(7)
+    index = PendingIndex()
+    live: dict[str, PendingEntry] = {}
+    shapes = {arch: Shape("arch", fingerprint({"arch": arch})) for arch in ("x", "y", "z")}
+    for step in range(3000):
+        roll = rng.random()
+        if roll < 0.5 or not live:
+            arch, number = rng.choice(sorted(shapes)), f"r{step:05d}"
+            entry = PendingEntry.of(
+                number, shapes[arch], rng.randrange(3), number, rng.choice("ab")
+            )
+            index.add(entry, arch_task(arch))
+            live[number] = entry
+        elif roll < 0.7:
+            gone = rng.choice(sorted(live))
+            index.discard(gone)
+            del live[gone]
+        else:
+            shape, tenant = shapes[rng.choice(sorted(shapes))], rng.choice("ab")
+            want = sorted(
+                (e for e in live.values() if (e.tenant, e.shape) == (tenant, shape)),
+                key=lambda e: e.sort_key,
+            )
+
+            def runnable(head: PendingEntry, shape: Shape = shape) -> bool:
+                return head.shape == shape
+
+            found = index.best(tenant, runnable)
+            assert found == (want[0] if want else None), step
+            if found is not None:
+                index.discard(found.id)
+                del live[found.id]

@@ -78,15 +78,15 @@ class Dispatcher:
         self.index = PendingIndex()
         self.verdicts = VerdictCache()
         self.workers: dict[str, LiveWorker] = {}
-        self.pending = ByTenant()
-        self.active = ByTenant()
         #: The tenants, and what matching reads of them: weight and running
         #: ceiling (a tenant not there: weight 1, no ceiling).
         self.tenants: dict[str, Tenant] = {}
         self.shares: dict[str, Share] = {}
-        self.served = Served()
         #: Requests claimed by a matching pass, not yet committed, by tenant.
         self._claiming: Counter[str] = Counter()
+        self.fair = FairShare(self._running_of, self.shares, Served())
+        self.pending = ByTenant()
+        self.active = ByTenant(self.fair.touch)
         self._kicked = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -171,6 +171,7 @@ class Dispatcher:
             work_request.tenant,
         )
         self.index.add(entry, task)
+        self.fair.touch(work_request.tenant)
         self.kick()
 
     def _hold(self, work_request: WorkRequest) -> None:
@@ -280,12 +281,19 @@ class Dispatcher:
         """Each tenant's requests assigned or running, and being claimed."""
         return self.active.counts + self._claiming
 
+    def _running_of(self, tenant: str) -> int:
+        return self.active.counts[tenant] + self._claiming[tenant]
+
+    def _claimed_by(self, tenant: str, change: int) -> None:
+        self._claiming[tenant] += change
+        self.fair.touch(tenant)
+
     def match_once(self) -> int:
         """Give every free slot the best pending request it can run, the
         tenants taking turns by fair share; return how many."""
         claims: list[tuple[LiveWorker, WorkRequest, Decision]] = []
         verdicts = self.verdicts
-        fair = FairShare(self.index.tenants(), self.running(), self.shares, self.served)
+        fair = self.fair
         shapes = self.index.shapes
         for live in self.workers.values():
             while live.free_slots() > 0:
@@ -296,7 +304,7 @@ class Dispatcher:
                 decision = Decision(shapes, verdicts.hits - hits)
                 self.index.discard(entry.id)
                 live.busy.add(entry.id)
-                self._claiming[entry.tenant] += 1
+                self._claimed_by(entry.tenant, 1)
                 claims.append((live, self.pending.pop(entry.id), decision))
         if claims:
             self._spawn(self._claim(claims))
@@ -312,7 +320,7 @@ class Dispatcher:
             log.exception("could not claim %d request(s); they stay pending", len(claims))
             won = [False] * len(claims)
         for (live, work_request, decision), claimed, ok in zip(claims, assigned, won, strict=True):
-            self._claiming[work_request.tenant] -= 1
+            self._claimed_by(work_request.tenant, -1)
             if ok:
                 queued_since = work_request.updated_at or work_request.created_at
                 self.assigned(live, claimed, queued_since, decision)
@@ -329,9 +337,7 @@ class Dispatcher:
 
     def at_ceiling(self, tenant: str) -> bool:
         """Whether `tenant` holds as many assigned or running as it may."""
-        share = self.shares.get(tenant)
-        ceiling = share.max_running if share else None
-        return ceiling is not None and self.running()[tenant] >= ceiling
+        return self.fair.at_ceiling(tenant)
 
     def reserve(self, task: Task, shape: Shape, tenant: str) -> tuple[LiveWorker, Decision] | None:
         """A free worker that can run a new request of `task` for `tenant`

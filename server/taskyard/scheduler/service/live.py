@@ -120,24 +120,31 @@ class ByTenant(MutableMapping[str, WorkRequest]):
     """Requests by id, counted by tenant as they come and go (what fair
     share and quotas read: no scan)."""
 
-    def __init__(self) -> None:
+    def __init__(self, changed: Callable[[str], None] = lambda tenant: None) -> None:
         self._requests: dict[str, WorkRequest] = {}
         #: How many of them each tenant has.
         self.counts: Counter[str] = Counter()
+        #: Told of each tenant whose count changed.
+        self._changed = changed
 
     def __getitem__(self, work_request_id: str) -> WorkRequest:
         return self._requests[work_request_id]
 
     def __setitem__(self, work_request_id: str, work_request: WorkRequest) -> None:
         before = self._requests.get(work_request_id)
-        if before is not None:
-            self.counts[before.tenant] -= 1
         self._requests[work_request_id] = work_request
-        self.counts[work_request.tenant] += 1
+        if before is None or before.tenant != work_request.tenant:
+            if before is not None:
+                self._count(before.tenant, -1)
+            self._count(work_request.tenant, 1)
 
     def __delitem__(self, work_request_id: str) -> None:
         before = self._requests.pop(work_request_id)
-        self.counts[before.tenant] -= 1
+        self._count(before.tenant, -1)
+
+    def _count(self, tenant: str, change: int) -> None:
+        self.counts[tenant] += change
+        self._changed(tenant)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._requests)

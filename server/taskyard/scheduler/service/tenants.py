@@ -63,9 +63,11 @@ class Tenants:
 
     def remember(self, tenant: Tenant) -> None:
         """Record a created or changed tenant (here or on another scheduler)."""
-        self._core.dispatcher.tenants[tenant.name] = tenant
-        self._core.dispatcher.shares[tenant.name] = share_of(tenant)
-        self._core.dispatcher.kick()  # a raised ceiling or weight may free work
+        dispatcher = self._core.dispatcher
+        dispatcher.tenants[tenant.name] = tenant
+        dispatcher.shares[tenant.name] = share_of(tenant)
+        dispatcher.fair.touch(tenant.name)
+        dispatcher.kick()  # a raised ceiling or weight may free work
 
     async def list(self) -> list[tuple[Tenant, int, int]]:
         """Every tenant, with its requests running and pending now."""
