@@ -267,23 +267,34 @@ class Share:
 
 
 class Served:
-    """When each tenant was last served: a sequence number, kept across passes."""
+    """How much each tenant has been served, in units of its weight (a
+    virtual time, as in start-time fair queueing): between tenants holding
+    the same share of slots, the one served least goes first. A tenant that
+    comes back after having no work starts level with the one served last,
+    so waiting for nothing banks nothing."""
 
     def __init__(self) -> None:
-        self.last: dict[str, int] = {}
-        self._count = 0
+        self.level: dict[str, float] = {}
+        self._now = 0.0
 
-    def note(self, tenant: str) -> None:
-        self._count += 1
-        self.last[tenant] = self._count
+    def note(self, tenant: str, weight: float) -> None:
+        """`tenant` was given a slot."""
+        self._now = self.level.get(tenant, self._now)
+        self.level[tenant] = self._now + 1 / weight
+
+    def arrived(self, tenant: str) -> None:
+        """`tenant` has work again after having none."""
+        self.level[tenant] = max(self.level.get(tenant, 0.0), self._now)
 
 
 class FairShare:
-    """Which tenant a free slot serves (Buildbarn's rule, with weights): among
-    the tenants with work the worker can run, the one with the fewest running
-    per unit of weight, `(running + 1) / weight`; ties go to the one served
-    least recently. A tenant at its running ceiling waits. A tenant alone
-    gets every slot.
+    """Which tenant a free slot serves: among the tenants with work the worker
+    can run, the one with the fewest running per unit of weight, `running /
+    weight` (Buildbarn's rule, which needs no history); ties go to the one
+    served least for its weight (`Served`), which makes the shares come out
+    as the weights say over time even where the slots cannot be split so at
+    any moment (4 slots, weights 2:1: 3:1 and 2:2 in turn). A tenant at its
+    running ceiling waits. A tenant alone gets every slot.
 
     The tenants wait in a heap kept from pass to pass (a pick costs the log
     of their number, not their number): whoever changes what a tenant runs,
@@ -297,7 +308,7 @@ class FairShare:
         self._running = running
         self._shares = shares
         self._served = served
-        self._heap: list[tuple[float, int, int, str]] = []
+        self._heap: list[tuple[float, float, int, str]] = []
         #: The version of each tenant's place in the heap; not there: not waiting.
         self._version: dict[str, int] = {}
 
@@ -311,9 +322,14 @@ class FairShare:
             self._heap = [self._place(t, v) for t, v in self._version.items()]
             heapq.heapify(self._heap)
 
-    def _place(self, tenant: str, version: int) -> tuple[float, int, int, str]:
-        fewest = (self._running(tenant) + 1) / self._share(tenant).weight
-        return fewest, self._served.last.get(tenant, 0), version, tenant
+    def _place(self, tenant: str, version: int) -> tuple[float, float, int, str]:
+        fewest = self._running(tenant) / self._share(tenant).weight
+        return fewest, self._served.level.get(tenant, 0.0), version, tenant
+
+    def arrived(self, tenant: str) -> None:
+        """`tenant` has work again after having none: in the heap, level."""
+        self._served.arrived(tenant)
+        self.touch(tenant)
 
     def _share(self, tenant: str) -> Share:
         return self._shares.get(tenant) or _EQUAL
@@ -329,7 +345,7 @@ class FairShare:
         """The request `worker` takes: the fairest tenant's best that it can
         run; None if it can run none. The caller counts it as running and
         touches its tenant."""
-        passed: list[tuple[float, int, int, str]] = []
+        passed: list[tuple[float, float, int, str]] = []
         try:
             while self._heap:
                 place = heapq.heappop(self._heap)
@@ -346,7 +362,7 @@ class FairShare:
                     else:
                         del self._version[tenant]
                     continue
-                self._served.note(tenant)
+                self._served.note(tenant, self._share(tenant).weight)
                 self.touch(tenant)
                 return entry
             return None

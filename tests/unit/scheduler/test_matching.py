@@ -214,6 +214,24 @@ def test_a_flood_does_not_starve_a_tenant_that_comes_later() -> None:
     assert Pass(index, {"a": 4}).take(worker("amd64"), 3) == ["b0", "b1", "a0"]
 
 
+def test_four_slots_come_out_two_to_one_over_time_for_weights_two_to_one() -> None:
+    """Slots freeing one at a time, each taken at once: the running shares,
+    averaged, follow the weights (the instantaneous rule alone would hold
+    3:1 for ever)."""
+    index = tenants_index(*[(f"{t}{n:04d}", t, "amd64") for n in range(2000) for t in "ab"])
+    fair = Pass(index, {}, {"a": Share(weight=2.0)})
+    running = fair.take(worker("amd64"), 4)  # in the order they end
+    held = {"a": 0, "b": 0}
+    for _ in range(1200):
+        ended = running.pop(0)
+        fair.running[ended[0]] -= 1
+        fair.fair.touch(ended[0])
+        running += fair.take(worker("amd64"), 1)
+        for request in running:
+            held[request[0]] += 1
+    assert abs(held["a"] / held["b"] - 2.0) < 0.1
+
+
 def test_weights_share_the_slots_in_proportion() -> None:
     index = tenants_index(*[(f"{t}{n}", t, "amd64") for n in range(50) for t in "ab"])
     taken = Pass(index, {}, {"a": Share(weight=2.0)}).take(worker("amd64"), 30)
@@ -232,9 +250,9 @@ def test_a_tenant_alone_gets_every_slot_and_a_ceiling_holds_it_back() -> None:
     assert held_back.take(worker("amd64"), 8) == ["a2"]
 
 
-def test_ties_go_to_the_tenant_served_least_recently() -> None:
+def test_ties_go_to_the_tenant_served_least_for_its_weight() -> None:
     served = Served()
-    served.note("a")
+    served.note("a", 1.0)
     index = tenants_index(("a0", "a", "amd64"), ("b0", "b", "amd64"))
     assert Pass(index, {}, served=served).take(worker("amd64"), 1) == ["b0"]
 

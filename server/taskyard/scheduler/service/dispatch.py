@@ -170,8 +170,12 @@ class Dispatcher:
             work_request.queue_key,
             work_request.tenant,
         )
+        back = not self.index.has_work(work_request.tenant)
         self.index.add(entry, task)
-        self.fair.touch(work_request.tenant)
+        if back:
+            self.fair.arrived(work_request.tenant)
+        else:
+            self.fair.touch(work_request.tenant)
         self.kick()
 
     def _hold(self, work_request: WorkRequest) -> None:
