@@ -10,10 +10,11 @@ rebuilt at start, and a claim is a compare-and-set in the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -82,8 +83,10 @@ class Dispatcher:
         #: ceiling (a tenant not there: weight 1, no ceiling).
         self.tenants: dict[str, Tenant] = {}
         self.shares: dict[str, Share] = {}
-        #: Requests claimed by a matching pass, not yet committed, by tenant.
+        #: Requests claimed by a matching pass, not yet committed, by tenant;
+        #: and requests ending (`releasing`).
         self._claiming: Counter[str] = Counter()
+        self._ending: Counter[str] = Counter()
         self.fair = FairShare(self._running_of, self.shares, Served())
         self.pending = ByTenant()
         self.active = ByTenant(self.fair.touch)
@@ -96,7 +99,7 @@ class Dispatcher:
         self.sessions = WorkerSessions(
             Scheduling(db, feed, clock, settings, self.workers, self.active, self.observers,
                        commit=self.commit, scheduler_id=scheduler_id, kick=self.kick,
-                       spawn=self._spawn)
+                       spawn=self._spawn, releasing=self.releasing)
         )  # fmt: skip
 
     # -- Lifecycle --------------------------------------------------------
@@ -283,10 +286,27 @@ class Dispatcher:
 
     def running(self) -> Counter[str]:
         """Each tenant's requests assigned or running, and being claimed."""
-        return self.active.counts + self._claiming
+        return self.active.counts + self._claiming - self._ending
 
     def _running_of(self, tenant: str) -> int:
-        return self.active.counts[tenant] + self._claiming[tenant]
+        return self.active.counts[tenant] + self._claiming[tenant] - self._ending[tenant]
+
+    @contextlib.contextmanager
+    def releasing(self, work_request_id: str) -> Iterator[None]:
+        """While a request whose slot was freed has its end committed, fair
+        share counts it as ended already (the slot it frees is decided on
+        before the commit)."""
+        current = self.active.get(work_request_id)
+        if current is None:
+            yield
+            return
+        self._ending[current.tenant] += 1
+        self.fair.touch(current.tenant)
+        try:
+            yield
+        finally:
+            self._ending[current.tenant] -= 1
+            self.fair.touch(current.tenant)
 
     def _claimed_by(self, tenant: str, change: int) -> None:
         self._claiming[tenant] += change

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Coroutine, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -79,6 +80,9 @@ class Scheduling:
     kick: Callable[[], None]
     #: Run a side job, its failure logged.
     spawn: Callable[[Coroutine[Any, Any, Any]], None]
+    #: Count an active request as ended for fair share while its end is
+    #: being committed (its slot was freed at once).
+    releasing: Callable[[str], AbstractContextManager[None]]
 
 
 class WorkerSessions:
@@ -96,6 +100,7 @@ class WorkerSessions:
         self.scheduler_id = scheduling.scheduler_id
         self.kick = scheduling.kick
         self._spawn = scheduling.spawn
+        self._releasing = scheduling.releasing
 
     # -- Sessions -----------------------------------------------------------
 
@@ -233,10 +238,16 @@ class WorkerSessions:
         """The worker finished an assignment (and, with `started`, reported its
         start in the same message). A resent report of a recorded result is
         accepted again (its first acknowledgement may have been lost)."""
-        live = self.workers.get(session.worker_name)
-        if live is not None:
-            live.busy.discard(lease.work_request_id)
-            self.kick()
+        with self._releasing(lease.work_request_id):
+            live = self.workers.get(session.worker_name)
+            if live is not None:
+                live.busy.discard(lease.work_request_id)
+                self.kick()  # the slot is free now: matching need not wait for the commit
+            await self._complete(session, lease, ending, started)
+
+    async def _complete(
+        self, session: Session, lease: Lease, ending: lifecycle.Ending, started: bool
+    ) -> None:
         try:
             current = self._current(session, lease)
         except StaleLeaseError:
