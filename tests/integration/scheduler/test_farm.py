@@ -55,7 +55,7 @@ async def eventually(call: object, timeout: float = 10.0) -> object:
             await asyncio.sleep(0.05)
 
 
-async def worker_on(harness: Harness, other: Harness, name: str) -> SessionClient:
+async def worker_on(harness: Harness, other: Harness, name: str, slots: int = 1) -> SessionClient:
     """A worker registered and enabled through `other`, connected to `harness`."""
     client = SessionClient(other, name)
     await client.register()
@@ -63,7 +63,7 @@ async def worker_on(harness: Harness, other: Harness, name: str) -> SessionClien
         operator_pb2.EnableWorkerRequest(name=client.name), metadata=other.admin
     )
     client.harness = harness
-    await eventually(client.connect)
+    await eventually(lambda: client.connect(slots=slots))
     return client
 
 
@@ -238,4 +238,34 @@ async def test_a_follower_on_one_gets_output_sent_to_the_other(
     assert (await anext(lines)).data == b"two\n"
     worker.completed(lease, workers_pb2.WORK_OUTCOME_SUCCESS)
     assert [chunk async for chunk in follow] == []  # sealed: the follow ends
+    await worker.disconnect()
+
+
+async def test_a_tenants_quota_set_on_one_holds_on_the_other(
+    pair: tuple[Harness, Harness],
+) -> None:
+    a, b = pair
+    await a.operator.SetTenant(
+        operator_pb2.SetTenantRequest(name="team-a", weight=1.0, max_running=1), metadata=a.admin
+    )
+    created = await a.operator.CreateToken(
+        operator_pb2.CreateTokenRequest(role=operator_pb2.TOKEN_ROLE_SUBMIT, tenant="team-a"),
+        metadata=a.admin,
+    )
+    team = bearer_metadata(created.secret)
+    # Announced in order: once b knows the token, it knows the quota set before it.
+    await eventually(lambda: b.work_requests.List(pb.ListRequest(), metadata=team))
+    worker = await worker_on(b, a, "w1", slots=2)
+    submitted = [
+        (await a.work_requests.Submit(pb.SubmitRequest(task_name="noop"), metadata=team))
+        for _ in range(2)
+    ]
+    first = await worker.expect("assignment")  # b assigns what a took in
+    assert first.lease.work_request_id == submitted[0].work_request.id
+    held = submitted[1].work_request.id
+    explained = await b.work_requests.Explain(pb.ExplainRequest(id=held), metadata=team)
+    assert "team-a is at its limit of 1 running" in explained.summary
+    worker.completed(first.lease, workers_pb2.WORK_OUTCOME_SUCCESS)
+    await worker.expect("ack")
+    assert (await worker.expect("assignment")).lease.work_request_id == held
     await worker.disconnect()
