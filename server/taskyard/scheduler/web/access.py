@@ -2,8 +2,9 @@
 
 On a loopback listener nobody needs a token. On any other, a caller shows a
 client token: as a bearer header, or in the HttpOnly cookie the login form
-sets. Roles apply as on the gRPC API: the pages need the submit role, the
-workers page and its data the admin role; a worker's token sees nothing.
+sets. Roles apply as on the gRPC API: the pages need the submit role (and
+show the caller's tenant), the workers page and its data and `/metrics`
+(every tenant's figures) the admin role; a worker's token sees nothing.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ LOCAL = ClientPrincipal("local", Role.ADMIN)
 CALLER = web.RequestKey("caller", ClientPrincipal)
 #: Paths anyone may fetch.
 PUBLIC = ("/login", "/static/")
-#: Paths that need more than the submit role.
-ADMIN_ONLY = ("/workers", "/live/workers")
+#: Paths that need more than the submit role: they show the whole farm.
+ADMIN_ONLY = ("/workers", "/live/workers", "/metrics")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
