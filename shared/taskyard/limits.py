@@ -54,8 +54,13 @@ class Rule:
 
 
 #: Artifacts one request's task data may name as `inputs` (every task's
-#: reserved keys: `taskyard.tasks.run_options`).
+#: reserved keys: `taskyard.tasks.run_options`), resolved ones included.
 MAX_INPUTS = 100
+#: Requests of one BatchSubmit (a pipeline), and those one request may wait
+#: for (a fan-in); a pipeline's view lists at most `MAX_PIPELINE` requests.
+MAX_BATCH = 20_000
+MAX_AFTER = 20_000
+MAX_PIPELINE = 20_000
 
 #: Defaults by type.
 MAX_STRING = 1024
@@ -92,6 +97,11 @@ RULES: dict[str, Rule] = {
     "taskyard.v1.SubmitRequest.timeout": Rule(max_seconds=MAX_TIMEOUT),
     "taskyard.v1.SubmitRequest.idempotency_key": Rule(max_length=200),
     "taskyard.v1.SubmitRequest.max_attempts": Rule(maximum=100),
+    "taskyard.v1.SubmitRequest.ref": Rule(max_length=100),
+    "taskyard.v1.SubmitRequest.after": Rule(max_items=MAX_AFTER),
+    "taskyard.v1.Dependency.on": Rule(max_length=100),
+    "taskyard.v1.BatchSubmitRequest.requests": Rule(max_items=MAX_BATCH),
+    "taskyard.v1.GetPipelineRequest.id": _ID,
     "taskyard.v1.ListRequest.page_size": _PAGE,
     "taskyard.v1.ListRequest.page_token": _ID,
     "taskyard.v1.AbortRequest.reason": _TEXT,

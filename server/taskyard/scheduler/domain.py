@@ -15,6 +15,8 @@ from taskyard.errors import FailedPreconditionError
 class State(enum.StrEnum):
     """Lifecycle state of a work request."""
 
+    #: Waiting for the requests it depends on (`Dependency`) before it may run.
+    BLOCKED = "blocked"
     PENDING = "pending"
     ASSIGNED = "assigned"
     RUNNING = "running"
@@ -35,13 +37,16 @@ class Result(enum.StrEnum):
 #: PENDING; retry goes COMPLETED/ABORTED -> PENDING; ASSIGNED -> COMPLETED is a
 #: task that fails before it starts (unknown task, bad data, timeout);
 #: PENDING -> COMPLETED a request found at start that can no longer run (its
-#: task is gone, or what was stored of it cannot be used).
+#: task is gone, or what was stored of it cannot be used). BLOCKED -> PENDING
+#: is its dependencies met, BLOCKED -> ABORTED one of them failed (or a user
+#: aborted it), ABORTED -> BLOCKED the failed one retried.
 TRANSITIONS: dict[State, frozenset[State]] = {
+    State.BLOCKED: frozenset({State.PENDING, State.ABORTED, State.COMPLETED}),
     State.PENDING: frozenset({State.ASSIGNED, State.ABORTED, State.COMPLETED}),
     State.ASSIGNED: frozenset({State.RUNNING, State.COMPLETED, State.PENDING, State.ABORTED}),
     State.RUNNING: frozenset({State.COMPLETED, State.PENDING, State.ABORTED}),
     State.COMPLETED: frozenset({State.PENDING}),
-    State.ABORTED: frozenset({State.PENDING}),
+    State.ABORTED: frozenset({State.PENDING, State.BLOCKED}),
 }
 
 FINAL_STATES = frozenset({State.COMPLETED, State.ABORTED})
@@ -79,6 +84,30 @@ class Tenant:
     max_running: int | None = None
     #: The most of its requests waiting at once; a submit past it is refused.
     max_pending: int | None = None
+
+
+class Needs(enum.StrEnum):
+    """What a request waits for of one it depends on."""
+
+    #: Its success; its failure, error or abort aborts the waiting request.
+    SUCCESS = "success"
+    #: Its end, however it ends (a report or clean-up step).
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """A request waits for another (`on`) to succeed or to end."""
+
+    on: str
+    needs: Needs = Needs.SUCCESS
+
+    def met_by(self, parent: WorkRequest) -> bool | None:
+        """True if `parent` as it is meets it, False if it never will (until
+        retried), None if it may still."""
+        if parent.state not in FINAL_STATES:
+            return None
+        return self.needs is Needs.DONE or parent.result is Result.SUCCESS
 
 
 @dataclass(frozen=True)
@@ -131,6 +160,8 @@ class WorkRequest:
     tenant: str = DEFAULT_TENANT
     #: How the last attempt ended, as its task reported it (a JSON object).
     details_json: str = ""
+    #: While BLOCKED: how many of its dependencies are not met yet.
+    waiting: int = 0
 
     @property
     def lease(self) -> Lease:

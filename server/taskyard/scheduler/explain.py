@@ -6,6 +6,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from taskyard.scheduler.domain import Dependency
 from taskyard.scheduler.matching import WorkerView
 from taskyard.tasks import Task
 
@@ -56,6 +57,8 @@ class Explanation:
     verdicts: tuple[Verdict, ...]
     runnable: bool
     summary: str
+    #: While it is blocked: what it still waits for.
+    waiting_for: tuple[Dependency, ...] = ()
 
 
 def _capability(task: Task, view: WorkerView) -> tuple[Eligibility, str] | None:
@@ -97,11 +100,15 @@ def verdict_on(task: Task, worker: WorkerStatus, tenant: str = "") -> Verdict:
 
 
 def explain(
-    task: Task, workers: Iterable[WorkerStatus], tenant: str = "", held_back: str = ""
+    task: Task,
+    workers: Iterable[WorkerStatus],
+    tenant: str = "",
+    held_back: str = "",
+    waiting_for: Iterable[Dependency] = (),
 ) -> Explanation:
     """Explain, for a pending request of the configured `task` (of `tenant`),
-    every worker's verdict; `held_back` says why its tenant waits, if it does
-    (at its running ceiling)."""
+    every worker's verdict; `held_back` says why it waits besides, if it
+    does (its tenant at its running ceiling, requests it waits for)."""
     verdicts = tuple(
         sorted((verdict_on(task, w, tenant) for w in workers), key=lambda v: v.worker_name)
     )
@@ -117,4 +124,4 @@ def explain(
         summary = f"{capable} of {len(verdicts)} known workers could run it."
     if held_back:
         summary = f"{held_back}. {summary}"
-    return Explanation(verdicts, runnable, summary)
+    return Explanation(verdicts, runnable, summary, tuple(waiting_for))

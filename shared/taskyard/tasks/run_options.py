@@ -2,7 +2,10 @@
 
 Four top-level keys of every task's data are reserved for it, whatever the
 task: `inputs` (artifacts whose files the worker puts in the working
-directory's `inputs/` before the task runs: `[{"artifact": ID}]`),
+directory's `inputs/` before the task runs: `{"artifact": ID}`, or
+`{"request": ID, "category": C}` for what another request produced, which
+the scheduler resolves when that request succeeds and records in the item
+as `"artifacts": [ID, ...]`),
 `environment` (the id of a root-filesystem tarball artifact to run its
 programs in), `network` (true: the host's network; by default a task has
 only its own loopback) and `limits` (`memory_mb`, `processes`). The Task
@@ -43,10 +46,28 @@ SCHEMA: dict[str, Any] = {
             "type": "array",
             "maxItems": MAX_INPUTS,
             "items": {
-                "type": "object",
-                "required": ["artifact"],
-                "properties": {"artifact": {"type": "string", "pattern": ARTIFACT_ID}},
-                "additionalProperties": False,
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "required": ["artifact"],
+                        "properties": {"artifact": {"type": "string", "pattern": ARTIFACT_ID}},
+                        "additionalProperties": False,
+                    },
+                    {
+                        "type": "object",
+                        "required": ["request"],
+                        "properties": {
+                            "request": {"type": "string", "minLength": 1, "maxLength": 100},
+                            "category": {"type": "string", "minLength": 1, "maxLength": 200},
+                            "artifacts": {
+                                "type": "array",
+                                "maxItems": MAX_INPUTS,
+                                "items": {"type": "string", "pattern": ARTIFACT_ID},
+                            },
+                        },
+                        "additionalProperties": False,
+                    },
+                ]
             },
             "description": "artifacts whose files are put in inputs/ before the task runs",
         },
@@ -76,7 +97,10 @@ VALIDATOR = compile_schema(SCHEMA)
 class RunOptions:
     """A task's reserved keys, validated."""
 
+    #: Artifact ids: those named, and those resolved from requests.
     inputs: tuple[str, ...] = ()
+    #: The requests whose artifacts are inputs: (id or batch ref, category).
+    input_requests: tuple[tuple[str, str], ...] = ()
     environment: str = ""
     network: bool = False
     memory_mb: int | None = None
@@ -86,8 +110,18 @@ class RunOptions:
     def of(cls, data: Mapping[str, Any]) -> RunOptions:
         """The options in (validated) task data."""
         limits = data.get("limits", {})
+        items = data.get("inputs", [])
         return cls(
-            inputs=tuple(item["artifact"] for item in data.get("inputs", [])),
+            inputs=tuple(
+                artifact
+                for item in items
+                for artifact in (
+                    [item["artifact"]] if "artifact" in item else item.get("artifacts", [])
+                )
+            ),
+            input_requests=tuple(
+                (item["request"], item.get("category", "")) for item in items if "request" in item
+            ),
             environment=data.get("environment", ""),
             network=bool(data.get("network", False)),
             memory_mb=limits.get("memory_mb"),

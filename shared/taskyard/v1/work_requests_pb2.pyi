@@ -40,7 +40,11 @@ class _WorkRequestStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Work
     WORK_REQUEST_STATE_COMPLETED: _WorkRequestState.ValueType  # 4
     """Finished; `result` says how."""
     WORK_REQUEST_STATE_ABORTED: _WorkRequestState.ValueType  # 5
-    """Aborted by a user; it will not run (again) unless retried."""
+    """Aborted by a user, or because a request it waits for failed; it will
+    not run (again) unless retried.
+    """
+    WORK_REQUEST_STATE_BLOCKED: _WorkRequestState.ValueType  # 6
+    """Waiting for the requests it depends on; not yet in the queue."""
 
 class WorkRequestState(_WorkRequestState, metaclass=_WorkRequestStateEnumTypeWrapper):
     """Lifecycle state of a work request.
@@ -48,6 +52,9 @@ class WorkRequestState(_WorkRequestState, metaclass=_WorkRequestStateEnumTypeWra
     PENDING -> ASSIGNED -> RUNNING -> COMPLETED, or ABORTED from any state
     before COMPLETED. A lost worker sends ASSIGNED or RUNNING back to PENDING
     with the next attempt; retry sends COMPLETED or ABORTED back to PENDING.
+    A request that waits for others starts BLOCKED and becomes PENDING when
+    they are done as it needs, or ABORTED when one of them fails (retrying
+    that one makes it BLOCKED again).
     """
 
 WORK_REQUEST_STATE_UNSPECIFIED: WorkRequestState.ValueType  # 0
@@ -61,8 +68,42 @@ WORK_REQUEST_STATE_RUNNING: WorkRequestState.ValueType  # 3
 WORK_REQUEST_STATE_COMPLETED: WorkRequestState.ValueType  # 4
 """Finished; `result` says how."""
 WORK_REQUEST_STATE_ABORTED: WorkRequestState.ValueType  # 5
-"""Aborted by a user; it will not run (again) unless retried."""
+"""Aborted by a user, or because a request it waits for failed; it will
+not run (again) unless retried.
+"""
+WORK_REQUEST_STATE_BLOCKED: WorkRequestState.ValueType  # 6
+"""Waiting for the requests it depends on; not yet in the queue."""
 Global___WorkRequestState: _TypeAlias = WorkRequestState  # noqa: Y015
+
+class _DependencyNeeds:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DependencyNeedsEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DependencyNeeds.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DEPENDENCY_NEEDS_UNSPECIFIED: _DependencyNeeds.ValueType  # 0
+    """The same as SUCCESS."""
+    DEPENDENCY_NEEDS_SUCCESS: _DependencyNeeds.ValueType  # 1
+    """Its success. Its failure, error or abort aborts the waiting request,
+    with reason `dependency-failed` naming it, and everything downstream
+    that needs the waiting request's success.
+    """
+    DEPENDENCY_NEEDS_DONE: _DependencyNeeds.ValueType  # 2
+    """Its end, however it ends (a report or clean-up step)."""
+
+class DependencyNeeds(_DependencyNeeds, metaclass=_DependencyNeedsEnumTypeWrapper):
+    """What a request needs of one it waits for."""
+
+DEPENDENCY_NEEDS_UNSPECIFIED: DependencyNeeds.ValueType  # 0
+"""The same as SUCCESS."""
+DEPENDENCY_NEEDS_SUCCESS: DependencyNeeds.ValueType  # 1
+"""Its success. Its failure, error or abort aborts the waiting request,
+with reason `dependency-failed` naming it, and everything downstream
+that needs the waiting request's success.
+"""
+DEPENDENCY_NEEDS_DONE: DependencyNeeds.ValueType  # 2
+"""Its end, however it ends (a report or clean-up step)."""
+Global___DependencyNeeds: _TypeAlias = DependencyNeeds  # noqa: Y015
 
 class _WorkRequestResult:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -183,6 +224,35 @@ ELIGIBILITY_CANNOT_RUN: Eligibility.ValueType  # 8
 ELIGIBILITY_RESERVED: Eligibility.ValueType  # 9
 """An operator reserved the worker for other tenants."""
 Global___Eligibility: _TypeAlias = Eligibility  # noqa: Y015
+
+@_typing.final
+class Dependency(_message.Message):
+    """One request waited for."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ON_FIELD_NUMBER: _builtins.int
+    NEEDS_FIELD_NUMBER: _builtins.int
+    on: _builtins.str
+    """The id of an existing work request of the same tenant, or, within a
+    BatchSubmit, the `ref` of another item of the batch; at most 100
+    characters.
+    """
+    needs: Global___DependencyNeeds.ValueType
+    """What is waited for; unset means its success."""
+    def __init__(
+        self,
+        *,
+        on: _builtins.str = ...,
+        needs: Global___DependencyNeeds.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["needs", b"needs", "on", b"on"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Dependency: _TypeAlias = Dependency  # noqa: Y015
 
 @_typing.final
 class WorkRequestError(_message.Message):
@@ -427,6 +497,8 @@ class SubmitRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
     TENANT_FIELD_NUMBER: _builtins.int
+    REF_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
     task_name: _builtins.str
     """Name of a registered task (case-insensitive); at most 200 characters."""
     task_data_json: _builtins.str
@@ -453,10 +525,27 @@ class SubmitRequest(_message.Message):
     """The tenant to submit into, for admins (empty: the default tenant). A
     submit token's requests are its tenant's; it may name only that one.
     """
+    ref: _builtins.str
+    """Within a BatchSubmit: a name for this item, unique in the batch, that
+    other items' `after` and task data `inputs` (`{"request": REF}`) may use
+    in place of an id; at most 100 characters.
+    """
     @_builtins.property
     def timeout(self) -> _duration_pb2.Duration:
         """Execution timeout of each attempt, more than 0 and at most 30 days;
         unset means the task's default.
+        """
+
+    @_builtins.property
+    def after(self) -> _containers.RepeatedCompositeFieldContainer[Global___Dependency]:
+        """The requests this one waits for, at most 20,000; it is BLOCKED until
+        they are done as each needs. A cycle, an unknown id or another tenant's
+        request fails with INVALID_ARGUMENT; waiting for the success of one that
+        has failed already fails with FAILED_PRECONDITION. Task data `inputs`
+        naming a request (`{"request": ID_OR_REF, "category": "..."}`) waits for
+        its success too, and gets its artifacts (those of `category`, or all but
+        its debug logs) in `inputs/` when it unblocks; the scheduler records them
+        there as `"artifacts": [...]`.
         """
 
     def __init__(
@@ -469,10 +558,12 @@ class SubmitRequest(_message.Message):
         idempotency_key: _builtins.str = ...,
         max_attempts: _builtins.int = ...,
         tenant: _builtins.str = ...,
+        ref: _builtins.str = ...,
+        after: _abc.Iterable[Global___Dependency] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "priority", b"priority", "task_data_json", b"task_data_json", "task_name", b"task_name", "tenant", b"tenant", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "priority", b"priority", "ref", b"ref", "task_data_json", b"task_data_json", "task_name", b"task_name", "tenant", b"tenant", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -515,7 +606,7 @@ class BatchSubmitRequest(_message.Message):
     REQUESTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubmitRequest]:
-        """The work requests to queue, at most 1000."""
+        """The work requests to queue, at most 20,000."""
 
     def __init__(
         self,
@@ -620,6 +711,8 @@ class GetResponse(_message.Message):
 
     WORK_REQUEST_FIELD_NUMBER: _builtins.int
     ARTIFACTS_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    DEPENDENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def work_request(self) -> Global___WorkRequest:
         """The work request."""
@@ -628,15 +721,25 @@ class GetResponse(_message.Message):
     def artifacts(self) -> _containers.RepeatedCompositeFieldContainer[_artifacts_pb2.Artifact]:
         """The complete artifacts it produced, oldest first."""
 
+    @_builtins.property
+    def after(self) -> _containers.RepeatedCompositeFieldContainer[Global___Dependency]:
+        """What it waits for (or waited for), by id."""
+
+    @_builtins.property
+    def dependents(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The ids of the requests waiting for it, oldest first."""
+
     def __init__(
         self,
         *,
         work_request: Global___WorkRequest | None = ...,
         artifacts: _abc.Iterable[_artifacts_pb2.Artifact] | None = ...,
+        after: _abc.Iterable[Global___Dependency] | None = ...,
+        dependents: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["work_request", b"work_request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifacts", b"artifacts", "work_request", b"work_request"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "artifacts", b"artifacts", "dependents", b"dependents", "work_request", b"work_request"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -963,6 +1066,7 @@ class ExplainResponse(_message.Message):
     WORKERS_FIELD_NUMBER: _builtins.int
     RUNNABLE_FIELD_NUMBER: _builtins.int
     SUMMARY_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_FIELD_NUMBER: _builtins.int
     runnable: _builtins.bool
     """False when no known worker could ever run the request as it stands
     (every verdict is a mismatch, a refusal or a list), whatever its load.
@@ -977,6 +1081,10 @@ class ExplainResponse(_message.Message):
     def workers(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkerVerdict]:
         """One verdict per known worker, sorted by worker name."""
 
+    @_builtins.property
+    def waiting_for(self) -> _containers.RepeatedCompositeFieldContainer[Global___Dependency]:
+        """While it is BLOCKED: the requests it still waits for."""
+
     def __init__(
         self,
         *,
@@ -984,11 +1092,117 @@ class ExplainResponse(_message.Message):
         workers: _abc.Iterable[Global___WorkerVerdict] | None = ...,
         runnable: _builtins.bool = ...,
         summary: _builtins.str = ...,
+        waiting_for: _abc.Iterable[Global___Dependency] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["work_request", b"work_request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["runnable", b"runnable", "summary", b"summary", "work_request", b"work_request", "workers", b"workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["runnable", b"runnable", "summary", b"summary", "waiting_for", b"waiting_for", "work_request", b"work_request", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExplainResponse: _TypeAlias = ExplainResponse  # noqa: Y015
+
+@_typing.final
+class GetPipelineRequest(_message.Message):
+    """Request of WorkRequestService.GetPipeline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Id of any work request of the pipeline."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPipelineRequest: _TypeAlias = GetPipelineRequest  # noqa: Y015
+
+@_typing.final
+class PipelineNode(_message.Message):
+    """One request of a pipeline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TASK_NAME_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    ERROR_REASON_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Its id."""
+    task_name: _builtins.str
+    """Its task."""
+    state: Global___WorkRequestState.ValueType
+    """Its state."""
+    result: Global___WorkRequestResult.ValueType
+    """How it ended, once completed."""
+    error_reason: _builtins.str
+    """Why it failed, errored or was aborted (`dependency-failed`, ...)."""
+    @_builtins.property
+    def after(self) -> _containers.RepeatedCompositeFieldContainer[Global___Dependency]:
+        """What it waits for, by id."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        task_name: _builtins.str = ...,
+        state: Global___WorkRequestState.ValueType = ...,
+        result: Global___WorkRequestResult.ValueType = ...,
+        after: _abc.Iterable[Global___Dependency] | None = ...,
+        error_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "error_reason", b"error_reason", "id", b"id", "result", b"result", "state", b"state", "task_name", b"task_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PipelineNode: _TypeAlias = PipelineNode  # noqa: Y015
+
+@_typing.final
+class GetPipelineResponse(_message.Message):
+    """Response of WorkRequestService.GetPipeline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODES_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    done: _builtins.bool
+    """True when every request has ended (completed or aborted)."""
+    failed: _builtins.int
+    """How many requests failed, errored or were aborted: a pipeline may go on
+    past a failure (`DEPENDENCY_NEEDS_DONE`) and still end; it succeeded
+    only if it is done and this is 0.
+    """
+    truncated: _builtins.bool
+    """True when the pipeline has more requests than `nodes` holds."""
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___PipelineNode]:
+        """Every request of the pipeline, oldest first, at most 20,000."""
+
+    def __init__(
+        self,
+        *,
+        nodes: _abc.Iterable[Global___PipelineNode] | None = ...,
+        done: _builtins.bool = ...,
+        failed: _builtins.int = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "failed", b"failed", "nodes", b"nodes", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPipelineResponse: _TypeAlias = GetPipelineResponse  # noqa: Y015

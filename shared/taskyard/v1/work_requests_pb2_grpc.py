@@ -93,6 +93,11 @@ class WorkRequestServiceStub:
                 request_serializer=taskyard_dot_v1_dot_work__requests__pb2.LogsRequest.SerializeToString,
                 response_deserializer=taskyard_dot_v1_dot_work__requests__pb2.LogsResponse.FromString,
                 _registered_method=True)
+        self.GetPipeline = channel.unary_unary(
+                '/taskyard.v1.WorkRequestService/GetPipeline',
+                request_serializer=taskyard_dot_v1_dot_work__requests__pb2.GetPipelineRequest.SerializeToString,
+                response_deserializer=taskyard_dot_v1_dot_work__requests__pb2.GetPipelineResponse.FromString,
+                _registered_method=True)
 
 
 class WorkRequestServiceServicer:
@@ -121,13 +126,17 @@ class WorkRequestServiceServicer:
 
     def BatchSubmit(self, request, context):
         """Queues several work requests; each item succeeds or fails on its own.
+        A batch whose items wait for one another (`ref`, `after`, or task data
+        `inputs` naming a `ref`) is a pipeline: it is stored whole or not at all,
+        and a problem in any item fails the call with INVALID_ARGUMENT naming it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Get(self, request, context):
-        """Returns one work request and its artifacts.
+        """Returns one work request, its artifacts, what it waits for and what
+        waits for it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -183,6 +192,14 @@ class WorkRequestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPipeline(self, request, context):
+        """Returns the pipeline a work request is part of: every request linked to
+        it by dependencies, either way, with its state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkRequestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -230,6 +247,11 @@ def add_WorkRequestServiceServicer_to_server(servicer, server):
                     servicer.Logs,
                     request_deserializer=taskyard_dot_v1_dot_work__requests__pb2.LogsRequest.FromString,
                     response_serializer=taskyard_dot_v1_dot_work__requests__pb2.LogsResponse.SerializeToString,
+            ),
+            'GetPipeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPipeline,
+                    request_deserializer=taskyard_dot_v1_dot_work__requests__pb2.GetPipelineRequest.FromString,
+                    response_serializer=taskyard_dot_v1_dot_work__requests__pb2.GetPipelineResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -489,6 +511,33 @@ class WorkRequestService:
             '/taskyard.v1.WorkRequestService/Logs',
             taskyard_dot_v1_dot_work__requests__pb2.LogsRequest.SerializeToString,
             taskyard_dot_v1_dot_work__requests__pb2.LogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPipeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskyard.v1.WorkRequestService/GetPipeline',
+            taskyard_dot_v1_dot_work__requests__pb2.GetPipelineRequest.SerializeToString,
+            taskyard_dot_v1_dot_work__requests__pb2.GetPipelineResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,9 +50,15 @@ class WorkRequestServiceStub:
     Submit: _grpc.UnaryUnaryMultiCallable[_work_requests_pb2.SubmitRequest, _work_requests_pb2.SubmitResponse]
     """Queues one work request. It is acknowledged only once it is committed."""
     BatchSubmit: _grpc.UnaryUnaryMultiCallable[_work_requests_pb2.BatchSubmitRequest, _work_requests_pb2.BatchSubmitResponse]
-    """Queues several work requests; each item succeeds or fails on its own."""
+    """Queues several work requests; each item succeeds or fails on its own.
+    A batch whose items wait for one another (`ref`, `after`, or task data
+    `inputs` naming a `ref`) is a pipeline: it is stored whole or not at all,
+    and a problem in any item fails the call with INVALID_ARGUMENT naming it.
+    """
     Get: _grpc.UnaryUnaryMultiCallable[_work_requests_pb2.GetRequest, _work_requests_pb2.GetResponse]
-    """Returns one work request and its artifacts."""
+    """Returns one work request, its artifacts, what it waits for and what
+    waits for it.
+    """
     List: _grpc.UnaryUnaryMultiCallable[_work_requests_pb2.ListRequest, _work_requests_pb2.ListResponse]
     """Lists work requests, newest first, with filters and pagination."""
     Watch: _grpc.UnaryStreamMultiCallable[_work_requests_pb2.WatchRequest, _work_requests_pb2.WatchResponse]
@@ -77,6 +83,10 @@ class WorkRequestServiceStub:
     then, with `follow`, each new chunk until the attempt has ended and all
     of it was sent. Resume a broken stream at the last `next_offset`.
     """
+    GetPipeline: _grpc.UnaryUnaryMultiCallable[_work_requests_pb2.GetPipelineRequest, _work_requests_pb2.GetPipelineResponse]
+    """Returns the pipeline a work request is part of: every request linked to
+    it by dependencies, either way, with its state.
+    """
 
 @_typing.type_check_only
 class WorkRequestServiceAsyncStub(WorkRequestServiceStub):
@@ -100,9 +110,15 @@ class WorkRequestServiceAsyncStub(WorkRequestServiceStub):
     Submit: _aio.UnaryUnaryMultiCallable[_work_requests_pb2.SubmitRequest, _work_requests_pb2.SubmitResponse]  # type: ignore[assignment]
     """Queues one work request. It is acknowledged only once it is committed."""
     BatchSubmit: _aio.UnaryUnaryMultiCallable[_work_requests_pb2.BatchSubmitRequest, _work_requests_pb2.BatchSubmitResponse]  # type: ignore[assignment]
-    """Queues several work requests; each item succeeds or fails on its own."""
+    """Queues several work requests; each item succeeds or fails on its own.
+    A batch whose items wait for one another (`ref`, `after`, or task data
+    `inputs` naming a `ref`) is a pipeline: it is stored whole or not at all,
+    and a problem in any item fails the call with INVALID_ARGUMENT naming it.
+    """
     Get: _aio.UnaryUnaryMultiCallable[_work_requests_pb2.GetRequest, _work_requests_pb2.GetResponse]  # type: ignore[assignment]
-    """Returns one work request and its artifacts."""
+    """Returns one work request, its artifacts, what it waits for and what
+    waits for it.
+    """
     List: _aio.UnaryUnaryMultiCallable[_work_requests_pb2.ListRequest, _work_requests_pb2.ListResponse]  # type: ignore[assignment]
     """Lists work requests, newest first, with filters and pagination."""
     Watch: _aio.UnaryStreamMultiCallable[_work_requests_pb2.WatchRequest, _work_requests_pb2.WatchResponse]  # type: ignore[assignment]
@@ -126,6 +142,10 @@ class WorkRequestServiceAsyncStub(WorkRequestServiceStub):
     lines, as they were produced) from an offset: what is stored so far,
     then, with `follow`, each new chunk until the attempt has ended and all
     of it was sent. Resume a broken stream at the last `next_offset`.
+    """
+    GetPipeline: _aio.UnaryUnaryMultiCallable[_work_requests_pb2.GetPipelineRequest, _work_requests_pb2.GetPipelineResponse]  # type: ignore[assignment]
+    """Returns the pipeline a work request is part of: every request linked to
+    it by dependencies, either way, with its state.
     """
 
 class WorkRequestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -159,7 +179,11 @@ class WorkRequestServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _work_requests_pb2.BatchSubmitRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_work_requests_pb2.BatchSubmitResponse, _abc.Awaitable[_work_requests_pb2.BatchSubmitResponse]]:
-        """Queues several work requests; each item succeeds or fails on its own."""
+        """Queues several work requests; each item succeeds or fails on its own.
+        A batch whose items wait for one another (`ref`, `after`, or task data
+        `inputs` naming a `ref`) is a pipeline: it is stored whole or not at all,
+        and a problem in any item fails the call with INVALID_ARGUMENT naming it.
+        """
 
     @_abc_1.abstractmethod
     def Get(
@@ -167,7 +191,9 @@ class WorkRequestServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _work_requests_pb2.GetRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_work_requests_pb2.GetResponse, _abc.Awaitable[_work_requests_pb2.GetResponse]]:
-        """Returns one work request and its artifacts."""
+        """Returns one work request, its artifacts, what it waits for and what
+        waits for it.
+        """
 
     @_abc_1.abstractmethod
     def List(
@@ -227,6 +253,16 @@ class WorkRequestServiceServicer(metaclass=_abc_1.ABCMeta):
         lines, as they were produced) from an offset: what is stored so far,
         then, with `follow`, each new chunk until the attempt has ended and all
         of it was sent. Resume a broken stream at the last `next_offset`.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPipeline(
+        self,
+        request: _work_requests_pb2.GetPipelineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_work_requests_pb2.GetPipelineResponse, _abc.Awaitable[_work_requests_pb2.GetPipelineResponse]]:
+        """Returns the pipeline a work request is part of: every request linked to
+        it by dependencies, either way, with its state.
         """
 
 def add_WorkRequestServiceServicer_to_server(servicer: WorkRequestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

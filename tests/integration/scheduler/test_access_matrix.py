@@ -67,6 +67,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "WorkRequestService.Retry": CLIENTS,
     "WorkRequestService.Explain": CLIENTS,
     "WorkRequestService.Logs": CLIENTS,
+    "WorkRequestService.GetPipeline": CLIENTS,
     "WorkerService.Register": EVERYONE,
     "WorkerService.Session": WORKERS,
     "OperatorService.ListWorkers": frozenset({"admin"}),
@@ -260,6 +261,19 @@ async def with_their_input(harness: Harness, theirs: Theirs, who: Metadata) -> N
         wr.BatchSubmitRequest(requests=[request]), metadata=who
     )
     assert batch.results[0].problem.reason == "INPUT_NOT_FOUND"
+    for waiting in (  # their request, waited for or taken from, does not exist
+        wr.SubmitRequest(task_name="noop", after=[wr.Dependency(on=theirs.request)]),
+        wr.SubmitRequest(
+            task_name="noop", task_data_json=json.dumps({"inputs": [{"request": theirs.request}]})
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await harness.work_requests.Submit(waiting, metadata=who)
+        refused = rpc_status.from_rpc_error(caught.value)
+        assert (caught.value.code(), refused.reason) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "DEPENDENCY_NOT_FOUND",
+        )
 
 
 async def listed_without(harness: Harness, theirs: Theirs, who: Metadata) -> None:
@@ -307,6 +321,9 @@ ACROSS: dict[str, Probe] = {
     ),
     "WorkRequestService.Logs": lambda h, t, m: not_found(
         h.work_requests.Logs(wr.LogsRequest(id=t.request), metadata=m)
+    ),
+    "WorkRequestService.GetPipeline": lambda h, t, m: not_found(
+        h.work_requests.GetPipeline(wr.GetPipelineRequest(id=t.request), metadata=m)
     ),
     "OperatorService.ListTasks": lambda h, t, m: asyncio.sleep(0),  # no tenant's objects
     "ArtifactService.CreateArtifact": lambda h, t, m: not_found(

@@ -28,6 +28,7 @@ EXPECTED_METHODS = {
         "Retry",
         "Explain",
         "Logs",
+        "GetPipeline",
     },
     "taskyard.v1.OperatorService": {
         "ListWorkers",

@@ -28,6 +28,10 @@ ALLOWED = {
     (State.RUNNING, State.ABORTED),
     (State.COMPLETED, State.PENDING),
     (State.ABORTED, State.PENDING),
+    (State.BLOCKED, State.PENDING),
+    (State.BLOCKED, State.ABORTED),
+    (State.BLOCKED, State.COMPLETED),
+    (State.ABORTED, State.BLOCKED),
 }
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

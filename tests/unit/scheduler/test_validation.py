@@ -62,10 +62,15 @@ def test_a_valid_request_passes() -> None:
         (operator_pb2.CreateTokenRequest(description="d" * 1001), "description"),
         (
             work_requests_pb2.BatchSubmitRequest(
-                requests=[work_requests_pb2.SubmitRequest()] * 1001
+                requests=[work_requests_pb2.SubmitRequest()] * 20_001
             ),
             "requests",
         ),
+        (
+            work_requests_pb2.SubmitRequest(after=[work_requests_pb2.Dependency(on="x")] * 20_001),
+            "after",
+        ),
+        (work_requests_pb2.SubmitRequest(ref="r" * 101), "ref"),
     ],
 )
 def test_each_limit_names_its_field(message: object, field: str) -> None:

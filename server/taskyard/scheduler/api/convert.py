@@ -20,7 +20,9 @@ from taskyard.scheduler import lifecycle
 from taskyard.scheduler.domain import (
     Artifact,
     ArtifactFile,
+    Dependency,
     Lease,
+    Needs,
     Result,
     Role,
     State,
@@ -33,6 +35,7 @@ from taskyard.scheduler.domain import (
 from taskyard.scheduler.explain import Eligibility, Explanation
 from taskyard.scheduler.service import messages
 from taskyard.scheduler.service.auth import Principal, owner_of, submitting_tenant
+from taskyard.scheduler.service.pipelines import Pipeline
 from taskyard.scheduler.service.submission import SubmitSpec
 from taskyard.v1 import artifacts_pb2, common_pb2, operator_pb2, work_requests_pb2, workers_pb2
 
@@ -45,6 +48,7 @@ STATES = {
     State.RUNNING: work_requests_pb2.WORK_REQUEST_STATE_RUNNING,
     State.COMPLETED: work_requests_pb2.WORK_REQUEST_STATE_COMPLETED,
     State.ABORTED: work_requests_pb2.WORK_REQUEST_STATE_ABORTED,
+    State.BLOCKED: work_requests_pb2.WORK_REQUEST_STATE_BLOCKED,
 }
 STATES_FROM_PROTO = {value: key for key, value in STATES.items()}
 RESULTS = {
@@ -217,6 +221,42 @@ def submit_spec(request: work_requests_pb2.SubmitRequest, caller: Principal) -> 
         max_attempts=request.max_attempts,
         owner=owner_of(caller),
         tenant=submitting_tenant(caller, request.tenant),
+        ref=request.ref,
+        after=tuple(dependency_from_proto(d) for d in request.after),
+    )
+
+
+NEEDS_TO_PROTO = {
+    Needs.SUCCESS: work_requests_pb2.DEPENDENCY_NEEDS_SUCCESS,
+    Needs.DONE: work_requests_pb2.DEPENDENCY_NEEDS_DONE,
+}
+
+
+def dependency_from_proto(dependency: work_requests_pb2.Dependency) -> Dependency:
+    done = dependency.needs == work_requests_pb2.DEPENDENCY_NEEDS_DONE
+    return Dependency(dependency.on, Needs.DONE if done else Needs.SUCCESS)
+
+
+def dependency_to_proto(dependency: Dependency) -> work_requests_pb2.Dependency:
+    return work_requests_pb2.Dependency(on=dependency.on, needs=NEEDS_TO_PROTO[dependency.needs])
+
+
+def pipeline_to_proto(pipeline: Pipeline) -> work_requests_pb2.GetPipelineResponse:
+    return work_requests_pb2.GetPipelineResponse(
+        nodes=[
+            work_requests_pb2.PipelineNode(
+                id=node.id,
+                task_name=node.task_name,
+                state=STATES[node.state],
+                result=RESULTS[node.result],
+                after=[dependency_to_proto(d) for d in pipeline.waits.get(node.id, [])],
+                error_reason=node.error.reason if node.error else "",
+            )
+            for node in pipeline.nodes
+        ],
+        done=pipeline.done,
+        failed=pipeline.failed,
+        truncated=pipeline.truncated,
     )
 
 
@@ -248,6 +288,7 @@ def explanation_to_proto(
         ],
         runnable=explanation.runnable,
         summary=explanation.summary,
+        waiting_for=[dependency_to_proto(d) for d in explanation.waiting_for],
     )
 
 

@@ -77,9 +77,16 @@ class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
         caller = principal()
         work_request = convert.work_request_to_proto(await self._use.get(caller, request.id))
         found, _ = await self._artifacts.page(caller, work_request.id, "", 1000, "")
-        budget = MAX_PAGE_BYTES - work_request.ByteSize()
+        after, dependents = await self._use.links(caller, request.id)
+        response = pb.GetResponse(
+            work_request=work_request,
+            after=[convert.dependency_to_proto(d) for d in after],
+            dependents=dependents,
+        )
+        budget = MAX_PAGE_BYTES - response.ByteSize()
         artifacts, _ = convert.fit(found, convert.artifact_to_proto, lambda a: a.id, budget)
-        return pb.GetResponse(work_request=work_request, artifacts=reversed(artifacts))
+        response.artifacts.extend(reversed(artifacts))
+        return response
 
     async def List(self, request: pb.ListRequest, context: Context) -> pb.ListResponse:
         where = _list_filter(request)
@@ -127,6 +134,12 @@ class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
                 stream=stream,  # type: ignore[arg-type]
                 data=data,
             )
+
+    async def GetPipeline(
+        self, request: pb.GetPipelineRequest, context: Context
+    ) -> pb.GetPipelineResponse:
+        pipeline = await self._use.pipeline(principal(), request.id)
+        return convert.pipeline_to_proto(pipeline)
 
     async def Explain(self, request: pb.ExplainRequest, context: Context) -> pb.ExplainResponse:
         work_request, explanation = await self._use.explain(principal(), request.id)

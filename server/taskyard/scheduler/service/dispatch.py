@@ -38,7 +38,7 @@ from taskyard.scheduler.matching import (
     VerdictCache,
     WorkerView,
 )
-from taskyard.scheduler.service import messages, metrics
+from taskyard.scheduler.service import messages, metrics, pipelines
 from taskyard.scheduler.service.committer import GroupCommitter
 from taskyard.scheduler.service.configured import configured, shape_of
 from taskyard.scheduler.service.feed import ChangeFeed
@@ -249,28 +249,35 @@ class Dispatcher:
         if before.state in ACTIVE_STATES and after.state not in ACTIVE_STATES:
             ended = Attempt.ended(before, after, why)
 
-        def write(tx: StoreTransaction) -> bool:
+        def write(tx: StoreTransaction) -> pipelines.Changes | None:
             if guard is not None:
                 guard(tx)
             changed = tx.replace_work_request(
                 after, expected_state=before.state, expected_attempt=before.attempt
             )
-            if changed and ended is not None:
+            if not changed:
+                return None
+            if ended is not None:
                 tx.insert_attempt(ended)
-            if changed:
-                tx.announce("request", after.id)
-            return changed
+            tx.announce("request", after.id)
+            # What waits for it moves on in the same commit.
+            return pipelines.follow(tx, before, after, after.updated_at or self.clock())
 
-        changed = await self.db.run(write)
-        if changed:
+        downstream = await self.db.run(write)
+        if downstream is None:
+            return False
+        if via is not None:
+            self.feed.publish(via)
+        self._settle(after)
+        for observer in self.observers:
             if via is not None:
-                self.feed.publish(via)
-            self._settle(after)
+                observer.transitioned(before, via)
+            observer.transitioned(before, after)
+        for old, new in downstream:
+            self._settle(new)
             for observer in self.observers:
-                if via is not None:
-                    observer.transitioned(before, via)
-                observer.transitioned(before, after)
-        return bool(changed)
+                observer.transitioned(old, new)
+        return True
 
     # -- Matching ---------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from taskyard.scheduler.domain import DEFAULT_TENANT, WorkRequest
+from taskyard.scheduler.domain import DEFAULT_TENANT, Dependency, WorkRequest
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,10 @@ class SubmitSpec:
     owner: str = ""
     #: Whose it is (`auth.submitting_tenant`).
     tenant: str = DEFAULT_TENANT
+    #: Its name within its batch, for the others' `after` and inputs.
+    ref: str = ""
+    #: What it waits for: ids, or refs of its batch.
+    after: tuple[Dependency, ...] = ()
 
 
 @dataclass(frozen=True)

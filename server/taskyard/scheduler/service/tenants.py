@@ -102,24 +102,24 @@ class Tenants:
         return found
 
     @contextlib.contextmanager
-    def admitting(self, name: str) -> Iterator[None]:
-        """Hold room for one more pending request of tenant `name` while it
-        is stored; NOT_FOUND for no such tenant, RESOURCE_EXHAUSTED past its
-        pending ceiling."""
+    def admitting(self, name: str, count: int = 1) -> Iterator[None]:
+        """Hold room for `count` more pending requests of tenant `name` while
+        they are stored; NOT_FOUND for no such tenant, RESOURCE_EXHAUSTED
+        past its pending ceiling (blocked requests count: they will be)."""
         tenant = self._core.dispatcher.tenants.get(name)
         if tenant is None:
             raise NotFoundError(f"no tenant {name!r}", reason="TENANT_NOT_FOUND")
         ceiling = tenant.max_pending
         pending = self._core.dispatcher.pending.counts[name] + self._incoming[name]
-        if ceiling is not None and pending >= ceiling:
+        if ceiling is not None and pending + count > ceiling:
             raise ResourceExhaustedError(
                 f"tenant {name} has {pending} requests pending, its max_pending is "
                 f"{ceiling}: wait for some to start, or ask an operator to raise it",
                 reason="TENANT_MAX_PENDING",
                 metadata={"tenant": name, "max_pending": str(ceiling)},
             )
-        self._incoming[name] += 1
+        self._incoming[name] += count
         try:
             yield
         finally:
-            self._incoming[name] -= 1
+            self._incoming[name] -= count

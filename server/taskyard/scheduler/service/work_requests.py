@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 from collections.abc import AsyncIterator, Sequence
@@ -20,9 +21,18 @@ from taskyard.errors import (
     invalid,
 )
 from taskyard.scheduler import lifecycle
-from taskyard.scheduler.domain import FINAL_STATES, Attempt, Result, State, WorkRequest
+from taskyard.scheduler.domain import (
+    FINAL_STATES,
+    Attempt,
+    Dependency,
+    Needs,
+    Result,
+    State,
+    WorkRequest,
+)
 from taskyard.scheduler.explain import Explanation, explain
 from taskyard.scheduler.matching import Shape
+from taskyard.scheduler.service import pipelines
 from taskyard.scheduler.service.auth import Principal, is_admin, owner_of, sees, tenant_of
 from taskyard.scheduler.service.configured import configured, shape_of
 from taskyard.scheduler.service.core import Core
@@ -35,9 +45,10 @@ from taskyard.scheduler.store.port import StoreTransaction, WorkRequestFilter
 from taskyard.tasks import Task, TaskConfigError, UnknownTaskError
 from taskyard.tasks.run_options import RunOptions
 
-MAX_BATCH = 1000
 MAX_ATTEMPTS_LIMIT = 100
 
+#: What a request waits for, and the ids of those waiting for it.
+Links: TypeAlias = tuple[list[Dependency], list[str]]
 #: Span attributes of refusal counts, by request shape.
 Refusals: TypeAlias = dict[Shape, dict[str, int]]
 
@@ -92,6 +103,9 @@ class WorkRequests:
         An observer's trace context (the submit span's) is stored with the
         request: its whole life (every attempt) is one trace.
         """
+        if pipelines.waits(_item(spec)):
+            [submitted] = await self._submit_pipeline([spec], batch=False)
+            return submitted
         return await self._submit(spec, {})
 
     async def _submit(self, spec: SubmitSpec, refusals: Refusals) -> Submitted:
@@ -111,9 +125,12 @@ class WorkRequests:
         return found
 
     async def batch_submit(self, specs: Sequence[SubmitSpec]) -> list[Submitted | TaskyardError]:
-        """Submit several requests; each succeeds or fails on its own."""
-        if len(specs) > MAX_BATCH:
-            raise invalid("requests", f"at most {MAX_BATCH} requests per batch")
+        """Submit several requests; each succeeds or fails on its own,
+        unless they wait for one another: then all or nothing."""
+        if len(specs) > limits.MAX_BATCH:
+            raise invalid("requests", f"at most {limits.MAX_BATCH:,} requests per batch")
+        if any(pipelines.waits(_item(spec)) for spec in specs):
+            return list(await self._submit_pipeline(specs, batch=True))
 
         # The requests of a batch are committed together: those left pending
         # share, per shape, the refusal counts of that moment (counting every
@@ -127,6 +144,46 @@ class WorkRequests:
                 return error
 
         return list(await asyncio.gather(*(one(spec) for spec in specs)))
+
+    async def _submit_pipeline(self, specs: Sequence[SubmitSpec], batch: bool) -> list[Submitted]:
+        """Validate, plan and store requests that wait for one another or for
+        stored ones: all of them, or none (INVALID_ARGUMENT naming the item)."""
+        core = self._core
+        tasks = [_validated(spec, index, batch) for index, spec in enumerate(specs)]
+        tenants = {spec.tenant for spec in specs}
+        if len(tenants) > 1:
+            raise invalid("requests", "the requests of one batch that wait for one another "
+                          "must be of one tenant")  # fmt: skip
+        ids = [core.new_id() for _ in specs]
+        planned = pipelines.plan([_item(spec) for spec in specs], ids, batch)
+        with contextlib.ExitStack() as stack:
+            watches = [stack.enter_context(self.observer.submitting(s.task_name)) for s in specs]
+            new = [
+                (_new_request(core, dataclasses.replace(spec, task_data_json=p.task_data_json),
+                              task, work_request_id, w.trace_context()), p)
+                for spec, task, work_request_id, p, w
+                in zip(specs, tasks, ids, planned, watches, strict=True)
+            ]  # fmt: skip
+            now = core.clock()
+
+            def store(tx: StoreTransaction) -> tuple[list[WorkRequest], bool]:
+                replayed = _replayed(tx, [w for w, _ in new])
+                if replayed is not None:
+                    return replayed, False
+                for (work_request, _), task in zip(new, tasks, strict=True):
+                    _check_artifacts(tx, task.run_options, work_request.tenant)
+                return pipelines.admit(tx, new, now), True
+
+            with self._tenants.admitting(tenants.pop(), len(specs)):
+                stored, created = await core.db.run(store)
+            submitted = [Submitted(w, created) for w in stored]
+            for one, watch, task in zip(submitted, watches, tasks, strict=True):
+                if created and one.work_request.state is State.PENDING:
+                    core.dispatcher.enqueue(one.work_request, task)
+                if created:
+                    core.feed.publish(one.work_request)
+                watch.stored(one, dict)
+        return submitted
 
     async def _store(
         self, spec: SubmitSpec, task: Task, trace_context: dict[str, str]
@@ -156,21 +213,7 @@ class WorkRequests:
         self, spec: SubmitSpec, task: Task, trace_context: dict[str, str]
     ) -> Submitted:
         core = self._core
-        work_request_id = core.new_id()
-        work_request = WorkRequest(
-            id=work_request_id,
-            task_name=task.name,
-            task_data_json=spec.task_data_json or "{}",
-            priority=spec.priority,
-            created_at=core.clock(),
-            queue_key=work_request_id,
-            max_attempts=spec.max_attempts or core.settings.default_max_attempts,
-            timeout_seconds=spec.timeout_seconds,
-            idempotency_key=spec.idempotency_key,
-            trace_context=trace_context,
-            owner=spec.owner,
-            tenant=spec.tenant,
-        )
+        work_request = _new_request(core, spec, task, core.new_id(), trace_context)
         dispatcher = core.dispatcher
         reserved = dispatcher.reserve(task, shape_of(work_request), work_request.tenant)
         worker, decision = reserved or (None, None)
@@ -277,7 +320,7 @@ class WorkRequests:
         current = await self.owned(caller, work_request_id)
         now = core.clock()
         message = reason or "aborted by a user"
-        if current.state is State.PENDING:
+        if current.state in (State.PENDING, State.BLOCKED):
             aborted = lifecycle.abort(current, now, message)
             if await core.dispatcher.commit(current, aborted):
                 return aborted
@@ -307,6 +350,13 @@ class WorkRequests:
                 f"{work_request_id} is {what}",
                 reason="NOT_RETRYABLE",
             )
+        waiting = await core.db.run(lambda tx: pipelines.unmet(tx, current))
+        if waiting:
+            raise FailedPreconditionError(
+                f"work request {work_request_id} waits for {_listed_waits(waiting)}: "
+                "retry it once those have ended as it needs (a failed one, retry first)",
+                reason="DEPENDENCY_NOT_MET",
+            )
         again = lifecycle.retry(
             current, core.clock(), core.new_id(), core.settings.default_max_attempts
         )
@@ -325,14 +375,104 @@ class WorkRequests:
         dispatcher = self._core.dispatcher
         statuses = [live.status() for live in dispatcher.workers.values()]
         held_back = ""
-        if current.state is State.PENDING and dispatcher.at_ceiling(current.tenant):
+        waiting: Sequence[tuple[Dependency, WorkRequest]] = ()
+        if current.state is State.BLOCKED:
+            waiting = await self._core.db.run(lambda tx: pipelines.unmet(tx, current))
+            held_back = "Blocked: it waits for " + _listed_waits(waiting)
+        elif current.state is State.PENDING and dispatcher.at_ceiling(current.tenant):
             ceiling = dispatcher.tenants[current.tenant].max_running
             held_back = f"Tenant {current.tenant} is at its limit of {ceiling} running"
-        return current, explain(task, statuses, current.tenant, held_back)
+        waits = [dependency for dependency, _ in waiting]
+        return current, explain(task, statuses, current.tenant, held_back, waits)
+
+    async def links(self, viewer: Principal, work_request_id: str) -> Links:
+        """What a request waits for, and what waits for it (ids, oldest first)."""
+        await self.get(viewer, work_request_id)
+
+        def read(tx: StoreTransaction) -> Links:
+            after = tx.dependencies_of([work_request_id]).get(work_request_id, [])
+            below = sorted(child.id for _, child in tx.dependents_of([work_request_id]))
+            return after, below
+
+        return await self._core.db.run(read)
+
+    async def pipeline(self, viewer: Principal, work_request_id: str) -> pipelines.Pipeline:
+        """The pipeline a request is part of."""
+        await self.get(viewer, work_request_id)
+        return await self._core.db.run(
+            lambda tx: pipelines.component(tx, work_request_id, limits.MAX_PIPELINE)
+        )
 
 
 #: No tenant has this name (it is not a valid one).
 _NO_TENANT = "-"
+
+
+def _listed_waits(waiting: Sequence[tuple[Dependency, WorkRequest]]) -> str:
+    """`the success of ID (running), the end of ID (pending)`."""
+    return ", ".join(
+        f"the {'success' if d.needs is Needs.SUCCESS else 'end'} of {p.id} "
+        f"({p.task_name}, {p.result or p.state})"
+        for d, p in waiting
+    )
+
+
+def _item(spec: SubmitSpec) -> pipelines.Item:
+    return pipelines.Item(spec.ref, spec.after, spec.task_data_json)
+
+
+def _new_request(
+    core: Core, spec: SubmitSpec, task: Task, work_request_id: str, trace_context: dict[str, str]
+) -> WorkRequest:
+    """A new request of `spec` for the configured `task`, not yet stored."""
+    return WorkRequest(
+        id=work_request_id,
+        task_name=task.name,
+        task_data_json=spec.task_data_json or "{}",
+        priority=spec.priority,
+        created_at=core.clock(),
+        queue_key=work_request_id,
+        max_attempts=spec.max_attempts or core.settings.default_max_attempts,
+        timeout_seconds=spec.timeout_seconds,
+        idempotency_key=spec.idempotency_key,
+        trace_context=trace_context,
+        owner=spec.owner,
+        tenant=spec.tenant,
+    )
+
+
+def _validated(spec: SubmitSpec, index: int, batch: bool) -> Task:
+    """`validate`, its fields named within the batch (`requests[N].`)."""
+    try:
+        return validate(spec)
+    except InvalidArgumentError as error:
+        if not batch:
+            raise
+        raise InvalidArgumentError(
+            f"requests[{index}]: {error.message}",
+            reason=error.reason,
+            metadata=error.metadata,
+            violations=[
+                FieldViolation(f"requests[{index}].{v.field}", v.description)
+                for v in error.violations
+            ],
+        ) from error
+
+
+def _replayed(tx: StoreTransaction, new: Sequence[WorkRequest]) -> list[WorkRequest] | None:
+    """What an earlier submission of the same pipeline (the same idempotency
+    keys) stored, or None if there was none; FAILED_PRECONDITION if only
+    some of the keys were used."""
+    keyed = [w for w in new if w.idempotency_key]
+    if not keyed:
+        return None
+    found = [tx.get_work_request_by_idempotency_key(w.tenant, w.idempotency_key) for w in keyed]
+    if not any(found):
+        return None
+    first = next(f for f in found if f is not None)
+    if len(keyed) != len(new) or not all(found):
+        raise key_reused(first.idempotency_key, "another submission", first.id)
+    return [f for f in found if f is not None]
 
 
 def _scoped(viewer: Principal, where: WorkRequestFilter) -> WorkRequestFilter | None:

@@ -19,6 +19,7 @@ from taskyard.scheduler.domain import (
     FINAL_STATES,
     Artifact,
     Attempt,
+    Dependency,
     SchedulerRecord,
     State,
     Tenant,
@@ -42,6 +43,8 @@ class _Tables:
     tenants: dict[str, Tenant] = field(
         default_factory=lambda: {DEFAULT_TENANT: Tenant(DEFAULT_TENANT)}
     )
+    #: request -> what it waits for
+    dependencies: dict[str, tuple[Dependency, ...]] = field(default_factory=dict)
 
     def copy(self) -> _Tables:
         return _Tables(
@@ -53,6 +56,7 @@ class _Tables:
             dict(self.leases),
             dict(self.schedulers),
             dict(self.tenants),
+            dict(self.dependencies),
         )
 
 
@@ -96,8 +100,37 @@ class MemoryTransaction:
             raise AlreadyExistsError(f"work request {work_request.id} exists already")
         self.tables.work_requests[work_request.id] = work_request
 
-    def get_work_request(self, work_request_id: str) -> WorkRequest | None:
+    def get_work_request(self, work_request_id: str, *, lock: bool = False) -> WorkRequest | None:
         return self.tables.work_requests.get(work_request_id)
+
+    def get_work_requests(self, work_request_ids: Collection[str]) -> list[WorkRequest]:
+        found = (self.tables.work_requests.get(i) for i in work_request_ids)
+        return [w for w in found if w is not None]
+
+    def replace_task_data(self, work_request_id: str, task_data_json: str) -> None:
+        current = self.tables.work_requests[work_request_id]
+        self.tables.work_requests[work_request_id] = replace(current, task_data_json=task_data_json)
+
+    def insert_dependencies(
+        self, work_request_id: str, dependencies: Collection[Dependency]
+    ) -> None:
+        if dependencies:
+            self.tables.dependencies[work_request_id] = tuple(dependencies)
+
+    def dependencies_of(self, work_request_ids: Collection[str]) -> dict[str, list[Dependency]]:
+        found = ((i, self.tables.dependencies.get(i)) for i in work_request_ids)
+        return {i: list(d) for i, d in found if d}
+
+    def dependents_of(
+        self, work_request_ids: Collection[str], *, lock: bool = False
+    ) -> list[tuple[Dependency, WorkRequest]]:
+        wanted = set(work_request_ids)
+        return [
+            (dependency, self.tables.work_requests[child])
+            for child, waits in self.tables.dependencies.items()
+            for dependency in waits
+            if dependency.on in wanted and child in self.tables.work_requests
+        ]
 
     def get_work_request_by_idempotency_key(self, tenant: str, key: str) -> WorkRequest | None:
         found = (
@@ -260,6 +293,11 @@ class MemoryTransaction:
             self.tables.work_requests.pop(work_request_id, None)
         gone = set(work_request_ids)
         self.tables.attempts = [a for a in self.tables.attempts if a.work_request_id not in gone]
+        self.tables.dependencies = {
+            child: kept
+            for child, waits in self.tables.dependencies.items()
+            if child not in gone and (kept := tuple(d for d in waits if d.on not in gone))
+        }
 
     def count_work_requests(self, tenant: str = "") -> dict[tuple[State, str], int]:
         found = self.tables.work_requests.values()

@@ -16,6 +16,7 @@ from taskyard.errors import ResourceExhaustedError, UnavailableError
 from taskyard.scheduler.domain import (
     Artifact,
     Attempt,
+    Dependency,
     Result,
     SchedulerRecord,
     State,
@@ -82,8 +83,31 @@ class StoreTransaction(Protocol):
     def insert_work_request(self, work_request: WorkRequest) -> None:
         """Store a new work request."""
 
-    def get_work_request(self, work_request_id: str) -> WorkRequest | None:
-        """Return a work request, or None."""
+    def get_work_request(self, work_request_id: str, *, lock: bool = False) -> WorkRequest | None:
+        """Return a work request, or None; with `lock`, no other transaction
+        changes it until this one ends (a dependency on it is recorded
+        knowing how it stands: its end, committed or not, cannot miss it)."""
+
+    def get_work_requests(self, work_request_ids: Collection[str]) -> list[WorkRequest]:
+        """Those of these requests that exist, in no particular order."""
+
+    def replace_task_data(self, work_request_id: str, task_data_json: str) -> None:
+        """Store a request's task data with its inputs resolved (at unblocking)."""
+
+    def insert_dependencies(
+        self, work_request_id: str, dependencies: Collection[Dependency]
+    ) -> None:
+        """Record what a new request waits for."""
+
+    def dependencies_of(self, work_request_ids: Collection[str]) -> dict[str, list[Dependency]]:
+        """What each of these requests waits for (those with none left out)."""
+
+    def dependents_of(
+        self, work_request_ids: Collection[str], *, lock: bool = False
+    ) -> list[tuple[Dependency, WorkRequest]]:
+        """Every request waiting for one of these, with its dependency on it;
+        with `lock`, the waiting requests are not changed by another
+        transaction until this one ends."""
 
     def get_work_request_by_idempotency_key(self, tenant: str, key: str) -> WorkRequest | None:
         """Return the work request `tenant` submitted with this idempotency key, or None."""
@@ -203,7 +227,8 @@ class StoreTransaction(Protocol):
         """Ids of up to `limit` artifacts whose `expires_at` has passed."""
 
     def delete_work_requests(self, work_request_ids: Collection[str]) -> None:
-        """With their attempts. Forget these requests (their artifacts first)."""
+        """With their attempts and dependencies. Forget these requests (their
+        artifacts first)."""
 
     def referenced_blobs(self, blobs: Collection[tuple[str, int]]) -> set[tuple[str, int]]:
         """Those of `blobs` (sha256, size) that some artifact file refers to."""

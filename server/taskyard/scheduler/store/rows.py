@@ -73,6 +73,7 @@ def changing_columns(work_request: WorkRequest) -> dict[str, Any]:
         "updated_at": work_request.updated_at,
         "abort_requested_at": work_request.abort_requested_at,
         "details_json": work_request.details_json,
+        "waiting": work_request.waiting,
     }
 
 
@@ -106,6 +107,7 @@ def work_request_from(row: Mapping[Any, Any]) -> WorkRequest:
         owner=row["owner"],
         tenant=row["tenant"],
         details_json=row["details_json"],
+        waiting=row["waiting"],
     )
 
 

@@ -72,6 +72,7 @@ work_requests = Table(
     Column("owner", String(120), nullable=False, server_default=""),
     Column("details_json", Text, nullable=False, server_default=""),
     Column("tenant", String(63), nullable=False, server_default="default"),
+    Column("waiting", Integer, nullable=False, server_default="0"),
     # An idempotency key is its tenant's own.
     Index("uq_work_requests_tenant_key", "tenant", "idempotency_key", unique=True),
     # A filtered list, newest first, reads its page from one of these.
@@ -198,4 +199,16 @@ attempts = Table(
     Column("reason", String(200), nullable=False),
     Column("message", Text, nullable=False),
     Index("ix_attempts_work_request_id", "work_request_id"),
+)
+
+#: What a request waits for: another request's success, or its end.
+dependencies = Table(
+    "dependencies",
+    metadata,
+    Column("work_request_id", String(40), nullable=False),
+    Column("depends_on", String(40), nullable=False),
+    Column("needs", String(16), nullable=False),
+    PrimaryKeyConstraint("work_request_id", "depends_on"),
+    # A request that ends finds what waits for it through this.
+    Index("ix_dependencies_depends_on", "depends_on"),
 )

@@ -33,6 +33,8 @@ from taskyard.scheduler.domain import (
     FINAL_STATES,
     Artifact,
     Attempt,
+    Dependency,
+    Needs,
     SchedulerRecord,
     State,
     Tenant,
@@ -52,6 +54,7 @@ from taskyard.scheduler.store.schema import (
     artifact_files,
     artifacts,
     attempts,
+    dependencies,
     tenants,
     tokens,
     work_requests,
@@ -119,6 +122,27 @@ _ALL_TOKENS = select(tokens).order_by(tokens.c.created_at.desc(), tokens.c.id.de
 
 
 _AF = artifact_files.c
+_DEP = dependencies.c
+_WORK_REQUEST_BY_ID_LOCKED = _WORK_REQUEST_BY_ID.with_for_update(read=True)
+_WORK_REQUESTS_BY_IDS = select(work_requests).where(_WR.id.in_(bindparam("b_ids", expanding=True)))
+_INSERT_DEPENDENCY = insert(dependencies)
+_DEPENDENCIES_OF = select(dependencies).where(
+    _DEP.work_request_id.in_(bindparam("b_ids", expanding=True))
+)
+_DEPENDENTS_OF = (
+    select(_DEP.depends_on, _DEP.needs, work_requests)
+    .join(work_requests, _WR.id == _DEP.work_request_id)
+    .where(_DEP.depends_on.in_(bindparam("b_ids", expanding=True)))
+    .order_by(_DEP.work_request_id)
+)
+_DEPENDENTS_OF_LOCKED = _DEPENDENTS_OF.with_for_update(of=work_requests)
+_SET_TASK_DATA = (
+    update(work_requests)
+    .where(_WR.id == bindparam("b_id"))
+    .values(task_data_json=bindparam("b_data"))
+)
+#: Ids bound in one IN list (SQLite's older builds allow 999 parameters).
+_CHUNK = 900
 _INSERT_ATTEMPT = insert(attempts)
 _ATTEMPTS_OF = (
     select(attempts).where(attempts.c.work_request_id == bindparam("b_id")).order_by(attempts.c.id)
@@ -129,6 +153,12 @@ _ARTIFACT_BY_KEY = select(artifacts).where(
     artifacts.c.idempotency_key == bindparam("b_key"),
 )
 _FILES_OF = select(artifact_files).where(_AF.artifact_id.in_(bindparam("b_ids", expanding=True)))
+
+
+def _chunks(ids: Collection[str]) -> Iterator[list[str]]:
+    listed = list(ids)
+    for start in range(0, len(listed), _CHUNK):
+        yield listed[start : start + _CHUNK]
 
 
 @contextmanager
@@ -168,9 +198,49 @@ class SqlTransaction:
         with _refusing_duplicates(f"work request {work_request.id}"):
             self._hot["insert"].execute(self._db, row)
 
-    def get_work_request(self, work_request_id: str) -> WorkRequest | None:
-        row = self._first(_WORK_REQUEST_BY_ID, b_id=work_request_id)
-        return readable_one(rows.work_request_from, row)
+    def get_work_request(self, work_request_id: str, *, lock: bool = False) -> WorkRequest | None:
+        query = _WORK_REQUEST_BY_ID_LOCKED if lock and self._shared else _WORK_REQUEST_BY_ID
+        return readable_one(rows.work_request_from, self._first(query, b_id=work_request_id))
+
+    def get_work_requests(self, work_request_ids: Collection[str]) -> list[WorkRequest]:
+        found: list[WorkRequest] = []
+        for chunk in _chunks(work_request_ids):
+            rows_of = self._db.execute(_WORK_REQUESTS_BY_IDS, {"b_ids": chunk}).mappings()
+            found += readable(rows.work_request_from, rows_of)
+        return found
+
+    def replace_task_data(self, work_request_id: str, task_data_json: str) -> None:
+        self._db.execute(_SET_TASK_DATA, {"b_id": work_request_id, "b_data": task_data_json})
+
+    def insert_dependencies(
+        self, work_request_id: str, dependencies: Collection[Dependency]
+    ) -> None:
+        if dependencies:
+            self._db.execute(
+                _INSERT_DEPENDENCY,
+                [{"work_request_id": work_request_id, "depends_on": d.on, "needs": d.needs.value}
+                 for d in dependencies],
+            )  # fmt: skip
+
+    def dependencies_of(self, work_request_ids: Collection[str]) -> dict[str, list[Dependency]]:
+        found: dict[str, list[Dependency]] = {}
+        for chunk in _chunks(work_request_ids):
+            for row in self._db.execute(_DEPENDENCIES_OF, {"b_ids": chunk}).mappings():
+                dependency = Dependency(row["depends_on"], Needs(row["needs"]))
+                found.setdefault(row["work_request_id"], []).append(dependency)
+        return found
+
+    def dependents_of(
+        self, work_request_ids: Collection[str], *, lock: bool = False
+    ) -> list[tuple[Dependency, WorkRequest]]:
+        query = _DEPENDENTS_OF_LOCKED if lock and self._shared else _DEPENDENTS_OF
+        found = []
+        for chunk in _chunks(work_request_ids):
+            for row in self._db.execute(query, {"b_ids": chunk}).mappings():
+                child = readable_one(rows.work_request_from, row)
+                if child is not None:
+                    found.append((Dependency(row["depends_on"], Needs(row["needs"])), child))
+        return found
 
     def get_work_request_by_idempotency_key(self, tenant: str, key: str) -> WorkRequest | None:
         row = self._first(_WORK_REQUEST_BY_KEY, b_tenant=tenant, b_key=key)
@@ -367,6 +437,8 @@ class SqlTransaction:
     def delete_work_requests(self, work_request_ids: Collection[str]) -> None:
         ids = list(work_request_ids)
         self._db.execute(delete(attempts).where(attempts.c.work_request_id.in_(ids)))
+        self._db.execute(delete(dependencies).where(_DEP.work_request_id.in_(ids)))
+        self._db.execute(delete(dependencies).where(_DEP.depends_on.in_(ids)))
         self._db.execute(delete(work_requests).where(_WR.id.in_(ids)))
 
     def count_work_requests(self, tenant: str = "") -> dict[tuple[State, str], int]:
