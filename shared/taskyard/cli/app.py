@@ -19,7 +19,7 @@ import sys
 from collections.abc import Collection, Sequence
 from typing import Any, NoReturn, cast
 
-from taskyard.cli import artifacts, demo, operator, tenants, work_requests
+from taskyard.cli import artifacts, demo, operator, pipeline, tenants, work_requests
 from taskyard.cli.errors import INTERRUPTED, INVALID, REFUSED, UNREACHABLE, CliError
 from taskyard.cli.parsing import Subparsers
 from taskyard.cli.version import taskyard_version
@@ -85,6 +85,7 @@ def _client_parsers() -> tuple[argparse.ArgumentParser, Subparsers]:
     work_requests.add_parsers(subparsers)
     operator.add_parsers(subparsers)
     tenants.add_parsers(subparsers)
+    pipeline.add_parsers(subparsers)
     artifacts.add_parsers(subparsers)
     demo.add_parser(subparsers)
     return parser, subparsers

@@ -10,7 +10,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from taskyard.v1 import work_requests_pb2
 
 
-def state_name(work_request: work_requests_pb2.WorkRequest) -> str:
+def state_name(
+    work_request: work_requests_pb2.WorkRequest | work_requests_pb2.PipelineNode,
+) -> str:
     """`completed (success)`, `running`, ..."""
     state = work_requests_pb2.WorkRequestState.Name(work_request.state)
     text = state.removeprefix("WORK_REQUEST_STATE_").lower()

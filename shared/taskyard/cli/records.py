@@ -42,16 +42,57 @@ def _json(text: str, default: Any = None) -> Any:
     return json.loads(text) if text else default
 
 
-def state(work_request: work_requests_pb2.WorkRequest) -> str:
+#: A request, or a pipeline's node: each has a state and a result.
+Stated = work_requests_pb2.WorkRequest | work_requests_pb2.PipelineNode
+
+
+def state(work_request: Stated) -> str:
     """`pending`, `running`, `completed`..."""
     name = work_requests_pb2.WorkRequestState.Name(work_request.state)
     return _enum(name, "WORK_REQUEST_STATE_") or "unknown"
 
 
-def result(work_request: work_requests_pb2.WorkRequest) -> str | None:
+def result(work_request: Stated) -> str | None:
     """`success`, `failure`, `error`, or None before the end."""
     name = work_requests_pb2.WorkRequestResult.Name(work_request.result)
     return _enum(name, "WORK_REQUEST_RESULT_")
+
+
+def needs(dependency: work_requests_pb2.Dependency) -> str:
+    """`success` or `done`: what is awaited of the request."""
+    return "done" if dependency.needs == work_requests_pb2.DEPENDENCY_NEEDS_DONE else "success"
+
+
+def dependency(item: work_requests_pb2.Dependency) -> Record:
+    return {"on": item.on, "needs": needs(item)}
+
+
+def pipeline(response: work_requests_pb2.GetPipelineResponse) -> Record:
+    """A pipeline: its nodes, whether it is done, how many failed."""
+    return {
+        "done": response.done,
+        "failed": response.failed,
+        "truncated": response.truncated,
+        "nodes": [
+            {
+                "id": node.id,
+                "task": node.task_name,
+                "state": state(node),
+                "result": result(node),
+                "after": [dependency(d) for d in node.after],
+                "error_reason": node.error_reason or None,
+            }
+            for node in response.nodes
+        ],
+    }
+
+
+def pipeline_summary(response: work_requests_pb2.GetPipelineResponse) -> str:
+    """`pipeline of 4 requests: done, 1 failed`."""
+    count = f"{len(response.nodes):,}{'+' if response.truncated else ''}"
+    state = "done" if response.done else "running"
+    failed = f", {response.failed} failed" if response.failed else ", none failed"
+    return f"pipeline of {count} requests: {state}{failed}"
 
 
 def work_request(request: work_requests_pb2.WorkRequest) -> Record:
@@ -195,6 +236,7 @@ def explanation(response: work_requests_pb2.ExplainResponse) -> Record:
             }
             for verdict in response.workers
         ],
+        "waiting_for": [dependency(d) for d in response.waiting_for],
     }
 
 

@@ -22,7 +22,7 @@ from taskyard.cli.parsing import Subparsers, int32, moment
 from taskyard.v1 import work_requests_pb2 as pb
 
 FINAL = {pb.WORK_REQUEST_STATE_COMPLETED, pb.WORK_REQUEST_STATE_ABORTED}
-STATES = ("pending", "assigned", "running", "completed", "aborted")
+STATES = ("blocked", "pending", "assigned", "running", "completed", "aborted")
 RESULTS = ("success", "failure", "error")
 
 
@@ -70,6 +70,20 @@ def add_parsers(subparsers: Subparsers) -> None:
     )
     submit.add_argument(
         "--tenant", default="", help="the tenant to submit into (admins; default: the default)"
+    )
+    submit.add_argument(
+        "--after",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="wait for this request to succeed (repeatable); aborted if it does not",
+    )
+    submit.add_argument(
+        "--after-done",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="wait for this request to end, however it ends (repeatable)",
     )
     submit.add_argument(
         "--wait", action="store_true", help="follow it to the end; exit 1 unless it succeeds"
@@ -131,6 +145,8 @@ async def _submit(connection: Connection, args: argparse.Namespace) -> int:
         # Always a key: a submit then is safe to repeat on another scheduler.
         idempotency_key=args.idempotency_key or f"cli-{secrets.token_hex(16)}",
         tenant=args.tenant,
+        after=[pb.Dependency(on=i, needs=pb.DEPENDENCY_NEEDS_SUCCESS) for i in args.after]
+        + [pb.Dependency(on=i, needs=pb.DEPENDENCY_NEEDS_DONE) for i in args.after_done],
     )
     if args.timeout is not None:
         request.timeout.FromNanoseconds(round(args.timeout * 1e9))
@@ -208,9 +224,16 @@ async def _get(connection: Connection, args: argparse.Namespace) -> int:
     if args.json:
         found = records.work_request(response.work_request)
         found["artifacts"] = [records.artifact(a) for a in response.artifacts]
+        found["after"] = [records.dependency(d) for d in response.after]
+        found["dependents"] = list(response.dependents)
         print(records.dumps(found))
         return 0
     print(describe(response.work_request))
+    if response.after:
+        waits = ", ".join(f"{d.on} ({records.needs(d)})" for d in response.after)
+        print(f"after:     {waits}")
+    if response.dependents:
+        print(f"awaited:   by {', '.join(response.dependents)}")
     for artifact in response.artifacts:
         names = ", ".join(f.path for f in artifact.files)
         print(f"artifact:  {artifact.id} {artifact.category}: {names}")

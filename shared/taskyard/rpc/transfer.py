@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 from taskyard.errors import FieldViolation, InvalidArgumentError, UnavailableError
 from taskyard.rpc import status as rpc_status
@@ -77,12 +77,20 @@ def _transient(error: BaseException) -> bool:
     return isinstance(error, UnavailableError)
 
 
-def _retrying() -> AsyncRetrying:
-    """A few tries on UNAVAILABLE, a scheduler restarting or another taking over."""
+#: How long an upload keeps trying while the scheduler is away: a person
+#: waits a few seconds; a worker (whose lease outlives a scheduler's restart)
+#: `WORKER_RETRY_FOR`, so that a task ending then does not fail for it.
+RETRY_FOR = 3.0
+WORKER_RETRY_FOR = 30.0
+
+
+def _retrying(retry_for: float) -> AsyncRetrying:
+    """Tries again on UNAVAILABLE (a scheduler restarting, or another taking
+    over), backing off up to 2 s between tries, for `retry_for` seconds."""
     return AsyncRetrying(
         retry=retry_if_exception(_transient),
-        wait=wait_random_exponential(multiplier=0.2, max=5),
-        stop=stop_after_attempt(5),
+        wait=wait_exponential_jitter(initial=0.1, max=2),
+        stop=stop_after_delay(retry_for),
         reraise=True,
     )
 
@@ -91,10 +99,11 @@ async def _create(
     stub: artifacts_pb2_grpc.ArtifactServiceAsyncStub,
     metadata: Any,
     request: artifacts_pb2.CreateArtifactRequest,
+    retry_for: float,
 ) -> artifacts_pb2.CreateArtifactResponse:
     """Declare the artifact, again on UNAVAILABLE: the request's idempotency
     key makes the scheduler answer a repeat with what the lost call declared."""
-    async for attempt in _retrying():
+    async for attempt in _retrying(retry_for):
         with attempt:
             try:
                 return await stub.CreateArtifact(request, metadata=metadata)
@@ -108,7 +117,9 @@ async def _send_file(
     metadata: Any,
     artifact_id: str,
     file: tuple[artifacts_pb2.ArtifactFile, Path],
+    *,
     progress: Progress,
+    retry_for: float,
 ) -> None:
     """Send one file, resuming from the committed offset after a transient failure.
 
@@ -118,7 +129,7 @@ async def _send_file(
     entry, path = file
     query = artifacts_pb2.QueryUploadStatusRequest(artifact_id=artifact_id, path=entry.path)
     failure: UnavailableError | None = None
-    async for attempt in _retrying():
+    async for attempt in _retrying(retry_for):
         with attempt:
             try:
                 status = await stub.QueryUploadStatus(query, metadata=metadata)
@@ -145,8 +156,10 @@ async def upload(
     lease: common_pb2.Lease | None = None,
     data_json: str = "{}",
     progress: Progress = _no_progress,
+    retry_for: float = RETRY_FOR,
 ) -> artifacts_pb2.Artifact:
-    """Upload `files` (artifact path -> local file) as one artifact; return it complete."""
+    """Upload `files` (artifact path -> local file) as one artifact; return
+    it complete. The scheduler away is tried again for `retry_for` seconds."""
     manifest = [describe_file(path, name) for name, path in sorted(files.items())]
     request = artifacts_pb2.CreateArtifactRequest(
         category=category,
@@ -156,14 +169,15 @@ async def upload(
         files=manifest,
         idempotency_key=secrets.token_hex(16),
     )
-    created = await _create(stub, metadata, request)
+    created = await _create(stub, metadata, request, retry_for)
     missing = set(created.missing_paths)
     progress(sum(e.size for e in manifest if e.path not in missing))  # deduplicated: not sent
     for entry in manifest:
         if entry.path in missing:
             await _send_file(
-                stub, metadata, created.artifact.id, (entry, files[entry.path]), progress
-            )
+                stub, metadata, created.artifact.id, (entry, files[entry.path]),
+                progress=progress, retry_for=retry_for,
+            )  # fmt: skip
     try:
         final = await stub.GetArtifact(
             artifacts_pb2.GetArtifactRequest(artifact_id=created.artifact.id), metadata=metadata

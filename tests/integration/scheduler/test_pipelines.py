@@ -165,7 +165,8 @@ async def test_a_batch_that_waits_in_a_cycle_or_for_nothing_stores_nothing(
         )
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
-    assert fields and fields[0].startswith("requests[1].task_data_json")
+    assert fields
+    assert fields[0].startswith("requests[1].task_data_json")
     after_all = await harness.work_requests.List(pb.ListRequest(), metadata=harness.admin)
     assert len(after_all.work_requests) == len(before.work_requests)
 

@@ -143,6 +143,7 @@ class SchedulerClient:
             work_request_id=lease.work_request_id,
             lease=lease,
             data_json=data_json,
+            retry_for=transfer.WORKER_RETRY_FOR,
         )
         return artifact.id
 
