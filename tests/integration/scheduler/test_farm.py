@@ -269,3 +269,57 @@ async def test_a_tenants_quota_set_on_one_holds_on_the_other(
     await worker.expect("ack")
     assert (await worker.expect("assignment")).lease.work_request_id == held
     await worker.disconnect()
+
+
+async def test_either_scheduler_moves_a_pipeline_on(pair: tuple[Harness, Harness]) -> None:
+    a, b = pair
+    nodes = [
+        pb.SubmitRequest(task_name="noop", ref="first"),
+        pb.SubmitRequest(task_name="noop", ref="then", after=[pb.Dependency(on="first")]),
+        pb.SubmitRequest(task_name="noop", ref="last", after=[pb.Dependency(on="then")]),
+    ]
+    submitted = await a.work_requests.BatchSubmit(
+        pb.BatchSubmitRequest(requests=nodes), metadata=a.submitter
+    )
+    ids = [r.work_request.id for r in submitted.results]
+    on_b = await worker_on(b, a, "wb")  # only b has a worker: b ends each, and releases the next
+    for expected in ids:
+        assignment = await on_b.expect("assignment")
+        assert assignment.lease.work_request_id == expected
+        on_b.completed(assignment.lease, workers_pb2.WORK_OUTCOME_SUCCESS)
+        await on_b.expect("ack")
+    done = await a.wait_for_state(ids[-1], pb.WORK_REQUEST_STATE_COMPLETED)
+    assert done.result == pb.WORK_REQUEST_RESULT_SUCCESS
+    await on_b.disconnect()
+
+
+async def test_parents_ending_together_on_two_schedulers_release_their_child_once(
+    pair: tuple[Harness, Harness],
+) -> None:
+    a, b = pair
+    parents = [pb.SubmitRequest(task_name="noop", ref=f"p{i}") for i in range(20)]
+    child = pb.SubmitRequest(
+        task_name="noop", ref="child", after=[pb.Dependency(on=p.ref) for p in parents]
+    )
+    submitted = await a.work_requests.BatchSubmit(
+        pb.BatchSubmitRequest(requests=[*parents, child]), metadata=a.submitter
+    )
+    child_id = submitted.results[-1].work_request.id
+    workers = [await worker_on(a, a, "wa", slots=10), await worker_on(b, a, "wb", slots=10)]
+    seen: list[str] = []
+
+    async def work(client: SessionClient) -> None:
+        while True:
+            kind, item = await client.received.get()
+            if kind == "assignment":
+                seen.append(item.lease.work_request_id)
+                client.report(completion(item.lease, workers_pb2.WORK_OUTCOME_SUCCESS))
+
+    tasks = [asyncio.create_task(work(c)) for c in workers]
+    done = await a.wait_for_state(child_id, pb.WORK_REQUEST_STATE_COMPLETED, timeout=30)
+    for task in tasks:
+        task.cancel()
+    assert done.result == pb.WORK_REQUEST_RESULT_SUCCESS
+    assert seen.count(child_id) == 1
+    for client in workers:
+        await client.disconnect()
