@@ -107,3 +107,40 @@ def test_a_worker_going_away_shows(farm: SchedulerProcess, page: Page, tmp_path:
         stop(leaving.process)
         expect(row).to_have_text("gone", timeout=SOON)
     still_same(page)
+
+
+def test_a_pipeline_is_drawn_and_its_nodes_change_colour_as_they_run(
+    farm: SchedulerProcess, page: Page, tmp_path: Path
+) -> None:
+    nodes = [
+        {"name": "build", "task": "command", "data": {"command": ["sh", "-c", "sleep 2"]}},
+        {"name": "test", "task": "noop", "after": ["build"]},
+        {"name": "report", "task": "noop", "after_done": ["test"]},
+    ]
+    spec = tmp_path / "pipeline.json"
+    spec.write_text(json.dumps({"nodes": nodes}))
+    done = taskyard(["pipeline", "submit", str(spec), "--json"], farm.env())
+    assert done.returncode == 0, done.stderr
+    ids = {r["name"]: r["id"] for r in json.loads(done.stdout)}
+    page.goto(f"{farm.page}/requests/{ids['test']}")
+    page.locator("#pipeline-link").click()
+    expect(page).to_have_url(f"{farm.page}/pipelines/{ids['test']}")
+    not_reloaded(page)
+    boxes = page.locator("svg.pipeline a.node")
+    expect(boxes).to_have_count(3)
+    expect(page.locator("svg.pipeline line.edge")).to_have_count(2)
+    test_box = page.locator(f'a.node[data-id="{ids["test"]}"]')
+    expect(test_box).to_have_attribute("data-state", "blocked")
+    expect(page.locator(f'a.node[data-id="{ids["build"]}"]')).to_have_attribute(
+        "data-state", "running", timeout=SOON
+    )
+    for name in ("build", "test", "report"):  # each turns green in place, in order
+        expect(page.locator(f'a.node[data-id="{ids[name]}"]')).to_have_attribute(
+            "data-state", "success", timeout=SOON
+        )
+    expect(page.locator("#pipeline-state")).to_have_attribute("data-done", "true", timeout=SOON)
+    still_same(page)
+    if (shots := screenshot_dir()) is not None:
+        page.screenshot(path=str(shots / "pipeline.png"), full_page=True)
+    page.locator(f'a.node[data-id="{ids["report"]}"]').click()
+    expect(page).to_have_url(f"{farm.page}/requests/{ids['report']}")

@@ -18,6 +18,7 @@ from taskyard.cli.errors import CliError
 from taskyard.cli.output import state_name
 from taskyard.cli.parsing import Subparsers
 from taskyard.cli.work_requests import add_command
+from taskyard.graph import depths
 from taskyard.v1 import work_requests_pb2 as pb
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
@@ -163,27 +164,6 @@ async def _submit(connection: Connection, args: argparse.Namespace) -> int:
     return 0
 
 
-def depths(nodes: list[pb.PipelineNode]) -> dict[str, int]:
-    """How far below the pipeline's first requests each one is (the longest
-    way down to it), found level by level."""
-    waits = {n.id: {d.on for d in n.after} & {m.id for m in nodes} for n in nodes}
-    below: dict[str, list[str]] = {n.id: [] for n in nodes}
-    for node_id, above in waits.items():
-        for parent in above:
-            below[parent].append(node_id)
-    left = {node_id: len(above) for node_id, above in waits.items()}
-    depth = dict.fromkeys(waits, 0)
-    ready = [node_id for node_id, count in left.items() if count == 0]
-    while ready:
-        node_id = ready.pop()
-        for child in below[node_id]:
-            depth[child] = max(depth[child], depth[node_id] + 1)
-            left[child] -= 1
-            if left[child] == 0:
-                ready.append(child)
-    return depth
-
-
 async def _show(connection: Connection, args: argparse.Namespace) -> int:
     response = await connection.work_requests.GetPipeline(
         pb.GetPipelineRequest(id=args.id), metadata=connection.metadata
@@ -192,7 +172,7 @@ async def _show(connection: Connection, args: argparse.Namespace) -> int:
         print(records.dumps(records.pipeline(response)))
         return 0
     print(records.pipeline_summary(response))
-    depth = depths(list(response.nodes))
+    depth = depths({n.id: [d.on for d in n.after] for n in response.nodes})
     for node in sorted(response.nodes, key=lambda n: (depth[n.id], n.id)):
         waits = ", ".join(
             f"{d.on}{'' if records.needs(d) == 'success' else ' (done)'}" for d in node.after

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from taskyard.errors import FieldViolation, InvalidArgumentError, UnavailableError
 from taskyard.rpc import status as rpc_status
@@ -89,7 +89,7 @@ def _retrying(retry_for: float) -> AsyncRetrying:
     over), backing off up to 2 s between tries, for `retry_for` seconds."""
     return AsyncRetrying(
         retry=retry_if_exception(_transient),
-        wait=wait_exponential_jitter(initial=0.1, max=2),
+        wait=wait_random_exponential(multiplier=0.2, max=2),
         stop=stop_after_delay(retry_for),
         reraise=True,
     )

@@ -127,7 +127,8 @@ async def test_every_page_keeps_to_its_viewers_tenant(guarded: Site, tmp_path: P
         files={"f": tmp_path / "f"}, work_request_id=request_id,
     )  # fmt: skip
     by_id = (f"/requests/{request_id}", f"/requests/{request_id}/log",
-             f"/live/requests/{request_id}", f"/artifacts/{artifact.id}/f")  # fmt: skip
+             f"/live/requests/{request_id}", f"/artifacts/{artifact.id}/f",
+             f"/pipelines/{request_id}", f"/live/pipelines/{request_id}")  # fmt: skip
     for path in by_id:
         assert await status(guarded, path, b, html=True) == 404, path  # as if it did not exist
         assert await status(guarded, path, a, html=True) == 200, path

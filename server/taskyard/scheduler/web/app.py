@@ -66,6 +66,14 @@ class StatusSite:
                 Page("requests", lambda r: views.requests(use, caller_of(r), r.query), _listed),
             ),
             ("/requests/{id}", Page("request", self._request, _one)),
+            (
+                "/pipelines/{id}",
+                Page(
+                    "pipeline",
+                    lambda r: views.pipeline(use, caller_of(r), r.match_info["id"]),
+                    _seen,
+                ),
+            ),
             ("/workers", Page("workers", lambda _: views.workers(use), lambda _: everything)),
         ):
             self.app.router.add_get(path, self._page(page))

@@ -26,6 +26,7 @@ from taskyard.scheduler.domain import (
 from taskyard.scheduler.service.auth import Principal, tenant_of
 from taskyard.scheduler.service.scheduler import Scheduler
 from taskyard.scheduler.store.port import WorkRequestFilter
+from taskyard.scheduler.web.pipeline import picture
 from taskyard.scheduler.web.render import state_label
 
 PAGE_SIZE = 50
@@ -145,9 +146,11 @@ async def request(scheduler: Scheduler, caller: Principal, work_request_id: str)
     attempts = await scheduler.work_requests.attempts(caller, work_request_id)
     artifacts, _ = await scheduler.artifacts.page(caller, work_request_id, "", 100, "")
     explanation = None
-    if work_request.state is State.PENDING:
+    if work_request.state in (State.PENDING, State.BLOCKED):
         _, explanation = await scheduler.work_requests.explain(caller, work_request_id)
+    after, dependents = await scheduler.work_requests.links(caller, work_request_id)
     return {
+        "in_pipeline": bool(after or dependents),
         "wr": work_request,
         "attempts": attempts,
         "history": history(work_request, attempts),
@@ -157,6 +160,13 @@ async def request(scheduler: Scheduler, caller: Principal, work_request_id: str)
         "failed": work_request.result in {Result.FAILURE, Result.ERROR},
         "now": scheduler.core.clock(),
     }
+
+
+async def pipeline(scheduler: Scheduler, caller: Principal, work_request_id: str) -> Context:
+    """The pipeline a request is part of, drawn."""
+    checked("id", work_request_id, limits.MAX_ID)
+    found = await scheduler.work_requests.pipeline(caller, work_request_id)
+    return {"id": work_request_id, "pipeline": found, "picture": picture(found)}
 
 
 @dataclass(frozen=True)
