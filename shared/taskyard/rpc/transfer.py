@@ -16,9 +16,9 @@ import mimetypes
 import os
 import secrets
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
@@ -27,6 +27,8 @@ from taskyard.errors import FieldViolation, InvalidArgumentError, UnavailableErr
 from taskyard.rpc import status as rpc_status
 from taskyard.rpc.credentials import MAX_CHUNK
 from taskyard.v1 import artifacts_pb2, artifacts_pb2_grpc, common_pb2
+
+T = TypeVar("T")
 
 Progress = Callable[[int], None]
 
@@ -95,18 +97,14 @@ def _retrying(retry_for: float) -> AsyncRetrying:
     )
 
 
-async def _create(
-    stub: artifacts_pb2_grpc.ArtifactServiceAsyncStub,
-    metadata: Any,
-    request: artifacts_pb2.CreateArtifactRequest,
-    retry_for: float,
-) -> artifacts_pb2.CreateArtifactResponse:
-    """Declare the artifact, again on UNAVAILABLE: the request's idempotency
-    key makes the scheduler answer a repeat with what the lost call declared."""
+async def _again(call: Callable[[], Awaitable[T]], retry_for: float) -> T:
+    """A unary call safe to repeat, made again on UNAVAILABLE (CreateArtifact
+    is: its idempotency key makes the scheduler answer a repeat with what
+    the lost call declared)."""
     async for attempt in _retrying(retry_for):
         with attempt:
             try:
-                return await stub.CreateArtifact(request, metadata=metadata)
+                return await call()
             except grpc.aio.AioRpcError as error:
                 raise rpc_status.from_rpc_error(error) from error
     raise AssertionError("unreachable: tenacity reraises")
@@ -169,7 +167,7 @@ async def upload(
         files=manifest,
         idempotency_key=secrets.token_hex(16),
     )
-    created = await _create(stub, metadata, request, retry_for)
+    created = await _again(lambda: stub.CreateArtifact(request, metadata=metadata), retry_for)
     missing = set(created.missing_paths)
     progress(sum(e.size for e in manifest if e.path not in missing))  # deduplicated: not sent
     for entry in manifest:
@@ -178,12 +176,8 @@ async def upload(
                 stub, metadata, created.artifact.id, (entry, files[entry.path]),
                 progress=progress, retry_for=retry_for,
             )  # fmt: skip
-    try:
-        final = await stub.GetArtifact(
-            artifacts_pb2.GetArtifactRequest(artifact_id=created.artifact.id), metadata=metadata
-        )
-    except grpc.aio.AioRpcError as error:
-        raise rpc_status.from_rpc_error(error) from error
+    query = artifacts_pb2.GetArtifactRequest(artifact_id=created.artifact.id)
+    final = await _again(lambda: stub.GetArtifact(query, metadata=metadata), retry_for)
     return final.artifact
 
 

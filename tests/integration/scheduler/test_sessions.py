@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+from datetime import timedelta
+from pathlib import Path
 
 import grpc
 import pytest
+from sqlalchemy import update
 
 from taskyard.rpc import status as rpc_status
+from taskyard.scheduler.store.schema import leases
+from taskyard.scheduler.store.sql import SqlStore
 from taskyard.v1 import common_pb2, workers_pb2
 from taskyard.v1 import work_requests_pb2 as pb
-from tests.integration.scheduler.harness import Harness, completion, started_report
+from tests.integration.scheduler.harness import (
+    Harness,
+    completion,
+    start_harness,
+    started_report,
+    stop_harness,
+)
 
 
 async def test_register_enable_connect_assign_complete(harness: Harness) -> None:
@@ -364,3 +376,46 @@ async def test_a_worker_of_another_protocol_is_refused_at_once(
     assert failure.reason == "PROTOCOL_VERSION_UNSUPPORTED"
     assert failure.metadata == {"scheduler_protocol": "2", "worker_protocol": str(version)}
     assert "protocol 2" in failure.message
+
+
+async def test_a_scheduler_killed_and_restarted_gives_busy_workers_the_grace_to_come_back(
+    tmp_path: Path,
+) -> None:
+    first = await start_harness(tmp_path, lease_grace=30.0)
+    try:
+        worker = await first.new_worker()
+        await worker.connect()
+        work_request_id = await first.submit()
+        lease = (await worker.expect("assignment")).lease
+        worker.started(lease)
+        await first.wait_for_state(work_request_id, pb.WORK_REQUEST_STATE_RUNNING)
+        await worker.disconnect()
+    finally:
+        await stop_harness(first)
+    # As a SIGKILL leaves it: the worker last seen long ago by a scheduler now
+    # dead, whose maintenance lease has run out.
+    store = SqlStore(f"sqlite:///{tmp_path}/taskyard.db")
+    with store.transaction() as tx:
+        stored = tx.get_worker(worker.name)
+        assert stored is not None
+        an_hour_ago = tx.now() - timedelta(hours=1)
+        tx.replace_worker(dataclasses.replace(stored, scheduler="dead", last_seen_at=an_hour_ago))
+    with store.engine.begin() as connection:
+        connection.execute(update(leases).values(expires_at=an_hour_ago))
+    store.close()
+    again = await start_harness(tmp_path, lease_grace=30.0)
+    try:
+        maintenance = again.running.scheduler.maintenance
+        await maintenance.renew()
+        assert maintenance.leading  # and it has looked for workers away
+        await asyncio.sleep(0.2)  # an expiry due at once would have been committed by now
+        assert (await again.get(work_request_id)).state == pb.WORK_REQUEST_STATE_RUNNING
+        worker.harness = again
+        await worker.connect(running=[lease])
+        worker.completed(lease, workers_pb2.WORK_OUTCOME_SUCCESS)
+        assert not (await worker.expect("ack")).HasField("problem")
+        done = await again.get(work_request_id)
+        assert (done.result, done.attempt) == (pb.WORK_REQUEST_RESULT_SUCCESS, 1)
+        await worker.disconnect()
+    finally:
+        await stop_harness(again)

@@ -140,3 +140,31 @@ async def test_while_it_stops_it_gives_back_what_it_is_given(running: Running) -
     reports = await scheduler.next("reports")
     [declined] = [r.declined for r in reports.reports if r.WhichOneof("report") == "declined"]
     assert (declined.lease, declined.reason) == (lease, "the worker is stopping")
+
+
+async def test_assignments_past_its_slots_in_one_message_are_given_back(running: Running) -> None:
+    scheduler = running.scheduler
+    await scheduler.next("hello")
+    leases = [common_pb2.Lease(work_request_id=f"r{n}", attempt=1) for n in range(3)]
+    scheduler.push(
+        assignments=workers_pb2.Assignments(
+            assignments=[
+                workers_pb2.Assignment(lease=lease, task_name="noop", task_data_json="{}")
+                for lease in leases
+            ]
+        )
+    )
+    declined: list[workers_pb2.WorkDeclined] = []
+    ended: list[workers_pb2.WorkCompleted] = []
+    async with asyncio.timeout(60):
+        while len(ended) < 2 or not declined:
+            reports: workers_pb2.WorkReports = await scheduler.next("reports")
+            for report in reports.reports:
+                kind = report.WhichOneof("report")
+                if kind == "declined":
+                    declined.append(report.declined)
+                elif kind == "completed":
+                    ended.append(report.completed)
+    assert [(d.lease, d.reason) for d in declined] == [(leases[2], "no free slot")]  # 2 slots
+    assert sorted(c.lease.work_request_id for c in ended) == ["r0", "r1"]
+    assert all(c.outcome == workers_pb2.WORK_OUTCOME_SUCCESS for c in ended)

@@ -116,7 +116,9 @@ class Agent:
         )
         self.draining = False
         self._link = Link()
-        self._jobs: dict[str, asyncio.Task[None]] = {}
+        #: Every job accepted and not yet ended, by (request, attempt): each
+        #: holds a slot, or will as soon as its task runs.
+        self._jobs: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._metadata: dict[str, Any] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -313,13 +315,16 @@ class Agent:
                 if value
             },
         )
-        if self.draining or self.runner.free_slots() == 0:
+        # Counted from the jobs accepted, not from the runner's free slots:
+        # several assignments in one message are accepted before any runs.
+        if self.draining or len(self._jobs) >= self.runner.slot_count:
             why = "the worker is stopping" if self.draining else "no free slot"
             self._link.report(declined=workers_pb2.WorkDeclined(lease=lease, reason=why))
             log.info("gave back %s: %s", job.work_request_id, why)
             return
         timeout = assignment.timeout.ToNanoseconds() / 1e9 if assignment.HasField("timeout") else 0
-        self._jobs[job.work_request_id] = asyncio.create_task(self._run(job, lease, timeout))
+        key = (job.work_request_id, job.attempt)
+        self._jobs[key] = asyncio.create_task(self._run(job, lease, timeout))
 
     async def _run(self, job: Job, lease: common_pb2.Lease, timeout: float) -> None:
         self._link.report(started=workers_pb2.WorkStarted(lease=lease))
@@ -335,7 +340,7 @@ class Agent:
         finally:
             if timer is not None:
                 timer.cancel()
-            self._jobs.pop(job.work_request_id, None)
+            self._jobs.pop((job.work_request_id, job.attempt), None)
         self.output.ended((job.work_request_id, job.attempt))
         details = json.dumps(report.details) if report.details else ""
         result = Result(

@@ -194,8 +194,9 @@ class TaskRunner:
         """The jobs running now."""
         return [slot.job for slot in self._slots if slot.job is not None]
 
-    def free_slots(self) -> int:
-        return sum(slot.job is None for slot in self._slots)
+    @property
+    def slot_count(self) -> int:
+        return len(self._slots)
 
     async def run(self, job: Job) -> Report:
         """Run `job` on a free slot and return how it ended."""

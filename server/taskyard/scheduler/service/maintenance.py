@@ -70,6 +70,10 @@ class Maintenance:
         self._say = log.info if shared else log.debug
         #: The term this scheduler holds the lease in; None while another does.
         self.term: int | None = None
+        #: When it took the lease: no worker is counted away from before then
+        #: (a scheduler that has just started, or taken over, has not yet had
+        #: the time to hear from them).
+        self._leading_since: datetime | None = None
         #: Maintenance writes refused because the lease had gone meanwhile.
         self.refused = 0
         self._alive: dict[str, datetime] = {}
@@ -134,6 +138,7 @@ class Maintenance:
         if self.term != term:
             self._say("this scheduler runs maintenance now (term %d)", term)
             self.term = term
+            self._leading_since = now
             self._gained()
         self._look_for_workers_away(now)
 
@@ -217,15 +222,17 @@ class Maintenance:
 
     def _away_since(self, live: LiveWorker) -> datetime | None:
         """Since when no living scheduler has held the worker's session (None:
-        one does)."""
+        one does), counted at the earliest from when this one took the lease
+        (a worker whose scheduler died is given the whole grace to come back)."""
         if live.session is not None:
             return None
         holder = live.worker.scheduler
         if holder and holder in self._alive:
             return None
-        if holder and holder != self._me.id:  # its scheduler stopped beating
-            return self._alive.get(holder) or live.worker.last_seen_at
-        return live.worker.last_seen_at
+        since = live.worker.last_seen_at
+        if since is None or self._leading_since is None:
+            return since
+        return max(since, self._leading_since)
 
     def _look_for_workers_away(self, now: datetime | None) -> None:
         """Expire, or time the expiry of, the work of every worker away."""
