@@ -256,7 +256,8 @@ async def run_concurrently(count: int, concurrency: int, make: Any) -> None:
 
 
 class SimulatedWorker:
-    """A worker that completes every assignment at once with success."""
+    """A worker that completes every assignment at once: with success, or
+    with what `outcome_of` says of its lease."""
 
     def __init__(self, channel: grpc.aio.Channel, name: str, slots: int) -> None:
         self.stub = workers_pb2_grpc.WorkerServiceStub(channel)
@@ -267,6 +268,7 @@ class SimulatedWorker:
         self.completed = 0
         self.on_assignment: Any = None
         self.on_recorded: Any = None
+        self.outcome_of: Any = lambda _lease: workers_pb2.WORK_OUTCOME_SUCCESS
 
     async def run(self, done: asyncio.Event) -> None:
         """Register, open the session and serve until `done`."""
@@ -299,9 +301,7 @@ class SimulatedWorker:
             if self.on_assignment is not None:
                 self.on_assignment(lease)
             reports.append(workers_pb2.WorkReport(started=workers_pb2.WorkStarted(lease=lease)))
-            completed = workers_pb2.WorkCompleted(
-                lease=lease, outcome=workers_pb2.WORK_OUTCOME_SUCCESS
-            )
+            completed = workers_pb2.WorkCompleted(lease=lease, outcome=self.outcome_of(lease))
             reports.append(workers_pb2.WorkReport(completed=completed))
         self.outgoing.put_nowait(
             workers_pb2.SessionRequest(reports=workers_pb2.WorkReports(reports=reports))

@@ -186,10 +186,13 @@ def admit(
         work_request = new.with_changes(state=state, waiting=waiting)
         if state is State.PENDING and plan_of.after:
             work_request = _resolved(tx, work_request, now, stored=False)
-        tx.insert_work_request(work_request)
-        tx.insert_dependencies(work_request.id, plan_of.after)
-        tx.announce("request", work_request.id)
         stored.append(work_request)
+    tx.insert_work_requests(stored)
+    tx.insert_dependencies(
+        [(w.id, d) for w, (_, p) in zip(stored, planned, strict=True) for d in p.after]
+    )
+    for work_request in stored:
+        tx.announce("request", work_request.id)
     return stored
 
 
@@ -220,14 +223,10 @@ class _Walk:
 
     def write(self) -> list[tuple[WorkRequest, WorkRequest]]:
         """Store each changed request once; the changes, in order."""
-        changes = []
-        for work_request_id, new in self.after.items():
-            old = self.before[work_request_id]
-            self.tx.replace_work_request(
-                new, expected_state=old.state, expected_attempt=old.attempt
-            )
-            self.tx.announce("request", work_request_id)
-            changes.append((old, new))
+        changes = [(self.before[i], new) for i, new in self.after.items()]
+        self.tx.replace_work_requests(changes)
+        for _, new in changes:
+            self.tx.announce("request", new.id)
         return changes
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -103,6 +103,12 @@ class MemoryTransaction:
     def get_work_request(self, work_request_id: str, *, lock: bool = False) -> WorkRequest | None:
         return self.tables.work_requests.get(work_request_id)
 
+    def replace_work_requests(self, changes: Sequence[tuple[WorkRequest, WorkRequest]]) -> None:
+        for before, after in changes:
+            self.replace_work_request(
+                after, expected_state=before.state, expected_attempt=before.attempt
+            )
+
     def get_work_requests(self, work_request_ids: Collection[str]) -> list[WorkRequest]:
         found = (self.tables.work_requests.get(i) for i in work_request_ids)
         return [w for w in found if w is not None]
@@ -111,11 +117,14 @@ class MemoryTransaction:
         current = self.tables.work_requests[work_request_id]
         self.tables.work_requests[work_request_id] = replace(current, task_data_json=task_data_json)
 
-    def insert_dependencies(
-        self, work_request_id: str, dependencies: Collection[Dependency]
-    ) -> None:
-        if dependencies:
-            self.tables.dependencies[work_request_id] = tuple(dependencies)
+    def insert_work_requests(self, work_requests: Sequence[WorkRequest]) -> None:
+        for work_request in work_requests:
+            self.insert_work_request(work_request)
+
+    def insert_dependencies(self, dependencies: Sequence[tuple[str, Dependency]]) -> None:
+        for work_request_id, dependency in dependencies:
+            known = self.tables.dependencies.get(work_request_id, ())
+            self.tables.dependencies[work_request_id] = (*known, dependency)
 
     def dependencies_of(self, work_request_ids: Collection[str]) -> dict[str, list[Dependency]]:
         found = ((i, self.tables.dependencies.get(i)) for i in work_request_ids)

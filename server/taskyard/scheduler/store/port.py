@@ -6,7 +6,7 @@ either everything done in it is committed, or nothing is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -94,10 +94,11 @@ class StoreTransaction(Protocol):
     def replace_task_data(self, work_request_id: str, task_data_json: str) -> None:
         """Store a request's task data with its inputs resolved (at unblocking)."""
 
-    def insert_dependencies(
-        self, work_request_id: str, dependencies: Collection[Dependency]
-    ) -> None:
-        """Record what a new request waits for."""
+    def insert_work_requests(self, work_requests: Sequence[WorkRequest]) -> None:
+        """Store new work requests, in one go."""
+
+    def insert_dependencies(self, dependencies: Sequence[tuple[str, Dependency]]) -> None:
+        """Record what new requests wait for: (the waiting one's id, what)."""
 
     def dependencies_of(self, work_request_ids: Collection[str]) -> dict[str, list[Dependency]]:
         """What each of these requests waits for (those with none left out)."""
@@ -117,6 +118,11 @@ class StoreTransaction(Protocol):
     ) -> bool:
         """Compare-and-set: store `work_request` if the stored one is still in
         `expected_state` at `expected_attempt`; return whether it was."""
+
+    def replace_work_requests(self, changes: Sequence[tuple[WorkRequest, WorkRequest]]) -> None:
+        """Store each (before, after) change as `replace_work_request` would,
+        in one go; changes whose stored request moved on meanwhile are not
+        made (the caller holds their rows locked, so none do)."""
 
     def claim_work_request(self, work_request: WorkRequest) -> bool:
         """Compare-and-set from PENDING at the same attempt, skipping a row

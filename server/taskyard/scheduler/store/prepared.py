@@ -11,7 +11,7 @@ wrapping (a duplicate still raises `IntegrityError`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Connection, Dialect
@@ -46,3 +46,9 @@ class Prepared:
     def execute(self, connection: Connection, values: Mapping[str, Any]) -> CursorResult[Any]:
         """Run the statement with `values` in the connection's transaction."""
         return connection.exec_driver_sql(self.sql, self.parameters(values))
+
+    def execute_many(
+        self, connection: Connection, values: Sequence[Mapping[str, Any]]
+    ) -> CursorResult[Any]:
+        """Run the statement once per item of `values`, in one driver call."""
+        return connection.exec_driver_sql(self.sql, [self.parameters(v) for v in values])

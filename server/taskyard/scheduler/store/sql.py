@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -129,13 +129,10 @@ _INSERT_DEPENDENCY = insert(dependencies)
 _DEPENDENCIES_OF = select(dependencies).where(
     _DEP.work_request_id.in_(bindparam("b_ids", expanding=True))
 )
-_DEPENDENTS_OF = (
-    select(_DEP.depends_on, _DEP.needs, work_requests)
-    .join(work_requests, _WR.id == _DEP.work_request_id)
-    .where(_DEP.depends_on.in_(bindparam("b_ids", expanding=True)))
-    .order_by(_DEP.work_request_id)
+_DEPENDENTS_OF = select(_DEP.work_request_id, _DEP.depends_on, _DEP.needs).where(
+    _DEP.depends_on.in_(bindparam("b_ids", expanding=True))
 )
-_DEPENDENTS_OF_LOCKED = _DEPENDENTS_OF.with_for_update(of=work_requests)
+_WORK_REQUESTS_LOCKED = _WORK_REQUESTS_BY_IDS.order_by(_WR.id).with_for_update()
 _SET_TASK_DATA = (
     update(work_requests)
     .where(_WR.id == bindparam("b_id"))
@@ -202,24 +199,32 @@ class SqlTransaction:
         query = _WORK_REQUEST_BY_ID_LOCKED if lock and self._shared else _WORK_REQUEST_BY_ID
         return readable_one(rows.work_request_from, self._first(query, b_id=work_request_id))
 
-    def get_work_requests(self, work_request_ids: Collection[str]) -> list[WorkRequest]:
+    def get_work_requests(
+        self, work_request_ids: Collection[str], *, lock: bool = False
+    ) -> list[WorkRequest]:
+        query = _WORK_REQUESTS_LOCKED if lock and self._shared else _WORK_REQUESTS_BY_IDS
         found: list[WorkRequest] = []
-        for chunk in _chunks(work_request_ids):
-            rows_of = self._db.execute(_WORK_REQUESTS_BY_IDS, {"b_ids": chunk}).mappings()
+        for chunk in _chunks(sorted(work_request_ids) if lock else work_request_ids):
+            rows_of = self._db.execute(query, {"b_ids": chunk}).mappings()
             found += readable(rows.work_request_from, rows_of)
         return found
 
     def replace_task_data(self, work_request_id: str, task_data_json: str) -> None:
         self._db.execute(_SET_TASK_DATA, {"b_id": work_request_id, "b_data": task_data_json})
 
-    def insert_dependencies(
-        self, work_request_id: str, dependencies: Collection[Dependency]
-    ) -> None:
+    def insert_work_requests(self, work_requests: Sequence[WorkRequest]) -> None:
+        if work_requests:
+            with _refusing_duplicates(f"one of work requests {work_requests[0].id}..."):
+                self._hot["insert"].execute_many(
+                    self._db, [rows.work_request_row(w) for w in work_requests]
+                )
+
+    def insert_dependencies(self, dependencies: Sequence[tuple[str, Dependency]]) -> None:
         if dependencies:
             self._db.execute(
                 _INSERT_DEPENDENCY,
-                [{"work_request_id": work_request_id, "depends_on": d.on, "needs": d.needs.value}
-                 for d in dependencies],
+                [{"work_request_id": w, "depends_on": d.on, "needs": d.needs.value}
+                 for w, d in dependencies],
             )  # fmt: skip
 
     def dependencies_of(self, work_request_ids: Collection[str]) -> dict[str, list[Dependency]]:
@@ -233,14 +238,13 @@ class SqlTransaction:
     def dependents_of(
         self, work_request_ids: Collection[str], *, lock: bool = False
     ) -> list[tuple[Dependency, WorkRequest]]:
-        query = _DEPENDENTS_OF_LOCKED if lock and self._shared else _DEPENDENTS_OF
-        found = []
+        links: list[tuple[str, Dependency]] = []
         for chunk in _chunks(work_request_ids):
-            for row in self._db.execute(query, {"b_ids": chunk}).mappings():
-                child = readable_one(rows.work_request_from, row)
-                if child is not None:
-                    found.append((Dependency(row["depends_on"], Needs(row["needs"])), child))
-        return found
+            for child, on, needs in self._db.execute(_DEPENDENTS_OF, {"b_ids": chunk}):
+                links.append((child, Dependency(on, Needs(needs))))
+        # Each waiting request read (and locked) once, however many it waits for.
+        children = {w.id: w for w in self.get_work_requests({c for c, _ in links}, lock=lock)}
+        return [(d, children[c]) for c, d in links if c in children]
 
     def get_work_request_by_idempotency_key(self, tenant: str, key: str) -> WorkRequest | None:
         row = self._first(_WORK_REQUEST_BY_KEY, b_tenant=tenant, b_key=key)
@@ -259,6 +263,16 @@ class SqlTransaction:
         return self._compare_and_set(
             self._hot["replace"], work_request, expected_state, expected_attempt
         )
+
+    def replace_work_requests(self, changes: Sequence[tuple[WorkRequest, WorkRequest]]) -> None:
+        if not changes:
+            return
+        params = []
+        for before, after in changes:
+            values = rows.changing_columns(after)
+            values.update(b_id=after.id, b_state=before.state.value, b_attempt=before.attempt)
+            params.append(values)
+        self._hot["replace"].execute_many(self._db, params)
 
     def claim_work_request(self, work_request: WorkRequest) -> bool:
         return self._compare_and_set(self._claim, work_request, State.PENDING, work_request.attempt)
