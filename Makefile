@@ -62,7 +62,7 @@ protos-check: $(STAMP)
 		|| { echo "stubs are stale: run 'make protos' and commit the result" >&2; exit 1; }
 
 # The benchmark scripts (support.py and bare_server.py are their helpers).
-BENCHMARKS := configure matching latency throughput upload faults logs web peers cli sandbox ha fairness
+BENCHMARKS := configure matching latency throughput upload faults logs web peers cli sandbox ha fairness pipelines
 
 bench: $(STAMP)
 	@for b in $(BENCHMARKS); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
