@@ -67,6 +67,15 @@ async def worker_on(harness: Harness, other: Harness, name: str, slots: int = 1)
     return client
 
 
+async def succeed_each(client: SessionClient, seen: list[str]) -> None:
+    """Play a worker that ends every assignment with success, noting each in `seen`."""
+    while True:
+        kind, item = await client.received.get()
+        if kind == "assignment":
+            seen.append(item.lease.work_request_id)
+            client.report(completion(item.lease, workers_pb2.WORK_OUTCOME_SUCCESS))
+
+
 async def test_a_request_submitted_on_one_runs_on_a_worker_of_the_other(
     pair: tuple[Harness, Harness],
 ) -> None:
@@ -116,14 +125,7 @@ async def test_racing_schedulers_assign_each_request_once(pair: tuple[Harness, H
     requests = {await (a if n % 2 else b).submit("noop") for n in range(40)}
     seen: list[str] = []
 
-    async def work(client: SessionClient) -> None:
-        while True:
-            kind, item = await client.received.get()
-            if kind == "assignment":
-                seen.append(item.lease.work_request_id)
-                client.report(completion(item.lease, workers_pb2.WORK_OUTCOME_SUCCESS))
-
-    workers = [asyncio.create_task(work(c)) for c in (on_a, on_b)]
+    workers = [asyncio.create_task(succeed_each(c, seen)) for c in (on_a, on_b)]
     async with asyncio.timeout(60):
         while set(seen) != requests:
             await asyncio.sleep(0.05)
@@ -308,14 +310,7 @@ async def test_parents_ending_together_on_two_schedulers_release_their_child_onc
     workers = [await worker_on(a, a, "wa", slots=10), await worker_on(b, a, "wb", slots=10)]
     seen: list[str] = []
 
-    async def work(client: SessionClient) -> None:
-        while True:
-            kind, item = await client.received.get()
-            if kind == "assignment":
-                seen.append(item.lease.work_request_id)
-                client.report(completion(item.lease, workers_pb2.WORK_OUTCOME_SUCCESS))
-
-    tasks = [asyncio.create_task(work(c)) for c in workers]
+    tasks = [asyncio.create_task(succeed_each(c, seen)) for c in workers]
     done = await a.wait_for_state(child_id, pb.WORK_REQUEST_STATE_COMPLETED, timeout=30)
     for task in tasks:
         task.cancel()
