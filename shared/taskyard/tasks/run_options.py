@@ -99,8 +99,6 @@ class RunOptions:
 
     #: Artifact ids: those named, and those resolved from requests.
     inputs: tuple[str, ...] = ()
-    #: The requests whose artifacts are inputs: (id or batch ref, category).
-    input_requests: tuple[tuple[str, str], ...] = ()
     environment: str = ""
     network: bool = False
     memory_mb: int | None = None
@@ -118,9 +116,6 @@ class RunOptions:
                 for artifact in (
                     [item["artifact"]] if "artifact" in item else item.get("artifacts", [])
                 )
-            ),
-            input_requests=tuple(
-                (item["request"], item.get("category", "")) for item in items if "request" in item
             ),
             environment=data.get("environment", ""),
             network=bool(data.get("network", False)),

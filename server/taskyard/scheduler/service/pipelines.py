@@ -22,7 +22,7 @@ waiting for one that is ending is seen by that end.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -470,7 +470,7 @@ def component(tx: StoreTransaction, work_request_id: str, limit: int) -> Pipelin
         upstream = tx.dependencies_of(frontier)
         waits.update(upstream)
         linked: Iterable[str] = [d.on for deps in upstream.values() for d in deps]
-        linked = [*linked, *(child.id for _, child in tx.dependents_of(frontier))]
+        linked = [*linked, *(child for child, _ in tx.waiting_on(frontier))]
         frontier = []
         for other in linked:
             if other in seen:
@@ -484,9 +484,8 @@ def component(tx: StoreTransaction, work_request_id: str, limit: int) -> Pipelin
     return Pipeline(found, waits, truncated)
 
 
+#: Requests changed downstream: (before, after) each.
 Changes = list[tuple[WorkRequest, WorkRequest]]
-#: What follows a committed change downstream, in its transaction.
-Follow = Callable[[StoreTransaction, WorkRequest, WorkRequest, datetime], Changes]
 
 
 def follow(tx: StoreTransaction, before: WorkRequest, after: WorkRequest, now: datetime) -> Changes:

@@ -391,7 +391,7 @@ class WorkRequests:
 
         def read(tx: StoreTransaction) -> Links:
             after = tx.dependencies_of([work_request_id]).get(work_request_id, [])
-            below = sorted(child.id for _, child in tx.dependents_of([work_request_id]))
+            below = sorted(child for child, _ in tx.waiting_on([work_request_id]))
             return after, below
 
         return await self._core.db.run(read)

@@ -130,15 +130,21 @@ class MemoryTransaction:
         found = ((i, self.tables.dependencies.get(i)) for i in work_request_ids)
         return {i: list(d) for i, d in found if d}
 
-    def dependents_of(
-        self, work_request_ids: Collection[str], *, lock: bool = False
-    ) -> list[tuple[Dependency, WorkRequest]]:
+    def waiting_on(self, work_request_ids: Collection[str]) -> list[tuple[str, Dependency]]:
         wanted = set(work_request_ids)
         return [
-            (dependency, self.tables.work_requests[child])
+            (child, dependency)
             for child, waits in self.tables.dependencies.items()
             for dependency in waits
             if dependency.on in wanted and child in self.tables.work_requests
+        ]
+
+    def dependents_of(
+        self, work_request_ids: Collection[str], *, lock: bool = False
+    ) -> list[tuple[Dependency, WorkRequest]]:
+        return [
+            (dependency, self.tables.work_requests[child])
+            for child, dependency in self.waiting_on(work_request_ids)
         ]
 
     def get_work_request_by_idempotency_key(self, tenant: str, key: str) -> WorkRequest | None:

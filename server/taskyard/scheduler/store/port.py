@@ -103,6 +103,10 @@ class StoreTransaction(Protocol):
     def dependencies_of(self, work_request_ids: Collection[str]) -> dict[str, list[Dependency]]:
         """What each of these requests waits for (those with none left out)."""
 
+    def waiting_on(self, work_request_ids: Collection[str]) -> list[tuple[str, Dependency]]:
+        """The id of every request waiting for one of these, with its
+        dependency on it (no request read)."""
+
     def dependents_of(
         self, work_request_ids: Collection[str], *, lock: bool = False
     ) -> list[tuple[Dependency, WorkRequest]]:

@@ -235,13 +235,17 @@ class SqlTransaction:
                 found.setdefault(row["work_request_id"], []).append(dependency)
         return found
 
+    def waiting_on(self, work_request_ids: Collection[str]) -> list[tuple[str, Dependency]]:
+        return [
+            (child, Dependency(on, Needs(needs)))
+            for chunk in _chunks(work_request_ids)
+            for child, on, needs in self._db.execute(_DEPENDENTS_OF, {"b_ids": chunk})
+        ]
+
     def dependents_of(
         self, work_request_ids: Collection[str], *, lock: bool = False
     ) -> list[tuple[Dependency, WorkRequest]]:
-        links: list[tuple[str, Dependency]] = []
-        for chunk in _chunks(work_request_ids):
-            for child, on, needs in self._db.execute(_DEPENDENTS_OF, {"b_ids": chunk}):
-                links.append((child, Dependency(on, Needs(needs))))
+        links = self.waiting_on(work_request_ids)
         # Each waiting request read (and locked) once, however many it waits for.
         children = {w.id: w for w in self.get_work_requests({c for c, _ in links}, lock=lock)}
         return [(d, children[c]) for c, d in links if c in children]
