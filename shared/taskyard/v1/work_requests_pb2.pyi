@@ -682,6 +682,72 @@ class BatchSubmitResponse(_message.Message):
 Global___BatchSubmitResponse: _TypeAlias = BatchSubmitResponse  # noqa: Y015
 
 @_typing.final
+class SubmitStreamRequest(_message.Message):
+    """One request on a WorkRequestService.SubmitStream stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def request(self) -> Global___SubmitRequest:
+        """The work request to queue, as to Submit (without `ref`)."""
+
+    def __init__(
+        self,
+        *,
+        request: Global___SubmitRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitStreamRequest: _TypeAlias = SubmitStreamRequest  # noqa: Y015
+
+@_typing.final
+class SubmitStreamResponse(_message.Message):
+    """The answer to one request of a SubmitStream stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    WORK_REQUEST_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Position of the request answered in the stream, from 0; answers come in
+    this order.
+    """
+    created: _builtins.bool
+    """False when an earlier submit with the same idempotency key created it."""
+    @_builtins.property
+    def work_request(self) -> Global___WorkRequest:
+        """The queued work request, committed."""
+
+    @_builtins.property
+    def problem(self) -> _common_pb2.Problem:
+        """Why this request was refused; nothing was stored for it."""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        work_request: Global___WorkRequest | None = ...,
+        problem: _common_pb2.Problem | None = ...,
+        created: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["outcome", b"outcome", "problem", b"problem", "work_request", b"work_request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "index", b"index", "outcome", b"outcome", "problem", b"problem", "work_request", b"work_request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["work_request", "problem"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___SubmitStreamResponse: _TypeAlias = SubmitStreamResponse  # noqa: Y015
+
+@_typing.final
 class GetRequest(_message.Message):
     """Request of WorkRequestService.Get."""
 

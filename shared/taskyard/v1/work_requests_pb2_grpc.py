@@ -58,6 +58,11 @@ class WorkRequestServiceStub:
                 request_serializer=taskyard_dot_v1_dot_work__requests__pb2.BatchSubmitRequest.SerializeToString,
                 response_deserializer=taskyard_dot_v1_dot_work__requests__pb2.BatchSubmitResponse.FromString,
                 _registered_method=True)
+        self.SubmitStream = channel.stream_stream(
+                '/taskyard.v1.WorkRequestService/SubmitStream',
+                request_serializer=taskyard_dot_v1_dot_work__requests__pb2.SubmitStreamRequest.SerializeToString,
+                response_deserializer=taskyard_dot_v1_dot_work__requests__pb2.SubmitStreamResponse.FromString,
+                _registered_method=True)
         self.Get = channel.unary_unary(
                 '/taskyard.v1.WorkRequestService/Get',
                 request_serializer=taskyard_dot_v1_dot_work__requests__pb2.GetRequest.SerializeToString,
@@ -129,6 +134,20 @@ class WorkRequestServiceServicer:
         A batch whose items wait for one another (`ref`, `after`, or task data
         `inputs` naming a `ref`) is a pipeline: it is stored whole or not at all,
         and a problem in any item fails the call with INVALID_ARGUMENT naming it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitStream(self, request_iterator, context):
+        """Queues work requests sent one message at a time on one stream: the path
+        for high-rate clients. Each request is answered once it is committed, or
+        refused on its own, one answer per request in the order they were sent;
+        requests that arrive together are committed together. A request of the
+        stream may wait for stored requests (`after` by id), not for others of
+        the stream (`ref`: use BatchSubmit). A request that was sent but not
+        answered when the stream broke may or may not be stored: send it again
+        with the same idempotency key.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -212,6 +231,11 @@ def add_WorkRequestServiceServicer_to_server(servicer, server):
                     servicer.BatchSubmit,
                     request_deserializer=taskyard_dot_v1_dot_work__requests__pb2.BatchSubmitRequest.FromString,
                     response_serializer=taskyard_dot_v1_dot_work__requests__pb2.BatchSubmitResponse.SerializeToString,
+            ),
+            'SubmitStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.SubmitStream,
+                    request_deserializer=taskyard_dot_v1_dot_work__requests__pb2.SubmitStreamRequest.FromString,
+                    response_serializer=taskyard_dot_v1_dot_work__requests__pb2.SubmitStreamResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
@@ -322,6 +346,33 @@ class WorkRequestService:
             '/taskyard.v1.WorkRequestService/BatchSubmit',
             taskyard_dot_v1_dot_work__requests__pb2.BatchSubmitRequest.SerializeToString,
             taskyard_dot_v1_dot_work__requests__pb2.BatchSubmitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/taskyard.v1.WorkRequestService/SubmitStream',
+            taskyard_dot_v1_dot_work__requests__pb2.SubmitStreamRequest.SerializeToString,
+            taskyard_dot_v1_dot_work__requests__pb2.SubmitStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

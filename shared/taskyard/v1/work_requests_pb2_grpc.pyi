@@ -55,6 +55,16 @@ class WorkRequestServiceStub:
     `inputs` naming a `ref`) is a pipeline: it is stored whole or not at all,
     and a problem in any item fails the call with INVALID_ARGUMENT naming it.
     """
+    SubmitStream: _grpc.StreamStreamMultiCallable[_work_requests_pb2.SubmitStreamRequest, _work_requests_pb2.SubmitStreamResponse]
+    """Queues work requests sent one message at a time on one stream: the path
+    for high-rate clients. Each request is answered once it is committed, or
+    refused on its own, one answer per request in the order they were sent;
+    requests that arrive together are committed together. A request of the
+    stream may wait for stored requests (`after` by id), not for others of
+    the stream (`ref`: use BatchSubmit). A request that was sent but not
+    answered when the stream broke may or may not be stored: send it again
+    with the same idempotency key.
+    """
     Get: _grpc.UnaryUnaryMultiCallable[_work_requests_pb2.GetRequest, _work_requests_pb2.GetResponse]
     """Returns one work request, its artifacts, what it waits for and what
     waits for it.
@@ -114,6 +124,16 @@ class WorkRequestServiceAsyncStub(WorkRequestServiceStub):
     A batch whose items wait for one another (`ref`, `after`, or task data
     `inputs` naming a `ref`) is a pipeline: it is stored whole or not at all,
     and a problem in any item fails the call with INVALID_ARGUMENT naming it.
+    """
+    SubmitStream: _aio.StreamStreamMultiCallable[_work_requests_pb2.SubmitStreamRequest, _work_requests_pb2.SubmitStreamResponse]  # type: ignore[assignment]
+    """Queues work requests sent one message at a time on one stream: the path
+    for high-rate clients. Each request is answered once it is committed, or
+    refused on its own, one answer per request in the order they were sent;
+    requests that arrive together are committed together. A request of the
+    stream may wait for stored requests (`after` by id), not for others of
+    the stream (`ref`: use BatchSubmit). A request that was sent but not
+    answered when the stream broke may or may not be stored: send it again
+    with the same idempotency key.
     """
     Get: _aio.UnaryUnaryMultiCallable[_work_requests_pb2.GetRequest, _work_requests_pb2.GetResponse]  # type: ignore[assignment]
     """Returns one work request, its artifacts, what it waits for and what
@@ -183,6 +203,22 @@ class WorkRequestServiceServicer(metaclass=_abc_1.ABCMeta):
         A batch whose items wait for one another (`ref`, `after`, or task data
         `inputs` naming a `ref`) is a pipeline: it is stored whole or not at all,
         and a problem in any item fails the call with INVALID_ARGUMENT naming it.
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_work_requests_pb2.SubmitStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_work_requests_pb2.SubmitStreamResponse], _abc.AsyncIterator[_work_requests_pb2.SubmitStreamResponse]]:
+        """Queues work requests sent one message at a time on one stream: the path
+        for high-rate clients. Each request is answered once it is committed, or
+        refused on its own, one answer per request in the order they were sent;
+        requests that arrive together are committed together. A request of the
+        stream may wait for stored requests (`after` by id), not for others of
+        the stream (`ref`: use BatchSubmit). A request that was sent but not
+        answered when the stream broke may or may not be stored: send it again
+        with the same idempotency key.
         """
 
     @_abc_1.abstractmethod

@@ -60,6 +60,7 @@ WORKERS = frozenset({"worker"})
 ALLOWED: dict[str, frozenset[str]] = {
     "WorkRequestService.Submit": CLIENTS,
     "WorkRequestService.BatchSubmit": CLIENTS,
+    "WorkRequestService.SubmitStream": CLIENTS,
     "WorkRequestService.Get": CLIENTS,
     "WorkRequestService.List": CLIENTS,
     "WorkRequestService.Watch": CLIENTS,
@@ -261,6 +262,10 @@ async def with_their_input(harness: Harness, theirs: Theirs, who: Metadata) -> N
         wr.BatchSubmitRequest(requests=[request]), metadata=who
     )
     assert batch.results[0].problem.reason == "INPUT_NOT_FOUND"
+    streamed = harness.work_requests.SubmitStream(
+        iter([wr.SubmitStreamRequest(request=request)]), metadata=who
+    )
+    assert [a.problem.reason async for a in streamed] == ["INPUT_NOT_FOUND"]
     for waiting in (  # their request, waited for or taken from, does not exist
         wr.SubmitRequest(task_name="noop", after=[wr.Dependency(on=theirs.request)]),
         wr.SubmitRequest(
@@ -305,6 +310,7 @@ def _upload(theirs: Theirs) -> AsyncIterator[art.UploadFileRequest]:
 ACROSS: dict[str, Probe] = {
     "WorkRequestService.Submit": with_their_input,
     "WorkRequestService.BatchSubmit": with_their_input,
+    "WorkRequestService.SubmitStream": with_their_input,
     "WorkRequestService.Get": lambda h, t, m: not_found(
         h.work_requests.Get(wr.GetRequest(id=t.request), metadata=m)
     ),

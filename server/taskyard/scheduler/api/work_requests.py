@@ -13,7 +13,8 @@ from taskyard.scheduler.api import convert
 from taskyard.scheduler.api.access import Context, principal
 from taskyard.scheduler.domain import Lease
 from taskyard.scheduler.service.artifacts import Artifacts
-from taskyard.scheduler.service.submission import Submitted
+from taskyard.scheduler.service.auth import Principal
+from taskyard.scheduler.service.submission import SubmitSpec, Submitted
 from taskyard.scheduler.service.task_logs import TaskLogs
 from taskyard.scheduler.service.work_requests import WorkRequests
 from taskyard.scheduler.store.port import WorkRequestFilter
@@ -50,6 +51,31 @@ def _batch_result(outcome: Submitted | TaskyardError) -> pb.BatchSubmitResult:
     )
 
 
+async def _specs(
+    requests: AsyncIterator[pb.SubmitStreamRequest], caller: Principal
+) -> AsyncIterator[SubmitSpec | TaskyardError]:
+    """Each request of a stream as a spec, or as the reason it is refused:
+    one bad message is that item's problem, not the stream's end."""
+    while True:
+        try:
+            request = await anext(requests)
+            yield convert.submit_spec(request.request, caller)
+        except StopAsyncIteration:
+            return
+        except TaskyardError as error:
+            yield error
+
+
+def _stream_answer(index: int, answer: Submitted | TaskyardError) -> pb.SubmitStreamResponse:
+    if isinstance(answer, TaskyardError):
+        return pb.SubmitStreamResponse(index=index, problem=convert.problem(answer))
+    return pb.SubmitStreamResponse(
+        index=index,
+        work_request=convert.work_request_to_proto(answer.work_request),
+        created=answer.created,
+    )
+
+
 class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
     """Submitting, inspecting and controlling work requests."""
 
@@ -72,6 +98,15 @@ class WorkRequestServicer(work_requests_pb2_grpc.WorkRequestServiceServicer):
         specs = [convert.submit_spec(item, caller) for item in request.requests]
         outcomes = await self._use.batch_submit(specs)
         return pb.BatchSubmitResponse(results=[_batch_result(o) for o in outcomes])
+
+    async def SubmitStream(
+        self, requests: AsyncIterator[pb.SubmitStreamRequest], context: Context
+    ) -> AsyncIterator[pb.SubmitStreamResponse]:
+        answers = self._use.submit_stream(_specs(requests, principal()))
+        index = 0
+        async for answer in answers:
+            yield _stream_answer(index, answer)
+            index += 1
 
     async def Get(self, request: pb.GetRequest, context: Context) -> pb.GetResponse:
         caller = principal()

@@ -10,7 +10,7 @@ operation fails alone and the others still commit.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,6 +27,23 @@ class _Outcome:
     error: BaseException | None = None
 
 
+async def to_the_end(step: Coroutine[Any, Any, T]) -> T:
+    """Run `step` (a commit and what follows it in memory: queueing what it
+    stored, telling watchers) to its end even if its caller is cancelled
+    meanwhile. A client that hangs up, or a stream cut, after a request
+    reached the store must not leave it stored yet never queued."""
+    task = asyncio.ensure_future(step)
+    task.add_done_callback(_retrieved)
+    return await asyncio.shield(task)
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Mark an abandoned step's failure as seen: its caller was told by then,
+    or is gone (no 'exception was never retrieved' noise)."""
+    if not task.cancelled():
+        task.exception()
+
+
 class GroupCommitter:
     """Runs store operations on one thread, batching those that wait together."""
 
@@ -37,6 +54,11 @@ class GroupCommitter:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="taskyard-store")
         self._draining: asyncio.Task[None] | None = None
         self.commits = 0
+
+    @property
+    def queued(self) -> int:
+        """Operations waiting for the commit in progress to end."""
+        return len(self._queue)
 
     async def run(self, operation: Callable[[StoreTransaction], T]) -> T:
         """Run `operation` in a transaction shared with concurrent ones; return its result."""

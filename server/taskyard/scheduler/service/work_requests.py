@@ -34,9 +34,11 @@ from taskyard.scheduler.explain import Explanation, explain
 from taskyard.scheduler.matching import Shape
 from taskyard.scheduler.service import pipelines
 from taskyard.scheduler.service.auth import Principal, is_admin, owner_of, sees, tenant_of
+from taskyard.scheduler.service.committer import to_the_end
 from taskyard.scheduler.service.configured import configured, shape_of
 from taskyard.scheduler.service.core import Core
 from taskyard.scheduler.service.dispatch import configured_task
+from taskyard.scheduler.service.in_order import in_order
 from taskyard.scheduler.service.messages import AbortReason
 from taskyard.scheduler.service.observers import Observer
 from taskyard.scheduler.service.submission import SubmitSpec, Submitted
@@ -145,6 +147,23 @@ class WorkRequests:
 
         return list(await asyncio.gather(*(one(spec) for spec in specs)))
 
+    def submit_stream(
+        self, items: AsyncIterator[SubmitSpec | TaskyardError]
+    ) -> AsyncIterator[Submitted | TaskyardError]:
+        """Submit each request as it arrives, those read together committed
+        together; answer each, in order, once committed or refused (an item
+        the edge refused already is answered with its problem)."""
+
+        async def one(item: SubmitSpec | TaskyardError) -> Submitted | TaskyardError:
+            if isinstance(item, TaskyardError):
+                return item
+            try:
+                return await self.submit(item)
+            except TaskyardError as error:
+                return error
+
+        return in_order(items, one)
+
     async def _submit_pipeline(self, specs: Sequence[SubmitSpec], batch: bool) -> list[Submitted]:
         """Validate, plan and store requests that wait for one another or for
         stored ones: all of them, or none (INVALID_ARGUMENT naming the item)."""
@@ -174,14 +193,19 @@ class WorkRequests:
                     _check_artifacts(tx, task.run_options, work_request.tenant)
                 return pipelines.admit(tx, new, now), True
 
-            with self._tenants.admitting(tenants.pop(), len(specs)):
+            async def commit() -> list[Submitted]:
                 stored, created = await core.db.run(store)
-            submitted = [Submitted(w, created) for w in stored]
-            for one, watch, task in zip(submitted, watches, tasks, strict=True):
-                if created and one.work_request.state is State.PENDING:
-                    core.dispatcher.enqueue(one.work_request, task)
-                if created:
-                    core.feed.publish(one.work_request)
+                submitted = [Submitted(w, created) for w in stored]
+                for one, task in zip(submitted, tasks, strict=True):
+                    if created and one.work_request.state is State.PENDING:
+                        core.dispatcher.enqueue(one.work_request, task)
+                    if created:
+                        core.feed.publish(one.work_request)
+                return submitted
+
+            with self._tenants.admitting(tenants.pop(), len(specs)):
+                submitted = await to_the_end(commit())
+            for one, watch in zip(submitted, watches, strict=True):
                 watch.stored(one, dict)
         return submitted
 
@@ -190,7 +214,7 @@ class WorkRequests:
     ) -> Submitted:
         try:
             with self._tenants.admitting(spec.tenant):
-                return await self._queue(spec, task, trace_context)
+                return await to_the_end(self._queue(spec, task, trace_context))
         except ResourceExhaustedError:
             replayed = await self._replay(spec, task)  # its first submission got in
             if replayed is None:
