@@ -1,7 +1,8 @@
 """Taskyard and Celery side by side: no-op tasks from submit to a visible result.
 
 One client submits no-op tasks one call at a time (Celery: a `delay()` loop;
-Taskyard: single `Submit` calls, at most 64 in flight) until every result is
+Taskyard: single `Submit` calls, at most 64 in flight, and, for high-rate
+clients, one `SubmitStream` whose answers say each request was committed) until every result is
 visible (Celery: `AsyncResult.get()`; Taskyard: the request seen completed on
 a `Watch`). Pairs with the same number of task processes, in alternating
 rounds: Taskyard 1 worker x 2 slots against Celery prefork concurrency 2,
@@ -128,7 +129,7 @@ def celery_round(redis: str, pool: str, concurrency: int, tasks: int) -> dict[st
         return {"rate": tasks / elapsed, "worker": (tree_cpu(worker.pid) - before) / tasks}
 
 
-async def taskyard_round(slots: int, tasks: int, in_flight: int) -> dict[str, float]:
+async def taskyard_round(slots: int, tasks: int, in_flight: int, stream: bool) -> dict[str, float]:
     with scheduler_process() as (scheduler, token):
         async with channel_to(scheduler.address) as channel:
             stub = work_requests_pb2_grpc.WorkRequestServiceStub(channel)
@@ -138,7 +139,7 @@ async def taskyard_round(slots: int, tasks: int, in_flight: int) -> dict[str, fl
                 await through_workers(stub, metadata, 20, in_flight)  # warm
                 cpu = {"scheduler": tree_cpu(scheduler.pid), "worker": tree_cpu(workers[0].pid)}
                 started = time.perf_counter()
-                await through_workers(stub, metadata, tasks, in_flight)
+                await through_workers(stub, metadata, tasks, in_flight, stream=stream)
                 elapsed = time.perf_counter() - started
                 return {
                     "rate": tasks / elapsed,
@@ -174,19 +175,23 @@ async def main(args: argparse.Namespace) -> None:
         if redis is None:
             print("redis-server is missing: Taskyard alone")
         for slots, pool, concurrency in pairs:
-            ours: list[dict[str, float]] = []
+            unary: list[dict[str, float]] = []
+            streamed: list[dict[str, float]] = []
             theirs: list[dict[str, float]] = []
             for _ in range(args.rounds):
-                ours.append(await taskyard_round(slots, args.tasks, args.in_flight))
+                unary.append(await taskyard_round(slots, args.tasks, args.in_flight, False))
+                streamed.append(await taskyard_round(slots, args.tasks, args.in_flight, True))
                 if redis is not None and celery_ok:
                     theirs.append(celery_round(redis, pool, concurrency, args.tasks))
-            print(summary(f"Taskyard 1 worker x {slots} slots", ours))
+            for how, ours in (("Submit", unary), ("SubmitStream", streamed)):
+                print(summary(f"Taskyard 1 worker x {slots} slots, {how}", ours))
             if theirs:
                 print(summary(f"Celery + Redis, {pool} concurrency {concurrency}", theirs))
-                ratio = statistics.median(r["rate"] for r in ours) / statistics.median(
-                    r["rate"] for r in theirs
-                )
-                print(f"  ratio Taskyard / Celery (medians): {ratio:.2f}")
+                for how, ours in (("Submit", unary), ("SubmitStream", streamed)):
+                    ratio = statistics.median(r["rate"] for r in ours) / statistics.median(
+                        r["rate"] for r in theirs
+                    )
+                    print(f"  ratio Taskyard ({how}) / Celery (medians): {ratio:.2f}")
 
 
 if __name__ == "__main__":

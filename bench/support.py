@@ -327,11 +327,18 @@ async def channel_to(address: str) -> AsyncIterator[grpc.aio.Channel]:
 
 
 async def through_workers(
-    stub: Any, metadata: Any, tasks: int, in_flight: int, *, task: str = "noop", data: str = ""
+    stub: Any,
+    metadata: Any,
+    tasks: int,
+    in_flight: int,
+    *,
+    task: str = "noop",
+    data: str = "",
+    stream: bool = False,
 ) -> None:
     """Submit `tasks` requests of `task` one call at a time (`in_flight` at
-    most), until each is seen completed on a watch opened before the first
-    submit."""
+    most), or on one SubmitStream with `stream`, until each is seen completed
+    on a watch opened before the first submit."""
     watch = stub.Watch(pb.WatchRequest(states=[pb.WORK_REQUEST_STATE_COMPLETED]), metadata=metadata)
     seen: set[str] = set()
     submitted: set[str] = set()
@@ -346,15 +353,22 @@ async def through_workers(
 
     following = asyncio.create_task(follow())
     await asyncio.sleep(0.1)  # the watch is open
-    gate = asyncio.Semaphore(in_flight)
+    if stream:
+        request = pb.SubmitStreamRequest(
+            request=pb.SubmitRequest(task_name=task, task_data_json=data)
+        )
+        async for answer in stub.SubmitStream(iter([request] * tasks), metadata=metadata):
+            submitted.add(answer.work_request.id)
+    else:
+        gate = asyncio.Semaphore(in_flight)
 
-    async def one() -> None:
-        async with gate:
-            request = pb.SubmitRequest(task_name=task, task_data_json=data)
-            response = await stub.Submit(request, metadata=metadata)
-            submitted.add(response.work_request.id)
+        async def one() -> None:
+            async with gate:
+                request = pb.SubmitRequest(task_name=task, task_data_json=data)
+                response = await stub.Submit(request, metadata=metadata)
+                submitted.add(response.work_request.id)
 
-    await asyncio.gather(*(one() for _ in range(tasks)))
+        await asyncio.gather(*(one() for _ in range(tasks)))
     if submitted <= seen:
         ready.set()
     await asyncio.wait_for(ready.wait(), 600)

@@ -19,7 +19,15 @@ import sys
 from collections.abc import Collection, Sequence
 from typing import Any, NoReturn, cast
 
-from taskyard.cli import artifacts, demo, operator, pipeline, tenants, work_requests
+from taskyard.cli import (
+    artifacts,
+    demo,
+    operator,
+    pipeline,
+    submit_many,
+    tenants,
+    work_requests,
+)
 from taskyard.cli.errors import INTERRUPTED, INVALID, REFUSED, UNREACHABLE, CliError
 from taskyard.cli.parsing import Subparsers
 from taskyard.cli.version import taskyard_version
@@ -86,6 +94,7 @@ def _client_parsers() -> tuple[argparse.ArgumentParser, Subparsers]:
     operator.add_parsers(subparsers)
     tenants.add_parsers(subparsers)
     pipeline.add_parsers(subparsers)
+    submit_many.add_parsers(subparsers)
     artifacts.add_parsers(subparsers)
     demo.add_parser(subparsers)
     return parser, subparsers

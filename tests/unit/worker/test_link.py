@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from taskyard.v1 import common_pb2, workers_pb2
-from taskyard.worker.agent import Link
+from taskyard.worker.agent import Link, StartReport
 
 
 def lease(name: str) -> common_pb2.Lease:
@@ -39,3 +39,23 @@ def test_a_closed_link_drops_reports() -> None:
     link = Link()
     link.report(started=workers_pb2.WorkStarted(lease=lease("a")))
     assert link.queue.empty()
+
+
+async def test_a_quick_end_carries_its_start_in_one_message() -> None:
+    link = Link(open=True)
+    start = StartReport(link, lease("a"))
+    start.now()  # the job ended before the start was due
+    link.report(completed=workers_pb2.WorkCompleted(lease=lease("a")))
+    start.now()  # once only
+    link.close()
+    sent = [message async for message in link.outgoing()]
+    assert len(sent) == 1
+    assert [r.WhichOneof("report") for r in sent[0].reports.reports] == ["started", "completed"]
+
+
+async def test_a_longer_job_reports_its_start_when_due() -> None:
+    link = Link(open=True)
+    StartReport(link, lease("a"))
+    outgoing = link.outgoing()
+    first = await anext(outgoing)  # comes by itself, START_REPORT_DELAY later
+    assert first.reports.reports[0].started.lease.work_request_id == "a"

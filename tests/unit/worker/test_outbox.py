@@ -64,3 +64,14 @@ async def test_a_mostly_acknowledged_journal_is_rewritten_small(
     lines = (tmp_path / "outbox.jsonl").read_text().splitlines()
     assert len(lines) < 10
     assert Outbox(tmp_path).pending() == [Result("kept", 1, "success")]
+
+
+async def test_an_acknowledgement_before_the_write_ends_is_kept(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path)
+    putting = asyncio.ensure_future(outbox.put(Result("wr1", 1, "success")))
+    await asyncio.sleep(0)  # its write has begun, off the event loop
+    assert outbox.pending() == [Result("wr1", 1, "success")]  # resent if the link breaks now
+    outbox.remove("wr1", 1)  # the scheduler answered before the disk did
+    await putting
+    assert outbox.pending() == []
+    assert Outbox(tmp_path).pending() == []  # its acknowledgement follows its line

@@ -1,8 +1,13 @@
 """Finished results waiting for the scheduler's acknowledgement, kept on disk.
 
-A result is on disk (fsynced) before it is sent, and forgotten only once the
+A result is written (and fsynced) as it is sent, and forgotten only once the
 scheduler acknowledges it, so neither a lost connection nor a worker restart
-loses a finished result. The outbox is one append-only journal: results that
+loses a finished result. The send does not wait for the write: the scheduler
+acknowledges only what it has committed, and a worker that dies before its
+write ends is where it would be had it died a moment earlier (the lease runs
+out and the request runs again), so waiting would only add an fsync to every
+task's latency. An acknowledgement that comes before the write ends is kept
+and applied once it has. The outbox is one append-only journal: results that
 finish together share one write and one fsync, made off the event loop; an
 acknowledgement is a line needing no fsync (a lost one only means a resend,
 which the scheduler accepts again). The journal is rewritten small once most
@@ -47,6 +52,9 @@ class Outbox:
         self._load()
         self._waiting: list[tuple[Result, asyncio.Future[None]]] = []
         self._flushing: asyncio.Task[None] | None = None
+        #: Results put and not yet written, and those of them acknowledged.
+        self._writing: set[tuple[str, int]] = set()
+        self._acknowledged_early: set[tuple[str, int]] = set()
 
     def _load(self) -> None:
         if self._path.exists():
@@ -71,6 +79,9 @@ class Outbox:
         """Keep `result` until it is acknowledged: on disk when this returns.
         Results put meanwhile are written with it, in one fsync."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        key = (result.work_request_id, result.attempt)
+        self._pending[key] = result  # resent after a reconnect even while written
+        self._writing.add(key)
         self._waiting.append((result, future))
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush())
@@ -83,14 +94,23 @@ class Outbox:
                 try:
                     await asyncio.to_thread(self._append, [r for r, _ in batch], True)
                 except OSError as error:
-                    for _, future in batch:
+                    for result, future in batch:
+                        self._written(result)
                         future.set_exception(error)
                     continue
                 for result, future in batch:
-                    self._pending[(result.work_request_id, result.attempt)] = result
+                    self._written(result)
                     future.set_result(None)
         finally:
             self._flushing = None
+
+    def _written(self, result: Result) -> None:
+        """Its put line is in the journal: its acknowledgement may follow."""
+        key = (result.work_request_id, result.attempt)
+        self._writing.discard(key)
+        if key in self._acknowledged_early:
+            self._acknowledged_early.discard(key)
+            self._append_acknowledgement(key)
 
     def _append(self, results: list[Result], durable: bool) -> None:
         lines = "".join(json.dumps({"put": asdict(r)}) + "\n" for r in results)
@@ -102,11 +122,19 @@ class Outbox:
         self._lines += len(results)
 
     def remove(self, work_request_id: str, attempt: int) -> None:
-        """Forget an acknowledged (or refused) result."""
-        if self._pending.pop((work_request_id, attempt), None) is None:
+        """Forget an acknowledged (or refused) result (once it is written,
+        if it is being written)."""
+        key = (work_request_id, attempt)
+        if self._pending.pop(key, None) is None:
             return
+        if key in self._writing:
+            self._acknowledged_early.add(key)
+        else:
+            self._append_acknowledgement(key)
+
+    def _append_acknowledgement(self, key: tuple[str, int]) -> None:
         with open(self._path, "a", encoding="utf-8") as journal:
-            journal.write(json.dumps({"ack": [work_request_id, attempt]}) + "\n")
+            journal.write(json.dumps({"ack": list(key)}) + "\n")
         self._lines += 1
         if self._lines > COMPACT_AFTER and len(self._pending) * 4 < self._lines:
             self._rewrite()
