@@ -168,6 +168,33 @@ async def test_a_resent_completion_is_acknowledged_again(harness: Harness) -> No
     await worker.disconnect()
 
 
+async def test_a_stream_cut_mid_batch_of_reports_records_each_once(harness: Harness) -> None:
+    worker = await harness.new_worker()
+    await worker.connect(slots=3)
+    ids = [await harness.submit("noop") for _ in range(3)]
+    leases = [(await worker.expect("assignment")).lease for _ in ids]
+    batch = [
+        report
+        for lease in leases
+        for report in (started_report(lease), completion(lease, workers_pb2.WORK_OUTCOME_SUCCESS))
+    ]
+    worker.report(*batch)
+    await worker.disconnect()  # cut at once: recorded, or not, unacknowledged either way
+    await worker.connect(slots=3, running=leases)  # the outbox's results are held
+    worker.report(*batch)  # sent again, as after any reconnect
+    acks = [await worker.expect("ack") for _ in leases]
+    assert not any(ack.HasField("problem") for ack in acks)
+    assert {ack.lease.work_request_id for ack in acks} == set(ids)
+    for work_request_id in ids:
+        done = await harness.get(work_request_id)
+        assert (done.state, done.result) == (
+            pb.WORK_REQUEST_STATE_COMPLETED,
+            pb.WORK_REQUEST_RESULT_SUCCESS,
+        )
+        assert done.attempt == 1  # recorded once: no attempt was lost or run again
+    await worker.disconnect()
+
+
 async def test_a_lost_worker_has_its_lease_expire_and_the_work_requeued(harness: Harness) -> None:
     first = await harness.new_worker("first")
     await first.connect()

@@ -260,6 +260,10 @@ class WorkerSessions:
             running = lifecycle.start(current, now)
         finished = lifecycle.finish(running or current, ending, now)
         if not await self.commit(current, finished, via=running):
+            # The same report, sent again on a new session while the old
+            # session's copy was being committed, got there first: recorded.
+            if await self._already_recorded(session, lease, ending.outcome):
+                return
             raise StaleLeaseError(f"work request {lease.work_request_id} changed meanwhile")
         for observer in self.observers:
             observer.completed(finished, ending.outcome)
