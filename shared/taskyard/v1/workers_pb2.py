@@ -28,7 +28,7 @@ from taskyard.v1 import common_pb2 as taskyard_dot_v1_dot_common__pb2
 from taskyard.v1 import work_requests_pb2 as taskyard_dot_v1_dot_work__requests__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19taskyard/v1/workers.proto\x12\x0btaskyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskyard/v1/common.proto\x1a\x1ftaskyard/v1/work_requests.proto\"H\n\x0fRegisterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x18\n\x10\x61\x63tivation_token\x18\x03 \x01(\t\"1\n\x10RegisterResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\"\xd4\x02\n\x0eSessionRequest\x12)\n\x05hello\x18\x01 \x01(\x0b\x32\x18.taskyard.v1.WorkerHelloH\x00\x12\x31\n\theartbeat\x18\x02 \x01(\x0b\x32\x1c.taskyard.v1.WorkerHeartbeatH\x00\x12\x36\n\x0fmetadata_update\x18\x03 \x01(\x0b\x32\x1b.taskyard.v1.MetadataUpdateH\x00\x12+\n\x07reports\x18\x06 \x01(\x0b\x32\x18.taskyard.v1.WorkReportsH\x00\x12)\n\x08\x64raining\x18\x07 \x01(\x0b\x32\x15.taskyard.v1.DrainingH\x00\x12)\n\x06output\x18\x08 \x01(\x0b\x32\x17.taskyard.v1.TaskOutputH\x00\x42\t\n\x07messageJ\x04\x08\x04\x10\x05J\x04\x08\x05\x10\x06R\x07startedR\tcompleted\"7\n\x0bWorkReports\x12(\n\x07reports\x18\x01 \x03(\x0b\x32\x17.taskyard.v1.WorkReport\"\xa3\x01\n\nWorkReport\x12+\n\x07started\x18\x01 \x01(\x0b\x32\x18.taskyard.v1.WorkStartedH\x00\x12/\n\tcompleted\x18\x02 \x01(\x0b\x32\x1a.taskyard.v1.WorkCompletedH\x00\x12-\n\x08\x64\x65\x63lined\x18\x03 \x01(\x0b\x32\x19.taskyard.v1.WorkDeclinedH\x00\x42\x08\n\x06report\"\n\n\x08\x44raining\"A\n\x0cWorkDeclined\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x8c\x01\n\x0bWorkerHello\x12\x15\n\rmetadata_json\x18\x01 \x01(\t\x12\r\n\x05slots\x18\x02 \x01(\r\x12#\n\x07running\x18\x03 \x03(\x0b\x32\x12.taskyard.v1.Lease\x12\x18\n\x10taskyard_version\x18\x04 \x01(\t\x12\x18\n\x10protocol_version\x18\x05 \x01(\r\"v\n\nTaskOutput\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12(\n\x06\x63hunks\x18\x03 \x03(\x0b\x32\x18.taskyard.v1.OutputChunk\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x08\"C\n\x0bOutputChunk\x12&\n\x06stream\x18\x01 \x01(\x0e\x32\x16.taskyard.v1.LogStream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"2\n\nOutputAcks\x12$\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x16.taskyard.v1.OutputAck\"Q\n\tOutputAck\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12\x11\n\tcommitted\x18\x02 \x01(\x03\x12\x0e\n\x06\x63losed\x18\x03 \x01(\x08\"6\n\x0fWorkerHeartbeat\x12#\n\x07running\x18\x01 \x03(\x0b\x32\x12.taskyard.v1.Lease\"\'\n\x0eMetadataUpdate\x12\x15\n\rmetadata_json\x18\x01 \x01(\t\"`\n\x0bWorkStarted\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe7\x01\n\rWorkCompleted\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12)\n\x07outcome\x18\x02 \x01(\x0e\x32\x18.taskyard.v1.WorkOutcome\x12\x13\n\x0boutput_json\x18\x03 \x01(\t\x12,\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1d.taskyard.v1.WorkRequestError\x12/\n\x0b\x66inished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x64\x65tails_json\x18\x06 \x01(\t\"\x86\x03\n\x0fSessionResponse\x12.\n\x07welcome\x18\x01 \x01(\x0b\x32\x1b.taskyard.v1.SessionWelcomeH\x00\x12/\n\x0b\x61ssignments\x18\x07 \x01(\x0b\x32\x18.taskyard.v1.AssignmentsH\x00\x12\'\n\x05\x61\x62ort\x18\x03 \x01(\x0b\x32\x16.taskyard.v1.AbortWorkH\x00\x12\x38\n\x10metadata_refresh\x18\x04 \x01(\x0b\x32\x1c.taskyard.v1.MetadataRefreshH\x00\x12\'\n\x04\x61\x63ks\x18\x08 \x01(\x0b\x32\x17.taskyard.v1.ReportAcksH\x00\x12.\n\x07\x63losing\x18\x06 \x01(\x0b\x32\x1b.taskyard.v1.SessionClosingH\x00\x12.\n\x0boutput_acks\x18\t \x01(\x0b\x32\x17.taskyard.v1.OutputAcksH\x00\x42\t\n\x07messageJ\x04\x08\x02\x10\x03J\x04\x08\x05\x10\x06R\nassignmentR\x03\x61\x63k\";\n\x0b\x41ssignments\x12,\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x17.taskyard.v1.Assignment\"2\n\nReportAcks\x12$\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x16.taskyard.v1.ReportAck\"\x8c\x01\n\x0eSessionWelcome\x12\x13\n\x0bworker_name\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0blease_grace\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xce\x01\n\nAssignment\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12\x11\n\ttask_name\x18\x02 \x01(\t\x12\x16\n\x0etask_data_json\x18\x03 \x01(\t\x12\x14\n\x0ctask_version\x18\x04 \x01(\x03\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rtrace_context\x18\x06 \x01(\x0b\x32\x19.taskyard.v1.TraceContext\"i\n\tAbortWork\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12(\n\x06reason\x18\x02 \x01(\x0e\x32\x18.taskyard.v1.AbortReason\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x11\n\x0fMetadataRefresh\"|\n\tReportAck\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.taskyard.v1.ReportKind\x12%\n\x07problem\x18\x03 \x01(\x0b\x32\x14.taskyard.v1.Problem\"T\n\x0eSessionClosing\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x32\n\x0freconnect_after\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration*\x91\x01\n\x0bWorkOutcome\x12\x1c\n\x18WORK_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14WORK_OUTCOME_SUCCESS\x10\x01\x12\x18\n\x14WORK_OUTCOME_FAILURE\x10\x02\x12\x16\n\x12WORK_OUTCOME_ERROR\x10\x03\x12\x18\n\x14WORK_OUTCOME_ABORTED\x10\x04*y\n\x0b\x41\x62ortReason\x12\x1c\n\x18\x41\x42ORT_REASON_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41\x42ORT_REASON_USER\x10\x01\x12\x18\n\x14\x41\x42ORT_REASON_TIMEOUT\x10\x02\x12\x1b\n\x17\x41\x42ORT_REASON_LEASE_LOST\x10\x03*w\n\nReportKind\x12\x1b\n\x17REPORT_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13REPORT_KIND_STARTED\x10\x01\x12\x19\n\x15REPORT_KIND_COMPLETED\x10\x02\x12\x18\n\x14REPORT_KIND_DECLINED\x10\x03\x32\xa2\x01\n\rWorkerService\x12G\n\x08Register\x12\x1c.taskyard.v1.RegisterRequest\x1a\x1d.taskyard.v1.RegisterResponse\x12H\n\x07Session\x12\x1b.taskyard.v1.SessionRequest\x1a\x1c.taskyard.v1.SessionResponse(\x01\x30\x01\x42\x88\x01\n\x0f\x64\x65v.taskyard.v1B\x0cWorkersProtoP\x01Z:github.com/taskyard/taskyard/gen/go/taskyard/v1;taskyardv1\xaa\x02\x0bTaskyard.V1\xca\x02\x0bTaskyard\\V1\xea\x02\x0cTaskyard::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19taskyard/v1/workers.proto\x12\x0btaskyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskyard/v1/common.proto\x1a\x1ftaskyard/v1/work_requests.proto\"H\n\x0fRegisterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x18\n\x10\x61\x63tivation_token\x18\x03 \x01(\t\"1\n\x10RegisterResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\"\xd4\x02\n\x0eSessionRequest\x12)\n\x05hello\x18\x01 \x01(\x0b\x32\x18.taskyard.v1.WorkerHelloH\x00\x12\x31\n\theartbeat\x18\x02 \x01(\x0b\x32\x1c.taskyard.v1.WorkerHeartbeatH\x00\x12\x36\n\x0fmetadata_update\x18\x03 \x01(\x0b\x32\x1b.taskyard.v1.MetadataUpdateH\x00\x12+\n\x07reports\x18\x06 \x01(\x0b\x32\x18.taskyard.v1.WorkReportsH\x00\x12)\n\x08\x64raining\x18\x07 \x01(\x0b\x32\x15.taskyard.v1.DrainingH\x00\x12)\n\x06output\x18\x08 \x01(\x0b\x32\x17.taskyard.v1.TaskOutputH\x00\x42\t\n\x07messageJ\x04\x08\x04\x10\x05J\x04\x08\x05\x10\x06R\x07startedR\tcompleted\"7\n\x0bWorkReports\x12(\n\x07reports\x18\x01 \x03(\x0b\x32\x17.taskyard.v1.WorkReport\"\xa3\x01\n\nWorkReport\x12+\n\x07started\x18\x01 \x01(\x0b\x32\x18.taskyard.v1.WorkStartedH\x00\x12/\n\tcompleted\x18\x02 \x01(\x0b\x32\x1a.taskyard.v1.WorkCompletedH\x00\x12-\n\x08\x64\x65\x63lined\x18\x03 \x01(\x0b\x32\x19.taskyard.v1.WorkDeclinedH\x00\x42\x08\n\x06report\"\n\n\x08\x44raining\"A\n\x0cWorkDeclined\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x9e\x01\n\x0bWorkerHello\x12\x15\n\rmetadata_json\x18\x01 \x01(\t\x12\r\n\x05slots\x18\x02 \x01(\r\x12#\n\x07running\x18\x03 \x03(\x0b\x32\x12.taskyard.v1.Lease\x12\x18\n\x10taskyard_version\x18\x04 \x01(\t\x12\x18\n\x10protocol_version\x18\x05 \x01(\r\x12\x10\n\x08prefetch\x18\x06 \x01(\r\"v\n\nTaskOutput\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12(\n\x06\x63hunks\x18\x03 \x03(\x0b\x32\x18.taskyard.v1.OutputChunk\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x08\"C\n\x0bOutputChunk\x12&\n\x06stream\x18\x01 \x01(\x0e\x32\x16.taskyard.v1.LogStream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"2\n\nOutputAcks\x12$\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x16.taskyard.v1.OutputAck\"Q\n\tOutputAck\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12\x11\n\tcommitted\x18\x02 \x01(\x03\x12\x0e\n\x06\x63losed\x18\x03 \x01(\x08\"6\n\x0fWorkerHeartbeat\x12#\n\x07running\x18\x01 \x03(\x0b\x32\x12.taskyard.v1.Lease\"\'\n\x0eMetadataUpdate\x12\x15\n\rmetadata_json\x18\x01 \x01(\t\"`\n\x0bWorkStarted\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe7\x01\n\rWorkCompleted\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12)\n\x07outcome\x18\x02 \x01(\x0e\x32\x18.taskyard.v1.WorkOutcome\x12\x13\n\x0boutput_json\x18\x03 \x01(\t\x12,\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1d.taskyard.v1.WorkRequestError\x12/\n\x0b\x66inished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x64\x65tails_json\x18\x06 \x01(\t\"\x86\x03\n\x0fSessionResponse\x12.\n\x07welcome\x18\x01 \x01(\x0b\x32\x1b.taskyard.v1.SessionWelcomeH\x00\x12/\n\x0b\x61ssignments\x18\x07 \x01(\x0b\x32\x18.taskyard.v1.AssignmentsH\x00\x12\'\n\x05\x61\x62ort\x18\x03 \x01(\x0b\x32\x16.taskyard.v1.AbortWorkH\x00\x12\x38\n\x10metadata_refresh\x18\x04 \x01(\x0b\x32\x1c.taskyard.v1.MetadataRefreshH\x00\x12\'\n\x04\x61\x63ks\x18\x08 \x01(\x0b\x32\x17.taskyard.v1.ReportAcksH\x00\x12.\n\x07\x63losing\x18\x06 \x01(\x0b\x32\x1b.taskyard.v1.SessionClosingH\x00\x12.\n\x0boutput_acks\x18\t \x01(\x0b\x32\x17.taskyard.v1.OutputAcksH\x00\x42\t\n\x07messageJ\x04\x08\x02\x10\x03J\x04\x08\x05\x10\x06R\nassignmentR\x03\x61\x63k\";\n\x0b\x41ssignments\x12,\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x17.taskyard.v1.Assignment\"2\n\nReportAcks\x12$\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x16.taskyard.v1.ReportAck\"\x8c\x01\n\x0eSessionWelcome\x12\x13\n\x0bworker_name\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0blease_grace\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xce\x01\n\nAssignment\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12\x11\n\ttask_name\x18\x02 \x01(\t\x12\x16\n\x0etask_data_json\x18\x03 \x01(\t\x12\x14\n\x0ctask_version\x18\x04 \x01(\x03\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rtrace_context\x18\x06 \x01(\x0b\x32\x19.taskyard.v1.TraceContext\"i\n\tAbortWork\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12(\n\x06reason\x18\x02 \x01(\x0e\x32\x18.taskyard.v1.AbortReason\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x11\n\x0fMetadataRefresh\"|\n\tReportAck\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.taskyard.v1.Lease\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.taskyard.v1.ReportKind\x12%\n\x07problem\x18\x03 \x01(\x0b\x32\x14.taskyard.v1.Problem\"T\n\x0eSessionClosing\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x32\n\x0freconnect_after\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration*\x91\x01\n\x0bWorkOutcome\x12\x1c\n\x18WORK_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14WORK_OUTCOME_SUCCESS\x10\x01\x12\x18\n\x14WORK_OUTCOME_FAILURE\x10\x02\x12\x16\n\x12WORK_OUTCOME_ERROR\x10\x03\x12\x18\n\x14WORK_OUTCOME_ABORTED\x10\x04*y\n\x0b\x41\x62ortReason\x12\x1c\n\x18\x41\x42ORT_REASON_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41\x42ORT_REASON_USER\x10\x01\x12\x18\n\x14\x41\x42ORT_REASON_TIMEOUT\x10\x02\x12\x1b\n\x17\x41\x42ORT_REASON_LEASE_LOST\x10\x03*w\n\nReportKind\x12\x1b\n\x17REPORT_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13REPORT_KIND_STARTED\x10\x01\x12\x19\n\x15REPORT_KIND_COMPLETED\x10\x02\x12\x18\n\x14REPORT_KIND_DECLINED\x10\x03\x32\xa2\x01\n\rWorkerService\x12G\n\x08Register\x12\x1c.taskyard.v1.RegisterRequest\x1a\x1d.taskyard.v1.RegisterResponse\x12H\n\x07Session\x12\x1b.taskyard.v1.SessionRequest\x1a\x1c.taskyard.v1.SessionResponse(\x01\x30\x01\x42\x88\x01\n\x0f\x64\x65v.taskyard.v1B\x0cWorkersProtoP\x01Z:github.com/taskyard/taskyard/gen/go/taskyard/v1;taskyardv1\xaa\x02\x0bTaskyard.V1\xca\x02\x0bTaskyard\\V1\xea\x02\x0cTaskyard::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,12 +36,12 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'taskyard.v1.workers_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017dev.taskyard.v1B\014WorkersProtoP\001Z:github.com/taskyard/taskyard/gen/go/taskyard/v1;taskyardv1\252\002\013Taskyard.V1\312\002\013Taskyard\\V1\352\002\014Taskyard::V1'
-  _globals['_WORKOUTCOME']._serialized_start=3029
-  _globals['_WORKOUTCOME']._serialized_end=3174
-  _globals['_ABORTREASON']._serialized_start=3176
-  _globals['_ABORTREASON']._serialized_end=3297
-  _globals['_REPORTKIND']._serialized_start=3299
-  _globals['_REPORTKIND']._serialized_end=3418
+  _globals['_WORKOUTCOME']._serialized_start=3047
+  _globals['_WORKOUTCOME']._serialized_end=3192
+  _globals['_ABORTREASON']._serialized_start=3194
+  _globals['_ABORTREASON']._serialized_end=3315
+  _globals['_REPORTKIND']._serialized_start=3317
+  _globals['_REPORTKIND']._serialized_end=3436
   _globals['_REGISTERREQUEST']._serialized_start=166
   _globals['_REGISTERREQUEST']._serialized_end=238
   _globals['_REGISTERRESPONSE']._serialized_start=240
@@ -57,41 +57,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKDECLINED']._serialized_start=869
   _globals['_WORKDECLINED']._serialized_end=934
   _globals['_WORKERHELLO']._serialized_start=937
-  _globals['_WORKERHELLO']._serialized_end=1077
-  _globals['_TASKOUTPUT']._serialized_start=1079
-  _globals['_TASKOUTPUT']._serialized_end=1197
-  _globals['_OUTPUTCHUNK']._serialized_start=1199
-  _globals['_OUTPUTCHUNK']._serialized_end=1266
-  _globals['_OUTPUTACKS']._serialized_start=1268
-  _globals['_OUTPUTACKS']._serialized_end=1318
-  _globals['_OUTPUTACK']._serialized_start=1320
-  _globals['_OUTPUTACK']._serialized_end=1401
-  _globals['_WORKERHEARTBEAT']._serialized_start=1403
-  _globals['_WORKERHEARTBEAT']._serialized_end=1457
-  _globals['_METADATAUPDATE']._serialized_start=1459
-  _globals['_METADATAUPDATE']._serialized_end=1498
-  _globals['_WORKSTARTED']._serialized_start=1500
-  _globals['_WORKSTARTED']._serialized_end=1596
-  _globals['_WORKCOMPLETED']._serialized_start=1599
-  _globals['_WORKCOMPLETED']._serialized_end=1830
-  _globals['_SESSIONRESPONSE']._serialized_start=1833
-  _globals['_SESSIONRESPONSE']._serialized_end=2223
-  _globals['_ASSIGNMENTS']._serialized_start=2225
-  _globals['_ASSIGNMENTS']._serialized_end=2284
-  _globals['_REPORTACKS']._serialized_start=2286
-  _globals['_REPORTACKS']._serialized_end=2336
-  _globals['_SESSIONWELCOME']._serialized_start=2339
-  _globals['_SESSIONWELCOME']._serialized_end=2479
-  _globals['_ASSIGNMENT']._serialized_start=2482
-  _globals['_ASSIGNMENT']._serialized_end=2688
-  _globals['_ABORTWORK']._serialized_start=2690
-  _globals['_ABORTWORK']._serialized_end=2795
-  _globals['_METADATAREFRESH']._serialized_start=2797
-  _globals['_METADATAREFRESH']._serialized_end=2814
-  _globals['_REPORTACK']._serialized_start=2816
-  _globals['_REPORTACK']._serialized_end=2940
-  _globals['_SESSIONCLOSING']._serialized_start=2942
-  _globals['_SESSIONCLOSING']._serialized_end=3026
-  _globals['_WORKERSERVICE']._serialized_start=3421
-  _globals['_WORKERSERVICE']._serialized_end=3583
+  _globals['_WORKERHELLO']._serialized_end=1095
+  _globals['_TASKOUTPUT']._serialized_start=1097
+  _globals['_TASKOUTPUT']._serialized_end=1215
+  _globals['_OUTPUTCHUNK']._serialized_start=1217
+  _globals['_OUTPUTCHUNK']._serialized_end=1284
+  _globals['_OUTPUTACKS']._serialized_start=1286
+  _globals['_OUTPUTACKS']._serialized_end=1336
+  _globals['_OUTPUTACK']._serialized_start=1338
+  _globals['_OUTPUTACK']._serialized_end=1419
+  _globals['_WORKERHEARTBEAT']._serialized_start=1421
+  _globals['_WORKERHEARTBEAT']._serialized_end=1475
+  _globals['_METADATAUPDATE']._serialized_start=1477
+  _globals['_METADATAUPDATE']._serialized_end=1516
+  _globals['_WORKSTARTED']._serialized_start=1518
+  _globals['_WORKSTARTED']._serialized_end=1614
+  _globals['_WORKCOMPLETED']._serialized_start=1617
+  _globals['_WORKCOMPLETED']._serialized_end=1848
+  _globals['_SESSIONRESPONSE']._serialized_start=1851
+  _globals['_SESSIONRESPONSE']._serialized_end=2241
+  _globals['_ASSIGNMENTS']._serialized_start=2243
+  _globals['_ASSIGNMENTS']._serialized_end=2302
+  _globals['_REPORTACKS']._serialized_start=2304
+  _globals['_REPORTACKS']._serialized_end=2354
+  _globals['_SESSIONWELCOME']._serialized_start=2357
+  _globals['_SESSIONWELCOME']._serialized_end=2497
+  _globals['_ASSIGNMENT']._serialized_start=2500
+  _globals['_ASSIGNMENT']._serialized_end=2706
+  _globals['_ABORTWORK']._serialized_start=2708
+  _globals['_ABORTWORK']._serialized_end=2813
+  _globals['_METADATAREFRESH']._serialized_start=2815
+  _globals['_METADATAREFRESH']._serialized_end=2832
+  _globals['_REPORTACK']._serialized_start=2834
+  _globals['_REPORTACK']._serialized_end=2958
+  _globals['_SESSIONCLOSING']._serialized_start=2960
+  _globals['_SESSIONCLOSING']._serialized_end=3044
+  _globals['_WORKERSERVICE']._serialized_start=3439
+  _globals['_WORKERSERVICE']._serialized_end=3601
 # @@protoc_insertion_point(module_scope)

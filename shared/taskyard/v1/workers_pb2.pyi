@@ -368,6 +368,7 @@ class WorkerHello(_message.Message):
     RUNNING_FIELD_NUMBER: _builtins.int
     TASKYARD_VERSION_FIELD_NUMBER: _builtins.int
     PROTOCOL_VERSION_FIELD_NUMBER: _builtins.int
+    PREFETCH_FIELD_NUMBER: _builtins.int
     metadata_json: _builtins.str
     """Dynamic metadata, a JSON object as text: the merged result of
     `Task.analyze_worker_all_tasks()` (keys `<task>:<key>`) plus system facts
@@ -387,13 +388,22 @@ class WorkerHello(_message.Message):
     versions. 2 is the protocol of this file (0, unset, is the first v1
     contract, whose messages moved; it is refused).
     """
+    prefetch: _builtins.int
+    """How many assignments the worker holds beyond `slots`, queued and each
+    started as a slot frees, 0-256 (0: none). The scheduler fills them only
+    when no free slot can take the work: under load, so that the next task
+    is at hand the moment one ends, never instead of an idle worker. A queued
+    assignment is unstarted: the worker may give it back (WorkDeclined), and
+    an abort ends it at once.
+    """
     @_builtins.property
     def running(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Lease]:
         """Work the worker holds, e.g. after a reconnect: running now, or finished
         with a completed report not yet acknowledged (sent right after the hello).
         The scheduler keeps these leases if they are still current, aborts the
         others, and requeues current leases of this worker that are not listed.
-        At most 256.
+        Assignments queued beyond its slots (`prefetch`) are listed too. At most
+        1,024.
         """
 
     def __init__(
@@ -404,10 +414,11 @@ class WorkerHello(_message.Message):
         running: _abc.Iterable[_common_pb2.Lease] | None = ...,
         taskyard_version: _builtins.str = ...,
         protocol_version: _builtins.int = ...,
+        prefetch: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["metadata_json", b"metadata_json", "protocol_version", b"protocol_version", "running", b"running", "slots", b"slots", "taskyard_version", b"taskyard_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metadata_json", b"metadata_json", "prefetch", b"prefetch", "protocol_version", b"protocol_version", "running", b"running", "slots", b"slots", "taskyard_version", b"taskyard_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -140,6 +140,8 @@ class SessionClient:
         running: list[common_pb2.Lease] | None = None,
         heartbeats: bool = True,
         protocol_version: int = PROTOCOL_VERSION,
+        *,
+        prefetch: int = 0,
     ) -> workers_pb2.SessionWelcome:
         """Open the session with a hello; return the welcome. Like a real
         worker, it then sends heartbeats, unless `heartbeats` is false."""
@@ -150,6 +152,7 @@ class SessionClient:
             ),
             slots=slots,
             running=running or [],
+            prefetch=prefetch,
         )
         await self._stop_heartbeats()
         self._outgoing = asyncio.Queue()

@@ -195,6 +195,23 @@ async def test_a_stream_cut_mid_batch_of_reports_records_each_once(harness: Harn
     await worker.disconnect()
 
 
+async def test_prefetch_fills_a_queue_only_behind_every_free_slot(harness: Harness) -> None:
+    queueing = await harness.new_worker("queueing")
+    await queueing.connect(slots=1, prefetch=2)
+    idle = await harness.new_worker("idle")
+    await idle.connect(slots=1)
+    first, second = await harness.submit(), await harness.submit()
+    got = {(await w.expect("assignment")).lease.work_request_id for w in (queueing, idle)}
+    assert got == {first, second}  # the idle worker's slot before a queue
+    more = [await harness.submit() for _ in range(3)]
+    queued = [(await queueing.expect("assignment")).lease.work_request_id for _ in range(2)]
+    assert queued == more[:2]  # its queue holds two, in order
+    assert (await harness.get(more[2])).state == pb.WORK_REQUEST_STATE_PENDING
+    assert queueing.received.empty()  # one slot and two queued: full
+    for worker in (queueing, idle):
+        await worker.disconnect()
+
+
 async def test_a_lost_worker_has_its_lease_expire_and_the_work_requeued(harness: Harness) -> None:
     first = await harness.new_worker("first")
     await first.connect()

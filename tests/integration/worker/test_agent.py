@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,22 @@ class Running:
 @pytest.fixture
 async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Running]:
     monkeypatch.setenv("TASKYARD_ALLOWED_COMMANDS", "sh")
-    config = WorkerConfig(name="w1", data_dir=tmp_path, slots=2, drain_timeout=30)
+    async with agent_running(tmp_path, prefetch=0) as started:
+        yield started
+
+
+@pytest.fixture
+async def prefetching(tmp_path: Path) -> AsyncIterator[Running]:
+    """Two slots and one assignment held beyond them."""
+    async with agent_running(tmp_path, prefetch=1) as started:
+        yield started
+
+
+@asynccontextmanager
+async def agent_running(tmp_path: Path, prefetch: int) -> AsyncIterator[Running]:
+    config = WorkerConfig(
+        name="w1", data_dir=tmp_path, slots=2, prefetch=prefetch, drain_timeout=30
+    )
     runner = TaskRunner(2, abort_grace=2.0, scratch=tmp_path / "scratch")
     scheduler = FakeScheduler()
     agent = Agent(config, scheduler, runner, Outbox(tmp_path / "results"))
@@ -168,3 +184,63 @@ async def test_assignments_past_its_slots_in_one_message_are_given_back(running:
     assert [(d.lease, d.reason) for d in declined] == [(leases[2], "no free slot")]  # 2 slots
     assert sorted(c.lease.work_request_id for c in ended) == ["r0", "r1"]
     assert all(c.outcome == workers_pb2.WORK_OUTCOME_SUCCESS for c in ended)
+
+
+async def running_both(running: Running) -> tuple[common_pb2.Lease, common_pb2.Lease]:
+    """Two long tasks, one in each slot, running."""
+    leases = [assign(running.scheduler, f"r{n}", "noop", {"sleep": 600}) for n in range(2)]
+    async with asyncio.timeout(30):
+        while not all(running.agent.runner.holds(f"r{n}", 1) for n in range(2)):
+            await asyncio.sleep(0.01)
+    return leases[0], leases[1]
+
+
+async def test_a_prefetched_assignment_starts_when_a_slot_frees(prefetching: Running) -> None:
+    scheduler = prefetching.scheduler
+    hello = await scheduler.next("hello")
+    assert hello.prefetch == 1
+    first, second = await running_both(prefetching)
+    assign(scheduler, "r2", "noop")  # held, not started: both slots are taken
+    scheduler.push(abort=workers_pb2.AbortWork(lease=first, message="make room"))
+    ended = [await completion(scheduler), await completion(scheduler)]
+    assert [(c.lease.work_request_id, c.outcome) for c in ended] == [
+        ("r0", workers_pb2.WORK_OUTCOME_ABORTED),
+        ("r2", workers_pb2.WORK_OUTCOME_SUCCESS),  # it ran in the slot r0 freed
+    ]
+    scheduler.push(abort=workers_pb2.AbortWork(lease=second, message="done"))
+    await completion(scheduler)
+
+
+async def test_an_abort_of_a_prefetched_assignment_ends_it_at_once(prefetching: Running) -> None:
+    scheduler = prefetching.scheduler
+    await scheduler.next("hello")
+    first, second = await running_both(prefetching)
+    queued = assign(scheduler, "r2", "noop")
+    scheduler.push(abort=workers_pb2.AbortWork(lease=queued, message="no longer wanted"))
+    done = await completion(scheduler)  # before either slot frees
+    assert (done.lease, done.outcome) == (queued, workers_pb2.WORK_OUTCOME_ABORTED)
+    assert prefetching.agent.runner.holds("r0", 1)
+    assert prefetching.agent.runner.holds("r1", 1)
+    for lease in (first, second):
+        scheduler.push(abort=workers_pb2.AbortWork(lease=lease, message="done"))
+        await completion(scheduler)
+
+
+async def test_stopping_gives_back_what_waits_for_a_slot(prefetching: Running) -> None:
+    scheduler = prefetching.scheduler
+    await scheduler.next("hello")
+    first, second = await running_both(prefetching)
+    queued = assign(scheduler, "r2", "noop")
+    async with asyncio.timeout(30):
+        while not prefetching.agent.holds_queued("r2", 1):
+            await asyncio.sleep(0.01)
+    prefetching.stop.set()
+    declined = None
+    async with asyncio.timeout(30):
+        while declined is None:
+            reports: workers_pb2.WorkReports = await scheduler.next("reports")
+            found = [r.declined for r in reports.reports if r.WhichOneof("report") == "declined"]
+            declined = found[0] if found else None
+    assert (declined.lease, declined.reason) == (queued, "the worker is stopping")
+    for lease in (first, second):  # let the drain end
+        scheduler.push(abort=workers_pb2.AbortWork(lease=lease, message="done"))

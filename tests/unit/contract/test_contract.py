@@ -21,6 +21,7 @@ EXPECTED_METHODS = {
     "taskyard.v1.WorkRequestService": {
         "Submit",
         "BatchSubmit",
+        "SubmitStream",
         "Get",
         "List",
         "Watch",
@@ -77,6 +78,8 @@ def test_streaming_shapes_of_upload_download_and_watch() -> None:
     assert artifacts["DownloadArtifact"].server_streaming
     watch = work_requests_pb2.DESCRIPTOR.services_by_name["WorkRequestService"].methods_by_name
     assert watch["Watch"].server_streaming
+    assert watch["SubmitStream"].client_streaming
+    assert watch["SubmitStream"].server_streaming
 
 
 def test_task_data_travels_as_json_text_and_keeps_big_integers_and_nesting() -> None:

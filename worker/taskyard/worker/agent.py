@@ -52,6 +52,8 @@ MB = 1024 * 1024
 #: Seconds between looks at whether the worker's metadata changed.
 METADATA_EVERY = 300.0
 
+#: Why a job is given up before it started.
+ABORTED, STOPPING = "aborted", "the worker is stopping"
 #: Seconds a job's start waits to be reported with its end (`StartReport`).
 START_REPORT_DELAY = 0.01
 
@@ -143,6 +145,11 @@ class Agent:
         #: Every job accepted and not yet ended, by (request, attempt): each
         #: holds a slot, or will as soon as its task runs.
         self._jobs: dict[tuple[str, int], asyncio.Task[None]] = {}
+        #: Slots to start on: a job past them (prefetched) waits its turn.
+        self._free = asyncio.Semaphore(runner.slot_count)
+        #: Jobs waiting for a slot, and why one was given up while it waited.
+        self._queued: dict[tuple[str, int], asyncio.Future[Any]] = {}
+        self._given_up: dict[tuple[str, int], str] = {}
         self._metadata: dict[str, Any] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -186,6 +193,8 @@ class Agent:
 
     async def _drain(self) -> None:
         self.draining = True
+        for key in list(self._queued):
+            self._give_up(key, STOPPING)
         self._link.send(draining=workers_pb2.Draining())
         if self._jobs:
             log.info("stopping: letting %d task(s) finish", len(self._jobs))
@@ -206,8 +215,7 @@ class Agent:
         await self.client.wait_reachable()
         self._link = link = Link()
         link.open = True
-        held = [common_pb2.Lease(work_request_id=j.work_request_id, attempt=j.attempt)
-                for j in self.runner.running()]  # fmt: skip
+        held = [common_pb2.Lease(work_request_id=i, attempt=a) for i, a in self._jobs]
         held += [common_pb2.Lease(work_request_id=r.work_request_id, attempt=r.attempt)
                  for r in self.outbox.pending()]  # fmt: skip
         self._metadata = await asyncio.to_thread(
@@ -217,6 +225,7 @@ class Agent:
             protocol_version=PROTOCOL_VERSION,
             metadata_json=json.dumps(self._metadata),
             slots=self.config.slots,
+            prefetch=self.config.prefetch,
             running=held,
             taskyard_version=str(self._metadata.get("system:taskyard_version", "")),
         )
@@ -280,6 +289,8 @@ class Agent:
             if self.runner.holds(lease.work_request_id, lease.attempt):
                 log.info("abort of %s: %s", lease.work_request_id, message.abort.message)
                 self._spawn(self.runner.abort(lease.work_request_id, lease.attempt))
+            else:  # queued, not started: it ends at once
+                self._give_up((lease.work_request_id, lease.attempt), ABORTED)
         elif kind == "metadata_refresh":
             self._spawn(self._send_metadata(force=True))
         elif kind == "acks":
@@ -341,16 +352,61 @@ class Agent:
         )
         # Counted from the jobs accepted, not from the runner's free slots:
         # several assignments in one message are accepted before any runs.
-        if self.draining or len(self._jobs) >= self.runner.slot_count:
-            why = "the worker is stopping" if self.draining else "no free slot"
+        if self.draining or len(self._jobs) >= self.runner.slot_count + self.config.prefetch:
+            why = STOPPING if self.draining else "no free slot"
             self._link.report(declined=workers_pb2.WorkDeclined(lease=lease, reason=why))
             log.info("gave back %s: %s", job.work_request_id, why)
             return
         timeout = assignment.timeout.ToNanoseconds() / 1e9 if assignment.HasField("timeout") else 0
         key = (job.work_request_id, job.attempt)
+        # Waiting for its slot from now: an abort in the same message finds it.
+        self._queued[key] = asyncio.ensure_future(self._free.acquire())
         self._jobs[key] = asyncio.create_task(self._run(job, lease, timeout))
 
     async def _run(self, job: Job, lease: common_pb2.Lease, timeout: float) -> None:
+        key = (job.work_request_id, job.attempt)
+        why = await self._turn(key)
+        if why is not None:
+            self._jobs.pop(key, None)
+            if why == ABORTED:
+                await self._deliver(Result(job.work_request_id, job.attempt, "aborted"))
+            else:
+                self._link.report(declined=workers_pb2.WorkDeclined(lease=lease, reason=why))
+            log.info("gave back %s: %s", job.work_request_id, why)
+            return
+        try:
+            await self._attempt(job, lease, timeout)
+        finally:
+            self._free.release()
+
+    async def _turn(self, key: tuple[str, int]) -> str | None:
+        """Wait for a free slot (at once unless prefetched): None once the
+        job holds one, else why it was given up while it waited."""
+        waiter = self._queued[key]
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if key not in self._given_up:
+                raise  # the worker itself is stopping
+        finally:
+            self._queued.pop(key, None)
+        why = self._given_up.pop(key, None)
+        if why is not None and not waiter.cancelled():
+            self._free.release()  # the slot came as it was given up
+        return why
+
+    def holds_queued(self, work_request_id: str, attempt: int) -> bool:
+        """Whether this attempt waits here for a slot (prefetched)."""
+        return (work_request_id, attempt) in self._queued
+
+    def _give_up(self, key: tuple[str, int], why: str) -> None:
+        """End a job that waits for a slot: aborted, or given back."""
+        waiter = self._queued.get(key)
+        if waiter is not None and key not in self._given_up:
+            self._given_up[key] = why
+            waiter.cancel()
+
+    async def _attempt(self, job: Job, lease: common_pb2.Lease, timeout: float) -> None:
         start = StartReport(self._link, lease)
         log.debug("running %s (%s, attempt %d)", job.work_request_id, job.task_name, job.attempt)
         timer = None

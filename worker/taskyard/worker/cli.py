@@ -10,6 +10,7 @@ import signal
 
 from taskyard.config import load_toml, resolve
 from taskyard.errors import InvalidArgumentError
+from taskyard.limits import MAX_SLOTS
 from taskyard.tasks.command import ALLOWED_ENV, TASK_PATH_ENV
 from taskyard.tasks.loading import load_tasks
 from taskyard.worker.agent import Agent
@@ -65,6 +66,10 @@ def sandbox_settings(config: WorkerConfig) -> SandboxSettings:
                         ("--task-processes", config.task_processes)):  # fmt: skip
         if value < 0:
             raise InvalidArgumentError(f"{name} must be a positive number, not {value}")
+    if not 0 <= config.prefetch <= MAX_SLOTS:
+        raise InvalidArgumentError(
+            f"--prefetch must be from 0 to {MAX_SLOTS}, not {config.prefetch}"
+        )
     if config.executor not in (SANDBOX, PROCESS):
         raise InvalidArgumentError(f"the executor is sandbox or process, not {config.executor!r}")
     settings = probe.settle(

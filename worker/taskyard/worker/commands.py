@@ -21,6 +21,12 @@ def add_worker(subparsers: Subparsers) -> None:
     parser.add_argument("--name", help="worker name (default: host name)")
     parser.add_argument("--data-dir", type=Path, help="default ~/.local/share/taskyard-worker")
     parser.add_argument("--slots", type=int, help="tasks run at once (default 1)")
+    parser.add_argument(
+        "--prefetch",
+        type=int,
+        help="assignments held beyond the slots under load, 0-256 (default 0): short "
+        "tasks then start the moment a slot frees",
+    )
     parser.add_argument("--tls-ca", help="verify the scheduler with this CA (PEM)")
     parser.add_argument("--activation-token-file", help="single-use token that enables the worker")
     parser.add_argument(

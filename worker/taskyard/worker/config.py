@@ -20,6 +20,9 @@ class WorkerConfig:
     name: str = field(default_factory=socket.gethostname)
     data_dir: Path = field(default_factory=default_data_dir)
     slots: int = 1
+    #: Assignments held beyond the slots, each started as a slot frees (the
+    #: scheduler fills them only when no free slot can take the work).
+    prefetch: int = 0
     tls_ca: str = ""
     activation_token_file: str = ""
     #: Programs the `command` task may run.

@@ -55,6 +55,7 @@ class WorkerServicer(workers_pb2_grpc.WorkerServiceServicer):
             hello.metadata_json,
             hello.slots,
             [convert.lease_from_proto(lease) for lease in hello.running],
+            hello.prefetch,
         )
         reader = asyncio.create_task(self._read(request_iterator, session))
         try:

@@ -321,25 +321,33 @@ class Dispatcher:
 
     def match_once(self) -> int:
         """Give every free slot the best pending request it can run, the
-        tenants taking turns by fair share; return how many."""
+        tenants taking turns by fair share; then, with work still left, fill
+        the queues of workers that prefetch. Return how many."""
         claims: list[tuple[LiveWorker, WorkRequest, Decision]] = []
-        verdicts = self.verdicts
-        fair = self.fair
-        shapes = self.index.shapes
-        for live in self.workers.values():
-            while live.free_slots() > 0:
-                hits = verdicts.hits
-                entry = fair.pick(live.view, self.index, verdicts)
-                if entry is None:
-                    break
-                decision = Decision(shapes, verdicts.hits - hits)
-                self.index.discard(entry.id)
-                live.busy.add(entry.id)
-                self._claimed_by(entry.tenant, 1)
-                claims.append((live, self.pending.pop(entry.id), decision))
+        for room in (LiveWorker.free_slots, LiveWorker.queue_room):
+            for live in self.workers.values():
+                self._fill(live, room, claims)
         if claims:
             self._spawn(self._claim(claims))
         return len(claims)
+
+    def _fill(
+        self,
+        live: LiveWorker,
+        room: Callable[[LiveWorker], int],
+        claims: list[tuple[LiveWorker, WorkRequest, Decision]],
+    ) -> None:
+        verdicts = self.verdicts
+        while room(live) > 0:
+            hits = verdicts.hits
+            entry = self.fair.pick(live.view, self.index, verdicts)
+            if entry is None:
+                return
+            decision = Decision(self.index.shapes, verdicts.hits - hits)
+            self.index.discard(entry.id)
+            live.busy.add(entry.id)
+            self._claimed_by(entry.tenant, 1)
+            claims.append((live, self.pending.pop(entry.id), decision))
 
     async def _claim(self, claims: list[tuple[LiveWorker, WorkRequest, Decision]]) -> None:
         """Claim the requests of one matching pass, in one store operation."""

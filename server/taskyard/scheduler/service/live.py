@@ -28,6 +28,8 @@ class Session:
         self.worker_name = worker_name
         #: The worker said it is stopping: it takes no new work.
         self.draining = False
+        #: Assignments the worker queues beyond its slots (its hello says).
+        self.prefetch = 0
         self.outbox: asyncio.Queue[messages.SessionMessage | None] = asyncio.Queue()
         self.closed = False
         #: Why the scheduler ended the session, when the worker broke the protocol.
@@ -110,10 +112,17 @@ class LiveWorker:
             return 0
         return max(0, self.worker.slots - len(self.busy))
 
+    def queue_room(self) -> int:
+        """How many more assignments it would queue behind full slots."""
+        if self.session is None or self.free_slots() > 0 or not self.worker.enabled:
+            return 0
+        if self.session.draining:
+            return 0
+        return max(0, self.worker.slots + self.session.prefetch - len(self.busy))
+
     def status(self) -> WorkerStatus:
-        return WorkerStatus(
-            self.view, self.worker.enabled, self.connected, self.worker.slots - len(self.busy)
-        )
+        free = max(0, self.worker.slots - len(self.busy))  # prefetched work fills past the slots
+        return WorkerStatus(self.view, self.worker.enabled, self.connected, free)
 
 
 class ByTenant(MutableMapping[str, WorkRequest]):

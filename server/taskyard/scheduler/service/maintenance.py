@@ -198,11 +198,14 @@ class Maintenance:
 
     def _arm_timeout(self, work_request: WorkRequest) -> None:
         seconds = effective_timeout(work_request)
-        if seconds is None or work_request.assigned_at is None:
+        # From its start: an assignment a worker queued (prefetch) waits
+        # for a slot first.
+        since = work_request.started_at or work_request.assigned_at
+        if seconds is None or since is None:
             return
         if work_request.id in self._timeouts:
             self._timeouts[work_request.id].cancel()
-        elapsed = (self._core.clock() - work_request.assigned_at).total_seconds()
+        elapsed = (self._core.clock() - since).total_seconds()
         lease = work_request.lease
         self._timeouts[work_request.id] = asyncio.get_running_loop().call_later(
             max(0.0, seconds - elapsed), lambda: self._spawn(self._time_out(lease, seconds))

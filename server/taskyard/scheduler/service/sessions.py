@@ -105,10 +105,16 @@ class WorkerSessions:
     # -- Sessions -----------------------------------------------------------
 
     async def open_session(
-        self, name: str, metadata: dict[str, Any], slots: int, running: Iterable[Lease]
+        self,
+        name: str,
+        metadata: dict[str, Any],
+        slots: int,
+        running: Iterable[Lease],
+        prefetch: int = 0,
     ) -> Session:
         """Keep a worker's hello; if it is enabled, open its session and
-        reconcile what it runs (PERMISSION_DENIED if it is not)."""
+        reconcile what it holds (PERMISSION_DENIED if it is not). `prefetch`:
+        how many assignments it queues beyond its slots."""
         hello = Hello(metadata, slots, self.clock(), self.scheduler_id)
         updated = await self.db.run(lambda tx: _save_hello(tx, name, hello))
         live = self.workers.setdefault(updated.name, LiveWorker(updated, view_of(updated)))
@@ -123,6 +129,7 @@ class WorkerSessions:
             live.session.close(messages.Closing("replaced by a newer session", 0.0))
         silence = self.settings.heartbeat_interval * self.settings.missed_heartbeats
         session = Session(updated.name, self._silent, silence)
+        session.prefetch = prefetch
         live.session = session
         session.send(
             messages.Welcome(

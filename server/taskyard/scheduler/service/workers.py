@@ -93,7 +93,12 @@ class Workers:
         return worker
 
     async def open_session(
-        self, worker_name: str, metadata_json: str, slots: int, running: Sequence[Lease]
+        self,
+        worker_name: str,
+        metadata_json: str,
+        slots: int,
+        running: Sequence[Lease],
+        prefetch: int = 0,
     ) -> Session:
         """Open the session of an enabled worker after its hello. A disabled
         worker's hello is kept (what it offers shows in `workers list` before
@@ -104,7 +109,7 @@ class Workers:
         if slots < 1:
             raise invalid("hello.slots", "must be at least 1")
         sessions = self._core.dispatcher.sessions
-        return await sessions.open_session(worker_name, metadata, slots, running)
+        return await sessions.open_session(worker_name, metadata, slots, running, prefetch)
 
     def list(self, connected_only: bool = False) -> list[tuple[Worker, bool, list[Lease]]]:
         """Every known worker of the farm with whether a scheduler holds its
