@@ -68,7 +68,7 @@ class Attempts:
         finally:
             if held and self.environments is not None:
                 self.environments.release(held)
-            await asyncio.to_thread(remove_tree, work_dir)
+            await _removed(work_dir)
 
     async def _place_inputs(self, artifacts: tuple[str, ...], work_dir: Path) -> None:
         inputs = work_dir / "inputs"
@@ -107,3 +107,13 @@ class Attempts:
             message = f"environment {artifact_id}: {error.message}"
             log.warning("%s", message)
             raise Unprepared("environment-unavailable", message) from error
+
+
+async def _removed(work_dir: Path) -> None:
+    """Remove an attempt's directory: at once when the task left nothing in
+    it (most tasks that run no program), else in a thread (a build's tree)."""
+    try:
+        (work_dir / "inputs").rmdir()
+        work_dir.rmdir()
+    except OSError:
+        await asyncio.to_thread(remove_tree, work_dir)

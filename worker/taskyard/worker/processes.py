@@ -29,10 +29,16 @@ def live_children(pid: int) -> list[int]:
     entries: a few reads, where scanning every process on the machine cost
     milliseconds after each task. With the executor a child subreaper, its
     children include every orphan of what its task started."""
+    threads = f"/proc/{pid}/task"
+    try:
+        names = os.listdir(threads)
+    except OSError:
+        return []
     found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+    for name in names:  # plain os calls: this runs after every task
         try:
-            found += [int(child) for child in (task / "children").read_text().split()]
+            with open(f"{threads}/{name}/children", "rb") as children:
+                found += [int(child) for child in children.read().split()]
         except OSError:
             continue
     return [child for child in found if not _zombie(child)]
@@ -40,7 +46,8 @@ def live_children(pid: int) -> list[int]:
 
 def _zombie(pid: int) -> bool:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
     except OSError:
         return True
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
@@ -107,6 +107,14 @@ _HOT = {
     "claim_skip_locked": update(work_requests)
     .where(_WR.id == _SKIP_LOCKED.scalar_subquery())
     .values(_SET_CHANGING),
+    # Every attempt that ends.
+    "insert_attempt": insert(attempts).values(
+        {c.name: bindparam(c.name, type_=c.type) for c in attempts.c if c.name != "id"}
+    ),
+    # What waits for one request: asked at every end (and almost always none).
+    "waiting_on_one": select(
+        dependencies.c.work_request_id, dependencies.c.depends_on, dependencies.c.needs
+    ).where(dependencies.c.depends_on == bindparam("b_id", type_=dependencies.c.depends_on.type)),
 }
 _INSERT_WORKER = insert(workers)
 _REPLACE_WORKER = update(workers).where(workers.c.name == bindparam("b_name"))
@@ -140,7 +148,6 @@ _SET_TASK_DATA = (
 )
 #: Ids bound in one IN list (SQLite's older builds allow 999 parameters).
 _CHUNK = 900
-_INSERT_ATTEMPT = insert(attempts)
 _ATTEMPTS_OF = (
     select(attempts).where(attempts.c.work_request_id == bindparam("b_id")).order_by(attempts.c.id)
 )
@@ -236,6 +243,11 @@ class SqlTransaction:
         return found
 
     def waiting_on(self, work_request_ids: Collection[str]) -> list[tuple[str, Dependency]]:
+        if len(work_request_ids) == 1:
+            [one] = work_request_ids
+            result = self._hot["waiting_on_one"].execute(self._db, {"b_id": one})
+            found = cast("list[tuple[str, str, str]]", result.all())
+            return [(child, Dependency(on, Needs(needs))) for child, on, needs in found]
         return [
             (child, Dependency(on, Needs(needs)))
             for chunk in _chunks(work_request_ids)
@@ -466,7 +478,7 @@ class SqlTransaction:
         return {(State(state), task): n for state, task, n in self._db.execute(query)}
 
     def insert_attempt(self, attempt: Attempt) -> None:
-        self._db.execute(_INSERT_ATTEMPT, rows.attempt_row(attempt))
+        self._hot["insert_attempt"].execute(self._db, rows.attempt_row(attempt))
 
     def attempts_of(self, work_request_id: str) -> list[Attempt]:
         found = self._db.execute(_ATTEMPTS_OF, {"b_id": work_request_id}).mappings()
