@@ -43,7 +43,7 @@ def test_a_closed_link_drops_reports() -> None:
 
 async def test_a_quick_end_carries_its_start_in_one_message() -> None:
     link = Link(open=True)
-    start = StartReport(link, lease("a"))
+    start = StartReport(link.report, lease("a"))
     start.now()  # the job ended before the start was due
     link.report(completed=workers_pb2.WorkCompleted(lease=lease("a")))
     start.now()  # once only
@@ -55,7 +55,7 @@ async def test_a_quick_end_carries_its_start_in_one_message() -> None:
 
 async def test_a_longer_job_reports_its_start_when_due() -> None:
     link = Link(open=True)
-    StartReport(link, lease("a"))
+    StartReport(link.report, lease("a"))
     outgoing = link.outgoing()
     first = await anext(outgoing)  # comes by itself, START_REPORT_DELAY later
     assert first.reports.reports[0].started.lease.work_request_id == "a"

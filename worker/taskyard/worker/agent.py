@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,8 +101,8 @@ class StartReport:
     and one commit, not two. (The lease is held from the assignment on:
     the delay changes only when the request is seen running.)"""
 
-    def __init__(self, link: Link, lease: common_pb2.Lease) -> None:
-        self._link = link
+    def __init__(self, report: Callable[..., None], lease: common_pb2.Lease) -> None:
+        self._report = report  # through the link open when it is due
         self._lease = lease
         self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
             START_REPORT_DELAY, self.now
@@ -113,7 +113,7 @@ class StartReport:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-            self._link.report(started=workers_pb2.WorkStarted(lease=self._lease))
+            self._report(started=workers_pb2.WorkStarted(lease=self._lease))
 
 
 class Agent:
@@ -395,6 +395,10 @@ class Agent:
             self._free.release()  # the slot came as it was given up
         return why
 
+    def _report(self, **report: Any) -> None:
+        """A report through whichever session is open now."""
+        self._link.report(**report)
+
     def holds_queued(self, work_request_id: str, attempt: int) -> bool:
         """Whether this attempt waits here for a slot (prefetched)."""
         return (work_request_id, attempt) in self._queued
@@ -407,7 +411,7 @@ class Agent:
             waiter.cancel()
 
     async def _attempt(self, job: Job, lease: common_pb2.Lease, timeout: float) -> None:
-        start = StartReport(self._link, lease)
+        start = StartReport(self._report, lease)
         log.debug("running %s (%s, attempt %d)", job.work_request_id, job.task_name, job.attempt)
         timer = None
         if timeout > 0:
