@@ -52,7 +52,8 @@ async def scheduler_run(
 ) -> tuple[float, float]:
     """Requests per second end to end, and scheduler CPU seconds per request.
 
-    With `batch` > 1 clients submit with BatchSubmit, `batch` requests a call.
+    With `batch` > 1 clients submit with BatchSubmit, `batch` requests a call;
+    with 0, one client sends them all on one SubmitStream.
     The scheduler runs with more `options`, and `alongside` it (status pages
     open, say) while requests flow.
     """
@@ -67,7 +68,11 @@ async def scheduler_run(
             request = work_requests_pb2.SubmitRequest(task_name="noop", task_data_json="{}")
             many = work_requests_pb2.BatchSubmitRequest(requests=[request] * batch)
             before, started = cpu_seconds(scheduler.pid), time.perf_counter()
-            if batch > 1:
+            if batch == 0:  # one SubmitStream
+                item = work_requests_pb2.SubmitStreamRequest(request=request)
+                async for _ in stub.SubmitStream(iter([item] * requests), metadata=metadata):
+                    pass
+            elif batch > 1:
                 await run_concurrently(
                     requests // batch,
                     concurrency,
@@ -204,6 +209,7 @@ async def main() -> None:
     for label, batch, concurrency in (
         (f"Submit x{args.concurrency} in flight", 1, args.concurrency),
         (f"BatchSubmit of {args.batch}", args.batch, 4),
+        ("SubmitStream, one stream", 0, 1),
     ):
         rate, cpu = await scheduler_run(args.requests, args.workers, args.slots, concurrency, batch)
         print(f"{label:<30} {rate:>12,.0f} {cpu * 1e6:>15,.0f} {cpu / bare_cpu:>14.2f}")

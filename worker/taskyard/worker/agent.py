@@ -54,6 +54,10 @@ METADATA_EVERY = 300.0
 
 #: Why a job is given up before it started.
 ABORTED, STOPPING = "aborted", "the worker is stopping"
+#: Seconds past a job's timeout after which the worker stops it by itself.
+#: The scheduler times it out first, from the start it recorded a moment
+#: after the job's (and so says `timeout`); this is for a scheduler away.
+TIMEOUT_BACKSTOP = 2.0
 #: Seconds a job's start waits to be reported with its end (`StartReport`).
 START_REPORT_DELAY = 0.01
 
@@ -417,7 +421,8 @@ class Agent:
         if timeout > 0:
             loop = asyncio.get_running_loop()
             timer = loop.call_later(
-                timeout, lambda: self._spawn(self.runner.abort(job.work_request_id, job.attempt))
+                timeout + TIMEOUT_BACKSTOP,
+                lambda: self._spawn(self.runner.abort(job.work_request_id, job.attempt)),
             )
         try:
             report = await self.runner.run(job)
