@@ -41,9 +41,9 @@ LINE_SCHEMA: dict[str, Any] = {
     "properties": {
         "task": {"type": "string", "minLength": 1},
         "data": {"type": "object"},
-        "priority": {"type": "integer"},
-        "timeout": {"type": "number", "exclusiveMinimum": 0},
-        "max_attempts": {"type": "integer", "minimum": 0},
+        "priority": {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
+        "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 10**9},
+        "max_attempts": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
         "idempotency_key": {"type": "string"},
         "tenant": {"type": "string"},
         "after": {"type": "array", "items": {"type": "string", "minLength": 1}},
@@ -77,10 +77,12 @@ class Tally:
         return INVALID if self.malformed else REFUSED if self.refused else 0
 
 
-def request_of(text: str, run_key: str, number: int) -> pb.SubmitStreamRequest:
+def request_of(line: bytes, run_key: str, number: int) -> pb.SubmitStreamRequest:
     """The stream request a line asks for, or CliError saying what is wrong with it."""
     try:
-        found = json.loads(text)
+        found = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise CliError(f"line {number}: not UTF-8 text: {error}") from error
     except json.JSONDecodeError as error:
         raise CliError(f"line {number}: not valid JSON: {error}") from error
     problem = next(iter(_VALIDATOR.iter_errors(found)), None)
@@ -106,7 +108,9 @@ def _dependencies(found: dict[str, Any]) -> list[pb.Dependency]:
     return [pb.Dependency(on=i, needs=needs) for key, needs in kinds for i in found.get(key, [])]
 
 
-def _numbered(source: IO[str]) -> Iterator[tuple[int, str]]:
+def _numbered(source: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """Each line that is not blank, with its number (bytes: one line of bad
+    encoding is that line's problem, not the input's end)."""
     for number, line in enumerate(source, 1):
         if line.strip():
             yield number, line
@@ -115,14 +119,16 @@ def _numbered(source: IO[str]) -> Iterator[tuple[int, str]]:
 class Sender:
     """The lines of one run, sent over as many streams as it takes."""
 
-    def __init__(self, source: IO[str], json_output: bool) -> None:
+    def __init__(self, source: IO[bytes], json_output: bool) -> None:
         self._lines = _numbered(source)
         self._run_key = f"cli-{secrets.token_hex(8)}"
         self._json = json_output
         #: Sent and not yet answered, oldest first: sent again on a new stream.
         self.unanswered: deque[tuple[int, pb.SubmitStreamRequest]] = deque()
         self.tally = Tally()
-        self._reading: asyncio.Future[tuple[int, str] | None] | None = None
+        self._reading: asyncio.Future[tuple[int, bytes] | None] | None = None
+        #: Why the input could not be read to its end, if it could not.
+        self.unreadable: CliError | None = None
 
     async def requests(self) -> AsyncIterator[pb.SubmitStreamRequest]:
         """What was not answered, then each line still to read (read off
@@ -140,12 +146,16 @@ class Sender:
             self.unanswered.append((number, request))
             yield request
 
-    async def _next_line(self) -> tuple[int, str] | None:
+    async def _next_line(self) -> tuple[int, bytes] | None:
         """The next line; a read the last stream's end interrupted is
         finished, not lost."""
         if self._reading is None:
             self._reading = asyncio.ensure_future(asyncio.to_thread(next, self._lines, None))
-        numbered = await asyncio.shield(self._reading)
+        try:
+            numbered = await asyncio.shield(self._reading)
+        except OSError as error:  # what was read still goes
+            self.unreadable = CliError(f"the input cannot be read past its last line: {error}")
+            numbered = None
         self._reading = None
         return numbered
 
@@ -170,7 +180,7 @@ class Sender:
 
 async def _submit_many(connection: Connection, args: argparse.Namespace) -> int:
     try:
-        source = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+        source = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     except OSError as error:
         raise CliError(f"cannot read {args.file}: {error.strerror}") from error
     with source:
@@ -184,6 +194,8 @@ async def _submit_many(connection: Connection, args: argparse.Namespace) -> int:
                 async for answer in call:
                     resuming.progressed()
                     sender.answered(answer)
+                if sender.unreadable is not None:
+                    raise sender.unreadable
                 return sender.tally.exit_status()
             except grpc.aio.AioRpcError as error:
                 await resuming.after(error)  # the scheduler is away: again, or give up

@@ -7,15 +7,18 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 
 from taskyard.v1 import work_requests_pb2 as pb
 from tests.integration.scheduler.harness import Harness
 
 
-async def submit_many(harness: Harness, text: str, *options: str) -> tuple[int, str, str]:
+async def submit_many(
+    harness: Harness, text: str, *options: str, source: str = "-"
+) -> tuple[int, str, str]:
     token = dict(harness.submitter)["authorization"].split()[1]
     cli = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "taskyard.cli.main", "submit-many", "-", *options,
+        sys.executable, "-m", "taskyard.cli.main", "submit-many", source, *options,
         "--scheduler", harness.address, "--token", token,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, env=dict(os.environ),
@@ -81,3 +84,19 @@ async def test_a_line_sent_again_is_queued_once(harness: Harness) -> None:
     assert first == second
     listed = await harness.work_requests.List(pb.ListRequest(), metadata=harness.submitter)
     assert [w.id for w in listed.work_requests] == [first]
+
+
+async def test_out_of_range_numbers_and_undecodable_lines_are_one_line_each(
+    harness: Harness, tmp_path: Path
+) -> None:
+    lines = tmp_path / "lines.jsonl"
+    text = json.dumps({"task": "noop", "priority": 2**40}) + "\n"
+    text += json.dumps({"task": "noop"}) + "\n"
+    lines.write_bytes(text.encode() + b"\xff\xfe\n")
+    code, stdout, stderr = await submit_many(harness, "", source=str(lines))
+    assert code == 2
+    assert len(stdout.split()) == 1  # the good line went
+    said = stderr.splitlines()
+    assert said[0].startswith("taskyard: error: line 1: priority: ")
+    assert said[1].startswith("taskyard: error: line 3: not UTF-8 text")
+    assert "Traceback" not in stderr
