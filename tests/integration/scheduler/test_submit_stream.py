@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -15,11 +16,11 @@ from taskyard.v1 import work_requests_pb2 as pb
 from .harness import Harness
 
 
-def item(task: str = "noop", **fields: object) -> pb.SubmitStreamRequest:
-    return pb.SubmitStreamRequest(request=pb.SubmitRequest(task_name=task, **fields))  # type: ignore[arg-type]
+def item(task: str = "noop", **fields: Any) -> pb.SubmitStreamRequest:
+    return pb.SubmitStreamRequest(request=pb.SubmitRequest(task_name=task, **fields))
 
 
-async def pending_ids(harness: Harness) -> set[str]:
+async def stored_ids(harness: Harness) -> set[str]:
     found: set[str] = set()
     token = ""
     while True:
@@ -51,7 +52,7 @@ async def test_answers_come_in_order_each_on_its_own(harness: Harness) -> None:
     assert answers[3].problem.field_violations[0].field == "request.task_name"
     assert answers[4].work_request.priority == 2
     assert answers[4].created
-    assert await pending_ids(harness) == {answers[0].work_request.id, answers[4].work_request.id}
+    assert await stored_ids(harness) == {answers[0].work_request.id, answers[4].work_request.id}
 
 
 async def test_requests_arriving_together_share_commits(harness: Harness) -> None:
@@ -96,7 +97,7 @@ async def test_a_stream_cut_mid_batch_leaves_nothing_stored_unqueued(harness: Ha
     call.cancel()  # cut mid-batch: none answered yet
     gate.set()
     await holding
-    stored = await pending_ids(harness)  # committed or not: either is fine...
+    stored = await stored_ids(harness)  # committed or not: either is fine...
     assert await call.code() == grpc.StatusCode.CANCELLED
     worker = await harness.new_worker("w")
     await worker.connect(slots=len(stored) + 1)
@@ -115,4 +116,4 @@ async def test_answered_requests_survive_a_cut(harness: Harness) -> None:
     answers = aiter(call)
     answered = [(await anext(answers)).work_request.id for _ in range(10)]
     call.cancel()
-    assert set(answered) <= await pending_ids(harness)
+    assert set(answered) <= await stored_ids(harness)
