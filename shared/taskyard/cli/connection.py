@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 import grpc
 
@@ -111,6 +113,23 @@ class Connection:
         await self.channel.close(None)
 
 
+class Violation(Protocol):
+    """A field violation, as the errors module or google.rpc.BadRequest has it."""
+
+    @property
+    def field(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+
+def with_violations(message: str, violations: Iterable[Violation]) -> str:
+    """A refusal's message and each field violation, once: the message
+    usually says the first already."""
+    said = [f"{v.field}: {v.description}" for v in violations if v.description not in message]
+    return "; ".join([message, *said])
+
+
 def cli_error(error: grpc.aio.AioRpcError, address: str) -> CliError:
     """One clear line for a failed call."""
     code = error.code()
@@ -120,15 +139,8 @@ def cli_error(error: grpc.aio.AioRpcError, address: str) -> CliError:
             f"cannot reach the scheduler at {address}: {error.details()}", UNREACHABLE,
             code=code.name, reason="UNREACHABLE",
         )  # fmt: skip
-    # Each violation once: the message usually says the first already.
-    lines = [failure.message]
-    lines += [
-        f"{v.field}: {v.description}"
-        for v in failure.violations
-        if v.description not in failure.message
-    ]
     return CliError(
-        "; ".join(lines),
+        with_violations(failure.message, failure.violations),
         INVALID if code == grpc.StatusCode.INVALID_ARGUMENT else REFUSED,
         code=code.name,
         reason=failure.reason,

@@ -28,7 +28,7 @@ import grpc
 import jsonschema
 
 from taskyard.cli import records
-from taskyard.cli.connection import Connection, Resuming
+from taskyard.cli.connection import Connection, Resuming, with_violations
 from taskyard.cli.errors import INVALID, REFUSED, CliError
 from taskyard.cli.parsing import Subparsers
 from taskyard.cli.work_requests import add_command
@@ -164,9 +164,7 @@ class Sender:
         if answer.HasField("problem"):
             self.tally.refused += 1
             problem = answer.problem
-            details = [f"{v.field}: {v.description}" for v in problem.field_violations
-                       if v.description not in problem.message]  # fmt: skip
-            message = "; ".join([problem.message, *details])
+            message = with_violations(problem.message, problem.field_violations)
             self._say(CliError(f"line {number}: {message}", REFUSED, reason=problem.reason))
         elif self._json:
             print(json.dumps(records.work_request(answer.work_request)), flush=True)  # a line each

@@ -69,6 +69,10 @@ def assign(scheduler: FakeScheduler, request: str, task: str, data: Any = None) 
     return lease
 
 
+def abort(scheduler: FakeScheduler, lease: common_pb2.Lease, why: str) -> None:
+    scheduler.push(abort=workers_pb2.AbortWork(lease=lease, message=why))
+
+
 async def completion(scheduler: FakeScheduler) -> workers_pb2.WorkCompleted:
     """The next completed report (starts come first, or in the same message)."""
     async with asyncio.timeout(60):
@@ -120,7 +124,7 @@ async def test_an_abort_stops_the_task_and_is_reported(running: Running) -> None
     async with asyncio.timeout(30):  # its start is reported once it runs
         while not running.agent.runner.holds("r1", 1):
             await asyncio.sleep(0.01)
-    scheduler.push(abort=workers_pb2.AbortWork(lease=lease, message="no longer wanted"))
+    abort(scheduler, lease, "no longer wanted")
     done = await completion(scheduler)
     assert (done.lease, done.outcome) == (lease, workers_pb2.WORK_OUTCOME_ABORTED)
 
@@ -201,13 +205,13 @@ async def test_a_prefetched_assignment_starts_when_a_slot_frees(prefetching: Run
     assert hello.prefetch == 1
     first, second = await running_both(prefetching)
     assign(scheduler, "r2", "noop")  # held, not started: both slots are taken
-    scheduler.push(abort=workers_pb2.AbortWork(lease=first, message="make room"))
+    abort(scheduler, first, "make room")
     ended = [await completion(scheduler), await completion(scheduler)]
     assert [(c.lease.work_request_id, c.outcome) for c in ended] == [
         ("r0", workers_pb2.WORK_OUTCOME_ABORTED),
         ("r2", workers_pb2.WORK_OUTCOME_SUCCESS),  # it ran in the slot r0 freed
     ]
-    scheduler.push(abort=workers_pb2.AbortWork(lease=second, message="done"))
+    abort(scheduler, second, "done")
     await completion(scheduler)
 
 
@@ -216,13 +220,13 @@ async def test_an_abort_of_a_prefetched_assignment_ends_it_at_once(prefetching: 
     await scheduler.next("hello")
     first, second = await running_both(prefetching)
     queued = assign(scheduler, "r2", "noop")
-    scheduler.push(abort=workers_pb2.AbortWork(lease=queued, message="no longer wanted"))
+    abort(scheduler, queued, "no longer wanted")
     done = await completion(scheduler)  # before either slot frees
     assert (done.lease, done.outcome) == (queued, workers_pb2.WORK_OUTCOME_ABORTED)
     assert prefetching.agent.runner.holds("r0", 1)
     assert prefetching.agent.runner.holds("r1", 1)
     for lease in (first, second):
-        scheduler.push(abort=workers_pb2.AbortWork(lease=lease, message="done"))
+        abort(scheduler, lease, "done")
         await completion(scheduler)
 
 
@@ -243,4 +247,4 @@ async def test_stopping_gives_back_what_waits_for_a_slot(prefetching: Running) -
             declined = found[0] if found else None
     assert (declined.lease, declined.reason) == (queued, "the worker is stopping")
     for lease in (first, second):  # let the drain end
-        scheduler.push(abort=workers_pb2.AbortWork(lease=lease, message="done"))
+        abort(scheduler, lease, "done")

@@ -114,11 +114,10 @@ class LiveWorker:
 
     def queue_room(self) -> int:
         """How many more assignments it would queue behind full slots."""
-        if self.session is None or self.free_slots() > 0 or not self.worker.enabled:
+        session = self.session
+        if session is None or session.draining or not self.worker.enabled or self.free_slots():
             return 0
-        if self.session.draining:
-            return 0
-        return max(0, self.worker.slots + self.session.prefetch - len(self.busy))
+        return max(0, self.worker.slots + session.prefetch - len(self.busy))
 
     def status(self) -> WorkerStatus:
         free = max(0, self.worker.slots - len(self.busy))  # prefetched work fills past the slots
